@@ -1,0 +1,93 @@
+"""Typed errors. Every message says what was expected, what was found and how to fix it."""
+
+from __future__ import annotations
+
+
+class VisrecError(Exception):
+    """Base class of every error visrec raises on purpose.
+
+    ``exit_code`` is what the CLI returns when this error reaches it.
+    """
+
+    exit_code = 1
+
+
+class BadInput(VisrecError):
+    """The user gave an argument, file or folder that cannot be used."""
+
+    exit_code = 2
+
+
+class BadImage(BadInput):
+    """An image file could not be decoded.
+
+    ``reason`` is a short, stable key (``"corrupt"``, ``"truncated"``, ``"empty"``, ``"not-an-image"``,
+    ``"too-large"``, ``"unreadable"``) that run summaries count.
+    """
+
+    def __init__(self, path: str, reason: str, detail: str = "") -> None:
+        self.path = path
+        self.reason = reason
+        self.detail = detail
+        msg = f"{path}: cannot use this image ({reason})"
+        if detail:
+            msg += f": {detail}"
+        super().__init__(msg)
+
+
+class EmptyDataset(BadInput):
+    """A folder or manifest holds no usable image."""
+
+
+class DimensionMismatch(VisrecError):
+    """Vectors of one width were given where another was expected."""
+
+    exit_code = 3
+
+
+class ManifestMismatch(VisrecError):
+    """An index or adapter was opened with an encoder (or schema) other than the one that built it."""
+
+    exit_code = 3
+
+
+class IndexBusy(VisrecError):
+    """Another process holds the write lock of an index folder."""
+
+    exit_code = 4
+
+
+class IndexCorrupt(VisrecError):
+    """An index folder is missing files or holds files that do not agree with its manifest."""
+
+    exit_code = 3
+
+
+class NotCalibrated(VisrecError):
+    """An operation needs calibration data that the index does not hold yet."""
+
+    exit_code = 2
+
+
+class MissingExtra(VisrecError):
+    """An optional dependency is not installed; the message names the pip command that installs it."""
+
+    exit_code = 5
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the package {package!r}, which is not installed. "
+            f"Install it with: pip install 'visrec[{extra}]'"
+        )
+
+
+class MissingWeights(VisrecError):
+    """Pretrained weights are not where they should be; the message says how to install them."""
+
+    exit_code = 5
+
+
+class StageOrderError(VisrecError):
+    """A set-once / query-many object was queried before it was set."""
