@@ -1,0 +1,307 @@
+"""Write index folders: build or update from a dataset, and (re)calibrate the unknown thresholds.
+
+Every write happens under the folder's lock and ends in one atomic switch to a new generation, so a reader
+never sees a half-written index and a crash never loses the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.encoders.base import Encoder
+from visrec.errors import BadInput, EmptyDataset
+from visrec.indexing import (
+    IndexConfig,
+    IndexingReport,
+    Progress,
+    ShardWriter,
+    embed_items,
+    plan_changes,
+    timed,
+)
+from visrec.types import LabeledSet
+
+CALIBRATED_MODES = ("knn", "prototype")
+MIN_LABELED_FOR_CALIBRATION = 10
+
+
+def _open_or_create(out: Path, encoder: Encoder, backend: str) -> Any:
+    from visrec.stores import IndexFolder
+
+    if (out / "manifest.json").exists():
+        folder = IndexFolder.open(out)
+        folder.check_encoder(encoder.fingerprint, encoder.name)
+        return folder
+    info = {"describe": encoder.describe()}
+    return IndexFolder.create(
+        out, encoder_info=info | {"fingerprint": encoder.fingerprint, "name": encoder.name},
+        dim=encoder.dim, joint_dim=encoder.joint_dim, backend=backend,
+    )
+
+
+def _load_current(folder: Any) -> tuple[Any, Any]:
+    from visrec.stores import load_store
+
+    gen = folder.generation_dir
+    if gen is None:
+        return None, None
+    backend = folder.manifest.store
+    joint = load_store(backend, gen / "joint") if (gen / "joint").exists() else None
+    return load_store(backend, gen / "store"), joint
+
+
+def _stored_metadata(store: Any) -> dict[str, dict[str, Any]]:
+    metas: dict[str, dict[str, Any]] = {}
+    if store is not None:
+        for ids, _, ms in store.export():
+            metas.update(zip(ids, ms, strict=True))
+    return metas
+
+
+def _shard_rows(shards: ShardWriter) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, dict[str, Any]]]:
+    """(id, sha256) -> (vector, joint vector, metadata) of every finished shard; later shards win."""
+    out: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, dict[str, Any]]] = {}
+    for info, vec, joint in shards.completed():
+        for r, (i, meta) in enumerate(zip(info["ids"], info["meta"], strict=True)):
+            out[(i, meta["sha256"])] = (vec[r], None if joint is None else joint[r], meta)
+    return out
+
+
+class _Assembly:
+    """The next generation's items, gathered from the old store, metadata updates and new shards."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.ids: list[str] = []
+        self.vecs: list[np.ndarray] = []
+        self.joint: list[np.ndarray] = []
+        self.metas: list[dict[str, Any]] = []
+        self.encoder = encoder
+
+    def take_old(self, old: Any, old_joint: Any, ids: Sequence[str], metas: Sequence[dict[str, Any]] | None) -> None:
+        if not ids:
+            return
+        vec, stored = old.get(list(ids))
+        self.ids += list(ids)
+        self.vecs.append(vec)
+        self.metas += list(metas) if metas is not None else stored
+        if old_joint is not None:
+            self.joint.append(old_joint.get(list(ids))[0])
+
+    def take_new(self, rows: Sequence[tuple[str, tuple[np.ndarray, np.ndarray | None, dict[str, Any]]]]) -> None:
+        if not rows:
+            return
+        self.ids += [i for i, _ in rows]
+        self.vecs.append(np.stack([r[0] for _, r in rows]))
+        self.metas += [r[2] for _, r in rows]
+        if self.encoder.joint_dim is not None:
+            self.joint.append(np.stack([r[1] for _, r in rows]))  # type: ignore[misc]
+
+    def stores(self, backend: str) -> tuple[Any, Any]:
+        from visrec.stores import create_store
+
+        enc = self.encoder
+        store = create_store(backend, enc.dim)
+        vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, enc.dim), np.float32)
+        if self.ids:
+            store.add(self.ids, vecs, self.metas)
+        joint = None
+        if enc.joint_dim is not None:
+            joint = create_store(backend, enc.joint_dim)
+            if self.ids:
+                joint.add(self.ids, np.concatenate(self.joint), [{"path": m["path"]} for m in self.metas])
+        return store, joint
+
+
+def build_index(
+    dataset: LabeledSet,
+    out: str | Path,
+    encoder: Encoder,
+    config: IndexConfig | None = None,
+    progress: Progress | None = None,
+) -> IndexingReport:
+    """Create or update the index folder ``out`` so that it holds exactly ``dataset``'s images.
+
+    Only new or changed files (by sha256) are embedded; removed files are dropped; a file that became
+    unreadable keeps its previous entry and is reported. Embeddings are saved in resumable shards as they are
+    computed, so an interrupted run resumes where it stopped. Returns what was done.
+    """
+    cfg = config or IndexConfig()
+    out = Path(out)
+    if len(dataset) == 0:
+        raise EmptyDataset(f"{dataset.root}: no image to index")
+    folder = _open_or_create(out, encoder, cfg.store)
+    report = IndexingReport(path=str(out))
+    with folder.writer():
+        old, old_joint = _load_current(folder)
+        stored = _stored_metadata(old)
+        stop = timed(report, "scan")
+        plan = plan_changes(dataset, stored, report, cfg.workers)
+        stop()
+        shards = ShardWriter(folder.work_dir, encoder.fingerprint)
+        done = _shard_rows(shards)
+        todo = [it for it in plan.embed if (it.record.id, it.meta["sha256"]) not in done]
+        report.resumed = len(plan.embed) - len(todo)
+        stop = timed(report, "embed")
+        embed_items(todo, encoder, shards, cfg, report, progress)
+        stop()
+        if todo and report.seconds["embed"] > 0:
+            report.embedded_per_second = round(len(todo) / report.seconds["embed"], 2)
+        done = _shard_rows(shards)
+        new = [(it.record.id, done[k]) for it in plan.embed if (k := (it.record.id, it.meta["sha256"])) in done]
+        failed_but_stored = [i for reason in report.skipped.values() for i in _ids_of(dataset, reason) if i in stored]
+        report.added = sum(1 for i, _ in new if i not in stored)
+        report.updated = len(new) - report.added
+        report.removed = len(plan.remove)
+        report.unchanged = len(plan.keep)
+        report.metadata_updated = len(plan.meta_only)
+        if old is not None and not (new or plan.remove or plan.meta_only):
+            report.count = len(stored)
+            shards.clear()
+            return report
+        asm = _Assembly(encoder)
+        asm.take_old(old, old_joint, plan.keep + failed_but_stored, None)
+        asm.take_old(old, old_joint, [it.record.id for it in plan.meta_only], [it.meta for it in plan.meta_only])
+        asm.take_new(new)
+        if not asm.ids:
+            raise EmptyDataset(_nothing_indexed(dataset, report))
+        stop = timed(report, "store")
+        store, joint = asm.stores(folder.manifest.store)
+        files = _derived_files(store, joint, cfg, report)
+        stop()
+        stop = timed(report, "commit")
+        folder.commit(_writer(store, joint, files), count=len(asm.ids))
+        stop()
+        shards.clear()
+    report.count = len(asm.ids)
+    return report
+
+
+def _ids_of(dataset: LabeledSet, paths: Sequence[str]) -> list[str]:
+    by_path = {str(dataset.abspath(r)): r.id for r in dataset.records}
+    return [by_path[p] for p in paths if p in by_path]
+
+
+def _nothing_indexed(dataset: LabeledSet, report: IndexingReport) -> str:
+    reasons = ", ".join(f"{len(v)} {k}" for k, v in report.skipped.items()) or "none"
+    return f"{dataset.root}: none of the {len(dataset)} images could be indexed (skipped: {reasons})"
+
+
+def _labels_and_groups(store: Any) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None]]:
+    from visrec.data.dedup import near_duplicate_groups
+
+    ids: list[str] = []
+    vecs: list[np.ndarray] = []
+    labels: list[tuple[str, ...]] = []
+    hashes: list[str] = []
+    for bid, bvec, bmeta in store.export():
+        ids += bid
+        vecs.append(np.asarray(bvec, np.float32))
+        labels += [tuple(m.get("labels", ())) for m in bmeta]
+        hashes += [m.get("extra", {}).get("phash", "") for m in bmeta]
+    groups: list[str | None] = [None] * len(ids)
+    have = [i for i, h in enumerate(hashes) if h]
+    if have:
+        packed = np.stack([np.frombuffer(bytes.fromhex(hashes[i]), np.uint8) for i in have])
+        for i, g in zip(have, near_duplicate_groups(packed), strict=True):
+            groups[i] = f"p{g}"
+    matrix = np.concatenate(vecs) if vecs else np.zeros((0, store.dim), np.float32)
+    return ids, matrix, labels, groups
+
+
+def _derived_files(store: Any, joint: Any, cfg: IndexConfig, report: IndexingReport) -> dict[str, bytes]:
+    """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items."""
+    from visrec.classify import CalibrationOptions, PrototypeClassifier, calibrate_leave_one_group_out
+    from visrec.recognize import make_classifier_from_params
+
+    _, vecs, labels, groups = _labels_and_groups(store)
+    files: dict[str, bytes] = {}
+    labeled = [i for i, lab in enumerate(labels) if lab]
+    if labeled:
+        proto = PrototypeClassifier().fit(vecs[labeled], [labels[i] for i in labeled])
+        files["prototypes.json"] = json.dumps({"classes": list(proto.classes)}).encode()
+        files["prototypes.npy"] = _npy_bytes(proto.prototypes)
+    n_classes = len({x for lab in labels for x in lab})
+    if cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
+        opts = CalibrationOptions(target_precision=cfg.target_precision)
+        cals = {}
+        for mode in CALIBRATED_MODES:
+            clf = make_classifier_from_params(mode, {})
+            cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts).to_dict()
+        files["calibration.json"] = json.dumps(cals, indent=1).encode()
+        report.calibration = {m: _brief(c) for m, c in cals.items()}
+    return files
+
+
+def _brief(cal: dict[str, Any]) -> dict[str, Any]:
+    keys = ("precision", "coverage", "unknown_rejected", "target_met")
+    return {k: cal.get(k) for k in keys}
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _writer(store: Any, joint: Any, files: dict[str, bytes]) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        (tmp / "store").mkdir()
+        store.save(tmp / "store")
+        if joint is not None:
+            (tmp / "joint").mkdir()
+            joint.save(tmp / "joint")
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+
+    return write
+
+
+def link_generation(src: Path, replace: dict[str, bytes]) -> Callable[[Path], None]:
+    """A commit writer that hard-links (or copies) ``src``'s files and writes ``replace`` over them."""
+
+    def write(tmp: Path) -> None:
+        for p in src.iterdir():
+            if p.name in replace:
+                continue
+            dst = tmp / p.name
+            if p.is_dir():
+                shutil.copytree(p, dst, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(str(p), str(dst))
+        for name, data in replace.items():
+            (tmp / name).write_bytes(data)
+
+    return write
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def save_calibration(index_path: str | Path, calibrations: dict[str, dict[str, Any]]) -> None:
+    """Store calibrations (mode -> ``Calibration.to_dict()``) in a new generation of the index, merged with
+    the modes already calibrated."""
+    from visrec.stores import IndexFolder
+
+    folder = IndexFolder.open(index_path)
+    with folder.writer():
+        gen = folder.generation_dir
+        if gen is None:
+            raise BadInput(f"{index_path}: the index is empty; nothing to calibrate")
+        p = gen / "calibration.json"
+        merged = json.loads(p.read_text()) if p.exists() else {}
+        merged.update(calibrations)
+        data = json.dumps(merged, indent=1).encode()
+        folder.commit(link_generation(gen, {"calibration.json": data}), count=folder.manifest.count)

@@ -1,0 +1,59 @@
+"""Classification stage: kNN vote, class prototypes, zero-shot prompts, their blend, and calibrated
+thresholds that answer "unknown". Pure numpy over vectors and labels -> :class:`visrec.types.Prediction`.
+"""
+
+from __future__ import annotations
+
+from visrec.classify.blend import BLEND_SCORES, BlendClassifier, BlendConfig
+from visrec.classify.calibration import (
+    Calibration,
+    CalibrationOptions,
+    calibrate_held_out,
+    calibrate_leave_one_group_out,
+)
+from visrec.classify.knn import KNN_SCORES, KnnClassifier, KnnConfig
+from visrec.classify.loo import Classifier
+from visrec.classify.prototype import PrototypeClassifier, PrototypeConfig
+from visrec.classify.thresholds import ClassThresholds, ConfidenceMap, fit_confidence, per_class_thresholds
+from visrec.classify.zeroshot import (
+    DEFAULT_TEMPLATES,
+    ZEROSHOT_SCORES,
+    ZeroShotClassifier,
+    ZeroShotConfig,
+    prompt_vectors,
+)
+from visrec.registry import Registry
+
+CLASSIFIERS: Registry[Classifier] = Registry("classifier")
+CLASSIFIERS.register(
+    "knn", KnnClassifier, help="similarity-weighted vote of the k nearest labeled neighbours"
+)
+CLASSIFIERS.register("prototype", PrototypeClassifier, help="cosine to per-class mean vectors")
+CLASSIFIERS.register("zeroshot", ZeroShotClassifier, help="cosine to class-name text prompts (joint space)")
+CLASSIFIERS.register("blend", BlendClassifier, help="text prompts blended with image prototypes")
+
+__all__ = [
+    "BLEND_SCORES",
+    "CLASSIFIERS",
+    "DEFAULT_TEMPLATES",
+    "KNN_SCORES",
+    "ZEROSHOT_SCORES",
+    "BlendClassifier",
+    "BlendConfig",
+    "Calibration",
+    "CalibrationOptions",
+    "ClassThresholds",
+    "Classifier",
+    "ConfidenceMap",
+    "KnnClassifier",
+    "KnnConfig",
+    "PrototypeClassifier",
+    "PrototypeConfig",
+    "ZeroShotClassifier",
+    "ZeroShotConfig",
+    "calibrate_held_out",
+    "calibrate_leave_one_group_out",
+    "fit_confidence",
+    "per_class_thresholds",
+    "prompt_vectors",
+]

@@ -1,0 +1,127 @@
+"""Zero-shot classification from class names (text prompts) in the encoder's *joint* image-text space."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from visrec.classify.base import (
+    check_classes,
+    check_vectors,
+    masked_softmax,
+    normalize_rows,
+    predictions_from_scores,
+)
+from visrec.errors import BadInput, DimensionMismatch
+from visrec.types import Prediction
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a picture of {}.",
+    "an image of {}.",
+    "a drawing of {}.",
+    "an anime drawing of {}.",
+    "a close-up photo of {}.",
+    "a cropped photo of {}.",
+    "art of {}.",
+)
+"""Prompt ensemble (``{}`` = class name), in the spirit of CLIP's prompt ensembling."""
+
+ZEROSHOT_SCORES = ("softmax", "cosine")
+
+
+def prompt_vectors(
+    classes: Sequence[str],
+    encode_texts: Callable[[list[str]], np.ndarray],
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+) -> np.ndarray:
+    """One text vector per class: the renormalised mean of the encoded prompts ``template.format(name)``.
+
+    ``encode_texts`` maps ``n`` strings to an ``(n, dj)`` float array (rows are normalised here first).
+    Returns ``(c, dj)`` float32 unit rows in ``classes`` order.
+    """
+    names = check_classes(classes)
+    if not templates or any("{}" not in t for t in templates):
+        raise BadInput(f"every prompt template must contain '{{}}' for the class name, got {list(templates)}")
+    prompts = [t.format(name) for name in names for t in templates]
+    enc = np.asarray(encode_texts(prompts))
+    if enc.ndim != 2 or enc.shape[0] != len(prompts):
+        raise DimensionMismatch(
+            f"encode_texts returned shape {enc.shape} for {len(prompts)} prompts, expected (n, d)"
+        )
+    per_prompt = normalize_rows(enc.astype(np.float32))
+    means = per_prompt.reshape(len(names), len(templates), -1).mean(axis=1)
+    return normalize_rows(means)
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    """Options of :class:`ZeroShotClassifier`.
+
+    ``score``: ``"softmax"`` = probability over the classes of ``cosine / temperature`` (CLIP's logit scale
+    100 is ``temperature=0.01``); ``"cosine"`` = the raw cosine to the best class prompt, which keeps how far
+    the image is from every prompt (better for the unknown decision with few classes). ``top_k``: classes
+    listed in ``Prediction.top_k``.
+    """
+
+    temperature: float = 0.01
+    score: str = "softmax"
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise BadInput(f"temperature must be > 0, got {self.temperature}")
+        if self.score not in ZEROSHOT_SCORES:
+            raise BadInput(
+                f"unknown zero-shot score {self.score!r}; expected one of {', '.join(ZEROSHOT_SCORES)}"
+            )
+        if self.top_k < 1:
+            raise BadInput(f"top_k must be >= 1, got {self.top_k}")
+
+
+class ZeroShotClassifier:
+    """Classify joint-space image vectors by cosine to per-class text vectors (see ``ZeroShotConfig``)."""
+
+    mode = "zeroshot"
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        text_vectors: np.ndarray,
+        temperature: float = 0.01,
+        score: str = "softmax",
+        top_k: int = 5,
+    ) -> None:
+        self.classes = check_classes(classes)
+        vecs = check_vectors("text_vectors", text_vectors)
+        if vecs.shape[0] != len(self.classes):
+            raise BadInput(
+                f"{vecs.shape[0]} text vectors for {len(self.classes)} classes; give one per class"
+            )
+        self.text_vectors = normalize_rows(vecs)
+        self.config = ZeroShotConfig(temperature=temperature, score=score, top_k=top_k)
+
+    def params(self) -> dict[str, Any]:
+        """JSON-serialisable options."""
+        c = self.config
+        return {"mode": self.mode, "temperature": c.temperature, "score": c.score, "top_k": c.top_k}
+
+    def cosines(self, joint_queries: np.ndarray) -> np.ndarray:
+        """``(q, c)`` cosine of each joint-space query ``(q, dj)`` to each class text vector."""
+        q = check_vectors("joint queries", joint_queries, self.text_vectors.shape[1])
+        return q @ self.text_vectors.T
+
+    def predict(self, joint_queries: np.ndarray) -> list[Prediction]:
+        """One uncalibrated ``Prediction`` (``mode="zeroshot"``) per row of ``joint_queries`` ``(q, dj)``."""
+        return self.predict_from_scores(self.cosines(joint_queries))
+
+    def predict_from_scores(self, cosines: np.ndarray) -> list[Prediction]:
+        """Predictions from ``(q, c)`` cosines (``-inf`` = class unavailable, left out of the softmax)."""
+        scores = cosines
+        if self.config.score == "softmax":
+            probs = masked_softmax(np.asarray(cosines, np.float64) / self.config.temperature)
+            scores = np.where(np.isfinite(cosines), probs, -np.inf)
+        return predictions_from_scores(self.classes, scores, self.mode, self.config.top_k)

@@ -1,0 +1,200 @@
+"""Command line: parse -> library call -> print. ``--json`` on every command prints machine-readable output.
+
+Exit codes: 0 ok, 1 error, 2 bad input, 3 index/encoder mismatch or damaged index, 4 index busy,
+5 missing optional package or weights, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from visrec import render
+from visrec.errors import VisrecError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="visrec: index labeled images, then search, classify and recognise in new ones.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Inspect a dataset: formats, near-duplicates, split leakage.")
+app.add_typer(data_app, name="data")
+
+F = TypeVar("F", bound=Callable[..., Any])
+JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
+WHERE = typer.Option(None, "--where", help='Filter expression, e.g. \'label == "Sakura"\' or \'split != "test"\'.')
+
+
+def _command(fn: F) -> F:
+    """Turn library errors into a one-line message and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VisrecError as e:
+            render.error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            render.error("interrupted; finished work is kept and the next run resumes from it")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+    else:
+        human()
+
+
+@app.command("index")
+@_command
+def index_cmd(
+    dataset: Path = typer.Argument(..., help="Folder per label, unlabeled folder, Roboflow export or manifest CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder to create or update (e.g. naruto.vrx)."),
+    fmt: str = typer.Option(None, "--format", help="folders | unlabeled | roboflow | manifest (default: detect)."),
+    where: str = WHERE,
+    encoder: str = typer.Option(None, "--encoder", help="Encoder name (default: efficientnet-lite0)."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Model folder or cache id for hf-clip/open-clip."),
+    store: str = typer.Option("faiss", "--store", help="Vector store backend: faiss | exact."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Calibrate unknown thresholds."),
+    target_precision: float = typer.Option(0.95, "--target-precision", min=0.01, max=1.0),
+    as_json: bool = JSON,
+) -> None:
+    """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
+    from visrec import ops
+    from visrec.indexing import IndexConfig
+
+    cfg = IndexConfig(store=store, batch_size=batch_size, workers=workers, calibrate=calibrate,
+                      target_precision=target_precision)  # fmt: skip
+    with render.progress(enabled=not as_json) as bar:
+        report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar)
+    _emit(as_json, report.to_dict(), lambda: render.indexing_report(report))
+
+
+@app.command("search")
+@_command
+def search_cmd(
+    index: Path = typer.Argument(..., help="Index folder."),
+    image: list[Path] = typer.Option(None, "--image", "-i", help="Query image (repeatable)."),
+    text: str = typer.Option(None, "--text", "-t", help="Text query."),
+    k: int = typer.Option(10, "-k", min=1, help="Number of hits."),
+    where: str = WHERE,
+    route: str = typer.Option("auto", "--route", help="Text route: auto | labels | joint."),
+    as_json: bool = JSON,
+) -> None:
+    """Search by image (image -> image) or by text (label names, or the encoder's image-text space)."""
+    from visrec.index import Index
+
+    if bool(image) == bool(text):
+        raise typer.BadParameter("give either --image or --text")
+    idx = Index(index)
+    if text:
+        res = idx.search_text(text, k, where, route)
+        _emit(as_json, res.to_dict(), lambda: render.text_hits(res, idx.encoder_info.get("name", "")))
+        return
+    hits = idx.search_images(list(image), k, where)
+    data = [{"query": str(q), "hits": [h.to_dict() for h in hs]} for q, hs in zip(image, hits, strict=True)]
+    _emit(as_json, data, lambda: render.image_hits(image, hits))
+
+
+@app.command("classify")
+@_command
+def classify_cmd(
+    index: Path = typer.Argument(..., help="Index folder."),
+    inputs: list[Path] = typer.Argument(..., help="Images, folders of images, or a labeled dataset to evaluate."),
+    mode: str = typer.Option("knn", "--mode", "-m", help="knn | prototype | zeroshot | blend."),
+    k: int = typer.Option(None, "-k", min=1, help="Neighbours for knn (default: the calibrated value)."),
+    where: str = WHERE,
+    classes: str = typer.Option(None, "--classes", help="Comma-separated class names for zeroshot/blend."),
+    raw: bool = typer.Option(False, "--raw", help="Skip the calibrated unknown decision."),
+    show: int = typer.Option(20, "--show", help="Rows of per-image results to print (human output)."),
+    as_json: bool = JSON,
+) -> None:
+    """Classify images: label, calibrated confidence, or "unknown". On a labeled dataset, also print
+    top-1 accuracy, macro-F1 and the unknown rate."""
+    from visrec import ops
+
+    names = [c.strip() for c in classes.split(",")] if classes else None
+    result = ops.classify(index, inputs, mode, k, where, names, not raw)
+    _emit(as_json, result.to_dict(), lambda: render.classification(result, show))
+
+
+@app.command("calibrate")
+@_command
+def calibrate_cmd(
+    index: Path = typer.Argument(..., help="Index folder."),
+    held_out: Path = typer.Argument(None, help="Labeled held-out dataset (default: leave-one-group-out on the index)."),
+    where: str = WHERE,
+    modes: str = typer.Option("knn,prototype", "--modes", help="Comma-separated modes to calibrate."),
+    target_precision: float = typer.Option(0.95, "--target-precision", min=0.01, max=1.0),
+    as_json: bool = JSON,
+) -> None:
+    """Calibrate per-class thresholds to a target precision; below them the answer is "unknown"."""
+    from visrec import ops
+
+    cals = ops.calibrate(index, held_out, where, [m.strip() for m in modes.split(",")], target_precision)
+    _emit(as_json, cals, lambda: render.calibration(cals))
+
+
+@app.command("info")
+@_command
+def info_cmd(index: Path = typer.Argument(..., help="Index folder."), as_json: bool = JSON) -> None:
+    """Show what an index holds: counts per label, encoder, store, calibration."""
+    from visrec.index import Index
+
+    info = Index(index).info()
+    _emit(as_json, info, lambda: render.info(info))
+
+
+@data_app.command("check")
+@_command
+def data_check_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder or manifest CSV."),
+    fmt: str = typer.Option(None, "--format", help="folders | unlabeled | roboflow | manifest (default: detect)."),
+    split_field: str = typer.Option("split", "--split-field", help="Field holding the split of each image."),
+    train: str = typer.Option("train,valid", "--train", help="Comma-separated training split values."),
+    test: str = typer.Option("test", "--test", help="Comma-separated test split values."),
+    threshold: int = typer.Option(None, "--threshold", help="Near-duplicate Hamming threshold (bits of 256)."),
+    write_split: Path = typer.Option(None, "--write-split", help="Write a manifest with a leak-free grouped_split."),
+    as_json: bool = JSON,
+) -> None:
+    """Check a dataset: readable files, classes, near-duplicates, and leakage between train and test."""
+    from visrec import ops
+
+    with render.progress(enabled=not as_json) as bar:
+        res = ops.data_check(dataset, fmt, split_field, train.split(","), test.split(","), threshold, write_split, bar)
+    _emit(as_json, res, lambda: render.data_check(res))
+
+
+@app.command("demo")
+@_command
+def demo_cmd(
+    data: Path = typer.Option(None, "--data", help="Labeled dataset to use (default: naruto_roboflow if present)."),
+    out: Path = typer.Option(Path("demo.vrx"), "--out", "-o", help="Index folder to write."),
+    as_json: bool = JSON,
+) -> None:
+    """The end-to-end job on real weights: index a leak-free train split, classify the test split, search."""
+    from visrec import demo
+
+    with render.progress(enabled=not as_json) as bar:
+        res = demo.run(data, out, bar)
+    _emit(as_json, res.to_dict(), lambda: render.demo(res))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

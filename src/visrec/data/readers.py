@@ -1,0 +1,246 @@
+"""Dataset readers: folder-per-label trees, unlabeled folders and Roboflow one-hot CSV exports.
+
+Each reader returns a ``LabeledSet`` plus a ``LoadReport`` of what it left out and why. Record ids are the
+POSIX path relative to the dataset root, so they are stable across runs and machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from natsort import natsorted
+
+from visrec.data.images import is_image_file
+from visrec.errors import BadInput, EmptyDataset
+from visrec.types import ImageRecord, LabeledSet
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = frozenset({"train", "training", "valid", "val", "validation", "dev", "test", "testing"})
+"""Folder names taken as split names (lower-cased) in ``root/<split>/<label>/...`` trees."""
+
+_JUNK_DIRS = frozenset({"__MACOSX", "__pycache__"})
+
+FOLDER_LAYOUT = "root/<label>/<image> (or root/<split>/<label>/<image> with split folders train/valid/test)"
+UNLABELED_LAYOUT = "root/<image> or root/<any folders>/<image>"
+ROBOFLOW_LAYOUT = "root/<split>/_classes.csv (filename,<class>,...) with the images beside each CSV"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One entry a reader left out: ``path`` relative to the root, a short ``reason`` key and a detail."""
+
+    path: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a reader saw but did not turn into records.
+
+    ``skipped``: rows or files left out with a reason (``"missing"``, ``"outside-label-folder"``,
+    ``"duplicate"``, ...). ``ignored``: number of non-image or hidden files passed over.
+    """
+
+    source: str
+    skipped: tuple[Skipped, ...] = ()
+    ignored: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def counts(self) -> dict[str, int]:
+        """Number of skipped entries per reason."""
+        out: dict[str, int] = {}
+        for s in self.skipped:
+            out[s.reason] = out.get(s.reason, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (every skipped entry is listed)."""
+        return {
+            "source": self.source,
+            "ignored": self.ignored,
+            "skipped_counts": self.counts(),
+            "skipped": [{"path": s.path, "reason": s.reason, "detail": s.detail} for s in self.skipped],
+            "notes": list(self.notes),
+        }
+
+
+def _is_hidden(rel: Path) -> bool:
+    return any(part.startswith(".") or part in _JUNK_DIRS for part in rel.parts)
+
+
+def iter_files(root: Path) -> Iterator[tuple[Path, bool]]:
+    """Yield ``(path relative to root, is_image)`` for every non-folder entry under root, sorted naturally.
+
+    Hidden files and folders (``.git``, ``._x.jpg``) and ``__MACOSX`` are not yielded. Dangling symlinks
+    with image names are yielded (decoding reports them as ``unreadable`` instead of losing them silently).
+    """
+    entries = [p for p in root.rglob("*") if not p.is_dir()]
+    for p in natsorted(entries, key=lambda q: q.relative_to(root).as_posix()):
+        rel = p.relative_to(root)
+        if not _is_hidden(rel):
+            yield rel, is_image_file(rel)
+
+
+def _require_dir(root: Path) -> None:
+    if not root.exists():
+        raise BadInput(f"dataset folder {root} does not exist; check the path")
+    if not root.is_dir():
+        raise BadInput(f"{root} is a file; give the dataset folder (or a manifest .csv)")
+
+
+def _split_layout(root: Path) -> bool:
+    """True when every top-level folder is a split name holding label folders."""
+    tops = [d for d in root.iterdir() if d.is_dir() and not _is_hidden(Path(d.name))]
+    if not tops or any(d.name.lower() not in SPLIT_NAMES for d in tops):
+        return False
+    return all(any(s.is_dir() for s in d.iterdir()) for d in tops)
+
+
+def read_folders(root: str | Path) -> tuple[LabeledSet, LoadReport]:
+    """Folder-per-label tree: ``root/<label>/**/<image>`` (the top folder is the label at any depth).
+
+    When every top-level folder is a split name (train/valid/test...), the layout is taken as
+    ``root/<split>/<label>/**/<image>`` and ``split`` is set. Images lying directly in ``root`` (or directly
+    in a split folder) have no label folder: they are left out and listed in the report.
+    """
+    root = Path(root)
+    _require_dir(root)
+    with_split = _split_layout(root)
+    depth = 2 if with_split else 1
+    records: list[ImageRecord] = []
+    skipped: list[Skipped] = []
+    ignored = 0
+    for rel, is_image in iter_files(root):
+        if not is_image:
+            ignored += 1
+            continue
+        parts = rel.parts
+        if len(parts) <= depth:
+            skipped.append(Skipped(rel.as_posix(), "outside-label-folder", f"expected {FOLDER_LAYOUT}"))
+            continue
+        split = parts[0] if with_split else None
+        label = parts[depth - 1]
+        records.append(ImageRecord(id=rel.as_posix(), path=rel.as_posix(), labels=(label,), split=split))
+    if not records:
+        raise EmptyDataset(_empty_message(root, FOLDER_LAYOUT, ignored, len(skipped)))
+    classes = tuple(natsorted({lab for r in records for lab in r.labels}))
+    report = LoadReport("folder", tuple(skipped), ignored)
+    return LabeledSet(root, tuple(records), classes, "folder"), report
+
+
+def read_unlabeled(root: str | Path) -> tuple[LabeledSet, LoadReport]:
+    """Every image under ``root`` at any depth, with no labels (folder names are not taken as labels)."""
+    root = Path(root)
+    _require_dir(root)
+    records: list[ImageRecord] = []
+    ignored = 0
+    for rel, is_image in iter_files(root):
+        if is_image:
+            records.append(ImageRecord(id=rel.as_posix(), path=rel.as_posix()))
+        else:
+            ignored += 1
+    if not records:
+        raise EmptyDataset(_empty_message(root, UNLABELED_LAYOUT, ignored, 0))
+    return LabeledSet(root, tuple(records), (), "unlabeled"), LoadReport("unlabeled", (), ignored)
+
+
+def _empty_message(root: Path, layout: str, ignored: int, skipped: int) -> str:
+    msg = f"no usable image found in {root}; expected layout: {layout}"
+    if ignored or skipped:
+        msg += f" ({ignored} non-image or hidden file(s) ignored, {skipped} image(s) outside that layout)"
+    return msg + ". Image suffixes: .jpg .jpeg .png .webp .bmp .gif .tif .tiff"
+
+
+# ------------------------------------------------------------------------------------------- Roboflow
+
+
+def roboflow_csvs(root: Path) -> list[Path]:
+    """The ``_classes.csv`` files of a Roboflow export: ``root/_classes.csv`` or ``root/*/_classes.csv``."""
+    if (root / "_classes.csv").is_file():
+        return [root / "_classes.csv"]
+    return natsorted((p for p in root.glob("*/_classes.csv") if not _is_hidden(Path(p.parent.name))), key=str)
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Rows of a CSV with stripped header names; ``utf-8-sig`` drops the BOM that Excel writes."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            rows = [dict(zip(header, (v.strip() for v in row), strict=False)) for row in reader if any(row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BadInput(f"cannot read {path}: {exc}; it must be a UTF-8 CSV file") from exc
+    if not header or not header[0]:
+        raise BadInput(f"{path} has no header row; expected filename,<class>,... or path,label,...")
+    return header, rows
+
+
+def _onehot_labels(row: Mapping[str, str], classes: Sequence[str], where: str) -> tuple[str, ...]:
+    if row.get("Unlabeled", "0") not in ("", "0"):
+        return ()
+    labels = []
+    for c in classes:
+        value = row.get(c, "0")
+        if value not in ("0", "1", ""):
+            raise BadInput(f"{where}: column {c!r} holds {value!r}; one-hot columns must be 0 or 1")
+        if value == "1":
+            labels.append(c)
+    return tuple(labels)
+
+
+def read_roboflow(root: str | Path) -> tuple[LabeledSet, LoadReport]:
+    """Roboflow multi-class export: ``root/<split>/_classes.csv`` + images beside each CSV.
+
+    Header ``filename,<class>,...`` (one-hot 0/1; names stripped of Roboflow's leading spaces). A row with
+    several 1s is multi-label; a row with none, or with ``Unlabeled`` set, is unlabeled (``labels == ()``);
+    ``Unlabeled`` is never a class. ``split`` is the CSV's folder name. Rows whose file is missing are left
+    out and listed in the report as ``"missing"``.
+    """
+    root = Path(root)
+    _require_dir(root)
+    csvs = roboflow_csvs(root)
+    if not csvs:
+        raise EmptyDataset(f"no _classes.csv found in {root}; expected layout: {ROBOFLOW_LAYOUT}")
+    records: list[ImageRecord] = []
+    skipped: list[Skipped] = []
+    classes: set[str] = set()
+    for csv_path in csvs:
+        header, rows = read_csv_rows(csv_path)
+        split_classes = [h for h in header[1:] if h and h != "Unlabeled"]
+        classes.update(split_classes)
+        folder = csv_path.parent
+        split = folder.name if folder != root else None
+        for n, row in enumerate(rows, start=2):
+            rel = (folder.relative_to(root) / row[header[0]]).as_posix()
+            if not (root / rel).exists():
+                skipped.append(Skipped(rel, "missing", f"listed in {csv_path.name} line {n}, file not found"))
+                continue
+            labels = _onehot_labels(row, split_classes, f"{csv_path} line {n}")
+            records.append(ImageRecord(id=rel, path=rel, labels=labels, split=split))
+    records = drop_duplicate_ids(records, skipped)
+    if not records:
+        raise EmptyDataset(
+            f"the _classes.csv files in {root} list no existing image; expected layout: {ROBOFLOW_LAYOUT}"
+        )
+    dataset = LabeledSet(root, tuple(records), tuple(natsorted(classes)), "roboflow")
+    return dataset, LoadReport("roboflow", tuple(skipped))
+
+
+def drop_duplicate_ids(records: Sequence[ImageRecord], skipped: list[Skipped]) -> list[ImageRecord]:
+    """Keep the first record of each id; later ones are appended to ``skipped`` as ``"duplicate"``."""
+    seen: set[str] = set()
+    kept: list[ImageRecord] = []
+    for r in records:
+        if r.id in seen:
+            skipped.append(Skipped(r.path, "duplicate", f"id {r.id!r} is listed more than once; first kept"))
+        else:
+            seen.add(r.id)
+            kept.append(r)
+    return kept

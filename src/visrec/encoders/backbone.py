@@ -1,0 +1,243 @@
+"""The shared machinery of the ImageNet CNN encoders (EfficientNet-Lite0, MobileNetV2).
+
+A :class:`BackboneSpec` says where the weights are, how to build the torch trunk (only ever imported to
+export), the normalisation and the width of each stage. A :class:`BackboneEncoder` turns a spec plus
+:class:`BackboneOptions` into an ``Encoder``: one ONNX graph, exported once and cached under a name derived
+from the weights hash and the graph options, returns both the retrieval features and the ImageNet logits,
+so a single forward pass gives ``Embeddings.vectors`` and (through the :mod:`~visrec.encoders.bridge`)
+``Embeddings.joint``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from visrec.encoders.base import ImageLike
+from visrec.encoders.cache import cache_dir, fingerprint, weights_sha256
+from visrec.encoders.common import (
+    check_batch_size,
+    check_images,
+    l2_normalize,
+    options_from,
+    progress_bar,
+    resolve_ids,
+)
+from visrec.encoders.onnx_export import cached_onnx, create_session, export_module, verify_export
+from visrec.encoders.preprocess import ImagePrep, prefetched_batches
+from visrec.encoders.weights import PackagedWeights
+from visrec.errors import BadInput, VisrecError
+from visrec.types import Embeddings
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+    from visrec.encoders.bridge import LabelBridge
+
+POOLINGS = ("gem", "avg")
+
+
+@dataclass(frozen=True)
+class BackboneOptions:
+    """Options of a CNN encoder; every one except ``batch_size`` is part of the fingerprint.
+
+    Image: ``input_size`` (px), ``crop`` (``"center"`` | ``"none"``), ``resample`` (``"bilinear"`` |
+    ``"bicubic"``). Features: ``stages`` (pooled blocks, concatenated), ``pooling`` (``"gem"`` | ``"avg"``),
+    ``gem_p``, ``flip`` (average with the mirrored image). Text side: ``bridge`` (False gives an image-only
+    encoder with ``joint_dim=None``), ``bridge_temperature``, ``bridge_top_k``. ``batch_size``: images per
+    forward pass.
+    """
+
+    input_size: int = 224
+    crop: str = "center"
+    resample: str = "bilinear"
+    stages: tuple[str, ...] = ("head", "stage6")
+    pooling: str = "gem"
+    gem_p: float = 3.0
+    flip: bool = False
+    bridge: bool = True
+    bridge_temperature: float = 1.0
+    bridge_top_k: int = 0
+    batch_size: int = 32
+
+    def graph_config(self) -> dict[str, Any]:
+        """The options baked into the ONNX graph."""
+        cfg: dict[str, Any] = {"size": self.input_size, "stages": list(self.stages), "pooling": self.pooling}
+        if self.pooling == "gem":
+            cfg["gem_p"] = self.gem_p
+        cfg["flip"] = self.flip
+        return cfg
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A pretrained ImageNet CNN: weights, normalisation, stage widths and its trunk builder.
+
+    ``trunk``: ``"module:function"``, called as ``function(weights_path, input_size)`` and returning a
+    :class:`visrec.encoders.graph.Trunk` (imported only to export). ``stages`` maps each stage name the
+    trunk can return to its channel count. ``defaults`` overrides :class:`BackboneOptions` defaults.
+    """
+
+    name: str
+    weights: PackagedWeights
+    trunk: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    stages: Mapping[str, int]
+    description: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def options(self, given: Mapping[str, Any]) -> BackboneOptions:
+        """Validated options: the spec's defaults overridden by ``given``."""
+        opts = options_from(BackboneOptions, {**self.defaults, **given}, self.name)
+        bad = [s for s in opts.stages if s not in self.stages]
+        if not opts.stages or bad:
+            raise BadInput(f"{self.name}: unknown stage(s) {bad or '(none given)'}; choose from {list(self.stages)}")
+        if opts.pooling not in POOLINGS:
+            raise BadInput(f"pooling must be one of {list(POOLINGS)}, got {opts.pooling!r}")
+        if not 1.0 <= opts.gem_p <= 10.0:
+            raise BadInput(f"gem_p must be between 1 and 10, got {opts.gem_p}")
+        return opts
+
+
+class BackboneEncoder:
+    """An ``Encoder`` over an ImageNet CNN run with ONNX Runtime (see the module docstring)."""
+
+    def __init__(self, spec: BackboneSpec, **options: Any) -> None:
+        self.spec = spec
+        self.options = spec.options(options)
+        opts = self.options
+        self.name = spec.name
+        self.weights_path = spec.weights.locate(f"The {spec.name} image encoder")
+        self.weights_sha = weights_sha256(self.weights_path)
+        self.prep = ImagePrep(opts.input_size, spec.mean, spec.std, opts.resample, opts.crop)
+        self.input_size = opts.input_size
+        self.dim = sum(spec.stages[s] for s in opts.stages)
+        self.bridge: LabelBridge | None = None
+        if opts.bridge:
+            from visrec.encoders.bridge import LabelBridge
+
+            self.bridge = LabelBridge(temperature=opts.bridge_temperature, top_k=opts.bridge_top_k)
+        self.joint_dim = self.bridge.dim if self.bridge is not None else None
+        self.graph_id = fingerprint(spec.name, self.weights_sha, opts.graph_config())
+        self.fingerprint = fingerprint(spec.name, self.weights_sha, self._fingerprint_config())
+        self._session: onnxruntime.InferenceSession | None = None
+        self._lock = threading.Lock()
+
+    def _fingerprint_config(self) -> dict[str, Any]:
+        return {
+            "graph": self.options.graph_config(),
+            "preprocess": self.prep.to_dict(),
+            "bridge": None if self.bridge is None else self.bridge.config(),
+        }
+
+    @property
+    def onnx_path(self) -> Path:
+        """Where the exported graph is cached (named by the weights hash and the graph options)."""
+        return cache_dir() / f"{self.graph_id}.onnx"
+
+    def session(self) -> onnxruntime.InferenceSession:
+        """The ONNX Runtime session, exporting the graph first if the cache lacks an intact copy."""
+        with self._lock:
+            if self._session is None:
+                path = cached_onnx(self.onnx_path, self._export)
+                self._session = create_session(path)
+            return self._session
+
+    def encode_images(
+        self,
+        images: Sequence[ImageLike],
+        ids: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> Embeddings:
+        """Encode RGB images (arrays ``(h, w, 3)`` uint8, gray arrays, PIL images or paths), in order.
+
+        ``vectors``: ``(n, dim)`` float32 unit rows; ``joint``: ``(n, 384)`` bridge vectors (None without
+        the bridge). Raises ``BadImage`` for a file that cannot be decoded.
+        """
+        check_images(images)
+        id_tuple = resolve_ids(len(images), ids)
+        size = check_batch_size(batch_size, self.options.batch_size)
+        n = len(images)
+        vectors = np.empty((n, self.dim), np.float32)
+        logits = np.empty((n, 1000), np.float32) if self.bridge is not None else None
+        session = self.session() if n else None
+        with progress_bar(n, progress, f"encoding with {self.name}") as advance:
+            for start, batch in prefetched_batches(self.prep, images, size):
+                feats, lg = session.run(None, {"image": batch})  # type: ignore[union-attr]
+                vectors[start : start + len(batch)] = feats
+                if logits is not None:
+                    logits[start : start + len(batch)] = lg
+                advance(len(batch))
+        joint = self.bridge.project(logits) if self.bridge is not None and logits is not None else None
+        return Embeddings(l2_normalize(vectors), id_tuple, self.fingerprint, joint)
+
+    def encode_logits(self, images: Sequence[ImageLike], batch_size: int | None = None) -> np.ndarray:
+        """``(n, 1000)`` float32 ImageNet-1k logits (class order of :func:`~visrec.encoders.bridge.imagenet_class_names`)."""
+        check_images(images)
+        size = check_batch_size(batch_size, self.options.batch_size)
+        out = np.empty((len(images), 1000), np.float32)
+        session = self.session() if len(images) else None
+        for start, batch in prefetched_batches(self.prep, images, size):
+            out[start : start + len(batch)] = session.run(["logits"], {"image": batch})[0]  # type: ignore[union-attr]
+        return out
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, 384)`` float32 unit MiniLM vectors, comparable with ``Embeddings.joint``."""
+        if self.bridge is None:
+            raise VisrecError(
+                f"{self.name} was created with bridge=False and has no text side; create it with bridge=True"
+            )
+        return self.bridge.encode_texts(texts)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON facts for an index manifest; ``encoder_from_info`` rebuilds the encoder from them."""
+        options = dataclasses.asdict(self.options)
+        options["stages"] = list(self.options.stages)
+        options.pop("batch_size")
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "options": options,
+            "dim": self.dim,
+            "joint_dim": self.joint_dim,
+            "input_size": self.input_size,
+            "normalization": "l2",
+            "weights": {
+                "package": self.spec.weights.distribution,
+                "file": self.spec.weights.relpath,
+                "sha256": self.weights_sha,
+                "licence": self.spec.weights.licence,
+            },
+            "preprocess": self.prep.to_dict(),
+            "bridge": None if self.bridge is None else self.bridge.config(),
+            "description": self.spec.description,
+        }
+
+    def build_torch(self) -> Any:
+        """The torch module the ONNX graph is exported from (imports torch; for export and tests)."""
+        from visrec.encoders.graph import RetrievalGraph
+
+        module, _, attr = self.spec.trunk.partition(":")
+        trunk = getattr(importlib.import_module(module), attr)(self.weights_path, self.input_size)
+        o = self.options
+        return RetrievalGraph(trunk, o.stages, o.pooling, o.gem_p, o.flip).eval()
+
+    def _export(self, path: Path) -> None:
+        import torch
+
+        model = self.build_torch()
+        s = self.input_size
+        gen = torch.Generator().manual_seed(0)
+        example = [torch.rand(2, 3, s, s, generator=gen) * 4 - 2]
+        export_module(model, example, path, ["image"], ["features", "logits"], {"image": {0: "batch"}})
+        checks = [[(torch.rand(b, 3, s, s, generator=gen) * 4 - 2).numpy()] for b in (1, 3)]
+        verify_export(model, path, checks, ["image"], atol=1e-4)

@@ -1,0 +1,139 @@
+"""The label-space bridge: ImageNet class probabilities mapped into the MiniLM sentence space.
+
+Without a CLIP-like model, an ImageNet classifier still knows what everyday things look like. For an image
+with logits ``z`` the bridge computes::
+
+    joint = normalise( sparsify_top_k( softmax(z / T) ) @ C )
+
+where row ``c`` of ``C`` is the (unit) MiniLM vector of the prompt ``"a photo of a {class name}"`` for
+ImageNet-1k class ``c``. A free-text query encoded by MiniLM then lands near images whose likely ImageNet
+classes it describes.
+
+What it can do: text search and zero-shot labels for everyday, ImageNet-like concepts (animals, vehicles,
+food, household objects, clothing, scenes such as "seashore" or "volcano"), including wordings ImageNet never
+used ("a kitten" finds tabby cats, "a jet" finds airliners and warplanes), because the matching happens in
+MiniLM's sentence space.
+
+What it cannot do: recognise things outside ImageNet's 1000 classes -- in particular the names of the user's
+own characters, people, pets or products ("Naruto", "my aunt"). Those come from the user's labels: the
+index resolves such queries by matching the text against label names, not through this bridge. Fine
+distinctions also suffer on tiny images (32-px CIFAR: see ``benchmarks/encoder_accuracy.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from visrec.encoders.cache import atomic_write_bytes, cache_dir
+from visrec.errors import BadInput, DimensionMismatch
+
+if TYPE_CHECKING:
+    from visrec.encoders.text import MiniLMTextEncoder
+
+DEFAULT_PROMPT = "a photo of a {}"
+
+
+def imagenet_class_names() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in the standard index order (0 = tench, 281 = tabby cat).
+
+    The readable names of OpenAI's CLIP prompt-engineering notebook (as shipped in ``open_clip``), which
+    disambiguate WordNet lemmas ("crane bird" vs "construction crane") for use in text prompts.
+    """
+    text = resources.files("visrec").joinpath("resources/imagenet_classes.txt").read_text(encoding="utf-8")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(names) != 1000:
+        raise DimensionMismatch(f"resources/imagenet_classes.txt holds {len(names)} names, expected 1000")
+    return names
+
+
+class LabelBridge:
+    """Maps ``(n, 1000)`` ImageNet logits to ``(n, 384)`` unit vectors in the MiniLM text space.
+
+    ``temperature`` sharpens (<1) or flattens (>1) the class distribution; ``top_k`` keeps only the k most
+    probable classes of each image (0 keeps all). The 1000 prompt vectors are computed once per machine
+    and cached in the cache folder as ``.npy`` (keyed by the text encoder's fingerprint and the prompts).
+    """
+
+    def __init__(
+        self,
+        text: MiniLMTextEncoder | None = None,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        prompt: str = DEFAULT_PROMPT,
+    ) -> None:
+        if temperature <= 0:
+            raise BadInput(f"bridge temperature must be > 0, got {temperature}")
+        if not 0 <= top_k <= 1000:
+            raise BadInput(f"bridge top_k must be between 0 (all classes) and 1000, got {top_k}")
+        if "{}" not in prompt:
+            raise BadInput(f"the bridge prompt must contain '{{}}' where the class name goes, got {prompt!r}")
+        if text is None:
+            from visrec.encoders.text import MiniLMTextEncoder
+
+            text = MiniLMTextEncoder()
+        self.text = text
+        self.temperature = float(temperature)
+        self.top_k = int(top_k)
+        self.prompt = prompt
+        self.dim = text.dim
+        self._classes: np.ndarray | None = None
+
+    def config(self) -> dict[str, Any]:
+        """JSON facts that change the joint vectors (part of the image encoder's fingerprint)."""
+        return {
+            "text": self.text.fingerprint,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "prompt": self.prompt,
+        }
+
+    def class_vectors(self) -> np.ndarray:
+        """``(1000, 384)`` float32 unit MiniLM vectors of the class prompts (cached on disk)."""
+        if self._classes is not None:
+            return self._classes
+        prompts = [self.prompt.format(name) for name in imagenet_class_names()]
+        key = hashlib.sha256("\n".join([self.text.fingerprint, *prompts]).encode()).hexdigest()[:16]
+        path = cache_dir() / f"imagenet-prompts-{key}.npy"
+        vectors = _load_npy(path, (1000, self.dim))
+        if vectors is None:
+            vectors = self.text.encode(prompts)
+            buf = io.BytesIO()
+            np.save(buf, vectors, allow_pickle=False)
+            atomic_write_bytes(path, buf.getvalue())
+        self._classes = vectors
+        return vectors
+
+    def project(self, logits: np.ndarray) -> np.ndarray:
+        """``(n, 1000)`` logits -> ``(n, 384)`` float32 unit vectors in the text space."""
+        if logits.ndim != 2 or logits.shape[1] != 1000:
+            raise DimensionMismatch(f"bridge expects (n, 1000) ImageNet logits, got {logits.shape}")
+        z = logits.astype(np.float64) / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        probs = np.exp(z)
+        probs /= probs.sum(axis=1, keepdims=True)
+        if 0 < self.top_k < 1000:
+            drop = np.argpartition(probs, -self.top_k, axis=1)[:, : -self.top_k]
+            np.put_along_axis(probs, drop, 0.0, axis=1)
+        joint = (probs @ self.class_vectors().astype(np.float64)).astype(np.float32)
+        return joint / np.maximum(np.linalg.norm(joint, axis=1, keepdims=True), 1e-12)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """``(n, 384)`` MiniLM vectors of free texts (the query side of the bridge)."""
+        return self.text.encode(texts)
+
+
+def _load_npy(path: Any, shape: tuple[int, int]) -> np.ndarray | None:
+    """The cached array, or None when absent, truncated, or of the wrong shape (then it is recomputed)."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if arr.shape != shape or arr.dtype != np.float32 or not np.isfinite(arr).all():
+        return None
+    return arr

@@ -1,0 +1,292 @@
+"""Build or update an index folder from a dataset: incremental, resumable, crash-safe.
+
+The pipeline has four stages, each timed: *scan* (stat and hash files, decide what changed), *embed* (decode in
+worker threads while the encoder runs on the previous batch; finished batches are written to resumable shards in
+the index's ``work/`` folder), *store* (old generation minus removed/changed items plus new vectors) and *commit*
+(a new generation switched in atomically). A kill at any point leaves the previous generation readable; the next
+run reuses every shard already written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.encoders.base import Encoder
+from visrec.errors import BadImage
+from visrec.types import Embeddings, ImageRecord, LabeledSet
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: called as work advances (the CLI draws a bar from it)."""
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Options of :func:`build_index`."""
+
+    store: str = "faiss"
+    batch_size: int = 32
+    workers: int = 2
+    shard_size: int = 256
+    max_pixels: int = 100_000_000
+    calibrate: bool = True
+    target_precision: float = 0.95
+
+
+@dataclass
+class IndexingReport:
+    """What one indexing run did. ``skipped`` maps a reason (``"corrupt"``, ``"truncated"``…) to file paths."""
+
+    path: str
+    count: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    metadata_updated: int = 0
+    resumed: int = 0
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    embedded_per_second: float = 0.0
+    calibration: dict[str, Any] | None = None
+
+    def skip(self, bad: BadImage) -> None:
+        self.skipped.setdefault(bad.reason, []).append(bad.path)
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(len(v) for v in self.skipped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["n_skipped"] = self.n_skipped
+        return d
+
+
+@dataclass(frozen=True)
+class _Item:
+    record: ImageRecord
+    abspath: Path
+    meta: dict[str, Any]
+
+
+def record_metadata(record: ImageRecord, stat: os.stat_result | None = None) -> dict[str, Any]:
+    """The metadata dict a store keeps for a record (see ``visrec.stores.base.Metadata``)."""
+    extra = dict(record.extra)
+    if stat is not None:
+        extra["size"] = str(stat.st_size)
+        extra["mtime_ns"] = str(stat.st_mtime_ns)
+    return {
+        "path": record.path,
+        "labels": list(record.labels),
+        "split": record.split,
+        "sha256": record.sha256,
+        "width": record.width,
+        "height": record.height,
+        "group": record.group,
+        "extra": extra,
+    }
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class _Plan:
+    embed: list[_Item]
+    keep: list[str]
+    meta_only: list[_Item]
+    remove: list[str]
+
+
+_VOLATILE = ("phash", "size", "mtime_ns")
+
+
+def _same_meta(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("path", "labels", "split", "group")
+    ea = {k: v for k, v in a.get("extra", {}).items() if k not in _VOLATILE}
+    eb = {k: v for k, v in b.get("extra", {}).items() if k not in _VOLATILE}
+    return all(a.get(k) == b.get(k) for k in keys) and ea == eb
+
+
+def plan_changes(
+    dataset: LabeledSet, stored: dict[str, dict[str, Any]], report: IndexingReport, workers: int = 2
+) -> _Plan:
+    """Decide which records need embedding: new files, changed content (sha256) and changed metadata.
+
+    A file whose size and mtime match what is stored is not re-hashed.
+    """
+
+    def scan(rec: ImageRecord) -> _Item | BadImage:
+        path = dataset.abspath(rec)
+        try:
+            st = path.stat()
+        except OSError as e:
+            return BadImage(str(path), "unreadable", f"{e.strerror or e}; check the path and permissions")
+        if st.st_size == 0:
+            return BadImage(str(path), "empty", "the file has zero bytes; re-export or delete it")
+        old = stored.get(rec.id)
+        ex = old.get("extra", {}) if old else {}
+        if old and ex.get("size") == str(st.st_size) and ex.get("mtime_ns") == str(st.st_mtime_ns):
+            sha = old["sha256"]
+        else:
+            sha = _sha256(path)
+        meta = record_metadata(rec, st)
+        meta["sha256"] = sha
+        return _Item(rec, path, meta)
+
+    plan = _Plan([], [], [], [])
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for res in pool.map(scan, dataset.records):
+            if isinstance(res, BadImage):
+                report.skip(res)
+                continue
+            old = stored.get(res.record.id)
+            if old is None or old["sha256"] != res.meta["sha256"]:
+                plan.embed.append(res)
+            elif _same_meta(old, res.meta):
+                plan.keep.append(res.record.id)
+            else:
+                res.meta["width"], res.meta["height"] = old["width"], old["height"]
+                res.meta["extra"]["phash"] = old.get("extra", {}).get("phash", "")
+                plan.meta_only.append(res)
+    seen = {r.id for r in dataset.records}
+    plan.remove = [i for i in stored if i not in seen]
+    return plan
+
+
+class ShardWriter:
+    """Resumable embedding shards in an index's ``work/`` folder.
+
+    A shard is ``shard-NNNNNN.npy`` (vectors), optional ``.joint.npy``, and ``.json`` (encoder fingerprint, ids,
+    metadata) written last, so a shard without its JSON is incomplete and ignored.
+    """
+
+    def __init__(self, work_dir: Path, fingerprint: str) -> None:
+        self.dir = work_dir
+        self.fingerprint = fingerprint
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._seq = 1 + max((int(p.stem.split("-")[1]) for p in self.dir.glob("shard-*.json")), default=0)
+
+    def completed(self) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray | None]]:
+        """Every complete shard written with this fingerprint: (json, vectors, joint or None)."""
+        for js in sorted(self.dir.glob("shard-*.json")):
+            try:
+                info = json.loads(js.read_text())
+                if info.get("fingerprint") != self.fingerprint:
+                    continue
+                vec = np.load(js.with_suffix(".npy"), allow_pickle=False)
+                jp = js.with_name(js.stem + ".joint.npy")
+                joint = np.load(jp, allow_pickle=False) if jp.exists() else None
+            except (OSError, ValueError):
+                continue  # a shard cut short by a kill: its images are embedded again
+            if len(vec) == len(info["ids"]):
+                yield info, vec, joint
+
+    def write(self, emb: Embeddings, metas: Sequence[dict[str, Any]]) -> None:
+        stem = self.dir / f"shard-{self._seq:06d}"
+        self._seq += 1
+        np.save(stem.with_suffix(".npy"), emb.vectors, allow_pickle=False)
+        if emb.joint is not None:
+            np.save(stem.with_name(stem.name + ".joint.npy"), emb.joint, allow_pickle=False)
+        tmp = stem.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "ids": list(emb.ids), "meta": list(metas)}))
+        os.replace(tmp, stem.with_suffix(".json"))
+
+    def clear(self) -> None:
+        for p in self.dir.glob("shard-*"):
+            p.unlink(missing_ok=True)
+
+
+def _decode(item: _Item, draft_size: int, max_pixels: int) -> tuple[_Item, np.ndarray] | BadImage:
+    from visrec.data import load_image
+    from visrec.data.dedup import image_hash
+
+    try:
+        arr = load_image(item.abspath, draft_size=draft_size, max_pixels=max_pixels)
+    except BadImage as bad:
+        return bad
+    meta = dict(item.meta, extra=dict(item.meta["extra"]))
+    if not meta["width"]:
+        from visrec.data import file_facts
+
+        try:
+            _, meta["width"], meta["height"] = file_facts(item.abspath)
+        except BadImage as bad:
+            return bad
+    meta["extra"]["phash"] = image_hash(arr).tobytes().hex()
+    return _Item(item.record, item.abspath, meta), arr
+
+
+def embed_items(
+    items: Sequence[_Item],
+    encoder: Encoder,
+    shards: ShardWriter,
+    config: IndexConfig,
+    report: IndexingReport,
+    progress: Progress | None = None,
+) -> None:
+    """Decode ``items`` in worker threads, encode them in batches and write one shard per ``shard_size`` images."""
+    done = 0
+    pending: list[tuple[_Item, np.ndarray]] = []
+
+    def flush() -> None:
+        nonlocal done
+        if not pending:
+            return
+        emb = encoder.encode_images(
+            [a for _, a in pending], ids=[it.record.id for it, _ in pending], batch_size=config.batch_size
+        )
+        shards.write(emb, [it.meta for it, _ in pending])
+        pending.clear()
+
+    with ThreadPoolExecutor(max(1, config.workers)) as pool:
+        decoded = pool.map(lambda it: _decode(it, encoder.input_size, config.max_pixels), items)
+        for res in decoded:
+            done += 1
+            if isinstance(res, BadImage):
+                report.skip(res)
+            else:
+                pending.append(res)
+                if len(pending) >= config.shard_size:
+                    flush()
+            if progress is not None:
+                progress("embed", done, len(items))
+        flush()
+
+
+def dataset_fingerprint(records: Sequence[ImageRecord]) -> str:
+    """A short hash of record ids, used to tell runs apart in logs."""
+    h = hashlib.sha256("\n".join(sorted(r.id for r in records)).encode())
+    return h.hexdigest()[:12]
+
+
+def count_labels(metas: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Images per label (multi-label images count once per label)."""
+    c: Counter[str] = Counter(lab for m in metas for lab in m.get("labels", []))
+    return dict(sorted(c.items()))
+
+
+def timed(report: IndexingReport, stage: str) -> Callable[[float], None]:
+    """Return a function that records the seconds since now under ``stage``."""
+    t0 = time.perf_counter()
+
+    def stop(_: float = 0.0) -> None:
+        report.seconds[stage] = round(report.seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
+
+    return stop

@@ -1,0 +1,275 @@
+"""Whole operations behind the CLI (and the HTTP API): load inputs, call the stages, return result objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.encoders.base import Encoder
+from visrec.errors import BadImage, BadInput, EmptyDataset
+from visrec.indexing import IndexConfig, IndexingReport, Progress, record_metadata
+from visrec.types import LabeledSet, Prediction
+
+
+def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
+    """Records of ``ds`` matching the filter expression ``where`` (any field or manifest column)."""
+    if not where:
+        return ds
+    from visrec.stores import parse_filter
+
+    flt = parse_filter(where)
+    kept = [r for r in ds.records if flt.matches(record_metadata(r))]
+    if not kept:
+        raise EmptyDataset(f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images)")
+    return ds.subset(kept)
+
+
+def open_dataset(path: Path, fmt: str | None = None, where: str | None = None) -> LabeledSet:
+    """Load a dataset and apply a filter."""
+    from visrec.data import load_dataset
+
+    return filter_dataset(load_dataset(path, fmt), where)
+
+
+def resolve_encoder(out: Path, name: str | None, checkpoint: str | None) -> Encoder:
+    """The encoder to index with: the named one, else the one the existing index recorded, else the default."""
+    from visrec.encoders import DEFAULT_ENCODER, create_encoder, encoder_from_info
+    from visrec.stores import IndexFolder
+
+    opts: dict[str, Any] = {"path": checkpoint} if checkpoint else {}
+    if name is None and IndexFolder.is_index(out):
+        return encoder_from_info(IndexFolder.open(out).manifest.encoder.get("describe", {}))
+    return create_encoder(name or DEFAULT_ENCODER, **opts)
+
+
+def index(
+    dataset: Path,
+    out: Path,
+    fmt: str | None = None,
+    where: str | None = None,
+    encoder: str | None = None,
+    checkpoint: str | None = None,
+    config: IndexConfig | None = None,
+    progress: Progress | None = None,
+) -> IndexingReport:
+    """Index (or update) ``out`` from the dataset at ``dataset``."""
+    from visrec.build import build_index
+
+    ds = open_dataset(dataset, fmt, where)
+    return build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress)
+
+
+@dataclass
+class ClassifyResult:
+    """Predictions for a list of images, the files that could not be read, and (on labeled input) a summary."""
+
+    paths: list[str]
+    predictions: list[Prediction]
+    truths: list[tuple[str, ...]] | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        items = []
+        for i, (p, pred) in enumerate(zip(self.paths, self.predictions, strict=True)):
+            d = {"path": p, **pred.to_dict()}
+            if self.truths is not None:
+                d["truth"] = list(self.truths[i])
+            items.append(d)
+        return {
+            "items": items,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "summary": self.summary,
+            "notes": self.notes,
+        }
+
+
+def _gather(inputs: Sequence[Path], where: str | None) -> tuple[list[Path], list[tuple[str, ...]] | None]:
+    """Image files to classify and, when the input is one labeled dataset, their true labels."""
+    from visrec.data import detect_format, is_image_file
+
+    if len(inputs) == 1 and (inputs[0].is_dir() or inputs[0].suffix.lower() == ".csv"):
+        fmt = detect_format(inputs[0])
+        ds = open_dataset(inputs[0], fmt, where)
+        truths = [r.labels for r in ds.records] if fmt != "unlabeled" else None
+        return [ds.abspath(r) for r in ds.records], truths
+    files: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+        else:
+            files.append(p)
+    if not files:
+        raise EmptyDataset(f"no image among {', '.join(map(str, inputs))}")
+    return files, None
+
+
+def encode_files(idx: Any, files: Sequence[Path]) -> tuple[Any, list[int], list[tuple[str, str]]]:
+    """Encode readable files with the index's encoder: (Embeddings, kept positions, skipped (path, reason))."""
+    from visrec.data import load_image
+
+    arrays, kept, skipped = [], [], []
+    for i, f in enumerate(files):
+        try:
+            arrays.append(load_image(f, draft_size=idx.encoder.input_size))
+            kept.append(i)
+        except BadImage as bad:
+            skipped.append((str(f), bad.reason))
+    if not arrays:
+        raise EmptyDataset(f"none of the {len(files)} images could be read: {skipped[:3]}")
+    return idx.encoder.encode_images(arrays, ids=[str(files[i]) for i in kept]), kept, skipped
+
+
+def classify(
+    index_path: Path,
+    inputs: Sequence[Path],
+    mode: str = "knn",
+    k: int | None = None,
+    where: str | None = None,
+    classes: Sequence[str] | None = None,
+    calibrated: bool = True,
+) -> ClassifyResult:
+    """Classify images (or a labeled dataset, then also summarise accuracy) against an index."""
+    from visrec.eval import summarize
+    from visrec.index import Index
+
+    idx = Index(index_path)
+    files, truths = _gather(inputs, where)
+    emb, kept, skipped = encode_files(idx, files)
+    notes = []
+    use_cal = calibrated and classes is None and mode in idx.calibration_data()
+    if calibrated and not use_cal:
+        notes.append(f"no calibration for mode {mode!r}: raw scores, no unknown (run: visrec calibrate {index_path})")
+    preds = idx.classify(emb, mode, k, use_cal, classes)
+    res = ClassifyResult([str(files[i]) for i in kept], preds, None, skipped, None, notes)
+    if truths is not None:
+        res.truths = [tuple(truths[i]) for i in kept]
+        known = set(idx.labels()) | set(classes or ())
+        scored = [i for i, t in enumerate(res.truths) if set(t) & known]
+        if scored:
+            s = summarize([res.truths[i] for i in scored], [preds[i] for i in scored])
+            res.summary = s.to_dict()
+        if len(scored) < len(res.truths):
+            notes.append(f"{len(res.truths) - len(scored)} images have labels the index does not know (not scored)")
+    return res
+
+
+def calibrate(
+    index_path: Path,
+    held_out: Path | None,
+    where: str | None,
+    modes: Sequence[str],
+    target_precision: float = 0.95,
+) -> dict[str, dict[str, Any]]:
+    """Calibrate ``modes`` (on a labeled held-out set, or leave-one-group-out on the index) and store them."""
+    from visrec.build import save_calibration
+    from visrec.classify import CalibrationOptions
+    from visrec.index import Index
+
+    idx = Index(index_path)
+    opts = CalibrationOptions(target_precision=target_precision)
+    cals = {}
+    for mode in modes:
+        cal = _held_out(idx, held_out, where, mode, opts) if held_out else _loo(idx, mode, opts)
+        cals[mode] = cal.to_dict()
+    save_calibration(index_path, cals)
+    return cals
+
+
+def _held_out(idx: Any, held_out: Path, where: str | None, mode: str, opts: Any) -> Any:
+    from visrec.classify import calibrate_held_out
+
+    ds = open_dataset(held_out, None, where)
+    labeled = [r for r in ds.records if r.labels]
+    if not labeled:
+        raise EmptyDataset(f"{held_out}: calibration needs labeled images; none found")
+    files = [ds.abspath(r) for r in labeled]
+    emb, kept, _ = encode_files(idx, files)
+    clf = idx.classifier(mode)
+    preds = idx.classify(emb, mode, calibrated=False)
+    known = set(idx.labels())
+    truths = [labeled[i].labels for i in kept]
+    is_known = [bool(set(t) & known) for t in truths]
+    return calibrate_held_out(
+        [p for p, ok in zip(preds, is_known, strict=True) if ok],
+        [t for t, ok in zip(truths, is_known, strict=True) if ok],
+        opts,
+        [p for p, ok in zip(preds, is_known, strict=True) if not ok],
+        clf.params(),
+    )
+
+
+def _loo(idx: Any, mode: str, opts: Any) -> Any:
+    from visrec.build import _labels_and_groups
+    from visrec.classify import calibrate_leave_one_group_out
+
+    ids, vecs, labels, groups = _labels_and_groups(idx.store)
+    joint = None
+    if mode in ("zeroshot", "blend"):
+        if idx.joint is None:
+            raise BadInput(f"mode {mode!r} needs an encoder with a text side")
+        joint = np.asarray(idx.joint.get(ids)[0], np.float32)
+    clf = idx.classifier(mode)
+    return calibrate_leave_one_group_out(vecs, labels, groups, clf, opts, joint)
+
+
+def data_check(
+    path: Path,
+    fmt: str | None,
+    split_field: str,
+    train: Sequence[str],
+    test: Sequence[str],
+    threshold: int | None,
+    write_split: Path | None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Readable files, classes and splits, near-duplicate groups and train/test leakage of a dataset."""
+    from visrec.data import DEFAULT_THRESHOLD, hash_dataset, leakage_report, near_duplicate_groups, read_dataset
+
+    ds, load = read_dataset(path, fmt)
+    th = DEFAULT_THRESHOLD if threshold is None else threshold
+    hashes = hash_dataset(ds)
+    groups = near_duplicate_groups(hashes.hashes, th)
+    sizes = np.bincount(groups) if len(groups) else np.zeros(0, np.int64)
+    per_split: dict[str, int] = {}
+    for r in ds.records:
+        key = str(r.field(split_field))
+        per_split[key] = per_split.get(key, 0) + 1
+    out: dict[str, Any] = {
+        "path": str(path),
+        "format": ds.source,
+        "images": len(ds),
+        "classes": {c: sum(1 for r in ds.records if c in r.labels) for c in ds.classes},
+        "unlabeled": sum(1 for r in ds.records if not r.labels),
+        "splits": per_split,
+        "skipped": load.to_dict(),
+        "unreadable": [[b.path, b.reason] for b in hashes.bad],
+        "near_duplicates": {"threshold": th, "groups": int(len(sizes)),
+                            "images_in_groups_of_2_or_more": int(sizes[sizes > 1].sum()) if len(sizes) else 0},
+    }  # fmt: skip
+    if any(v in per_split for v in test):
+        rep = leakage_report(ds, split_field, list(train), list(test), th, hashes=hashes)
+        out["leakage"] = rep.to_dict()
+    if write_split is not None:
+        out["written"] = _write_grouped(ds, hashes.ids, groups, write_split)
+    return out
+
+
+def _write_grouped(ds: LabeledSet, ids: Sequence[str], groups: np.ndarray, dest: Path) -> str:
+    from dataclasses import replace
+
+    from visrec.data import grouped_split, write_manifest
+
+    gmap = {i: int(g) for i, g in zip(ids, groups, strict=True)}
+    split = grouped_split(ds, gmap, every_nth=5)
+    recs = [replace(r, extra={**r.extra, "grouped_split": split[r.id]}, group=r.group or str(gmap.get(r.id, "")))
+            for r in ds.records]  # fmt: skip
+    if dest.suffix.lower() != ".csv":
+        raise BadInput(f"--write-split takes a .csv path, got {dest}")
+    write_manifest(ds.subset(recs), dest)
+    return str(dest)

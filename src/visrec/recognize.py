@@ -1,0 +1,91 @@
+"""Glue between an opened index and the pure classifiers of :mod:`visrec.classify`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from visrec.errors import BadInput, VisrecError
+from visrec.types import Embeddings, Prediction
+
+if TYPE_CHECKING:
+    from visrec.classify import Classifier
+    from visrec.index import Index
+
+MODES = ("knn", "prototype", "zeroshot", "blend")
+
+
+def _text_vectors(index: Index, classes: Sequence[str]) -> np.ndarray:
+    from visrec.classify import prompt_vectors
+
+    if index.joint is None:
+        raise VisrecError(
+            f"zero-shot needs an encoder with a text side; {index.encoder_info.get('name')} has none"
+        )
+    enc = index.encoder
+    return prompt_vectors(list(classes), lambda t: enc.encode_texts(t))
+
+
+def make_classifier(
+    index: Index, mode: str, params: dict[str, Any], classes: Sequence[str] | None = None
+) -> Classifier:
+    """The ``mode`` classifier for ``index`` with ``params`` (as stored with a calibration)."""
+    from visrec.classify import BlendClassifier, KnnClassifier, PrototypeClassifier, ZeroShotClassifier
+
+    opts = {k: v for k, v in params.items() if k != "mode"}
+    if mode == "knn":
+        return KnnClassifier(**opts)
+    protos, names = index.prototypes()
+    if mode == "prototype":
+        if not names:
+            raise VisrecError(f"{index.path} holds no labeled image, so it has no class prototypes")
+        return PrototypeClassifier.from_arrays(names, protos, **opts)
+    if mode in ("zeroshot", "blend"):
+        cls = list(classes) if classes else names
+        if not cls:
+            raise BadInput("zero-shot needs class names: the index has no labels, pass classes=[...]")
+        if mode == "zeroshot":
+            return ZeroShotClassifier(cls, _text_vectors(index, cls), **opts)
+        zs_opts = {k: v for k, v in opts.items() if k in ("temperature", "top_k")}
+        zs = ZeroShotClassifier(cls, _text_vectors(index, cls), **zs_opts)
+        keep = [i for i, n in enumerate(names) if n in cls]
+        proto = PrototypeClassifier.from_arrays([names[i] for i in keep], protos[keep])
+        return BlendClassifier(zs, proto, **opts)
+    raise BadInput(f"unknown classifier mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def neighbor_labels(index: Index, ids: np.ndarray) -> list[list[tuple[str, ...]]]:
+    """Label tuples of a ``(q, k)`` array of neighbour ids (``()`` for padding and unlabeled items)."""
+    metas = index.metadata()
+    return [[tuple(metas[str(i)].get("labels", ())) if i != "" else () for i in row] for row in ids]
+
+
+def predict(index: Index, clf: Classifier, emb: Embeddings, mode: str) -> list[Prediction]:
+    """Uncalibrated predictions of ``clf`` for query embeddings ``emb``."""
+    from visrec.classify import BlendClassifier, KnnClassifier, ZeroShotClassifier
+
+    if isinstance(clf, KnnClassifier):
+        nb = index.store.search(emb.vectors, clf.k)
+        return clf.predict_from_neighbors(neighbor_labels(index, nb.ids), nb.scores)
+    if isinstance(clf, (ZeroShotClassifier, BlendClassifier)) and emb.joint is None:
+        raise VisrecError(f"mode {mode!r} needs joint (image-text) vectors, which this encoder does not produce")
+    if isinstance(clf, ZeroShotClassifier):
+        return clf.predict(emb.joint)  # type: ignore[arg-type]
+    if isinstance(clf, BlendClassifier):
+        return clf.predict(emb.vectors, emb.joint)
+    return clf.predict(emb.vectors)
+
+
+def make_classifier_from_params(mode: str, params: dict[str, Any]) -> Classifier:
+    """A kNN or prototype classifier from stored options, for calibration on the index's own vectors
+    (the prototype classifier is fitted there, per left-out group)."""
+    from visrec.classify import KnnClassifier, PrototypeClassifier
+
+    opts = {k: v for k, v in params.items() if k != "mode"}
+    if mode == "knn":
+        return KnnClassifier(**opts)
+    if mode == "prototype":
+        return PrototypeClassifier(**opts)
+    raise BadInput(f"mode {mode!r} cannot be calibrated on the index alone; give a labeled held-out set")

@@ -1,0 +1,218 @@
+"""FAISS store: exact ``IndexFlatIP`` for small collections, IVF-Flat above ``ivf_threshold`` vectors.
+
+Vectors, ids and metadata live in the shared files of :class:`~visrec.stores._common.BaseStore`; the
+FAISS index is derived from them. The Flat index uses the row number as FAISS id and is rebuilt (a copy) after
+a delete or a replace. The IVF index holds stable int64 ids (``faiss_ids.npy``, increasing with insertion
+order, kept across deletes) and is updated in place; it is trained once on a sample and retrained when the
+collection has grown 4-fold. Filters that keep few rows are searched exactly with numpy (IVF recall drops
+on selective filters); others go through FAISS with an ``IDSelectorBitmap``.
+
+Saved files besides the shared ones (IVF only; a Flat index is rebuilt from ``vectors.npy`` on first search):
+``faiss.index``, ``faiss_ids.npy`` and ``faiss.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import faiss as _faiss
+import numpy as np
+
+from visrec.errors import BadInput
+from visrec.stores._common import BaseStore
+from visrec.stores._search import exact_topk
+
+log = logging.getLogger(__name__)
+faiss: Any = _faiss  # the SWIG stubs do not know the Python wrappers' keyword arguments
+
+NLIST_CAP = 4096
+TRAIN_PER_LIST = 40
+"""Training points per IVF list (FAISS warns below 39)."""
+ADD_CHUNK = 65_536
+
+
+def _positive_int(name: str, v: Any, allow_none: bool = False) -> int | None:
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise BadInput(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {v!r}")
+    return v
+
+
+class FaissStore(BaseStore):
+    """Inner-product search with FAISS (see :class:`BaseStore` for the API and the vector rules).
+
+    ``ivf_threshold``: from this many vectors on, an IVF-Flat index is used (below: exact Flat).
+    ``nlist``: IVF lists (default ``min(4 * sqrt(n), n / 40, 4096)``). ``nprobe``: lists visited per query
+    (default ``max(16, nlist / 16)``). A filter keeping fewer than ``small_filter`` rows or less than
+    ``small_fraction`` of the store is searched exactly with numpy.
+    """
+
+    backend = "faiss"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        ivf_threshold: int = 200_000,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        small_filter: int = 20_000,
+        small_fraction: float = 0.05,
+    ) -> None:
+        super().__init__(dim)
+        self.ivf_threshold = int(_positive_int("ivf_threshold", ivf_threshold) or 0)
+        self.nlist = _positive_int("nlist", nlist, allow_none=True)
+        self.nprobe = _positive_int("nprobe", nprobe, allow_none=True)
+        self.small_filter = int(_positive_int("small_filter", small_filter) or 0)
+        if not 0.0 <= small_fraction <= 1.0:
+            raise BadInput(f"small_fraction must be within [0, 1], got {small_fraction!r}")
+        self.small_fraction = float(small_fraction)
+        self._index: Any = None
+        self._kind: str | None = None
+        self._trained_n = 0
+        self._fids = np.zeros(0, np.int64)
+        self._next_fid = 0
+
+    def options(self) -> dict[str, Any]:
+        return {"ivf_threshold": self.ivf_threshold, "nlist": self.nlist, "nprobe": self.nprobe,
+                "small_filter": self.small_filter, "small_fraction": self.small_fraction}  # fmt: skip
+
+    @property
+    def index_kind(self) -> str:
+        """``"flat"`` or ``"ivf"``: the index the next unfiltered search uses."""
+        with self._lock:
+            self._ensure_index()
+            return str(self._kind)
+
+    # ---- index maintenance --------------------------------------------------------------------------------
+
+    def _ensure_index(self) -> Any:
+        n = len(self)
+        if self._index is not None:
+            if self._kind == "flat" and n < self.ivf_threshold:
+                return self._index
+            if self._kind == "ivf" and self.ivf_threshold // 2 <= n <= 4 * self._trained_n:
+                return self._index
+        self._index = None  # free the old one before building
+        if n >= self.ivf_threshold:
+            self._index, self._kind, self._trained_n = self._build_ivf(), "ivf", n
+        else:
+            self._index, self._kind = faiss.IndexFlatIP(self.dim), "flat"
+            self._index.add(self._mat.view)
+        return self._index
+
+    def _default_nlist(self, n: int) -> int:
+        return max(1, min(int(4 * math.sqrt(n)), n // TRAIN_PER_LIST, NLIST_CAP))
+
+    def _build_ivf(self) -> Any:
+        x = self._mat.view
+        n = len(x)
+        nlist = min(self.nlist or self._default_nlist(n), n)
+        quantizer = faiss.IndexFlatIP(self.dim)
+        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.spherical = True  # centroids on the unit sphere, like the data
+        n_train = min(n, nlist * TRAIN_PER_LIST)
+        sample = np.sort(np.random.default_rng(0).choice(n, n_train, replace=False))
+        index.train(np.ascontiguousarray(x[sample]))
+        for b0 in range(0, n, ADD_CHUNK):
+            index.add_with_ids(np.ascontiguousarray(x[b0 : b0 + ADD_CHUNK]), self._fids[b0 : b0 + ADD_CHUNK])
+        log.info("trained IVF index: %d vectors, nlist=%d, %d training points", n, nlist, n_train)
+        return index
+
+    def _nprobe(self) -> int:
+        nlist = int(self._index.nlist)
+        return min(nlist, self.nprobe or max(16, math.ceil(nlist / 16)))
+
+    def _after_append(self, start: int, count: int) -> None:
+        new = np.arange(self._next_fid, self._next_fid + count, dtype=np.int64)
+        self._fids = np.concatenate([self._fids, new])
+        self._next_fid += count
+        if self._index is None:
+            return
+        block = self._mat.view[start : start + count]
+        if self._kind == "flat":
+            self._index.add(block)
+        else:
+            self._index.add_with_ids(block, new)
+
+    def _after_replace(self, rows: np.ndarray) -> None:
+        if self._kind == "ivf" and self._index is not None:
+            ids = self._fids[rows]
+            self._index.remove_ids(faiss.IDSelectorBatch(ids))
+            self._index.add_with_ids(np.ascontiguousarray(self._mat.view[rows]), ids)
+        else:
+            self._index = None
+
+    def _after_delete(self, rows: np.ndarray) -> None:
+        if self._kind == "ivf" and self._index is not None:
+            self._index.remove_ids(faiss.IDSelectorBatch(self._fids[rows]))
+        else:
+            self._index = None
+        self._fids = np.delete(self._fids, rows)
+
+    # ---- search -------------------------------------------------------------------------------------------
+
+    def _search(self, queries: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self)
+        if n == 0:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        if rows is not None and (len(rows) < self.small_filter or len(rows) < self.small_fraction * n):
+            return exact_topk(queries, self._mat.view, k, rows)
+        index = self._ensure_index()
+        k_eff = min(k, n if rows is None else len(rows))
+        bitmap = None if rows is None else self._bitmap(rows)
+        sel = None if bitmap is None else faiss.IDSelectorBitmap(bitmap)
+        if self._kind == "ivf":
+            params: Any = faiss.SearchParametersIVF(nprobe=self._nprobe(), sel=sel)
+        else:
+            params = None if sel is None else faiss.SearchParameters(sel=sel)
+        scores, labels = index.search(queries, k_eff, params=params)
+        if self._kind == "ivf":
+            pos = np.searchsorted(self._fids, labels)
+            labels = np.where(labels >= 0, pos, -1)
+        return labels.astype(np.int64), scores.astype(np.float32)
+
+    def _bitmap(self, rows: np.ndarray) -> np.ndarray:
+        """Packed little-endian bitmap of the FAISS ids of ``rows``."""
+        ids = rows if self._kind == "flat" else self._fids[rows]
+        bits = np.zeros(len(self) if self._kind == "flat" else self._next_fid, bool)
+        bits[ids] = True
+        return np.packbits(bits, bitorder="little")
+
+    # ---- persistence --------------------------------------------------------------------------------------
+
+    def _save_extra(self, folder: Path) -> None:
+        if len(self) < self.ivf_threshold:
+            return
+        self._ensure_index()  # train now, so that loading never has to
+        faiss.write_index(self._index, str(folder / "faiss.index"))
+        np.save(folder / "faiss_ids.npy", self._fids, allow_pickle=False)
+        info = {"kind": "ivf", "trained_n": self._trained_n, "next_fid": self._next_fid}
+        (folder / "faiss.json").write_text(json.dumps(info) + "\n", encoding="utf-8")
+
+    def _load_extra(self, folder: Path) -> None:
+        n = len(self)
+        self._fids, self._next_fid = np.arange(n, dtype=np.int64), n
+        if not (folder / "faiss.json").is_file():
+            return
+        try:
+            info = json.loads((folder / "faiss.json").read_text(encoding="utf-8"))
+            fids = np.load(folder / "faiss_ids.npy", allow_pickle=False)
+            index = faiss.read_index(str(folder / "faiss.index"))
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("%s: cannot read the saved FAISS index (%s); it will be rebuilt", folder, e)
+            return
+        ok = (
+            fids.shape == (n,) and fids.dtype == np.int64 and index.ntotal == n and index.d == self.dim
+            and bool(np.all(np.diff(fids) > 0)) and int(info.get("next_fid", -1)) > int(fids.max(initial=-1))
+        )  # fmt: skip
+        if not ok:
+            log.warning("%s: the saved FAISS index does not match the vectors; it will be rebuilt", folder)
+            return
+        self._fids, self._next_fid = fids, int(info["next_fid"])
+        self._index, self._kind, self._trained_n = index, "ivf", int(info.get("trained_n", n))

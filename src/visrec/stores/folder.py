@@ -1,0 +1,422 @@
+"""The on-disk index folder (e.g. ``naruto.vrx/``): versioned, crash-safe generations behind one manifest.
+
+Layout::
+
+    naruto.vrx/
+      manifest.json      format, schema_version, encoder, dim, store backend, count, current generation, ...
+      gen-000007/        the current generation: the store's files plus any JSON other stages commit
+      work/              persistent scratch (e.g. resumable encoding shards), kept until cleared
+      .lock              the write lock (filelock)
+
+A commit writes a complete new generation into a ``.tmp-*`` folder, fsyncs it, renames it to ``gen-NNNNNN``,
+then atomically replaces ``manifest.json`` (the switch point), then deletes the other generations. A crash
+at any point leaves the previous generation current and readable; readers ignore leftovers (``.tmp-*``
+entries and generations the manifest does not name) and the next writer removes them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch
+
+log = logging.getLogger(__name__)
+
+FORMAT = "visrec-index"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+WORK = "work"
+TMP_PREFIX = ".tmp-"
+_GEN_RE = re.compile(r"^gen-(\d{6,})$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def gen_name(generation: int) -> str:
+    """Folder name of a generation: ``gen-000001``."""
+    return f"gen-{generation:06d}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The contents of ``manifest.json``. ``generation`` 0 means nothing has been committed yet."""
+
+    encoder: dict[str, Any]
+    dim: int
+    joint_dim: int | None
+    store: str
+    count: int = 0
+    generation: int = 0
+    created: str = field(default_factory=_now)
+    updated: str = field(default_factory=_now)
+    extra: dict[str, Any] = field(default_factory=dict)
+    normalization: str = "l2"
+    schema_version: int = SCHEMA_VERSION
+    format: str = FORMAT
+
+    @property
+    def encoder_name(self) -> str:
+        return str(self.encoder.get("name", ""))
+
+    @property
+    def encoder_fingerprint(self) -> str:
+        return str(self.encoder.get("fingerprint", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, ``format`` and ``schema_version`` first."""
+        d = asdict(self)
+        head = {"format": d.pop("format"), "schema_version": d.pop("schema_version")}
+        return {**head, **d}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> Manifest:
+        """Validate a parsed manifest: ``BadInput`` if not an index's, ``IndexCorrupt`` if broken."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise BadInput(f"{where} is not a visrec index manifest (format {got!r}, expected {FORMAT!r})")
+        version = d.get("schema_version")
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise ManifestMismatch(
+                f"{where} has schema version {version}, this visrec reads up to {SCHEMA_VERSION}: "
+                "upgrade visrec"
+            )
+        try:
+            m = cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
+            _check_manifest(m)
+        except (TypeError, ValueError) as e:
+            raise IndexCorrupt(f"{where} is damaged ({e}); restore it from a backup or re-index") from None
+        return m
+
+
+def _check_manifest(m: Manifest) -> None:
+    def is_int(v: Any, minimum: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+    if m.schema_version != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {m.schema_version!r}")
+    if not isinstance(m.encoder, dict) or not m.encoder_fingerprint or not m.encoder_name:
+        raise ValueError("encoder must be a dict with 'name' and 'fingerprint'")
+    if not (is_int(m.dim, 1) and is_int(m.count, 0) and is_int(m.generation, 0)):
+        raise ValueError(f"dim={m.dim!r}, count={m.count!r}, generation={m.generation!r}")
+    if m.joint_dim is not None and not is_int(m.joint_dim, 1):
+        raise ValueError(f"joint_dim={m.joint_dim!r}")
+    if not isinstance(m.store, str) or not isinstance(m.extra, dict):
+        raise ValueError("store must be a string and extra a dict")
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows; NTFS journals renames
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(dirpath, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def write_json(folder: Path, name: str, obj: Any) -> None:
+    """Write ``folder/name`` as JSON (inside a ``commit`` callback: the commit makes it durable)."""
+    _check_name(name)
+    (Path(folder) / name).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise BadInput(f"{name!r} is not a plain file name (letters, digits, '.', '_', '-')")
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links: copy instead
+        shutil.copy2(src, dst)
+
+
+def _remove(path: Path) -> bool:
+    """Delete a file or folder; logs and returns False when the OS refuses (e.g. a mapped file on Windows)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        return True
+    except OSError as e:
+        log.warning("could not remove %s (%s); the next writer will try again", path, e)
+        return False
+
+
+class IndexFolder:
+    """An index folder; build it with :meth:`create` or :meth:`open`.
+
+    Reading needs no lock. Writing (``commit``, ``clear_work``) takes the folder's write lock, which
+    :meth:`writer` can hold across a long job.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest) -> None:
+        self.path = Path(path)
+        self._manifest = manifest
+        self._lock = filelock.FileLock(str(self.path / LOCK))
+
+    # ---- opening ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def is_index(path: str | Path) -> bool:
+        """Whether ``path`` is a folder holding a ``manifest.json``."""
+        return (Path(path) / MANIFEST).is_file()
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        encoder_info: Mapping[str, Any],
+        dim: int,
+        joint_dim: int | None,
+        backend: str,
+    ) -> IndexFolder:
+        """Make a new, empty index folder (generation 0).
+
+        ``encoder_info``: ``{"name", "fingerprint", "describe": {...}}``. Refuses (``BadInput``) a path that
+        is a file, an existing index, or a non-empty folder.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise BadInput(f"{path} is a file; give a folder path for the index")
+        if cls.is_index(path):
+            raise BadInput(f"{path} is already a visrec index; open it, or delete it to start over")
+        if path.exists() and any(p.name != LOCK for p in path.iterdir()):
+            raise BadInput(f"{path} is not empty and not a visrec index; choose a new or empty folder")
+        encoder = {"describe": {}, **dict(encoder_info)}
+        try:
+            json.dumps(encoder)
+            manifest = Manifest(encoder=encoder, dim=dim, joint_dim=joint_dim, store=backend)
+            _check_manifest(manifest)
+        except (TypeError, ValueError) as e:
+            raise BadInput(f"cannot create an index at {path}: {e}") from None
+        path.mkdir(parents=True, exist_ok=True)
+        folder = cls(path, manifest)
+        with folder.writer():
+            if cls.is_index(path):
+                raise BadInput(f"{path} was made an index by another process meanwhile; open it instead")
+            write_json_atomic(path / MANIFEST, manifest.to_dict())
+        return folder
+
+    @classmethod
+    def open(cls, path: str | Path) -> IndexFolder:
+        """Open an existing index folder; ``BadInput`` if it is not one, ``IndexCorrupt`` if it is damaged."""
+        path = Path(path)
+        if not path.is_dir():
+            raise BadInput(f"no index at {path}: {'not a folder' if path.exists() else 'it does not exist'}")
+        folder = cls(path, _read_manifest(path))
+        folder._check_generation()
+        return folder
+
+    def refresh(self) -> Manifest:
+        """Re-read ``manifest.json`` (another process may have committed) and return it."""
+        self._manifest = _read_manifest(self.path)
+        return self._manifest
+
+    def _check_generation(self) -> None:
+        gen = self._manifest.generation
+        if gen and not (self.path / gen_name(gen)).is_dir():
+            self.refresh()  # a writer may have switched generations between our two reads
+            gen = self._manifest.generation
+            if gen and not (self.path / gen_name(gen)).is_dir():
+                raise IndexCorrupt(
+                    f"{self.path}: manifest.json names {gen_name(gen)}, which is missing; restore the folder "
+                    "from a backup or re-index the images into a new folder"
+                )
+
+    # ---- reading ------------------------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest as last read or committed by this object."""
+        return self._manifest
+
+    @property
+    def generation_dir(self) -> Path | None:
+        """Folder of the current generation, or None before the first commit."""
+        self._check_generation()
+        gen = self._manifest.generation
+        return self.path / gen_name(gen) if gen else None
+
+    @property
+    def work_dir(self) -> Path:
+        """Persistent scratch folder ``work/`` (created on first use), kept across runs until cleared."""
+        work = self.path / WORK
+        work.mkdir(exist_ok=True)
+        return work
+
+    def read_json(self, name: str) -> Any | None:
+        """A JSON file of the current generation, or None when it has no such file."""
+        _check_name(name)
+        gen = self.generation_dir
+        if gen is None or not (gen / name).is_file():
+            return None
+        try:
+            return json.loads((gen / name).read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise IndexCorrupt(f"{gen / name} cannot be read ({e}); re-index or restore the folder") from None
+
+    def check_encoder(self, fingerprint: str, name: str) -> None:
+        """Raise ``ManifestMismatch`` unless the index was built by the encoder with this ``fingerprint``."""
+        m = self._manifest
+        if fingerprint == m.encoder_fingerprint:
+            return
+        same = " (same name, but its weights or preprocessing changed)" if name == m.encoder_name else ""
+        raise ManifestMismatch(
+            f"{self.path} was built with encoder {m.encoder_name!r} (fingerprint {m.encoder_fingerprint}), "
+            f"but encoder {name!r} (fingerprint {fingerprint}) was given{same}. Re-index the images with "
+            f"{name!r}, or pass --encoder {m.encoder_name} to use the index's own encoder."
+        )
+
+    # ---- writing ------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self, timeout: float = 0.0) -> Iterator[IndexFolder]:
+        """Hold the write lock (re-entrant); ``IndexBusy`` if another writer keeps it beyond ``timeout`` s.
+
+        On first entry the manifest is re-read and leftovers of crashed writers are removed.
+        """
+        try:
+            self._lock.acquire(timeout=timeout)
+        except filelock.Timeout:
+            raise IndexBusy(
+                f"another process is writing the index {self.path} (it holds {self.path / LOCK}); "
+                "wait for it to finish and try again"
+            ) from None
+        try:
+            if self._lock.lock_counter == 1 and self.is_index(self.path):
+                self.refresh()
+                self.cleanup()
+            yield self
+        finally:
+            self._lock.release()
+
+    def cleanup(self) -> list[Path]:
+        """Remove leftovers (``.tmp-*`` entries, generations other than the current one). Needs the lock."""
+        with self.writer():
+            current = gen_name(self._manifest.generation)
+            stale = [
+                p for p in self.path.iterdir()
+                if p.name.startswith(TMP_PREFIX) or (_GEN_RE.match(p.name) and p.name != current)
+            ]  # fmt: skip
+            return [p for p in stale if _remove(p)]
+
+    def commit(
+        self, write: Callable[[Path], None], *, count: int, extra: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Write a new generation with ``write(folder)`` and switch to it atomically; returns its folder.
+
+        ``write`` fills the empty ``folder`` (e.g. ``store.save``, :func:`write_json`, :meth:`carry_over`).
+        If it raises, nothing changes. ``count`` is the number of stored items; ``extra`` keys are merged into
+        the manifest's ``extra`` (a None value removes a key).
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise BadInput(f"count must be a non-negative integer, got {count!r}")
+        with self.writer():
+            old = self._manifest
+            taken = [int(m.group(1)) for p in self.path.iterdir() if (m := _GEN_RE.match(p.name))]
+            gen = max([old.generation, *taken]) + 1
+            final = self.path / gen_name(gen)
+            tmp = self.path / f"{TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir()
+            try:
+                write(tmp)
+                _fsync_tree(tmp)
+                os.rename(tmp, final)
+            finally:
+                if tmp.exists():
+                    _remove(tmp)
+            _fsync_dir(self.path)
+            merged = {**old.extra, **(extra or {})}
+            new = replace(old, generation=gen, count=count, updated=_now(),
+                          extra={k: v for k, v in merged.items() if v is not None})  # fmt: skip
+            write_json_atomic(self.path / MANIFEST, new.to_dict())  # the switch point
+            self._manifest = new
+            self.cleanup()
+            return final
+
+    def carry_over(self, dst: Path, names: list[str]) -> list[str]:
+        """Hard-link (or copy) files and folders of the current generation into ``dst``.
+
+        Returns the names that existed. Use it in a ``commit`` callback to keep what the commit does not
+        change (generations are immutable, so sharing their files is safe).
+        """
+        gen = self.generation_dir
+        done = []
+        for name in names:
+            _check_name(name)
+            src = None if gen is None else gen / name
+            if src is None or not src.exists():
+                continue
+            if src.is_dir():
+                shutil.copytree(src, Path(dst) / name, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(str(src), str(Path(dst) / name))
+            done.append(name)
+        return done
+
+    def clear_work(self) -> None:
+        """Delete the ``work/`` folder (under the write lock)."""
+        with self.writer():
+            work = self.path / WORK
+            if work.exists():
+                shutil.rmtree(work)
+
+
+def _read_manifest(path: Path) -> Manifest:
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        if any(_GEN_RE.match(p.name) for p in path.iterdir()):
+            raise IndexCorrupt(
+                f"{path} holds index data but no manifest.json; restore the folder from a backup or re-index"
+            )
+        raise BadInput(f"{path} is not a visrec index (no {MANIFEST}); build an index there first")
+    try:
+        data = json.loads(mpath.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise IndexCorrupt(f"{mpath} cannot be read ({e}); restore it from a backup or re-index") from None
+    return Manifest.from_dict(data, str(mpath))
