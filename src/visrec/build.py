@@ -7,8 +7,6 @@ never sees a half-written index and a crash never loses the previous one.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -265,31 +263,6 @@ def _writer(store: Any, joint: Any, files: dict[str, bytes]) -> Callable[[Path],
     return write
 
 
-def link_generation(src: Path, replace: dict[str, bytes]) -> Callable[[Path], None]:
-    """A commit writer that hard-links (or copies) ``src``'s files and writes ``replace`` over them."""
-
-    def write(tmp: Path) -> None:
-        for p in src.iterdir():
-            if p.name in replace:
-                continue
-            dst = tmp / p.name
-            if p.is_dir():
-                shutil.copytree(p, dst, copy_function=_link_or_copy)
-            else:
-                _link_or_copy(str(p), str(dst))
-        for name, data in replace.items():
-            (tmp / name).write_bytes(data)
-
-    return write
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 def save_calibration(index_path: str | Path, calibrations: dict[str, dict[str, Any]]) -> None:
     """Store calibrations (mode -> ``Calibration.to_dict()``) in a new generation of the index, merged with
     the modes already calibrated."""
@@ -304,4 +277,10 @@ def save_calibration(index_path: str | Path, calibrations: dict[str, dict[str, A
         merged = json.loads(p.read_text()) if p.exists() else {}
         merged.update(calibrations)
         data = json.dumps(merged, indent=1).encode()
-        folder.commit(link_generation(gen, {"calibration.json": data}), count=folder.manifest.count)
+        keep = [p.name for p in gen.iterdir() if p.name != "calibration.json"]
+
+        def write(tmp: Path) -> None:
+            folder.carry_over(tmp, keep)
+            (tmp / "calibration.json").write_bytes(data)
+
+        folder.commit(write, count=folder.manifest.count)

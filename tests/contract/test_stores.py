@@ -40,7 +40,9 @@ def brute(vectors: np.ndarray, id_list: list[str], q: np.ndarray, k: int) -> tup
     return np.array(id_list, dtype=object)[order], np.take_along_axis(scores, order, axis=1)
 
 
-def assert_same_topk(got_ids: np.ndarray, got_s: np.ndarray, want_ids: np.ndarray, want_s: np.ndarray) -> None:
+def assert_same_topk(
+    got_ids: np.ndarray, got_s: np.ndarray, want_ids: np.ndarray, want_s: np.ndarray
+) -> None:
     """Same score lists; same ids wherever the score is not tied (as FAISS's contrib/evaluation.py)."""
     np.testing.assert_allclose(got_s, want_s, atol=1e-5)
     for gi, wi, ws in zip(got_ids, want_ids, want_s, strict=True):
@@ -89,7 +91,7 @@ def test_search_equals_brute_force(filled: tuple[VectorStore, np.ndarray]) -> No
 
 
 def test_upsert_replaces_vector_and_metadata(filled: tuple[VectorStore, np.ndarray]) -> None:
-    store, vecs = filled
+    store, _ = filled
     new = unit(np.random.default_rng(5), 2)
     store.upsert(["id4", "fresh"], new, [{"path": "new.jpg", "labels": ["Gara"]}, {"path": "fresh.jpg"}])
     assert store.count() == 61 and store.ids()[4] == "id4" and store.ids()[-1] == "fresh"
@@ -152,7 +154,8 @@ def test_save_load_round_trip(filled: tuple[VectorStore, np.ndarray], tmp_path: 
     snapshot = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     for mmap in (True, False):
         loaded = load_store(name, tmp_path, mmap=mmap)
-        assert loaded.ids() == store.ids() and loaded.count('label == "Gara"') == store.count('label == "Gara"')
+        assert loaded.ids() == store.ids()
+        assert loaded.count('label == "Gara"') == store.count('label == "Gara"')
         after = loaded.search(q, 5, where='split == "test"')
         np.testing.assert_array_equal(after.ids, before.ids)
         assert loaded.get(["id2"])[1] == store.get(["id2"])[1]
@@ -201,7 +204,7 @@ def test_errors(filled: tuple[VectorStore, np.ndarray], tmp_path: Path, name: st
     with pytest.raises(BadInput, match="not allowed"):
         store.search(v1, 3, where="__import__('os')")
     assert store.count() == 60  # nothing half-added
-    with pytest.raises(IndexCorrupt, match="missing store.json"):
+    with pytest.raises(IndexCorrupt, match=r"missing store\.json"):
         load_store(name, tmp_path)
 
 
@@ -218,8 +221,10 @@ def clustered(n: int, dim: int, clusters: int, seed: int) -> tuple[np.ndarray, n
     """``n`` unit vectors around ``clusters`` Gaussian centres, and 200 queries drawn the same way."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim))
+
     def draw(m: int) -> np.ndarray:
         return l2_normalize(centres[rng.integers(0, clusters, m)] + 0.6 * rng.standard_normal((m, dim)))
+
     return draw(n), draw(200)
 
 

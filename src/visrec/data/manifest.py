@@ -2,7 +2,8 @@
 
 Columns: ``path`` (relative to the CSV's folder, POSIX) and ``label`` or ``labels`` (``|``-separated for
 multi-label, empty for unlabeled) are required; ``id``, ``split``, ``group`` (or ``dup_group``), ``sha256``,
-``width``, ``height`` are optional; any other column is kept in ``ImageRecord.extra``.
+``width``, ``height`` are optional; any other column is kept in ``ImageRecord.extra`` (empty cells
+are treated as absent).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ class LoadReport:
     source: str
     skipped: tuple[Skipped, ...] = ()
     ignored: int = 0
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def counts(self) -> dict[str, int]:
         """Number of skipped entries per reason."""
@@ -67,7 +66,6 @@ class LoadReport:
             "ignored": self.ignored,
             "skipped_counts": self.counts(),
             "skipped": [{"path": s.path, "reason": s.reason, "detail": s.detail} for s in self.skipped],
-            "notes": list(self.notes),
         }
 
 

@@ -167,12 +167,15 @@ class BackboneEncoder:
         id_tuple = resolve_ids(len(images), ids)
         size = check_batch_size(batch_size, self.options.batch_size)
         n = len(images)
+        if n == 0:
+            joint_dim = self.joint_dim
+            return Embeddings.concat([], self.fingerprint, self.dim, joint_dim)
         vectors = np.empty((n, self.dim), np.float32)
         logits = np.empty((n, 1000), np.float32) if self.bridge is not None else None
-        session = self.session() if n else None
+        session = self.session()
         with progress_bar(n, progress, f"encoding with {self.name}") as advance:
             for start, batch in prefetched_batches(self.prep, images, size):
-                feats, lg = session.run(None, {"image": batch})  # type: ignore[union-attr]
+                feats, lg = session.run(None, {"image": batch})
                 vectors[start : start + len(batch)] = feats
                 if logits is not None:
                     logits[start : start + len(batch)] = lg

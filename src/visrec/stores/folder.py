@@ -17,14 +17,13 @@ entries and generations the manifest does not name) and the next writer removes 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,17 +31,23 @@ from typing import Any
 import filelock
 
 from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch
+from visrec.stores._files import (
+    TMP_PREFIX,
+    check_name,
+    fsync_dir,
+    fsync_tree,
+    link_or_copy,
+    remove,
+    write_json,
+    write_json_atomic,
+)
+from visrec.stores.manifest import MANIFEST, Manifest, check_manifest, read_manifest
 
-log = logging.getLogger(__name__)
+__all__ = ["IndexFolder", "Manifest", "gen_name", "write_json", "write_json_atomic"]
 
-FORMAT = "visrec-index"
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 LOCK = ".lock"
 WORK = "work"
-TMP_PREFIX = ".tmp-"
 _GEN_RE = re.compile(r"^gen-(\d{6,})$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _now() -> str:
@@ -52,138 +57,6 @@ def _now() -> str:
 def gen_name(generation: int) -> str:
     """Folder name of a generation: ``gen-000001``."""
     return f"gen-{generation:06d}"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The contents of ``manifest.json``. ``generation`` 0 means nothing has been committed yet."""
-
-    encoder: dict[str, Any]
-    dim: int
-    joint_dim: int | None
-    store: str
-    count: int = 0
-    generation: int = 0
-    created: str = field(default_factory=_now)
-    updated: str = field(default_factory=_now)
-    extra: dict[str, Any] = field(default_factory=dict)
-    normalization: str = "l2"
-    schema_version: int = SCHEMA_VERSION
-    format: str = FORMAT
-
-    @property
-    def encoder_name(self) -> str:
-        return str(self.encoder.get("name", ""))
-
-    @property
-    def encoder_fingerprint(self) -> str:
-        return str(self.encoder.get("fingerprint", ""))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, ``format`` and ``schema_version`` first."""
-        d = asdict(self)
-        head = {"format": d.pop("format"), "schema_version": d.pop("schema_version")}
-        return {**head, **d}
-
-    @classmethod
-    def from_dict(cls, d: Any, where: str) -> Manifest:
-        """Validate a parsed manifest: ``BadInput`` if not an index's, ``IndexCorrupt`` if broken."""
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            got = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise BadInput(f"{where} is not a visrec index manifest (format {got!r}, expected {FORMAT!r})")
-        version = d.get("schema_version")
-        if isinstance(version, int) and version > SCHEMA_VERSION:
-            raise ManifestMismatch(
-                f"{where} has schema version {version}, this visrec reads up to {SCHEMA_VERSION}: "
-                "upgrade visrec"
-            )
-        try:
-            m = cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
-            _check_manifest(m)
-        except (TypeError, ValueError) as e:
-            raise IndexCorrupt(f"{where} is damaged ({e}); restore it from a backup or re-index") from None
-        return m
-
-
-def _check_manifest(m: Manifest) -> None:
-    def is_int(v: Any, minimum: int) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
-
-    if m.schema_version != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {m.schema_version!r}")
-    if not isinstance(m.encoder, dict) or not m.encoder_fingerprint or not m.encoder_name:
-        raise ValueError("encoder must be a dict with 'name' and 'fingerprint'")
-    if not (is_int(m.dim, 1) and is_int(m.count, 0) and is_int(m.generation, 0)):
-        raise ValueError(f"dim={m.dim!r}, count={m.count!r}, generation={m.generation!r}")
-    if m.joint_dim is not None and not is_int(m.joint_dim, 1):
-        raise ValueError(f"joint_dim={m.joint_dim!r}")
-    if not isinstance(m.store, str) or not isinstance(m.extra, dict):
-        raise ValueError("store must be a string and extra a dict")
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name == "nt":  # directories cannot be opened for fsync on Windows; NTFS journals renames
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(dirpath, name), "rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(Path(dirpath))
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def write_json(folder: Path, name: str, obj: Any) -> None:
-    """Write ``folder/name`` as JSON (inside a ``commit`` callback: the commit makes it durable)."""
-    _check_name(name)
-    (Path(folder) / name).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise BadInput(f"{name!r} is not a plain file name (letters, digits, '.', '_', '-')")
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # a file system without hard links: copy instead
-        shutil.copy2(src, dst)
-
-
-def _remove(path: Path) -> bool:
-    """Delete a file or folder; logs and returns False when the OS refuses (e.g. a mapped file on Windows)."""
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-        return True
-    except OSError as e:
-        log.warning("could not remove %s (%s); the next writer will try again", path, e)
-        return False
 
 
 class IndexFolder:
@@ -231,7 +104,7 @@ class IndexFolder:
         try:
             json.dumps(encoder)
             manifest = Manifest(encoder=encoder, dim=dim, joint_dim=joint_dim, store=backend)
-            _check_manifest(manifest)
+            check_manifest(manifest)
         except (TypeError, ValueError) as e:
             raise BadInput(f"cannot create an index at {path}: {e}") from None
         path.mkdir(parents=True, exist_ok=True)
@@ -248,13 +121,13 @@ class IndexFolder:
         path = Path(path)
         if not path.is_dir():
             raise BadInput(f"no index at {path}: {'not a folder' if path.exists() else 'it does not exist'}")
-        folder = cls(path, _read_manifest(path))
+        folder = cls(path, read_manifest(path))
         folder._check_generation()
         return folder
 
     def refresh(self) -> Manifest:
         """Re-read ``manifest.json`` (another process may have committed) and return it."""
-        self._manifest = _read_manifest(self.path)
+        self._manifest = read_manifest(self.path)
         return self._manifest
 
     def _check_generation(self) -> None:
@@ -291,7 +164,7 @@ class IndexFolder:
 
     def read_json(self, name: str) -> Any | None:
         """A JSON file of the current generation, or None when it has no such file."""
-        _check_name(name)
+        check_name(name)
         gen = self.generation_dir
         if gen is None or not (gen / name).is_file():
             return None
@@ -343,7 +216,7 @@ class IndexFolder:
                 p for p in self.path.iterdir()
                 if p.name.startswith(TMP_PREFIX) or (_GEN_RE.match(p.name) and p.name != current)
             ]  # fmt: skip
-            return [p for p in stale if _remove(p)]
+            return [p for p in stale if remove(p)]
 
     def commit(
         self, write: Callable[[Path], None], *, count: int, extra: Mapping[str, Any] | None = None
@@ -365,12 +238,12 @@ class IndexFolder:
             tmp.mkdir()
             try:
                 write(tmp)
-                _fsync_tree(tmp)
+                fsync_tree(tmp)
                 os.rename(tmp, final)
             finally:
                 if tmp.exists():
-                    _remove(tmp)
-            _fsync_dir(self.path)
+                    remove(tmp)
+            fsync_dir(self.path)
             merged = {**old.extra, **(extra or {})}
             new = replace(old, generation=gen, count=count, updated=_now(),
                           extra={k: v for k, v in merged.items() if v is not None})  # fmt: skip
@@ -388,14 +261,14 @@ class IndexFolder:
         gen = self.generation_dir
         done = []
         for name in names:
-            _check_name(name)
+            check_name(name)
             src = None if gen is None else gen / name
             if src is None or not src.exists():
                 continue
             if src.is_dir():
-                shutil.copytree(src, Path(dst) / name, copy_function=_link_or_copy)
+                shutil.copytree(src, Path(dst) / name, copy_function=link_or_copy)
             else:
-                _link_or_copy(str(src), str(Path(dst) / name))
+                link_or_copy(str(src), str(Path(dst) / name))
             done.append(name)
         return done
 
@@ -405,18 +278,3 @@ class IndexFolder:
             work = self.path / WORK
             if work.exists():
                 shutil.rmtree(work)
-
-
-def _read_manifest(path: Path) -> Manifest:
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        if any(_GEN_RE.match(p.name) for p in path.iterdir()):
-            raise IndexCorrupt(
-                f"{path} holds index data but no manifest.json; restore the folder from a backup or re-index"
-            )
-        raise BadInput(f"{path} is not a visrec index (no {MANIFEST}); build an index there first")
-    try:
-        data = json.loads(mpath.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as e:
-        raise IndexCorrupt(f"{mpath} cannot be read ({e}); restore it from a backup or re-index") from None
-    return Manifest.from_dict(data, str(mpath))
