@@ -39,8 +39,11 @@ def _open_or_create(out: Path, encoder: Encoder, backend: str) -> Any:
         return folder
     info = {"describe": encoder.describe()}
     return IndexFolder.create(
-        out, encoder_info=info | {"fingerprint": encoder.fingerprint, "name": encoder.name},
-        dim=encoder.dim, joint_dim=encoder.joint_dim, backend=backend,
+        out,
+        encoder_info=info | {"fingerprint": encoder.fingerprint, "name": encoder.name},
+        dim=encoder.dim,
+        joint_dim=encoder.joint_dim,
+        backend=backend,
     )
 
 
@@ -63,7 +66,9 @@ def _stored_metadata(store: Any) -> dict[str, dict[str, Any]]:
     return metas
 
 
-def _shard_rows(shards: ShardWriter) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, dict[str, Any]]]:
+def _shard_rows(
+    shards: ShardWriter,
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, dict[str, Any]]]:
     """(id, sha256) -> (vector, joint vector, metadata) of every finished shard; later shards win."""
     out: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, dict[str, Any]]] = {}
     for info, vec, joint in shards.completed():
@@ -227,7 +232,9 @@ def _derived_files(store: Any, joint: Any, cfg: IndexConfig, report: IndexingRep
         files["prototypes.npy"] = _npy_bytes(proto.prototypes)
     n_classes = len({x for lab in labels for x in lab})
     if cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
-        opts = CalibrationOptions(target_precision=cfg.target_precision)
+        # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
+        # harsh a picture of a new class, so new classes are simulated from three classes on.
+        opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3)
         cals = {}
         for mode in CALIBRATED_MODES:
             clf = make_classifier_from_params(mode, {})

@@ -28,7 +28,7 @@ app.add_typer(data_app, name="data")
 
 F = TypeVar("F", bound=Callable[..., Any])
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
-WHERE = typer.Option(None, "--where", help='Filter expression, e.g. \'label == "Sakura"\' or \'split != "test"\'.')
+WHERE = typer.Option(None, "--where", help="Filter expression, e.g. 'label == \"Sakura\"' or 'split != \"test\"'.")
 
 
 def _command(fn: F) -> F:

@@ -2,8 +2,8 @@
 
 Data, in order: the folder the user names; ``naruto_roboflow`` from a ``shared/data`` folder beside the
 repository or the working directory; else a small set cut from the two photos scikit-learn ships (a temple
-and a flower), with train crops from the left half of each photo and test crops from the right half so that
-no test pixel was seen in training.
+and a flower), with train and test crops from the two colours of a checkerboard of tiles, so that no test pixel
+was seen in training.
 """
 
 from __future__ import annotations
@@ -31,25 +31,31 @@ def find_shared_naruto() -> Path | None:
     return None
 
 
-def sample_photos_dataset(dest: Path, per_side: int = 12, size: int = 160, seed: int = 0) -> Path:
-    """Write ``dest/<label>/<train|test>_NN.jpg`` crops of scikit-learn's sample photos; returns ``dest``."""
+def sample_photos_dataset(dest: Path, per_tile: int = 4, size: int = 128, seed: int = 0) -> Path:
+    """Write ``dest/<label>/<train|test>_NN.jpg`` crops of scikit-learn's sample photos; returns ``dest``.
+
+    Each photo is cut into a 3 x 4 grid of tiles coloured like a checkerboard: train crops come from the
+    dark tiles and test crops from the light ones, so both sides cover the whole scene yet share no pixel.
+    """
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
     photos = load_sample_images()
     rng = np.random.default_rng(seed)
     for name, img in zip(("temple", "flower"), photos.images, strict=True):
-        h, w, _ = img.shape
         (dest / name).mkdir(parents=True, exist_ok=True)
-        for side, x0 in (("train", 0), ("test", w // 2)):
-            for i in range(per_side):
-                s = int(rng.integers(h // 4, h // 2))
-                x = int(rng.integers(x0, x0 + w // 2 - s))
-                y = int(rng.integers(0, h - s))
-                crop = Image.fromarray(img[y : y + s, x : x + s]).resize((size, size), Image.Resampling.BILINEAR)
-                if rng.random() < 0.5:
-                    crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-                crop.save(dest / name / f"{side}_{i:02d}.jpg", quality=90)
+        th, tw = img.shape[0] // 3, img.shape[1] // 4
+        count = {"train": 0, "test": 0}
+        for r in range(3):
+            for c in range(4):
+                side = "train" if (r + c) % 2 == 0 else "test"
+                for _ in range(per_tile):
+                    s = int(rng.integers(int(0.6 * min(th, tw)), min(th, tw) + 1))
+                    y = r * th + int(rng.integers(0, th - s + 1))
+                    x = c * tw + int(rng.integers(0, tw - s + 1))
+                    crop = Image.fromarray(img[y : y + s, x : x + s]).resize((size, size), Image.Resampling.BILINEAR)
+                    crop.save(dest / name / f"{side}_{count[side]:02d}.jpg", quality=90)
+                    count[side] += 1
     return dest
 
 

@@ -17,9 +17,8 @@ import numpy as np
 
 from visrec.encoders.base import Encoder, ImageLike, TextEncoder
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
-from visrec.types import Embeddings, Hit, Prediction
-
 from visrec.recognize import MODES  # noqa: F401  (re-exported)
+from visrec.types import Embeddings, Hit, Prediction
 
 
 @dataclass(frozen=True)
@@ -168,14 +167,12 @@ class Index:
         words = set(q.replace(",", " ").split())
         te = self.text_encoder()
         sims = te.encode(names) @ te.encode([query])[0]
-        scored = [(n, 1.0 if n.lower() == q or n.lower() in words else float(s)) for n, s in zip(names, sims)]
+        scored = [(n, 1.0 if n.lower() == q or n.lower() in words else float(s)) for n, s in zip(names, sims, strict=True)]
         best = max(s for _, s in scored)
         keep = [(n, s) for n, s in scored if s >= min_similarity and s >= best - 0.05]
         return sorted(keep, key=lambda x: -x[1])
 
-    def search_text(
-        self, query: str, k: int = 10, where: str | None = None, route: str = "auto"
-    ) -> TextSearchResult:
+    def search_text(self, query: str, k: int = 10, where: str | None = None, route: str = "auto") -> TextSearchResult:
         """Text -> image search.
 
         ``route="labels"``: the query is matched against label names (MiniLM similarity) and the images of the
@@ -280,5 +277,13 @@ class Index:
 
 
 def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:
-    keys = ("method", "target_precision", "precision", "coverage", "unknown_rejected", "target_met", "n_held_out")
+    keys = (
+        "method",
+        "target_precision",
+        "precision",
+        "coverage",
+        "unknown_rejected",
+        "target_met",
+        "n_held_out",
+    )
     return {k: d.get(k) for k in keys}

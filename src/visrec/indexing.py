@@ -282,11 +282,11 @@ def count_labels(metas: Sequence[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(c.items()))
 
 
-def timed(report: IndexingReport, stage: str) -> Callable[[float], None]:
+def timed(report: IndexingReport, stage: str) -> Callable[[], None]:
     """Return a function that records the seconds since now under ``stage``."""
     t0 = time.perf_counter()
 
-    def stop(_: float = 0.0) -> None:
+    def stop() -> None:
         report.seconds[stage] = round(report.seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
 
     return stop

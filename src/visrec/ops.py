@@ -229,7 +229,13 @@ def data_check(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Readable files, classes and splits, near-duplicate groups and train/test leakage of a dataset."""
-    from visrec.data import DEFAULT_THRESHOLD, hash_dataset, leakage_report, near_duplicate_groups, read_dataset
+    from visrec.data import (
+        DEFAULT_THRESHOLD,
+        hash_dataset,
+        leakage_report,
+        near_duplicate_groups,
+        read_dataset,
+    )
 
     ds, load = read_dataset(path, fmt)
     th = DEFAULT_THRESHOLD if threshold is None else threshold
@@ -249,7 +255,7 @@ def data_check(
         "splits": per_split,
         "skipped": load.to_dict(),
         "unreadable": [[b.path, b.reason] for b in hashes.bad],
-        "near_duplicates": {"threshold": th, "groups": int(len(sizes)),
+        "near_duplicates": {"threshold": th, "groups": len(sizes),
                             "images_in_groups_of_2_or_more": int(sizes[sizes > 1].sum()) if len(sizes) else 0},
     }  # fmt: skip
     if any(v in per_split for v in test):

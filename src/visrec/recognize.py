@@ -21,9 +21,7 @@ def _text_vectors(index: Index, classes: Sequence[str]) -> np.ndarray:
     from visrec.classify import prompt_vectors
 
     if index.joint is None:
-        raise VisrecError(
-            f"zero-shot needs an encoder with a text side; {index.encoder_info.get('name')} has none"
-        )
+        raise VisrecError(f"zero-shot needs an encoder with a text side; {index.encoder_info.get('name')} has none")
     enc = index.encoder
     return prompt_vectors(list(classes), lambda t: enc.encode_texts(t))
 

@@ -50,7 +50,9 @@ def indexing_report(r: Any) -> None:
     if r.embedded_per_second:
         out.print(f"embedded {r.embedded_per_second:.1f} images/s; stages: {r.seconds}")
     for reason, paths in r.skipped.items():
-        out.print(f"[yellow]skipped {len(paths)} {reason}[/]: " + ", ".join(paths[:3]) + (" …" if len(paths) > 3 else ""))
+        out.print(
+            f"[yellow]skipped {len(paths)} {reason}[/]: " + ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")
+        )
     if r.calibration:
         for mode, c in r.calibration.items():
             out.print(
@@ -78,8 +80,11 @@ def text_hits(res: Any, encoder: str) -> None:
     else:
         out.print(
             f"searched the image-text space of {encoder}"
-            + (" (ImageNet-label bridge: everyday objects only, not character or person names)"
-               if "efficientnet" in encoder or "mobilenet" in encoder else "")  # fmt: skip
+            + (
+                " (ImageNet-label bridge: everyday objects only, not character or person names)"
+                if "efficientnet" in encoder or "mobilenet" in encoder
+                else ""
+            )
         )
     t = Table()
     for col in ("#", "score", "label", "path"):

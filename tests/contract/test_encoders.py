@@ -58,8 +58,14 @@ def make_tiny_clip(folder: Path) -> Path:
     torch.manual_seed(0)
     tower = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
     config = CLIPConfig(
-        text_config={**tower, "vocab_size": 600, "max_position_embeddings": 40, "bos_token_id": 512,
-                     "eos_token_id": 513, "pad_token_id": 513},
+        text_config={
+            **tower,
+            "vocab_size": 600,
+            "max_position_embeddings": 40,
+            "bos_token_id": 512,
+            "eos_token_id": 513,
+            "pad_token_id": 513,
+        },
         vision_config={**tower, "image_size": 32, "patch_size": 8},
         projection_dim=16,
     )
@@ -72,7 +78,9 @@ def make_tiny_clip(folder: Path) -> Path:
     else:
         (folder / "vocab.json").write_text(json.dumps(vocab))
         (folder / "merges.txt").write_text("#version: 0.2\n")
-        tokenizer = CLIPTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+        tokenizer = CLIPTokenizer(
+            vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
+        )
     tokenizer.save_pretrained(folder)
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor.save_pretrained(folder)
@@ -100,7 +108,9 @@ def _options(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if name == "hf-clip":
         return {"model": str(request.getfixturevalue("tiny_clip_dir"))}
     if name == "open-clip" and not HAS_OPEN_CLIP:
-        pytest.skip("open_clip is not installed (it needs torchvision, which does not import beside this torch)")
+        pytest.skip(
+            "open_clip is not installed (it needs torchvision, which does not import beside this torch)"
+        )
     return {}
 
 
@@ -177,7 +187,14 @@ def test_accepts_paths_pil_gray_and_odd_sizes(encoder: Encoder, tmp_path: Path) 
     Image.fromarray(rgb).save(tmp_path / "x.png")
     Image.fromarray(rgb).save(tmp_path / "x.jpg", quality=95)
     gray = rng.integers(0, 255, size=(33, 20), dtype=np.uint8)
-    inputs = [rgb, str(tmp_path / "x.png"), tmp_path / "x.jpg", Image.fromarray(rgb), gray, Image.fromarray(gray)]
+    inputs = [
+        rgb,
+        str(tmp_path / "x.png"),
+        tmp_path / "x.jpg",
+        Image.fromarray(rgb),
+        gray,
+        Image.fromarray(gray),
+    ]
     vectors = encoder.encode_images(inputs).vectors
     assert vectors.shape == (6, encoder.dim)
     np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-5)  # lossless file == array
@@ -284,4 +301,3 @@ def test_open_clip_without_the_package_names_the_extra() -> None:
 
     with pytest.raises(MissingExtra, match="open_clip"):
         create_encoder("open-clip", model="ViT-B-32", pretrained="/nonexistent.pt")
-

@@ -126,5 +126,7 @@ def test_data_check_finds_leaks_and_writes_grouped_split(tmp_path: Path) -> None
     assert res["leakage"]["n_leaked"] == 6 and res["leakage"]["n_test"] == 6
     human = visrec("data", "check", str(root)).stdout
     assert "leakage: 6 of 6" in human
-    check = as_json(visrec("data", "check", str(written), "--split-field", "grouped_split", "--train", "train", "--json"))
+    check = as_json(
+        visrec("data", "check", str(written), "--split-field", "grouped_split", "--train", "train", "--json")
+    )
     assert check["leakage"]["n_leaked"] == 0 and check["leakage"]["n_test"] > 0

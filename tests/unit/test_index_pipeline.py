@@ -57,7 +57,7 @@ def test_build_search_and_classify(tree: Path, tmp_path: Path) -> None:
 
 def test_unknown_for_a_class_never_indexed(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    make_labeled_tree(root, CLASSES + ("violet",), per_class=12, size=48)
+    make_labeled_tree(root, (*CLASSES, "violet"), per_class=12, size=48)
     novel = sorted((root / "violet").iterdir())
     for p in novel:
         p.rename(tmp_path / p.name)

@@ -6,6 +6,7 @@ transformers. ``create_encoder()`` gives the default, ``efficientnet-lite0``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,7 +57,15 @@ def create_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> Encoder:
     Raises ``BadInput`` for an unknown name or option, ``MissingWeights`` / ``MissingExtra`` with the install
     command when a package is absent.
     """
-    return ENCODERS.create(name, **options)
+    builder = ENCODERS.builder(name)
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            raise BadInput(
+                f"unknown option(s) {unknown} for the {name} encoder; known options: {sorted(params)}"
+            )
+    return builder(**options)
 
 
 def create_text_encoder() -> TextEncoder:
@@ -74,7 +83,9 @@ def encoder_from_info(info: Mapping[str, Any]) -> Encoder:
     """
     name = info.get("name")
     if not isinstance(name, str):
-        raise BadInput(f"encoder info has no 'name' (got keys {sorted(info)}); expected the output of describe()")
+        raise BadInput(
+            f"encoder info has no 'name' (got keys {sorted(info)}); expected the output of describe()"
+        )
     options = info.get("options") or {}
     if not isinstance(options, Mapping):
         raise BadInput(f"encoder info 'options' must be a mapping, got {type(options).__name__}")

@@ -99,7 +99,9 @@ class BackboneSpec:
         opts = options_from(BackboneOptions, {**self.defaults, **given}, self.name)
         bad = [s for s in opts.stages if s not in self.stages]
         if not opts.stages or bad:
-            raise BadInput(f"{self.name}: unknown stage(s) {bad or '(none given)'}; choose from {list(self.stages)}")
+            raise BadInput(
+                f"{self.name}: unknown stage(s) {bad or '(none given)'}; choose from {list(self.stages)}"
+            )
         if opts.pooling not in POOLINGS:
             raise BadInput(f"pooling must be one of {list(POOLINGS)}, got {opts.pooling!r}")
         if not 1.0 <= opts.gem_p <= 10.0:

@@ -26,11 +26,15 @@ class _Layer(nn.Module):
         self.attention = nn.ModuleDict(
             {
                 "self": nn.ModuleDict({n: nn.Linear(hidden, hidden) for n in ("query", "key", "value")}),
-                "output": nn.ModuleDict({"dense": nn.Linear(hidden, hidden), "LayerNorm": nn.LayerNorm(hidden, eps)}),
+                "output": nn.ModuleDict(
+                    {"dense": nn.Linear(hidden, hidden), "LayerNorm": nn.LayerNorm(hidden, eps)}
+                ),
             }
         )
         self.intermediate = nn.ModuleDict({"dense": nn.Linear(hidden, intermediate)})
-        self.output = nn.ModuleDict({"dense": nn.Linear(intermediate, hidden), "LayerNorm": nn.LayerNorm(hidden, eps)})
+        self.output = nn.ModuleDict(
+            {"dense": nn.Linear(intermediate, hidden), "LayerNorm": nn.LayerNorm(hidden, eps)}
+        )
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h = x.shape

@@ -95,7 +95,9 @@ class _TorchClip:
         with progress_bar(len(images), progress, f"encoding with {self.name}") as advance:
             for start in range(0, len(images), size):
                 chunk = images[start : start + size]
-                out[start : start + len(chunk)] = self._image_features(np.stack([self.prep(im) for im in chunk]))
+                out[start : start + len(chunk)] = self._image_features(
+                    np.stack([self.prep(im) for im in chunk])
+                )
                 advance(len(chunk))
         vectors = l2_normalize(out)
         return Embeddings(vectors, id_tuple, self.fingerprint, vectors)
@@ -181,7 +183,9 @@ class HFClipEncoder(_TorchClip):
             texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
         )
         with torch.no_grad():
-            out = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+            out = self.model.get_text_features(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            )
         return _pooled(out).float().numpy()
 
     def describe(self) -> dict[str, Any]:
@@ -243,7 +247,9 @@ class OpenClipEncoder(_TorchClip):
         self.dim = int(self.encode_texts(["a"]).shape[1])
         self.joint_dim = self.dim
         self.weights_sha = weights_sha256(ckpt)
-        self.fingerprint = fingerprint(self.name, self.weights_sha, {"arch": model, "preprocess": self.prep.to_dict()})
+        self.fingerprint = fingerprint(
+            self.name, self.weights_sha, {"arch": model, "preprocess": self.prep.to_dict()}
+        )
 
     def _image_features(self, pixels: np.ndarray) -> np.ndarray:
         import torch

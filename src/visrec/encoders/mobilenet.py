@@ -34,7 +34,15 @@ MOBILENET_V2 = BackboneSpec(
 )
 
 # (expansion t, output channels c, repeats n, first stride s), as in torchvision.
-_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 # Index in ``features`` of the last block of stages 5, 6 and 7.
 _TAPS = (13, 16, 17)
 
@@ -62,7 +70,10 @@ def mobilenet_v2_trunk(weights_path: Path, input_size: int) -> Trunk:
             hidden = inp * expand
             self.use_res = stride == 1 and inp == out
             layers: list[nn.Module] = [] if expand == 1 else [conv_bn(inp, hidden, 1)]
-            layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.Conv2d(hidden, out, 1, bias=False)]
+            layers += [
+                conv_bn(hidden, hidden, 3, stride, groups=hidden),
+                nn.Conv2d(hidden, out, 1, bias=False),
+            ]
             layers.append(nn.BatchNorm2d(out))
             self.conv = nn.Sequential(*layers)
 

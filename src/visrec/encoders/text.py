@@ -53,7 +53,9 @@ class MiniLMTextEncoder:
         self.zip_path = MINILM_WEIGHTS.locate("The MiniLM text encoder")
         self.weights_sha = weights_sha256(self.zip_path)
         self.batch_size = batch_size
-        self.fingerprint = fingerprint(self.name, self.weights_sha, {"max_tokens": MAX_TOKENS, "pooling": "mean"})
+        self.fingerprint = fingerprint(
+            self.name, self.weights_sha, {"max_tokens": MAX_TOKENS, "pooling": "mean"}
+        )
         self._tokenizer: Tokenizer | None = None
         self._session: onnxruntime.InferenceSession | None = None
         self._lock = threading.Lock()
@@ -93,7 +95,9 @@ class MiniLMTextEncoder:
                 self._tokenizer = load_tokenizer(self.zip_path)
             if self._session is None:
                 path = cache_dir() / f"{self.fingerprint}.onnx"
-                self._session = create_session(cached_onnx(path, lambda tmp: export_minilm(self.zip_path, tmp)))
+                self._session = create_session(
+                    cached_onnx(path, lambda tmp: export_minilm(self.zip_path, tmp))
+                )
             return self._session, self._tokenizer
 
 
@@ -138,7 +142,9 @@ def export_minilm(zip_path: Path, path: Path) -> None:
     model = load_torch_minilm(zip_path)
     tokenizer = load_tokenizer(zip_path)
     samples = [
-        tokenize(tokenizer, ["a photo of a cat", "an anime drawing of a ninja with orange hair and a headband"]),
+        tokenize(
+            tokenizer, ["a photo of a cat", "an anime drawing of a ninja with orange hair and a headband"]
+        ),
         tokenize(tokenizer, ["a short text", "x " * 400, "tench"]),
     ]
     example = [_torch(samples[0][n]) for n in _INPUTS]

@@ -17,12 +17,8 @@ from visrec.stores.filters import Filter, parse_filter
 from visrec.stores.folder import IndexFolder, Manifest
 
 STORES: Registry[VectorStore] = Registry("store")
-STORES.register(
-    "exact", "visrec.stores.exact:ExactStore", help="brute-force numpy; exact; fine to a few 100k vectors"
-)
-STORES.register(
-    "faiss", "visrec.stores.faiss_store:FaissStore", help="FAISS: exact Flat, IVF-Flat above 200k vectors"
-)
+STORES.register("exact", "visrec.stores.exact:ExactStore", help="brute-force numpy; exact; fine to a few 100k vectors")
+STORES.register("faiss", "visrec.stores.faiss_store:FaissStore", help="FAISS: exact Flat, IVF-Flat above 200k vectors")
 
 __all__ = [
     "STORES",

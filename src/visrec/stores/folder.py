@@ -218,9 +218,7 @@ class IndexFolder:
             ]  # fmt: skip
             return [p for p in stale if remove(p)]
 
-    def commit(
-        self, write: Callable[[Path], None], *, count: int, extra: Mapping[str, Any] | None = None
-    ) -> Path:
+    def commit(self, write: Callable[[Path], None], *, count: int, extra: Mapping[str, Any] | None = None) -> Path:
         """Write a new generation with ``write(folder)`` and switch to it atomically; returns its folder.
 
         ``write`` fills the empty ``folder`` (e.g. ``store.save``, :func:`write_json`, :meth:`carry_over`).

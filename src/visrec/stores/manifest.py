@@ -59,8 +59,7 @@ class Manifest:
         version = d.get("schema_version")
         if isinstance(version, int) and version > SCHEMA_VERSION:
             raise ManifestMismatch(
-                f"{where} has schema version {version}, this visrec reads up to {SCHEMA_VERSION}: "
-                "upgrade visrec"
+                f"{where} has schema version {version}, this visrec reads up to {SCHEMA_VERSION}: upgrade visrec"
             )
         try:
             m = cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})

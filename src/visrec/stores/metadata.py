@@ -250,9 +250,7 @@ def _insert_sql(verb: str) -> str:
     return f"{verb} INTO meta ({', '.join(_COLS)}) VALUES ({', '.join('?' * len(_COLS))})"
 
 
-def _records(
-    ids: Sequence[str], rows: Sequence[int], metas: Sequence[Mapping[str, Any]]
-) -> Iterator[tuple[Any, ...]]:
+def _records(ids: Sequence[str], rows: Sequence[int], metas: Sequence[Mapping[str, Any]]) -> Iterator[tuple[Any, ...]]:
     for i, r, m in zip(ids, rows, metas, strict=True):
         yield (
             i, int(r), m["path"], json.dumps(list(m["labels"]), ensure_ascii=False), m["split"], m["sha256"],

@@ -1,0 +1,82 @@
+"""The real CNN backbones: ONNX export vs torch (the conversion test), sane ImageNet predictions, and a
+cache hit that never imports torch. Uses the real pretrained weights: marked slow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from visrec.encoders import create_encoder
+from visrec.encoders.backbone import BackboneEncoder
+from visrec.encoders.bridge import imagenet_class_names
+
+pytestmark = pytest.mark.slow
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache folder per test session (the same base temp as the contract tests: one export each)."""
+    path = tmp_path_factory.getbasetemp() / "visrec-cache"
+    path.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VISREC_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture(params=["efficientnet-lite0", "mobilenet-v2"])
+def backbone(request: pytest.FixtureRequest, session_cache: Path) -> BackboneEncoder:
+    encoder = create_encoder(request.param)
+    assert isinstance(encoder, BackboneEncoder)
+    return encoder
+
+
+def _photos(n: int) -> list[np.ndarray | Path]:
+    found = sorted((DATA / "naruto_roboflow" / "images").glob("*/*.jpg"))[:n]
+    if found:
+        return list(found)
+    rng = np.random.default_rng(0)  # no data folder: smooth random pictures still exercise the graph
+    return [np.clip(rng.normal(120, 40, (90 + i, 70, 3)), 0, 255).astype(np.uint8) for i in range(n)]
+
+
+def test_onnx_export_matches_torch(backbone: BackboneEncoder) -> None:
+    import torch
+
+    images = _photos(6)
+    batch = backbone.prep.fill(images, np.empty((6, 3, backbone.input_size, backbone.input_size), np.float32))
+    with torch.no_grad():
+        feats, logits = backbone.build_torch()(torch.from_numpy(batch.copy()))
+    onnx_feats, onnx_logits = backbone.session().run(None, {"image": batch})
+    np.testing.assert_allclose(onnx_feats, feats.numpy(), atol=1e-4)
+    np.testing.assert_allclose(onnx_logits, logits.numpy(), atol=1e-3 * float(logits.abs().max()))
+    np.testing.assert_allclose(backbone.encode_images(images).vectors, feats.numpy(), atol=1e-4)
+
+
+def test_imagenet_predictions_are_sane(backbone: BackboneEncoder) -> None:
+    bus = DATA / "voc_labelme_mini" / "images" / "2011_000025.jpg"
+    if not bus.is_file():
+        pytest.skip(f"real data not found at {bus}")
+    names = imagenet_class_names()
+    logits = backbone.encode_logits([bus])[0]
+    top3 = [names[i] for i in np.argsort(-logits)[:3]]
+    assert "school bus" in top3, top3  # wrong colour order or normalisation breaks this first
+
+
+def test_cache_hit_does_not_import_torch(backbone: BackboneEncoder, session_cache: Path) -> None:
+    backbone.encode_images(_photos(1))  # makes sure the graph and the bridge's prompt vectors are cached
+    code = (
+        "import sys, numpy as np\n"
+        "from visrec.encoders import create_encoder\n"
+        f"enc = create_encoder({backbone.name!r})\n"
+        "emb = enc.encode_images([np.zeros((50, 40, 3), np.uint8)])\n"
+        "assert emb.joint is not None\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {"VISREC_CACHE_DIR": str(session_cache), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False", out.stderr

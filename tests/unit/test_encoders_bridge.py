@@ -1,0 +1,110 @@
+"""The label-space bridge: class names, projection maths (stub text encoder), and real zero-shot ranking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from visrec.encoders.bridge import LabelBridge, imagenet_class_names
+from visrec.errors import BadInput, DimensionMismatch
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+class _StubText:
+    """A text encoder with 8-d one-hot-ish vectors (class c -> axis c % 8), counting its calls."""
+
+    name, dim, fingerprint = "stub", 8, "stub-0000000000000000"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        index = {name: i for i, name in enumerate(imagenet_class_names())}
+        out = np.zeros((len(texts), 8), np.float32)
+        for row, text in enumerate(texts):
+            out[row, index[text.removeprefix("a photo of a ")] % 8] = 1.0
+        return out
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("VISREC_CACHE_DIR", str(tmp_path))
+    yield tmp_path
+
+
+def test_class_names_are_the_standard_1000_in_order() -> None:
+    names = imagenet_class_names()
+    assert len(names) == 1000
+    assert (names[0], names[1], names[281], names[404], names[999]) == (
+        "tench",
+        "goldfish",
+        "tabby cat",
+        "airliner",
+        "toilet paper",
+    )
+
+
+def test_top1_bridge_returns_the_winning_class_vector(cache: Path) -> None:
+    bridge = LabelBridge(_StubText(), temperature=1.0, top_k=1)  # type: ignore[arg-type]
+    logits = np.zeros((2, 1000), np.float32)
+    logits[0, 3] = 5.0
+    logits[1, 12] = 5.0
+    joint = bridge.project(logits)
+    assert joint.shape == (2, 8) and joint.dtype == np.float32
+    np.testing.assert_allclose(joint, np.eye(8, dtype=np.float32)[[3, 4]], atol=1e-6)
+
+
+def test_flat_logits_spread_over_classes_and_temperature_sharpens(cache: Path) -> None:
+    text = _StubText()
+    logits = np.zeros((1, 1000), np.float32)
+    logits[0, 3] = 2.0
+    flat = LabelBridge(text, temperature=10.0).project(logits)  # type: ignore[arg-type]
+    sharp = LabelBridge(text, temperature=0.1).project(logits)  # type: ignore[arg-type]
+    np.testing.assert_allclose(np.linalg.norm(flat, axis=1), 1.0, atol=1e-6)
+    assert sharp[0, 3] > 0.99 > flat[0, 3]
+
+
+def test_prompt_vectors_are_cached_on_disk(cache: Path) -> None:
+    text = _StubText()
+    LabelBridge(text).class_vectors()  # type: ignore[arg-type]
+    LabelBridge(text).class_vectors()  # type: ignore[arg-type]
+    assert text.calls == 1 and len(list(cache.glob("imagenet-prompts-*.npy"))) == 1
+    next(cache.glob("imagenet-prompts-*.npy")).write_bytes(b"\x93NUMPY truncated")
+    LabelBridge(text).class_vectors()  # type: ignore[arg-type]
+    assert text.calls == 2  # a damaged cache file is recomputed, not trusted
+
+
+def test_invalid_settings_and_logits(cache: Path) -> None:
+    with pytest.raises(BadInput):
+        LabelBridge(_StubText(), temperature=0.0)  # type: ignore[arg-type]
+    with pytest.raises(BadInput):
+        LabelBridge(_StubText(), prompt="no placeholder")  # type: ignore[arg-type]
+    with pytest.raises(DimensionMismatch):
+        LabelBridge(_StubText()).project(np.zeros((2, 10), np.float32))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.getbasetemp() / "visrec-cache"
+    path.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VISREC_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.mark.slow
+def test_real_airplanes_rank_airplane_above_frog(session_cache: Path) -> None:
+    planes = sorted((DATA / "cifar10_subset" / "images" / "airplane").glob("test_*.jpg"))[:10]
+    if not planes:
+        pytest.skip(f"cifar10_subset not found under {DATA}")
+    from visrec.encoders import create_encoder
+
+    encoder = create_encoder("efficientnet-lite0")
+    prompts = encoder.encode_texts(["a photo of an airplane", "a photo of a frog"])
+    scores = encoder.encode_images(planes).joint @ prompts.T  # type: ignore[operator]
+    assert (scores[:, 0] > scores[:, 1]).sum() >= 8, scores  # 32-px images: allow a couple of misses
