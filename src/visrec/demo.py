@@ -112,7 +112,13 @@ def _split(ds: LabeledSet) -> tuple[LabeledSet, LabeledSet, str]:
     return ds.subset(train), ds.subset(test), rule
 
 
-def run(data: Path | None, out: Path, progress: Progress | None = None, workdir: Path | None = None) -> DemoResult:
+def run(
+    data: Path | None,
+    out: Path,
+    progress: Progress | None = None,
+    workdir: Path | None = None,
+    sample: bool = False,
+) -> DemoResult:
     """Index the train split of ``data`` (see the module docstring) into ``out`` and evaluate the test split."""
     from visrec.build import build_index
     from visrec.data import load_dataset
@@ -120,7 +126,7 @@ def run(data: Path | None, out: Path, progress: Progress | None = None, workdir:
     from visrec.eval import summarize
     from visrec.index import Index
 
-    src = data or find_shared_naruto()
+    src = data or (None if sample else find_shared_naruto())
     if src is None:
         src = (workdir or out.parent) / "visrec-demo-photos"
         if src.exists():
