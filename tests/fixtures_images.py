@@ -37,9 +37,7 @@ __all__ = [
 ]
 
 
-def noise_image(
-    size: int | tuple[int, int], seed: int = 0, base: tuple[int, int, int] | None = None
-) -> np.ndarray:
+def noise_image(size: int | tuple[int, int], seed: int = 0, base: tuple[int, int, int] | None = None) -> np.ndarray:
     """An RGB uint8 ``(h, w, 3)`` array: smooth random blobs (compress like photos), optionally tinted.
 
     ``size`` is ``side`` or ``(w, h)``. Different seeds give visually unrelated images (useful for hashing).
@@ -240,9 +238,7 @@ def make_labeled_tree(
     return out
 
 
-def make_near_duplicate(
-    src: Path, dst: Path, *, noise: float = 4.0, quality: int = 80, seed: int = 0
-) -> Path:
+def make_near_duplicate(src: Path, dst: Path, *, noise: float = 4.0, quality: int = 80, seed: int = 0) -> Path:
     """Re-encode ``src`` as JPEG at ``dst`` with Gaussian pixel noise (sigma ``noise``): a near-duplicate."""
     arr = np.asarray(Image.open(src).convert("RGB"), dtype=np.float64)
     arr += np.random.default_rng(seed).normal(0.0, noise, arr.shape)

@@ -182,7 +182,9 @@ def data_check_cmd(
 def demo_cmd(
     data: Path = typer.Option(None, "--data", help="Labeled dataset to use (default: naruto_roboflow if present)."),
     out: Path = typer.Option(Path("demo.vrx"), "--out", "-o", help="Index folder to write."),
-    sample: bool = typer.Option(False, "--sample", help="Use the photos scikit-learn ships even if shared data exists."),
+    sample: bool = typer.Option(
+        False, "--sample", help="Use the photos scikit-learn ships even if shared data exists."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """The end-to-end job on real weights: index a leak-free train split, classify the test split, search."""

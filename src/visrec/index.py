@@ -167,7 +167,9 @@ class Index:
         words = set(q.replace(",", " ").split())
         te = self.text_encoder()
         sims = te.encode(names) @ te.encode([query])[0]
-        scored = [(n, 1.0 if n.lower() == q or n.lower() in words else float(s)) for n, s in zip(names, sims, strict=True)]
+        scored = [
+            (n, 1.0 if n.lower() == q or n.lower() in words else float(s)) for n, s in zip(names, sims, strict=True)
+        ]
         best = max(s for _, s in scored)
         keep = [(n, s) for n, s in scored if s >= min_similarity and s >= best - 0.05]
         return sorted(keep, key=lambda x: -x[1])

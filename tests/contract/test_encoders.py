@@ -78,9 +78,7 @@ def make_tiny_clip(folder: Path) -> Path:
     else:
         (folder / "vocab.json").write_text(json.dumps(vocab))
         (folder / "merges.txt").write_text("#version: 0.2\n")
-        tokenizer = CLIPTokenizer(
-            vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
-        )
+        tokenizer = CLIPTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
     tokenizer.save_pretrained(folder)
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor.save_pretrained(folder)
@@ -108,9 +106,7 @@ def _options(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if name == "hf-clip":
         return {"model": str(request.getfixturevalue("tiny_clip_dir"))}
     if name == "open-clip" and not HAS_OPEN_CLIP:
-        pytest.skip(
-            "open_clip is not installed (it needs torchvision, which does not import beside this torch)"
-        )
+        pytest.skip("open_clip is not installed (it needs torchvision, which does not import beside this torch)")
     return {}
 
 

@@ -40,9 +40,7 @@ def brute(vectors: np.ndarray, id_list: list[str], q: np.ndarray, k: int) -> tup
     return np.array(id_list, dtype=object)[order], np.take_along_axis(scores, order, axis=1)
 
 
-def assert_same_topk(
-    got_ids: np.ndarray, got_s: np.ndarray, want_ids: np.ndarray, want_s: np.ndarray
-) -> None:
+def assert_same_topk(got_ids: np.ndarray, got_s: np.ndarray, want_ids: np.ndarray, want_s: np.ndarray) -> None:
     """Same score lists; same ids wherever the score is not tied (as FAISS's contrib/evaluation.py)."""
     np.testing.assert_allclose(got_s, want_s, atol=1e-5)
     for gi, wi, ws in zip(got_ids, want_ids, want_s, strict=True):

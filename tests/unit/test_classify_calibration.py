@@ -56,9 +56,7 @@ def make_world(seed: int = 0, n_cls: int = 8, scenes: int = 12, frames: int = 3)
 
     vecs = np.concatenate([draw(c, scenes, frames) for c in range(n_cls)])
     labels = [(f"class{c}",) for c in range(n_cls) for _ in range(scenes * frames)]
-    groups: list[str | None] = [
-        f"{c}-{s}" for c in range(n_cls) for s in range(scenes) for _ in range(frames)
-    ]
+    groups: list[str | None] = [f"{c}-{s}" for c in range(n_cls) for s in range(scenes) for _ in range(frames)]
     test = np.concatenate([draw(c, 10, 1) for c in range(n_cls)])
     test_labels = [f"class{c}" for c in range(n_cls) for _ in range(10)]
     novel = np.concatenate([draw(n_cls + j, 10, 1) for j in range(3)])
@@ -69,9 +67,7 @@ def make_world(seed: int = 0, n_cls: int = 8, scenes: int = 12, frames: int = 3)
 def knn_predict(clf: KnnClassifier, w: World, queries: np.ndarray) -> list[Prediction]:
     sims = queries @ w.vectors.T
     top = np.argsort(-sims, axis=1)[:, : clf.k]
-    return clf.predict_from_neighbors(
-        [[w.labels[j] for j in row] for row in top], np.take_along_axis(sims, top, 1)
-    )
+    return clf.predict_from_neighbors([[w.labels[j] for j in row] for row in top], np.take_along_axis(sims, top, 1))
 
 
 def rates(preds: list[Prediction], truth: list[str]) -> tuple[float, float]:
@@ -123,9 +119,7 @@ def test_simulated_unknowns_raise_thresholds_and_their_weight_is_configurable(wo
         for o in ({"simulate_unknown": False}, {"unknown_weight": 0.1}, {"unknown_weight": 1.0})
     ]
     assert cals[0].n_unknown == 0 and cals[2].n_unknown == len(world.labels)
-    novel_unknown = [
-        np.mean([p.label is None for p in c.apply(knn_predict(knn, world, world.novel))]) for c in cals
-    ]
+    novel_unknown = [np.mean([p.label is None for p in c.apply(knn_predict(knn, world, world.novel))]) for c in cals]
     assert novel_unknown[1] <= novel_unknown[2]
     assert cals[2].unknown_rejected >= 0.9
 
@@ -179,9 +173,7 @@ def test_zero_shot_and_blend_calibrate_with_joint_vectors(world: World) -> None:
     assert cal.mode == "zeroshot"
     assert rates(cal.apply(zs.predict(world.test)), world.test_labels)[1] >= 0.95
     blend = BlendClassifier(zs, PrototypeClassifier().fit(world.vectors, world.labels), alpha=0.5)
-    bcal = calibrate_leave_one_group_out(
-        world.vectors, world.labels, world.groups, blend, joint=world.vectors
-    )
+    bcal = calibrate_leave_one_group_out(world.vectors, world.labels, world.groups, blend, joint=world.vectors)
     accepted, precision = rates(bcal.apply(blend.predict(world.test)), world.test_labels)
     assert bcal.mode == "blend" and precision >= 0.9 and accepted >= 0.5
     with pytest.raises(BadInput, match="joint"):

@@ -35,9 +35,7 @@ def test_higher_target_raises_the_threshold() -> None:
 
 
 def test_unreachable_target_uses_max_precision_threshold_and_says_so() -> None:
-    th = per_class_thresholds(
-        ["A", "A", "A"], np.array([0.9, 0.8, 0.7]), np.array([False, True, False]), 0.95, 1
-    )
+    th = per_class_thresholds(["A", "A", "A"], np.array([0.9, 0.8, 0.7]), np.array([False, True, False]), 0.95, 1)
     assert th["A"] == pytest.approx(0.8) and th.below_target == ("A",)
     assert not th.target_met and th.global_threshold == pytest.approx(0.8)
 

@@ -120,9 +120,7 @@ def test_leakage_report_counts_copies_per_label(tmp_path: Path) -> None:
     report = leakage_report(ds, train_values=("train",))
     assert (report.n_train, report.n_test, report.n_leaked) == (6, 4, 3)
     assert report.per_label == {"even": {"leaked": 2, "test": 2}, "odd": {"leaked": 1, "test": 2}}
-    assert {(p.test_id, p.train_id) for p in report.pairs} == {
-        (f"copy_{i}.jpg", f"orig_{i}.png") for i in range(3)
-    }
+    assert {(p.test_id, p.train_id) for p in report.pairs} == {(f"copy_{i}.jpg", f"orig_{i}.png") for i in range(3)}
     assert report.nearest_clean is not None and report.nearest_clean > report.threshold
     assert report.leaked_fraction == pytest.approx(0.75)
     assert json.loads(json.dumps(report.to_dict()))["n_leaked"] == 3

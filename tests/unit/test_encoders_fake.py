@@ -28,9 +28,7 @@ def test_zero_shot_colour_words_pick_the_right_images() -> None:
 
 def test_similar_images_are_closer_than_different_ones() -> None:
     enc = create_encoder("fake", dim=128)
-    v = enc.encode_images(
-        [_solid((200, 30, 30), 1), _solid((210, 40, 25), 2), _solid((20, 30, 200), 3)]
-    ).vectors
+    v = enc.encode_images([_solid((200, 30, 30), 1), _solid((210, 40, 25), 2), _solid((20, 30, 200), 3)]).vectors
     assert v.shape == (3, 128)
     assert v[0] @ v[1] > 0.9 > v[0] @ v[2]
 

@@ -56,9 +56,7 @@ def test_prefetched_batches_cover_every_image_in_order() -> None:
     for start, batch in prefetched_batches(prep, images, batch_size=4):
         seen.append((start, len(batch)))
         levels = (batch[:, 0, 0, 0] * 0.5 + 0.5) * 255
-        np.testing.assert_allclose(
-            levels, [v for v in range(0, 250, 25)][start : start + len(batch)], atol=1e-3
-        )
+        np.testing.assert_allclose(levels, [v for v in range(0, 250, 25)][start : start + len(batch)], atol=1e-3)
     assert seen == [(0, 4), (4, 4), (8, 2)]
     assert list(prefetched_batches(prep, [], batch_size=4)) == []
 

@@ -25,9 +25,7 @@ from visrec.classify.zeroshot import (
 from visrec.registry import Registry
 
 CLASSIFIERS: Registry[Classifier] = Registry("classifier")
-CLASSIFIERS.register(
-    "knn", KnnClassifier, help="similarity-weighted vote of the k nearest labeled neighbours"
-)
+CLASSIFIERS.register("knn", KnnClassifier, help="similarity-weighted vote of the k nearest labeled neighbours")
 CLASSIFIERS.register("prototype", PrototypeClassifier, help="cosine to per-class mean vectors")
 CLASSIFIERS.register("zeroshot", ZeroShotClassifier, help="cosine to class-name text prompts (joint space)")
 CLASSIFIERS.register("blend", BlendClassifier, help="text prompts blended with image prototypes")

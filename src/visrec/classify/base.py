@@ -27,9 +27,7 @@ def check_vectors(name: str, vectors: np.ndarray, dim: int | None = None) -> np.
     if arr.ndim != 2:
         raise DimensionMismatch(f"{name} must be a 2-D (n, d) array, got shape {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
-        raise DimensionMismatch(
-            f"{name} have width {arr.shape[1]}, expected {dim}: use vectors from the same encoder"
-        )
+        raise DimensionMismatch(f"{name} have width {arr.shape[1]}, expected {dim}: use vectors from the same encoder")
     arr = arr.astype(np.float32, copy=False)
     if arr.size and not np.isfinite(arr).all():
         raise BadInput(f"{name} hold NaN or infinite values; re-encode the images")
@@ -68,9 +66,7 @@ def check_classes(classes: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
-def predictions_from_scores(
-    classes: Sequence[str], scores: np.ndarray, mode: str, top_k: int
-) -> list[Prediction]:
+def predictions_from_scores(classes: Sequence[str], scores: np.ndarray, mode: str, top_k: int) -> list[Prediction]:
     """Turn a ``(q, c)`` class-score matrix into one uncalibrated ``Prediction`` per row.
 
     The candidate is the best finite column (ties: first class in ``classes`` order); ``top_k`` lists up to

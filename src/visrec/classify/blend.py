@@ -68,9 +68,7 @@ class BlendClassifier:
     ) -> None:
         unknown = sorted(set(prototypes.classes) - set(zeroshot.classes))
         if unknown:
-            raise BadInput(
-                f"image prototypes of classes {unknown} have no text vector; add them to the zero-shot ones"
-            )
+            raise BadInput(f"image prototypes of classes {unknown} have no text vector; add them to the zero-shot ones")
         self.zeroshot = zeroshot
         self.image = prototypes
         self.classes = zeroshot.classes
@@ -113,9 +111,7 @@ class BlendClassifier:
         """
         c = self.config
         img = np.asarray(image_cosines, np.float64)
-        affinity = np.where(
-            np.isfinite(img), np.exp(-c.beta * (1.0 - np.where(np.isfinite(img), img, 1.0))), 0.0
-        )
+        affinity = np.where(np.isfinite(img), np.exp(-c.beta * (1.0 - np.where(np.isfinite(img), img, 1.0))), 0.0)
         combined = np.asarray(text_cosines, np.float64) + c.alpha * affinity
         scores = combined
         if c.score == "softmax":

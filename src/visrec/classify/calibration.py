@@ -130,9 +130,7 @@ class Calibration:
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         """Inverse of :meth:`to_dict`; raises ``BadInput`` on another schema version or missing keys."""
         if data.get("schema") != SCHEMA_VERSION:
-            raise BadInput(
-                f"calibration schema {data.get('schema')!r} is not supported (expected {SCHEMA_VERSION})"
-            )
+            raise BadInput(f"calibration schema {data.get('schema')!r} is not supported (expected {SCHEMA_VERSION})")
         try:
             return cls(
                 mode=str(data["mode"]),
@@ -229,9 +227,7 @@ def calibrate_held_out(
     """
     opts = options or CalibrationOptions()
     if len(predictions) != len(true_labels):
-        raise BadInput(
-            f"{len(predictions)} predictions but {len(true_labels)} label tuples; give one per prediction"
-        )
+        raise BadInput(f"{len(predictions)} predictions but {len(true_labels)} label tuples; give one per prediction")
     keep = [i for i, t in enumerate(true_labels) if len(t) > 0]
     known = [predictions[i] for i in keep]
     truths = [tuple(true_labels[i]) for i in keep]

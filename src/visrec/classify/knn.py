@@ -60,9 +60,7 @@ class KnnClassifier:
 
     mode = "knn"
 
-    def __init__(
-        self, k: int = 10, temperature: float = 0.05, score: str = "vote_similarity", top_k: int = 5
-    ) -> None:
+    def __init__(self, k: int = 10, temperature: float = 0.05, score: str = "vote_similarity", top_k: int = 5) -> None:
         self.config = KnnConfig(k=k, temperature=temperature, score=score, top_k=top_k)
 
     @classmethod

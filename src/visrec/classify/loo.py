@@ -59,13 +59,10 @@ class LooData:
         if len(labs) != n or (groups is not None and len(groups) != n):
             got = "None" if groups is None else str(len(groups))
             raise BadInput(
-                f"need one label tuple and one group per vector: {n} vectors, {len(labs)} labels, "
-                f"{got} groups"
+                f"need one label tuple and one group per vector: {n} vectors, {len(labs)} labels, {got} groups"
             )
         if joint is not None and joint.shape[0] != n:
-            raise DimensionMismatch(
-                f"joint vectors have {joint.shape[0]} rows, expected {n} (one per vector)"
-            )
+            raise DimensionMismatch(f"joint vectors have {joint.shape[0]} rows, expected {n} (one per vector)")
         raw = [f"item:{i}" if groups is None or groups[i] is None else f"g:{groups[i]}" for i in range(n)]
         _, gid = np.unique(np.asarray(raw, dtype=object), return_inverse=True)
         gid = gid.astype(np.int64).ravel()
@@ -164,9 +161,7 @@ def _text(clf: ZeroShotClassifier, data: LooData, rows: np.ndarray, remove_class
     return cos
 
 
-def predict_left_out(
-    clf: Classifier, data: LooData, rows: np.ndarray, remove_class: bool
-) -> list[Prediction]:
+def predict_left_out(clf: Classifier, data: LooData, rows: np.ndarray, remove_class: bool) -> list[Prediction]:
     """Predict items ``rows`` of ``data`` without their group (and their classes when ``remove_class``)."""
     if isinstance(clf, KnnClassifier):
         return _knn(clf, data, rows, remove_class)
@@ -178,9 +173,7 @@ def predict_left_out(
     if isinstance(clf, BlendClassifier):
         img = _to_columns(data, clf.classes, _prototype_cosines(data, rows, remove_class))
         return clf.predict_from_scores(img, _text(clf.zeroshot, data, rows, remove_class))
-    raise BadInput(
-        f"cannot calibrate a {type(clf).__name__}; expected one of knn, prototype, zeroshot, blend"
-    )
+    raise BadInput(f"cannot calibrate a {type(clf).__name__}; expected one of knn, prototype, zeroshot, blend")
 
 
 def chunked_left_out(

@@ -25,9 +25,7 @@ class PrototypeConfig:
             raise BadInput(f"top_k must be >= 1, got {self.top_k}")
 
 
-def class_sums(
-    vectors: np.ndarray, labels: Sequence[Sequence[str]]
-) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+def class_sums(vectors: np.ndarray, labels: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     """Per-class sums of ``(n, d)`` vectors: ``(classes, sums (c, d) float64, counts (c,) int64)``.
 
     ``labels[i]`` is the label tuple of row ``i`` (empty = unlabeled, skipped; a multi-label row counts for
@@ -61,9 +59,7 @@ class PrototypeClassifier:
         self._prototypes: np.ndarray | None = None
 
     @classmethod
-    def from_arrays(
-        cls, classes: Sequence[str], prototypes: np.ndarray, top_k: int = 5
-    ) -> PrototypeClassifier:
+    def from_arrays(cls, classes: Sequence[str], prototypes: np.ndarray, top_k: int = 5) -> PrototypeClassifier:
         """A fitted classifier from saved ``classes`` and ``(c, d)`` prototypes (renormalised here)."""
         names = check_classes(classes)
         protos = check_vectors("prototypes", prototypes)
@@ -88,9 +84,7 @@ class PrototypeClassifier:
     def prototypes(self) -> np.ndarray:
         """``(c, d)`` float32 unit rows, in the order of :attr:`classes`."""
         if self._prototypes is None:
-            raise StageOrderError(
-                "PrototypeClassifier has no prototypes yet: call fit(vectors, labels) first"
-            )
+            raise StageOrderError("PrototypeClassifier has no prototypes yet: call fit(vectors, labels) first")
         return self._prototypes
 
     def fit(self, vectors: np.ndarray, labels: Sequence[Sequence[str]]) -> PrototypeClassifier:

@@ -29,9 +29,7 @@ class ConfidenceMap:
         x = np.asarray(self.x, np.float64).ravel()
         y = np.asarray(self.y, np.float64).ravel()
         if x.shape != y.shape or x.size == 0:
-            raise BadInput(
-                f"ConfidenceMap needs x and y of the same non-zero length, got {x.shape} and {y.shape}"
-            )
+            raise BadInput(f"ConfidenceMap needs x and y of the same non-zero length, got {x.shape} and {y.shape}")
         if np.any(np.diff(x) < 0) or np.any(np.diff(y) < 0):
             raise BadInput("ConfidenceMap x and y must both be non-decreasing")
         object.__setattr__(self, "x", x)
@@ -54,9 +52,7 @@ class ConfidenceMap:
             raise BadInput(f"not a confidence map (expected keys 'x' and 'y' with number lists): {e}") from e
 
 
-def _check_pairs(
-    scores: np.ndarray, correct: np.ndarray, weights: np.ndarray | None
-) -> tuple[np.ndarray, ...]:
+def _check_pairs(scores: np.ndarray, correct: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, ...]:
     s = np.asarray(scores, np.float64).ravel()
     c = np.asarray(correct, bool).ravel()
     w = np.ones_like(s) if weights is None else np.asarray(weights, np.float64).ravel()
@@ -71,9 +67,7 @@ def _check_pairs(
     return s, c, w
 
 
-def fit_confidence(
-    scores: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None
-) -> ConfidenceMap:
+def fit_confidence(scores: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None) -> ConfidenceMap:
     """Isotonic regression (increasing, clipped to [0, 1]) of P(correct | raw score).
 
     ``scores``: ``(n,)`` raw scores; ``correct``: ``(n,)`` bool; ``weights``: optional ``(n,)`` sample
@@ -102,9 +96,7 @@ class ThresholdCurve:
     accepted: np.ndarray
 
 
-def threshold_curve(
-    scores: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None
-) -> ThresholdCurve:
+def threshold_curve(scores: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None) -> ThresholdCurve:
     """Precision of ``{score >= t}`` for every distinct score ``t`` (ties are accepted together)."""
     s, c, w = _check_pairs(scores, correct, weights)
     order = np.argsort(-s, kind="stable")

@@ -49,9 +49,7 @@ def prompt_vectors(
     prompts = [t.format(name) for name in names for t in templates]
     enc = np.asarray(encode_texts(prompts))
     if enc.ndim != 2 or enc.shape[0] != len(prompts):
-        raise DimensionMismatch(
-            f"encode_texts returned shape {enc.shape} for {len(prompts)} prompts, expected (n, d)"
-        )
+        raise DimensionMismatch(f"encode_texts returned shape {enc.shape} for {len(prompts)} prompts, expected (n, d)")
     per_prompt = normalize_rows(enc.astype(np.float32))
     means = per_prompt.reshape(len(names), len(templates), -1).mean(axis=1)
     return normalize_rows(means)
@@ -75,9 +73,7 @@ class ZeroShotConfig:
         if not self.temperature > 0:
             raise BadInput(f"temperature must be > 0, got {self.temperature}")
         if self.score not in ZEROSHOT_SCORES:
-            raise BadInput(
-                f"unknown zero-shot score {self.score!r}; expected one of {', '.join(ZEROSHOT_SCORES)}"
-            )
+            raise BadInput(f"unknown zero-shot score {self.score!r}; expected one of {', '.join(ZEROSHOT_SCORES)}")
         if self.top_k < 1:
             raise BadInput(f"top_k must be >= 1, got {self.top_k}")
 
@@ -98,9 +94,7 @@ class ZeroShotClassifier:
         self.classes = check_classes(classes)
         vecs = check_vectors("text_vectors", text_vectors)
         if vecs.shape[0] != len(self.classes):
-            raise BadInput(
-                f"{vecs.shape[0]} text vectors for {len(self.classes)} classes; give one per class"
-            )
+            raise BadInput(f"{vecs.shape[0]} text vectors for {len(self.classes)} classes; give one per class")
         self.text_vectors = normalize_rows(vecs)
         self.config = ZeroShotConfig(temperature=temperature, score=score, top_k=top_k)
 

@@ -50,9 +50,7 @@ def image_hash(
     if kind not in HASH_KINDS:
         raise BadInput(f"unknown hash kind {kind!r}; expected one of {HASH_KINDS}")
     if hash_size < 4 or hash_size % 4:
-        raise BadInput(
-            f"hash_size must be a multiple of 4 (>= 4) so the bits pack into bytes, got {hash_size}"
-        )
+        raise BadInput(f"hash_size must be a multiple of 4 (>= 4) so the bits pack into bytes, got {hash_size}")
     # Files are decoded at a reduced JPEG scale: the hash only looks at a 64 px thumbnail anyway.
     pil = Image.fromarray(to_rgb_array(image, draft_size=_HASH_DRAFT))
     fn = imagehash.dhash if kind == "dhash" else imagehash.phash

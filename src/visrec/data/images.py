@@ -16,9 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from visrec.errors import BadImage, BadInput
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-)
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 """Lower-case file suffixes (with the dot) that readers treat as images; matching is case-insensitive."""
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -96,9 +94,7 @@ def _open_header(data: bytes, path: Path, max_pixels: int) -> Image.Image:
                 str(path), "truncated", "the file ends inside its header; re-download or re-export it"
             ) from exc
         if data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
-            raise BadImage(
-                str(path), "corrupt", "the header of this image is damaged; re-export the file"
-            ) from exc
+            raise BadImage(str(path), "corrupt", "the header of this image is damaged; re-export the file") from exc
         raise BadImage(
             str(path), "not-an-image", "the content is not an image format Pillow can read (wrong extension?)"
         ) from exc
@@ -129,9 +125,7 @@ def _decode(im: Image.Image, path: Path, draft_size: int | None) -> Image.Image:
     try:
         return ImageOps.exif_transpose(im)
     except (OSError, SyntaxError, ValueError, TypeError) as exc:
-        raise BadImage(
-            str(path), "corrupt", f"the EXIF block is invalid ({exc}); re-export the file"
-        ) from exc
+        raise BadImage(str(path), "corrupt", f"the EXIF block is invalid ({exc}); re-export the file") from exc
 
 
 def _load(im: Image.Image, path: Path, draft_size: int | None) -> None:
@@ -146,9 +140,7 @@ def _load(im: Image.Image, path: Path, draft_size: int | None) -> None:
             raise BadImage(
                 str(path), "truncated", f"the file is cut short ({exc}); re-download or re-export it"
             ) from exc
-        raise BadImage(
-            str(path), "corrupt", f"the decoder failed ({exc}); re-export the file or remove it"
-        ) from exc
+        raise BadImage(str(path), "corrupt", f"the decoder failed ({exc}); re-export the file or remove it") from exc
 
 
 def _stretch_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -177,9 +169,7 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
 def _lab_to_rgb(im: Image.Image) -> Image.Image:
     from PIL import ImageCms
 
-    transform = ImageCms.buildTransform(
-        ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"
-    )
+    transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
     converted = ImageCms.applyTransform(im, transform)
     return im.convert("RGB") if converted is None else converted
 
@@ -210,9 +200,7 @@ def pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
-def load_image(
-    path: str | Path, *, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
+def load_image(path: str | Path, *, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an image file to an RGB ``uint8`` array of shape ``(h, w, 3)``, EXIF orientation applied.
 
     ``draft_size``: when given, JPEGs are decoded at a reduced DCT scale (1/2, 1/4 or 1/8) such that both
@@ -232,9 +220,7 @@ def load_image(
         raise BadImage(str(p), "corrupt", f"cannot convert mode {decoded.mode} to RGB ({exc})") from exc
 
 
-def to_rgb_array(
-    image: np.ndarray | Image.Image | str | Path, *, draft_size: int | None = None
-) -> np.ndarray:
+def to_rgb_array(image: np.ndarray | Image.Image | str | Path, *, draft_size: int | None = None) -> np.ndarray:
     """Return any supported image input as an RGB ``uint8`` array ``(h, w, 3)``.
 
     Paths go through :func:`load_image` (``draft_size`` applies to paths only); PIL images are converted
@@ -256,9 +242,7 @@ def to_rgb_array(
 
 def _validate_array(arr: np.ndarray) -> np.ndarray:
     if arr.dtype != np.uint8:
-        hint = (
-            " (scale floats in 0..1 with (a * 255).round().astype(np.uint8))" if arr.dtype.kind == "f" else ""
-        )
+        hint = " (scale floats in 0..1 with (a * 255).round().astype(np.uint8))" if arr.dtype.kind == "f" else ""
         raise BadInput(f"image arrays must be uint8 RGB (h, w, 3), got dtype {arr.dtype}{hint}")
     if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 1):
         gray = arr.reshape(arr.shape[0], arr.shape[1])
@@ -267,14 +251,10 @@ def _validate_array(arr: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(arr)
     if arr.ndim == 3 and arr.shape[2] == 4:
         return _composite_on_white(arr)
-    raise BadInput(
-        f"image arrays must have shape (h, w, 3) RGB, (h, w) gray or (h, w, 4) RGBA, got {arr.shape}"
-    )
+    raise BadInput(f"image arrays must have shape (h, w, 3) RGB, (h, w) gray or (h, w, 4) RGBA, got {arr.shape}")
 
 
-def file_facts(
-    path: str | Path, *, verify: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[str, int, int]:
+def file_facts(path: str | Path, *, verify: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
     """Return ``(sha256 hex of the file bytes, width, height)``, size as displayed (after EXIF rotation).
 
     With ``verify`` (the default) the pixels are decoded too (JPEGs at 1/8 scale, which still reads every

@@ -142,9 +142,7 @@ def write_manifest(dataset: LabeledSet, path: str | Path) -> Path:
         out = out / MANIFEST_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
     base = out.parent.resolve()
-    paths = [
-        Path(os.path.relpath((dataset.root / r.path).resolve(), base)).as_posix() for r in dataset.records
-    ]
+    paths = [Path(os.path.relpath((dataset.root / r.path).resolve(), base)).as_posix() for r in dataset.records]
     columns = _manifest_columns(dataset.records, paths)
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:

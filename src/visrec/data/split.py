@@ -84,9 +84,7 @@ class LeakageReport:
         }
 
 
-def _side_rows(
-    dataset: LabeledSet, hashes: DatasetHashes, split_field: str, values: Sequence[str]
-) -> np.ndarray:
+def _side_rows(dataset: LabeledSet, hashes: DatasetHashes, split_field: str, values: Sequence[str]) -> np.ndarray:
     wanted = set(values)
     split_of = {r.id: r.field(split_field) for r in dataset.records}
     return np.array([i for i, rid in enumerate(hashes.ids) if split_of.get(rid) in wanted], dtype=np.int64)
@@ -111,11 +109,7 @@ def leakage_report(
     may be passed to reuse ``hash_dataset`` output; else they are computed (``kind``, ``hash_size``).
     Raises ``BadInput`` when either side is empty.
     """
-    h = (
-        hashes
-        if hashes is not None
-        else hash_dataset(dataset, kind=kind, hash_size=hash_size, workers=workers)
-    )
+    h = hashes if hashes is not None else hash_dataset(dataset, kind=kind, hash_size=hash_size, workers=workers)
     train, test = (_side_rows(dataset, h, split_field, v) for v in (train_values, test_values))
     if len(train) == 0 or len(test) == 0:
         found = Counter(str(r.field(split_field)) for r in dataset.records)
@@ -151,9 +145,7 @@ def leakage_report(
     )
 
 
-def _groups_by_id(
-    dataset: LabeledSet, groups: Mapping[str, Hashable] | Sequence[Hashable] | np.ndarray
-) -> dict:
+def _groups_by_id(dataset: LabeledSet, groups: Mapping[str, Hashable] | Sequence[Hashable] | np.ndarray) -> dict:
     if isinstance(groups, Mapping):
         return {r.id: ("g", groups[r.id]) if r.id in groups else ("solo", r.id) for r in dataset.records}
     if len(groups) != len(dataset.records):
@@ -161,10 +153,7 @@ def _groups_by_id(
             f"groups has {len(groups)} entries, expected one per record ({len(dataset.records)}) "
             "or a mapping {id: group}"
         )
-    return {
-        r.id: ("g", g.item() if isinstance(g, np.generic) else g)
-        for r, g in zip(dataset, groups, strict=True)
-    }
+    return {r.id: ("g", g.item() if isinstance(g, np.generic) else g) for r, g in zip(dataset, groups, strict=True)}
 
 
 def _pick_test_groups(

@@ -62,9 +62,7 @@ def create_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> Encoder:
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - set(params))
         if unknown:
-            raise BadInput(
-                f"unknown option(s) {unknown} for the {name} encoder; known options: {sorted(params)}"
-            )
+            raise BadInput(f"unknown option(s) {unknown} for the {name} encoder; known options: {sorted(params)}")
     return builder(**options)
 
 
@@ -83,9 +81,7 @@ def encoder_from_info(info: Mapping[str, Any]) -> Encoder:
     """
     name = info.get("name")
     if not isinstance(name, str):
-        raise BadInput(
-            f"encoder info has no 'name' (got keys {sorted(info)}); expected the output of describe()"
-        )
+        raise BadInput(f"encoder info has no 'name' (got keys {sorted(info)}); expected the output of describe()")
     options = info.get("options") or {}
     if not isinstance(options, Mapping):
         raise BadInput(f"encoder info 'options' must be a mapping, got {type(options).__name__}")

@@ -33,7 +33,7 @@ from visrec.encoders.common import (
 from visrec.encoders.onnx_export import cached_onnx, create_session, export_module, verify_export
 from visrec.encoders.preprocess import ImagePrep, prefetched_batches
 from visrec.encoders.weights import PackagedWeights
-from visrec.errors import BadInput, VisrecError
+from visrec.errors import BadInput, MissingWeights, VisrecError
 from visrec.types import Embeddings
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from visrec.encoders.bridge import LabelBridge
 
 POOLINGS = ("gem", "avg")
+GRAPH_VERSION = 1  # bump when the exported graph's code changes: cached exports and fingerprints then renew
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,14 @@ class BackboneOptions:
     gem_p: float = 3.0
     flip: bool = False
     bridge: bool = True
-    bridge_temperature: float = 1.0
-    bridge_top_k: int = 0
+    bridge_temperature: float = 3.0
+    bridge_top_k: int = 5
     batch_size: int = 32
 
     def graph_config(self) -> dict[str, Any]:
         """The options baked into the ONNX graph."""
-        cfg: dict[str, Any] = {"size": self.input_size, "stages": list(self.stages), "pooling": self.pooling}
+        cfg: dict[str, Any] = {"version": GRAPH_VERSION, "size": self.input_size, "stages": list(self.stages)}
+        cfg["pooling"] = self.pooling
         if self.pooling == "gem":
             cfg["gem_p"] = self.gem_p
         cfg["flip"] = self.flip
@@ -99,9 +101,7 @@ class BackboneSpec:
         opts = options_from(BackboneOptions, {**self.defaults, **given}, self.name)
         bad = [s for s in opts.stages if s not in self.stages]
         if not opts.stages or bad:
-            raise BadInput(
-                f"{self.name}: unknown stage(s) {bad or '(none given)'}; choose from {list(self.stages)}"
-            )
+            raise BadInput(f"{self.name}: unknown stage(s) {bad or '(none given)'}; choose from {list(self.stages)}")
         if opts.pooling not in POOLINGS:
             raise BadInput(f"pooling must be one of {list(POOLINGS)}, got {opts.pooling!r}")
         if not 1.0 <= opts.gem_p <= 10.0:
@@ -126,7 +126,10 @@ class BackboneEncoder:
         if opts.bridge:
             from visrec.encoders.bridge import LabelBridge
 
-            self.bridge = LabelBridge(temperature=opts.bridge_temperature, top_k=opts.bridge_top_k)
+            try:
+                self.bridge = LabelBridge(temperature=opts.bridge_temperature, top_k=opts.bridge_top_k)
+            except MissingWeights as exc:
+                raise MissingWeights(f"{exc} (or create the encoder with bridge=False: no text side)") from exc
         self.joint_dim = self.bridge.dim if self.bridge is not None else None
         self.graph_id = fingerprint(spec.name, self.weights_sha, opts.graph_config())
         self.fingerprint = fingerprint(spec.name, self.weights_sha, self._fingerprint_config())
@@ -170,8 +173,7 @@ class BackboneEncoder:
         size = check_batch_size(batch_size, self.options.batch_size)
         n = len(images)
         if n == 0:
-            joint_dim = self.joint_dim
-            return Embeddings.concat([], self.fingerprint, self.dim, joint_dim)
+            return Embeddings.concat([], self.fingerprint, self.dim, self.joint_dim)
         vectors = np.empty((n, self.dim), np.float32)
         logits = np.empty((n, 1000), np.float32) if self.bridge is not None else None
         session = self.session()
@@ -186,7 +188,7 @@ class BackboneEncoder:
         return Embeddings(l2_normalize(vectors), id_tuple, self.fingerprint, joint)
 
     def encode_logits(self, images: Sequence[ImageLike], batch_size: int | None = None) -> np.ndarray:
-        """``(n, 1000)`` float32 ImageNet-1k logits (class order of :func:`~visrec.encoders.bridge.imagenet_class_names`)."""
+        """``(n, 1000)`` float32 ImageNet-1k logits, classes in the order of ``imagenet_class_names()``."""
         check_images(images)
         size = check_batch_size(batch_size, self.options.batch_size)
         out = np.empty((len(images), 1000), np.float32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -26,26 +26,22 @@ class _Layer(nn.Module):
         self.attention = nn.ModuleDict(
             {
                 "self": nn.ModuleDict({n: nn.Linear(hidden, hidden) for n in ("query", "key", "value")}),
-                "output": nn.ModuleDict(
-                    {"dense": nn.Linear(hidden, hidden), "LayerNorm": nn.LayerNorm(hidden, eps)}
-                ),
+                "output": nn.ModuleDict({"dense": nn.Linear(hidden, hidden), "LayerNorm": nn.LayerNorm(hidden, eps)}),
             }
         )
         self.intermediate = nn.ModuleDict({"dense": nn.Linear(hidden, intermediate)})
-        self.output = nn.ModuleDict(
-            {"dense": nn.Linear(intermediate, hidden), "LayerNorm": nn.LayerNorm(hidden, eps)}
-        )
+        self.output = nn.ModuleDict({"dense": nn.Linear(intermediate, hidden), "LayerNorm": nn.LayerNorm(hidden, eps)})
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h = x.shape
         return x.reshape(b, t, self.heads, h // self.heads).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        att = self.attention["self"]
+        att = cast(nn.ModuleDict, self.attention["self"])
         q, k, v = (self._split(att[n](x)) for n in ("query", "key", "value"))
         scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + bias
         ctx = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(x.shape)
-        out = self.attention["output"]
+        out = cast(nn.ModuleDict, self.attention["output"])
         x = out["LayerNorm"](out["dense"](ctx) + x)
         hidden = F.gelu(self.intermediate["dense"](x))
         return self.output["LayerNorm"](self.output["dense"](hidden) + x)
@@ -84,7 +80,7 @@ class SentenceBert(nn.Module):
         x = emb["LayerNorm"](x + emb["token_type_embeddings"](token_type_ids))
         mask = attention_mask.to(x.dtype)
         bias = (1.0 - mask)[:, None, None, :] * torch.finfo(x.dtype).min
-        for layer in self.encoder["layer"]:
+        for layer in cast(nn.ModuleList, self.encoder["layer"]):
             x = layer(x, bias)
         weights = mask.unsqueeze(-1)
         pooled = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)

@@ -58,9 +58,10 @@ class ClipPrep:
         im = Image.fromarray(rgb).resize((size[1], size[0]), filt)
         ch, cw = self.crop
         top, left = (size[0] - ch) // 2, (size[1] - cw) // 2
-        arr = np.asarray(im.crop((left, top, left + cw, top + ch)), np.float32) / 255.0
-        arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        arr = np.asarray(im.crop((left, top, left + cw, top + ch)), np.float32) / np.float32(255.0)
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        normed: np.ndarray = (arr - mean) / std
+        return np.ascontiguousarray(normed.transpose(2, 0, 1))
 
 
 class _TorchClip:
@@ -95,9 +96,7 @@ class _TorchClip:
         with progress_bar(len(images), progress, f"encoding with {self.name}") as advance:
             for start in range(0, len(images), size):
                 chunk = images[start : start + size]
-                out[start : start + len(chunk)] = self._image_features(
-                    np.stack([self.prep(im) for im in chunk])
-                )
+                out[start : start + len(chunk)] = self._image_features(np.stack([self.prep(im) for im in chunk]))
                 advance(len(chunk))
         vectors = l2_normalize(out)
         return Embeddings(vectors, id_tuple, self.fingerprint, vectors)
@@ -129,7 +128,7 @@ def resolve_hf_folder(model: str | Path) -> Path:
 
     try:
         return Path(snapshot_download(str(model), local_files_only=True))
-    except Exception as exc:  # huggingface_hub raises several types for "not cached" / "bad id"
+    except (OSError, ValueError) as exc:  # LocalEntryNotFoundError (not cached), HFValidationError (bad id)
         raise BadInput(
             f"{model!r} is neither a local folder nor a model in your Hugging Face cache ({type(exc).__name__}). "
             "visrec never downloads weights: download it yourself (huggingface-cli download "
@@ -179,13 +178,9 @@ class HFClipEncoder(_TorchClip):
     def _text_features(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        tokens = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         with torch.no_grad():
-            out = self.model.get_text_features(
-                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
-            )
+            out = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
         return _pooled(out).float().numpy()
 
     def describe(self) -> dict[str, Any]:
@@ -247,9 +242,7 @@ class OpenClipEncoder(_TorchClip):
         self.dim = int(self.encode_texts(["a"]).shape[1])
         self.joint_dim = self.dim
         self.weights_sha = weights_sha256(ckpt)
-        self.fingerprint = fingerprint(
-            self.name, self.weights_sha, {"arch": model, "preprocess": self.prep.to_dict()}
-        )
+        self.fingerprint = fingerprint(self.name, self.weights_sha, {"arch": model, "preprocess": self.prep.to_dict()})
 
     def _image_features(self, pixels: np.ndarray) -> np.ndarray:
         import torch

@@ -25,8 +25,12 @@ def resolve_ids(n: int, ids: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def check_images(images: Sequence[Any]) -> None:
-    """Refuse a lone image where a sequence of images is expected (a common slip)."""
-    if isinstance(images, (str, bytes, np.ndarray)) or hasattr(images, "getpixel"):
+    """Refuse a lone image where a sequence of images is expected (a common slip).
+
+    A 4-D ``(n, h, w, 3)`` uint8 array is a valid sequence of images.
+    """
+    lone_array = isinstance(images, np.ndarray) and images.ndim < 4
+    if isinstance(images, (str, bytes)) or lone_array or hasattr(images, "getpixel"):
         raise BadInput(
             "encode_images() takes a sequence of images; wrap a single image in a list: encode_images([image])"
         )

@@ -60,7 +60,7 @@ class FakeEncoder:
         side = max(dim, _RAW)
         basis, _ = np.linalg.qr(rng.standard_normal((side, side)))
         self._projection = basis[:_RAW, :dim].astype(np.float32)
-        self.fingerprint = fingerprint(self.name, "none", {"dim": dim, "thumb": _THUMB, "bins": _BINS})
+        self.fingerprint = fingerprint(self.name, "none", {"version": 1, "dim": dim, "thumb": _THUMB, "bins": _BINS})
 
     def _raw(self, image: ImageLike) -> np.ndarray:
         from visrec.data.images import to_rgb_array

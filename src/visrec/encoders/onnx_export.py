@@ -127,6 +127,14 @@ def verify_export(
     return worst
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (CPU affinity where the OS reports it, else the core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def create_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session: all graph optimisations, sequential execution, one intra-op thread
     per core (or ``threads``)."""
@@ -135,7 +143,7 @@ def create_session(path: Path, threads: int | None = None) -> onnxruntime.Infere
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.intra_op_num_threads = threads or usable_cores()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])

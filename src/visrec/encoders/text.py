@@ -54,7 +54,7 @@ class MiniLMTextEncoder:
         self.weights_sha = weights_sha256(self.zip_path)
         self.batch_size = batch_size
         self.fingerprint = fingerprint(
-            self.name, self.weights_sha, {"max_tokens": MAX_TOKENS, "pooling": "mean"}
+            self.name, self.weights_sha, {"version": 1, "max_tokens": MAX_TOKENS, "pooling": "mean"}
         )
         self._tokenizer: Tokenizer | None = None
         self._session: onnxruntime.InferenceSession | None = None
@@ -95,9 +95,7 @@ class MiniLMTextEncoder:
                 self._tokenizer = load_tokenizer(self.zip_path)
             if self._session is None:
                 path = cache_dir() / f"{self.fingerprint}.onnx"
-                self._session = create_session(
-                    cached_onnx(path, lambda tmp: export_minilm(self.zip_path, tmp))
-                )
+                self._session = create_session(cached_onnx(path, lambda tmp: export_minilm(self.zip_path, tmp)))
             return self._session, self._tokenizer
 
 
@@ -142,9 +140,7 @@ def export_minilm(zip_path: Path, path: Path) -> None:
     model = load_torch_minilm(zip_path)
     tokenizer = load_tokenizer(zip_path)
     samples = [
-        tokenize(
-            tokenizer, ["a photo of a cat", "an anime drawing of a ninja with orange hair and a headband"]
-        ),
+        tokenize(tokenizer, ["a photo of a cat", "an anime drawing of a ninja with orange hair and a headband"]),
         tokenize(tokenizer, ["a short text", "x " * 400, "tench"]),
     ]
     example = [_torch(samples[0][n]) for n in _INPUTS]

