@@ -148,22 +148,9 @@ def build_index(
         plan = plan_changes(dataset, stored, report, cfg.workers)
         stop()
         shards = ShardWriter(folder.work_dir, encoder.fingerprint)
-        done = _shard_rows(shards)
-        todo = [it for it in plan.embed if (it.record.id, it.meta["sha256"]) not in done]
-        report.resumed = len(plan.embed) - len(todo)
-        stop = timed(report, "embed")
-        embed_items(todo, encoder, shards, cfg, report, progress)
-        stop()
-        if todo and report.seconds["embed"] > 0:
-            report.embedded_per_second = round(len(todo) / report.seconds["embed"], 2)
-        done = _shard_rows(shards)
-        new = [(it.record.id, done[k]) for it in plan.embed if (k := (it.record.id, it.meta["sha256"])) in done]
+        new = _embed_changes(plan, encoder, shards, cfg, report, progress)
         failed_but_stored = [i for reason in report.skipped.values() for i in _ids_of(dataset, reason) if i in stored]
-        report.added = sum(1 for i, _ in new if i not in stored)
-        report.updated = len(new) - report.added
-        report.removed = len(plan.remove)
-        report.unchanged = len(plan.keep)
-        report.metadata_updated = len(plan.meta_only)
+        _count_changes(report, new, stored, plan)
         if old is not None and not (new or plan.remove or plan.meta_only):
             report.count = len(stored)
             shards.clear()
@@ -184,6 +171,38 @@ def build_index(
         shards.clear()
     report.count = len(asm.ids)
     return report
+
+
+NewRows = list[tuple[str, tuple[np.ndarray, "np.ndarray | None", dict[str, Any]]]]
+
+
+def _embed_changes(
+    plan: Any,
+    encoder: Encoder,
+    shards: ShardWriter,
+    cfg: IndexConfig,
+    report: IndexingReport,
+    progress: Progress | None,
+) -> NewRows:
+    """Embed what the plan needs and no finished shard holds yet; returns (id, row) for every planned item."""
+    done = _shard_rows(shards)
+    todo = [it for it in plan.embed if (it.record.id, it.meta["sha256"]) not in done]
+    report.resumed = len(plan.embed) - len(todo)
+    stop = timed(report, "embed")
+    embed_items(todo, encoder, shards, cfg, report, progress)
+    stop()
+    if todo and report.seconds["embed"] > 0:
+        report.embedded_per_second = round(len(todo) / report.seconds["embed"], 2)
+    done = _shard_rows(shards)
+    return [(it.record.id, done[k]) for it in plan.embed if (k := (it.record.id, it.meta["sha256"])) in done]
+
+
+def _count_changes(report: IndexingReport, new: NewRows, stored: dict[str, Any], plan: Any) -> None:
+    report.added = sum(1 for i, _ in new if i not in stored)
+    report.updated = len(new) - report.added
+    report.removed = len(plan.remove)
+    report.unchanged = len(plan.keep)
+    report.metadata_updated = len(plan.meta_only)
 
 
 def _ids_of(dataset: LabeledSet, paths: Sequence[str]) -> list[str]:
