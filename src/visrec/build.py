@@ -166,7 +166,9 @@ def build_index(
         files = _derived_files(store, joint, cfg, report)
         stop()
         stop = timed(report, "commit")
-        folder.commit(_writer(store, joint, files), count=len(asm.ids))
+        folder.commit(
+            _writer(store, joint, files), count=len(asm.ids), extra={"dataset_root": str(Path(dataset.root).resolve())}
+        )
         stop()
         shards.clear()
     report.count = len(asm.ids)

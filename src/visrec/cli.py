@@ -195,6 +195,44 @@ def demo_cmd(
     _emit(as_json, res.to_dict(), lambda: render.demo(res))
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@app.command("serve")
+@_command
+def serve_cmd(
+    index: Path = typer.Argument(..., help="Index folder to serve."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; other than loopback needs --token."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535),
+    token: str = typer.Option(None, "--token", envvar="VISREC_API_TOKEN", help="API token (Bearer)."),
+    writable: bool = typer.Option(False, "--writable", help="Allow adding and deleting images."),
+    max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
+    ui: bool = typer.Option(True, "--ui/--no-ui", help="Serve the web UI at / beside the API."),
+) -> None:
+    """Serve the HTTP API (/api, OpenAPI at /docs) and the web UI (/) for one index."""
+    import importlib.util
+
+    from visrec.errors import BadInput, MissingExtra
+
+    for mod, pkg in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("gradio", "gradio")):
+        if importlib.util.find_spec(mod) is None:
+            raise MissingExtra(pkg, "web", "visrec serve")
+    from visrec.web import ServeConfig, create_app
+
+    if host not in LOOPBACK and not token:
+        raise BadInput(f"binding {host} exposes the index beyond this machine: set --token or VISREC_API_TOKEN")
+    import uvicorn
+
+    cfg = ServeConfig(index, writable=writable, max_upload_bytes=int(max_upload_mb * 2**20), token=token)
+    render.err.print(f"serving {index} on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(create_app(cfg, ui=ui), host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+
+
+from visrec.cli_eval import register as _register_eval  # noqa: E402  (commands defined in their own module)
+
+_register_eval(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -73,6 +73,7 @@ class Index:
         self._text_encoder: TextEncoder | None = None
         self._calibration: dict[str, Any] | None = None
         self._metas: dict[str, dict[str, Any]] | None = None
+        self._classifiers: dict[tuple[Any, ...], Any] = {}
 
     # ----------------------------------------------------------------- facts
     @property
@@ -82,6 +83,14 @@ class Index:
     @property
     def encoder_info(self) -> dict[str, Any]:
         return dict(self.folder.manifest.encoder)
+
+    def file_of(self, hit: Hit) -> Path | None:
+        """The image file of a hit, when the dataset it came from is still where it was indexed."""
+        root = self.folder.manifest.extra.get("dataset_root")
+        if not root or hit.path.startswith("upload/"):
+            return None
+        p = Path(root) / hit.path
+        return p if p.is_file() else None
 
     def check_encoder(self, encoder: Encoder) -> None:
         """Raise ManifestMismatch unless ``encoder`` is the one that built this index."""
@@ -236,11 +245,16 @@ class Index:
         """The classifier of ``mode`` set up from this index (stored options unless overridden)."""
         from visrec.recognize import make_classifier
 
+        key = (mode, k, tuple(classes) if classes else None)
+        if key in self._classifiers:
+            return self._classifiers[key]
         cal = self.calibration(mode)
         params = dict(cal.params) if cal is not None else {}
         if k is not None and mode == "knn":
             params["k"] = k
-        return make_classifier(self, mode, params, classes)
+        clf = make_classifier(self, mode, params, classes)
+        self._classifiers[key] = clf  # zero-shot/blend classifiers hold encoded prompts: build them once
+        return clf
 
     def classify(
         self,

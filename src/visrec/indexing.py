@@ -213,7 +213,14 @@ class ShardWriter:
             p.unlink(missing_ok=True)
 
 
-def _decode(item: _Item, draft_size: int, max_pixels: int) -> tuple[_Item, np.ndarray] | BadImage:
+def _decode(
+    item: _Item, draft_size: int, max_pixels: int, square: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[_Item, np.ndarray] | BadImage:
+    """Decode one file once: its perceptual hash, its displayed size and (with ``square``) the model input.
+
+    ``square`` maps the decoded ``(h, w, 3)`` uint8 array to the encoder's input square; doing it here, in
+    the decode worker, spares the encoder's single prefetch thread a second resize of a full-size array.
+    """
     from visrec.data import load_image
     from visrec.data.dedup import image_hash
 
@@ -225,12 +232,12 @@ def _decode(item: _Item, draft_size: int, max_pixels: int) -> tuple[_Item, np.nd
     if not meta["width"]:
         from visrec.data import file_facts
 
-        try:
-            _, meta["width"], meta["height"] = file_facts(item.abspath)
+        try:  # the pixels were just decoded: only the header's (EXIF-rotated) size is needed
+            _, meta["width"], meta["height"] = file_facts(item.abspath, verify=False, max_pixels=max_pixels)
         except BadImage as bad:
             return bad
     meta["extra"]["phash"] = image_hash(arr).tobytes().hex()
-    return _Item(item.record, item.abspath, meta), arr
+    return _Item(item.record, item.abspath, meta), (arr if square is None else square(arr))
 
 
 def embed_items(
@@ -256,7 +263,8 @@ def embed_items(
         pending.clear()
 
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
-        decoded = pool.map(lambda it: _decode(it, encoder.input_size, config.max_pixels), items)
+        square = _input_square(encoder)
+        decoded = pool.map(lambda it: _decode(it, encoder.input_size, config.max_pixels, square), items)
         for res in decoded:
             done += 1
             if isinstance(res, BadImage):
@@ -268,6 +276,16 @@ def embed_items(
             if progress is not None:
                 progress("embed", done, len(items))
         flush()
+
+
+def _input_square(encoder: Encoder) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The encoder's own ``image -> (s, s, 3) uint8`` input step when it has one (CNN backbones), else None.
+
+    Encoding that square gives the same vectors as encoding the decoded image (the step is idempotent).
+    """
+    prep = getattr(encoder, "prep", None)
+    square = getattr(prep, "square", None)
+    return square if callable(square) else None
 
 
 def dataset_fingerprint(records: Sequence[ImageRecord]) -> str:

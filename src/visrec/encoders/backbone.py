@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +30,8 @@ from visrec.encoders.common import (
     progress_bar,
     resolve_ids,
 )
-from visrec.encoders.onnx_export import cached_onnx, create_session, export_module, verify_export
-from visrec.encoders.preprocess import ImagePrep, prefetched_batches
+from visrec.encoders.onnx_export import cached_onnx, create_session, export_module, usable_cores, verify_export
+from visrec.encoders.preprocess import ImagePrep, parallel_batches, prefetched_batches
 from visrec.encoders.weights import PackagedWeights
 from visrec.errors import BadInput, MissingWeights, VisrecError
 from visrec.types import Embeddings
@@ -134,6 +134,7 @@ class BackboneEncoder:
         self.graph_id = fingerprint(spec.name, self.weights_sha, opts.graph_config())
         self.fingerprint = fingerprint(spec.name, self.weights_sha, self._fingerprint_config())
         self._session: onnxruntime.InferenceSession | None = None
+        self._single: onnxruntime.InferenceSession | None = None
         self._lock = threading.Lock()
 
     def _fingerprint_config(self) -> dict[str, Any]:
@@ -156,6 +157,29 @@ class BackboneEncoder:
                 self._session = create_session(path)
             return self._session
 
+    def batch_session(self) -> onnxruntime.InferenceSession:
+        """A single-threaded session over the same graph: many batches run one per core at once with it."""
+        with self._lock:
+            if self._single is None:
+                self._single = create_session(cached_onnx(self.onnx_path, self._export), threads=1)
+            return self._single
+
+    def _outputs(self, images: Sequence[ImageLike], size: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+        """``(start, [features, logits])`` per batch, in order.
+
+        Several batches: one per core, each on a single-threaded session (decoding overlaps inference and no
+        core idles at a per-operator barrier: ~1.3x the throughput of one two-thread session on two busy
+        cores). One batch (a query): the multi-threaded session, for the lowest latency.
+        """
+        cores = usable_cores()
+        if len(images) > size and cores > 1:
+            single = self.batch_session()
+            yield from parallel_batches(self.prep, images, size, cores, lambda b: single.run(None, {"image": b}))
+            return
+        session = self.session()
+        for start, batch in prefetched_batches(self.prep, images, size):
+            yield start, session.run(None, {"image": batch})
+
     def encode_images(
         self,
         images: Sequence[ImageLike],
@@ -176,14 +200,12 @@ class BackboneEncoder:
             return Embeddings.concat([], self.fingerprint, self.dim, self.joint_dim)
         vectors = np.empty((n, self.dim), np.float32)
         logits = np.empty((n, 1000), np.float32) if self.bridge is not None else None
-        session = self.session()
         with progress_bar(n, progress, f"encoding with {self.name}") as advance:
-            for start, batch in prefetched_batches(self.prep, images, size):
-                feats, lg = session.run(None, {"image": batch})
-                vectors[start : start + len(batch)] = feats
+            for start, (feats, lg) in self._outputs(images, size):
+                vectors[start : start + len(feats)] = feats
                 if logits is not None:
-                    logits[start : start + len(batch)] = lg
-                advance(len(batch))
+                    logits[start : start + len(feats)] = lg
+                advance(len(feats))
         joint = self.bridge.project(logits) if self.bridge is not None and logits is not None else None
         return Embeddings(l2_normalize(vectors), id_tuple, self.fingerprint, joint)
 

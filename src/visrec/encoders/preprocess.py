@@ -7,16 +7,20 @@ place -- no per-image float copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from visrec.encoders.base import ImageLike
 from visrec.errors import BadInput
+
+R = TypeVar("R")
 
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 CROPS = ("center", "none")
@@ -113,3 +117,42 @@ def prefetched_batches(
             if k + 1 < len(starts):
                 pending = submit(k + 1)
             yield start, batch
+
+
+def parallel_batches(
+    prep: ImagePrep,
+    images: Sequence[ImageLike],
+    batch_size: int,
+    workers: int,
+    run: Callable[[np.ndarray], R],
+) -> Iterator[tuple[int, R]]:
+    """Yield ``(start, run(batch))`` for consecutive slices of ``images``, in order, computed by ``workers``
+    threads that each prepare a batch and then call ``run`` on it.
+
+    Meant for a single-threaded ONNX Runtime session (``run`` releases the GIL): each core decodes and infers
+    its own batches, so no core waits on a per-operator barrier and decoding overlaps inference. At most
+    ``2 * workers`` batches are in flight (bounded memory). ``run``'s result must not alias the batch, whose
+    buffer the thread reuses. ``BadImage`` surfaces in order; pending batches are then cancelled.
+    """
+    local = threading.local()
+    shape = (batch_size, 3, prep.size, prep.size)
+
+    def task(start: int) -> R:
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = np.empty(shape, np.float32)
+        return run(prep.fill(images[start : start + batch_size], buf))
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="visrec-encode")
+    pending: deque[tuple[int, Future[R]]] = deque()
+    try:
+        for start in range(0, len(images), batch_size):
+            pending.append((start, pool.submit(task, start)))
+            if len(pending) > 2 * workers:
+                first, fut = pending.popleft()
+                yield first, fut.result()
+        while pending:
+            first, fut = pending.popleft()
+            yield first, fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

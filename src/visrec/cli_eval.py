@@ -1,0 +1,162 @@
+"""``visrec eval`` and ``visrec compare``: evaluate encoders and classifier modes on a labeled split.
+
+Register on the main app with one line: ``visrec.cli_eval.register(app)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from visrec import render
+from visrec.errors import VisrecError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SOURCE = typer.Argument(..., help="Labeled dataset (a temporary index is built per encoder) or an index folder.")
+DATA = typer.Option(None, "--data", help="With an index: the labeled dataset holding the test images.")
+SPLIT = typer.Option(
+    "auto", "--split-field", help="Field or manifest column with the split (split, grouped_split...), or 'auto': "
+    "grouped_split if present, else a leak-free split from near-duplicate groups."
+)  # fmt: skip
+TRAIN = typer.Option("train,valid", "--train", help="Comma-separated train values of the split field.")
+TEST = typer.Option("test", "--test", help="Comma-separated test values of the split field.")
+ENCODERS = typer.Option("efficientnet-lite0", "--encoder", "-e", help="Comma-separated encoder names.")
+UNKNOWN = typer.Option(None, "--unknown", help="Images of none of the classes (folder or file; repeatable).")
+OUT = typer.Option(Path("eval-report"), "--out", "-o", help="Folder for eval.json, report.html and plots/.")
+RAW = typer.Option(False, "--raw", help="Skip the calibrated unknown decision.")
+STORE = typer.Option("exact", "--store", help="Vector store of the temporary indexes: exact | faiss.")
+WHERE = typer.Option(None, "--where", help="Filter expression applied to the dataset first.")
+PLOTS = typer.Option(True, "--plots/--no-plots", help="Also save each plot as a PNG.")
+JSON = typer.Option(False, "--json", help="Print the JSON result instead of a table.")
+
+
+def _command(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VisrecError as e:
+            render.error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            render.error("interrupted; no report was written")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _unknown_files(paths: list[Path] | None) -> tuple[Path, ...]:
+    from visrec.data import is_image_file
+
+    files: list[Path] = []
+    for p in paths or []:
+        files += sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f)) if p.is_dir() else [p]
+    return tuple(files)
+
+
+def _print_table(result: dict[str, Any], written: dict[str, str]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from visrec.eval.report import format_table
+
+    for w in result["warnings"]:
+        render.out.print(f"[bold red]{w}[/]", highlight=False)
+    sp = result["split"]
+    render.out.print(f"split: {sp['rule']} ({sp['train']} train, {sp['test']} test)", highlight=False)
+    cells = format_table(result["table"])
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for j, title in enumerate(cells[0]):
+        table.add_column(title, justify="left" if j < 2 else "right", overflow="fold")
+    for row in cells[1:]:
+        table.add_row(*row)
+    # Piped output has no terminal width to respect: keep every row on one line.
+    (render.out if render.out.is_terminal else Console(width=200)).print(table)
+    render.out.print(f"report: {written['html']}  json: {written['json']}", highlight=False)
+
+
+def _run(source: Path, data: Path | None, split_field: str, train: str, test: str, modes: str, encoders: str,
+         unknown: list[Path] | None, out: Path, raw: bool, store: str, where: str | None, plots: bool,
+         as_json: bool) -> None:  # fmt: skip
+    from visrec.eval.outputs import write_report
+    from visrec.eval.runner import EvalConfig, evaluate_source
+
+    cfg = EvalConfig(modes=_names(modes), encoders=_names(encoders), store=store, calibrate=not raw,
+                     unknown=_unknown_files(unknown))  # fmt: skip
+    result = evaluate_source(source, cfg, split_field, _names(train), _names(test), data, where)
+    written = write_report(result, out, plots)
+    if as_json:
+        saved = json.loads(Path(written["json"]).read_text())
+        sys.stdout.write(json.dumps(saved | {"written": written}, indent=1) + "\n")
+    else:
+        _print_table(result, written)
+
+
+@_command
+def eval_cmd(
+    source: Path = SOURCE,
+    data: Path = DATA,
+    split_field: str = SPLIT,
+    train: str = TRAIN,
+    test: str = TEST,
+    modes: str = typer.Option("knn", "--mode", "-m", help="Comma-separated modes: knn, prototype, zeroshot, blend."),
+    encoders: str = ENCODERS,
+    unknown: list[Path] = UNKNOWN,
+    out: Path = OUT,
+    raw: bool = RAW,
+    store: str = STORE,
+    where: str = WHERE,
+    plots: bool = PLOTS,
+    as_json: bool = JSON,
+) -> None:
+    """Evaluate on a labeled split: accuracy, per-class F1, confusion, coverage, retrieval (top-k, 1000-point
+    score, mAP@R, CMC), open-set rejection, speed and memory; writes eval.json and a self-contained report.html."""
+    _run(source, data, split_field, train, test, modes, encoders, unknown, out, raw, store, where, plots, as_json)
+
+
+@_command
+def compare_cmd(
+    source: Path = SOURCE,
+    data: Path = DATA,
+    split_field: str = SPLIT,
+    train: str = TRAIN,
+    test: str = TEST,
+    modes: str = typer.Option("knn,prototype,zeroshot,blend", "--modes", "-m", help="Comma-separated modes."),
+    encoders: str = ENCODERS,
+    unknown: list[Path] = UNKNOWN,
+    out: Path = typer.Option(Path("compare-report"), "--out", "-o", help="Folder for eval.json and report.html."),
+    raw: bool = RAW,
+    store: str = STORE,
+    where: str = WHERE,
+    plots: bool = PLOTS,
+    as_json: bool = JSON,
+) -> None:
+    """Compare classifier modes and/or encoders side by side on the same split: one table, one report."""
+    if len(_names(modes)) * len(_names(encoders)) < 2:
+        raise typer.BadParameter("compare needs at least two modes or two encoders (e.g. --modes knn,prototype)")
+    _run(source, data, split_field, train, test, modes, encoders, unknown, out, raw, store, where, plots, as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` and ``compare`` to the main CLI app."""
+    app.command("eval")(eval_cmd)
+    app.command("compare")(compare_cmd)
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec evaluation commands.")
+register(app)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,260 @@
+"""The Milvus side of :mod:`visrec.stores.milvus_store`: URIs, schema, row conversion, paged reads, files.
+
+Every read that names ids goes through a filter expression built with :func:`~visrec.stores.milvus_expr.literal`
+(escaped), never through pymilvus' own id formatting. Reads are paged by ``seq`` windows (Milvus caps
+``offset + limit`` at 16384), which also returns rows in insertion order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from visrec.errors import BadInput, DimensionMismatch, ManifestMismatch
+from visrec.stores._common import STORE_FORMAT
+from visrec.stores.metadata import MetadataTable
+from visrec.stores.milvus_expr import literal
+
+if TYPE_CHECKING:
+    from visrec.stores.milvus_store import MilvusStore
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+WRITE_BATCH = 2_000
+READ_BATCH = 1_000
+WINDOW = 16_384
+QUERY_BATCH = 1_024
+MAX_ID, MAX_TEXT, MAX_LABELS = 1_024, 4_096, 1_024
+INDEXES = {"flat": "FLAT", "ivf": "IVF_FLAT", "hnsw": "HNSW"}
+FIELDS = ["id", "seq", "vector", "labels", "path", "split", "sha256", "width", "height", "grp", "extra"]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a store lives: ``uri`` as given, ``client_uri`` for ``MilvusClient``, the collection name."""
+
+    uri: str
+    client_uri: str
+    collection: str
+
+
+def parse_uri(uri: str, collection: str | None = None) -> Target:
+    """Parse ``milvus://host:port/collection``, ``milvuss://...`` (TLS) or ``milvus-lite:///path.db#coll``."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("milvus", "milvuss"):
+        if not parts.hostname:
+            raise BadInput(f"Milvus URI {uri!r} has no host; write milvus://host:19530/collection")
+        scheme = "https" if parts.scheme == "milvuss" else "http"
+        client_uri = f"{scheme}://{parts.hostname}:{parts.port or 19530}"
+        name = collection or parts.path.strip("/") or "visrec"
+    elif parts.scheme == "milvus-lite":
+        path = parts.netloc + parts.path
+        if not path.endswith(".db"):
+            raise BadInput(f"Milvus Lite URI {uri!r} must name a .db file, e.g. milvus-lite:///data/gallery.db")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        client_uri, name = path, collection or parts.fragment or "visrec"
+    else:
+        raise BadInput(f"unknown Milvus URI {uri!r}; use milvus://host:19530/collection or milvus-lite:///x.db")
+    if not _NAME.match(name):
+        raise BadInput(f"Milvus collection name {name!r} must be letters, digits and _ (not first a digit)")
+    return Target(uri, client_uri, name)
+
+
+def check_index(index: str) -> str:
+    """``index`` if it is a known index kind, else ``BadInput`` listing them."""
+    if index not in INDEXES:
+        raise BadInput(f"unknown Milvus index {index!r}; choose one of {sorted(INDEXES)}")
+    return index
+
+
+def close_client(client: Any, tmp: tempfile.TemporaryDirectory[str] | None) -> None:
+    """Close ``client`` and remove the private temporary folder, if any."""
+    try:
+        client.close()
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _schema(dim: int, description: str) -> Any:
+    from pymilvus import DataType, MilvusClient
+
+    s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False, description=description)
+    s.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID)
+    s.add_field("seq", DataType.INT64)
+    s.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    s.add_field("labels", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_LABELS, max_length=MAX_ID)
+    s.add_field("path", DataType.VARCHAR, max_length=MAX_TEXT)
+    s.add_field("split", DataType.VARCHAR, max_length=MAX_ID, nullable=True)
+    s.add_field("sha256", DataType.VARCHAR, max_length=128)
+    s.add_field("width", DataType.INT64)
+    s.add_field("height", DataType.INT64)
+    s.add_field("grp", DataType.VARCHAR, max_length=MAX_ID, nullable=True)
+    s.add_field("extra", DataType.JSON)
+    return s
+
+
+def ensure_collection(client: Any, name: str, dim: int, index: str, opts: dict[str, int], encoder_id: str) -> None:
+    """Create the collection with its vector index, or check an existing one (width, encoder); load it."""
+    if client.has_collection(name):
+        info = client.describe_collection(name)
+        width = next((f["params"].get("dim") for f in info["fields"] if f["name"] == "vector"), None)
+        if width is None or int(width) != dim:
+            raise DimensionMismatch(f"Milvus collection {name!r} holds width {width}, not {dim}: pick another")
+        saved = json.loads(info.get("description") or "{}").get("encoder_id", "")
+        if encoder_id and saved and saved != encoder_id:
+            raise ManifestMismatch(f"collection {name!r} was built with encoder {saved!r}, not {encoder_id!r}")
+        client.load_collection(name)
+        return
+    params = client.prepare_index_params()
+    extra = {"ivf": {"nlist": opts["nlist"]}, "hnsw": {"M": opts["m"], "efConstruction": max(opts["ef"], 64)}}
+    params.add_index("vector", index_type=INDEXES[index], metric_type="IP", params=extra.get(index, {}))
+    desc = json.dumps({"visrec_schema": SCHEMA_VERSION, "encoder_id": encoder_id})
+    client.create_collection(name, schema=_schema(dim, desc), consistency_level="Strong")
+    # sync=True polls with a 0.5 s sleep; the index of an empty collection is ready at once
+    client.create_index(name, params, sync=False)
+    client.load_collection(name)
+
+
+def count(client: Any, name: str, expr: str) -> int:
+    """Rows matching ``expr`` (all rows for ``""``)."""
+    res = client.query(name, filter=expr, output_fields=["count(*)"])
+    return int(res[0]["count(*)"])
+
+
+def next_seq(client: Any, name: str) -> int:
+    """One past the largest stored ``seq`` (0 when empty): an exponential then a binary search on counts."""
+    if count(client, name, "") == 0:
+        return 0
+    lo, hi = 0, 1
+    while count(client, name, f"seq >= {hi}") > 0:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # invariant: some seq >= lo, none >= hi
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(client, name, f"seq >= {mid}") > 0 else (lo, mid)
+    return hi
+
+
+def _ids_expr(ids: list[str]) -> str:
+    return f"id in [{', '.join(literal(i) for i in ids)}]"
+
+
+def fetch_seqs(client: Any, name: str, ids: list[str]) -> dict[str, int]:
+    """``seq`` of each stored id among ``ids``."""
+    out: dict[str, int] = {}
+    for start in range(0, len(ids), READ_BATCH):
+        chunk = ids[start : start + READ_BATCH]
+        for row in client.query(name, filter=_ids_expr(chunk), output_fields=["id", "seq"], limit=len(chunk)):
+            out[row["id"]] = int(row["seq"])
+    return out
+
+
+def fetch_rows(client: Any, name: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Full rows (all fields) of the stored ids among ``ids``, by id."""
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), READ_BATCH):
+        chunk = ids[start : start + READ_BATCH]
+        for row in client.query(name, filter=_ids_expr(chunk), output_fields=FIELDS, limit=len(chunk)):
+            out[row["id"]] = row
+    return out
+
+
+def scan_ids(client: Any, name: str, expr: str, stop: int) -> Iterator[tuple[str, int]]:
+    """``(id, seq)`` of rows matching ``expr`` in ``seq`` order, one window of :data:`WINDOW` seqs at a time."""
+    for start in range(0, stop, WINDOW):
+        window = f"seq >= {start} and seq < {start + WINDOW}"
+        flt = window if not expr else f"({window}) and ({expr})"
+        rows = client.query(name, filter=flt, output_fields=["id", "seq"], limit=WINDOW)
+        yield from sorted(((r["id"], int(r["seq"])) for r in rows), key=lambda p: p[1])
+
+
+def search(
+    client: Any, name: str, q: np.ndarray, k: int, expr: str, params: dict[str, Any]
+) -> list[list[tuple[str, float]]]:
+    """Per query, ``(id, inner product)`` pairs best first (at most ``k``)."""
+    out: list[list[tuple[str, float]]] = []
+    for start in range(0, len(q), QUERY_BATCH):
+        res = client.search(
+            name, data=q[start : start + QUERY_BATCH].tolist(), limit=k, filter=expr, search_params=params,
+            output_fields=["seq"],
+        )  # fmt: skip
+        out.extend([(str(h["id"]), float(h["distance"])) for h in hits] for hits in res)
+    return out
+
+
+def check_id_lengths(ids: list[str]) -> None:
+    """``BadInput`` for an id longer than the collection allows."""
+    long = [i for i in ids if len(i.encode()) > MAX_ID]
+    if long:
+        raise BadInput(f"id {long[0][:40]!r}... is longer than {MAX_ID} bytes, the Milvus limit for ids")
+
+
+def meta_to_row(item: str, seq: int, vector: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
+    """One Milvus row from a normalised ``Metadata`` dict; ``BadInput`` when a field exceeds its limit."""
+    if len(meta["path"].encode()) > MAX_TEXT or len(meta["labels"]) > MAX_LABELS:
+        raise BadInput(f"{item!r}: path over {MAX_TEXT} bytes or over {MAX_LABELS} labels (Milvus limits)")
+    return {"id": item, "seq": seq, "vector": vector.tolist(), "labels": meta["labels"], "path": meta["path"],
+            "split": meta["split"], "sha256": meta["sha256"], "width": meta["width"], "height": meta["height"],
+            "grp": meta["group"], "extra": meta["extra"]}  # fmt: skip
+
+
+def row_to_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """The ``Metadata`` dict of one Milvus row."""
+    return {"path": row["path"], "labels": list(row["labels"] or []), "split": row.get("split"),
+            "sha256": row["sha256"], "width": int(row["width"]), "height": int(row["height"]),
+            "group": row.get("grp"), "extra": dict(row.get("extra") or {})}  # fmt: skip
+
+
+def save_portable(
+    batches: Iterable[tuple[list[str], np.ndarray, list[dict[str, Any]]]],
+    dim: int,
+    folder: Path,
+    backend: str,
+    options: dict[str, Any],
+) -> int:
+    """Write ``vectors.npy``, ``metadata.sqlite`` and ``store.json`` (the files every backend reads)."""
+    table = MetadataTable(":memory:")
+    parts, n = [], 0
+    for ids, vecs, metas in batches:
+        table.insert(ids, range(n, n + len(ids)), metas)
+        parts.append(vecs)
+        n += len(ids)
+    mat = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+    np.save(folder / "vectors.npy", np.ascontiguousarray(mat, np.float32), allow_pickle=False)
+    table.save(folder / "metadata.sqlite")
+    table.close()
+    info = {"format": STORE_FORMAT, "backend": backend, "dim": dim, "count": n, "options": options}
+    (folder / "store.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return n
+
+
+def load_store(cls: type[MilvusStore], folder: Path, *, mmap: bool, options: dict[str, Any]) -> MilvusStore:
+    """See :meth:`MilvusStore.load`."""
+    from visrec.stores._common import read_store_info
+    from visrec.stores.exact import ExactStore
+
+    info = read_store_info(folder)
+    saved = dict(info.get("options") or {}) if info.get("backend") == cls.backend else {}
+    pointer_file = folder / "milvus.json"
+    pointer = json.loads(pointer_file.read_text(encoding="utf-8")) if pointer_file.is_file() else {}
+    if pointer.get("uri") and "uri" not in options:
+        store = cls(int(info["dim"]), uri=pointer["uri"], collection=pointer["collection"], **saved)
+        if store.count() == pointer.get("count"):
+            return store
+        log.warning("collection %s changed since %s was saved; uploading the saved files", store.collection, folder)
+        store.close()
+    src = ExactStore.load(folder, mmap=mmap)
+    store = cls(src.dim, **{**saved, **options})
+    for ids, vecs, metas in src.export(WRITE_BATCH):
+        store.add(ids, vecs, metas)
+    return store

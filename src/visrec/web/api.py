@@ -1,0 +1,114 @@
+"""The REST API (FastAPI): search, classify, index info/add/delete, health. JSON in and out, multipart uploads.
+
+Errors are JSON ``{"error": message}`` with a 4xx status; a request never gets a 500 for bad input.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from visrec.errors import BadImage, BadInput, IndexBusy, ManifestMismatch, NotCalibrated, VisrecError
+from visrec.web.service import ReadOnly, Service, Upload, UploadTooLarge
+
+_STATUS: list[tuple[type[Exception], int]] = [
+    (UploadTooLarge, 413),
+    (ReadOnly, 403),
+    (IndexBusy, 423),
+    (NotCalibrated, 409),
+    (ManifestMismatch, 409),
+    (BadImage, 415),
+    (BadInput, 400),
+    (VisrecError, 422),
+]
+
+
+def status_of(exc: Exception) -> int:
+    """HTTP status for a visrec error."""
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            if isinstance(exc, BadImage) and exc.reason == "too-large":
+                return 413
+            return code
+    return 500
+
+
+class DeleteRequest(BaseModel):
+    ids: list[str]
+
+
+async def _read(service: Service, file: UploadFile) -> Upload:
+    limit = service.config.max_upload_bytes
+    data = await file.read(limit + 1)  # never hold more than the limit + 1 byte
+    if len(data) > limit:
+        raise UploadTooLarge(f"{file.filename}: over the upload limit of {limit} bytes")
+    return service.decode(file.filename or "upload", data)
+
+
+def create_api(service: Service) -> FastAPI:
+    """The FastAPI app over ``service``; every ``/api`` route but ``/api/health`` needs the token when one is set."""
+    app = FastAPI(title="visrec", version="0.1.0", description="Search and classify images against a visrec index.")
+
+    @app.exception_handler(VisrecError)
+    async def _visrec_error(_: Request, exc: VisrecError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+
+    def auth(authorization: str | None = Header(default=None)) -> None:
+        token = service.config.token
+        if token is None:
+            return
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong API token: send 'Authorization: Bearer <token>'")
+
+    guarded = [Depends(auth)]
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "index": str(service.config.index), "count": service.index.store.count()}
+
+    @app.get("/api/index", dependencies=guarded)
+    def info() -> dict[str, Any]:
+        return service.info()
+
+    @app.post("/api/search/image", dependencies=guarded)
+    async def search_image(
+        file: UploadFile = File(...), k: int = Form(10, ge=1, le=1000), where: str | None = Form(None)
+    ) -> dict[str, Any]:
+        up = await _read(service, file)
+        return {"query": up.name, "hits": service.search_image(up, k, where or None)}
+
+    @app.get("/api/search/text", dependencies=guarded)
+    def search_text(
+        q: str = Query(..., min_length=1, max_length=500),
+        k: int = Query(10, ge=1, le=1000),
+        where: str | None = None,
+        route: str = Query("auto", pattern="^(auto|labels|joint)$"),
+    ) -> dict[str, Any]:
+        return service.search_text(q, k, where, route)
+
+    @app.post("/api/classify", dependencies=guarded)
+    async def classify(
+        file: UploadFile = File(...),
+        mode: str = Form("knn", pattern="^(knn|prototype|zeroshot|blend)$"),
+        k: int | None = Form(None, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        up = await _read(service, file)
+        return {"query": up.name, **service.classify(up, mode, k)}
+
+    @app.post("/api/index/add", dependencies=guarded)
+    async def add(files: list[UploadFile] = File(...), label: str | None = Form(None)) -> dict[str, Any]:
+        if len(files) > 100:
+            raise BadInput(f"{len(files)} files in one request; send at most 100")
+        ups = [await _read(service, f) for f in files]
+        return service.add(ups, (label or "").strip() or None)
+
+    @app.post("/api/index/delete", dependencies=guarded)
+    def delete(req: DeleteRequest) -> dict[str, Any]:
+        return service.delete(req.ids)
+
+    return app

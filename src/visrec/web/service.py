@@ -1,0 +1,136 @@
+"""What the HTTP API and the UI share: an opened index, upload checks, and the calls they make.
+
+Uploads are size- and type-checked, written only inside a temporary folder that is removed at once, decoded with
+the same safe reader as files on disk, and never fetched from URLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.data import IMAGE_EXTENSIONS
+from visrec.errors import BadInput, VisrecError
+
+DEFAULT_MAX_UPLOAD = 10 * 2**20
+
+
+class UploadTooLarge(BadInput):
+    """An upload is larger than the server accepts."""
+
+
+class ReadOnly(VisrecError):
+    """A write was asked of an index served read-only."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A decoded upload: RGB ``uint8`` pixels ``(h, w, 3)`` and facts about the file."""
+
+    name: str
+    pixels: np.ndarray
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the server treats its index and uploads."""
+
+    index: Path
+    writable: bool = False
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    token: str | None = None
+
+
+class Service:
+    """One opened index shared by the API and the UI; reopened after each write."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        from visrec.index import Index
+
+        self.config = config
+        self._lock = threading.Lock()
+        self.index = Index(config.index)
+
+    def decode(self, name: str, data: bytes) -> Upload:
+        """Check and decode uploaded bytes; raises ``UploadTooLarge`` or ``BadImage`` naming the file."""
+        from visrec.data import load_image
+
+        limit = self.config.max_upload_bytes
+        if len(data) > limit:
+            raise UploadTooLarge(f"{name}: {len(data)} bytes is over the upload limit of {limit} bytes")
+        suffix = Path(name).suffix.lower()
+        if suffix not in IMAGE_EXTENSIONS:
+            allowed = ", ".join(sorted(IMAGE_EXTENSIONS))
+            raise BadInput(f"{name}: not an accepted image type; send one of {allowed}")
+        with tempfile.TemporaryDirectory(prefix="visrec-upload-") as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            path.write_bytes(data)
+            pixels = load_image(path, draft_size=self.index.encoder.input_size)
+        h, w = pixels.shape[:2]
+        return Upload(Path(name).name, pixels, hashlib.sha256(data).hexdigest(), w, h)
+
+    def search_image(self, up: Upload, k: int = 10, where: str | None = None) -> list[dict[str, Any]]:
+        return [h.to_dict() for h in self.index.search_images([up.pixels], k, where)[0]]
+
+    def search_text(self, query: str, k: int = 10, where: str | None = None, route: str = "auto") -> dict[str, Any]:
+        if not query.strip():
+            raise BadInput("the text query is empty")
+        return self.index.search_text(query, k, where, route).to_dict()
+
+    def classify(self, up: Upload, mode: str = "knn", k: int | None = None, neighbours: int = 5) -> dict[str, Any]:
+        """Prediction plus the nearest indexed examples."""
+        idx = self.index
+        emb = idx.encode([up.pixels])
+        calibrated = mode in idx.calibration_data()
+        pred = idx.classify(emb, mode, k, calibrated)[0]
+        near = idx.search_vectors(emb.vectors, neighbours)[0]
+        return {"prediction": pred.to_dict(), "calibrated": calibrated, "nearest": [h.to_dict() for h in near]}
+
+    def info(self) -> dict[str, Any]:
+        return self.index.info()
+
+    def add(self, uploads: list[Upload], label: str | None) -> dict[str, Any]:
+        """Add uploaded images (optionally labeled) to the index."""
+        from visrec.data import image_hash
+        from visrec.edit import edit_index, upload_metadata
+
+        self._require_writable()
+        ids = [f"upload/{u.sha256[:16]}" for u in uploads]
+        emb = self.index.encoder.encode_images([u.pixels for u in uploads], ids=ids)
+        metas = [
+            upload_metadata(
+                u.name, [label] if label else [], u.sha256, u.width, u.height, image_hash(u.pixels).tobytes().hex()
+            )
+            for u in uploads
+        ]
+        return self._write(lambda: edit_index(self.config.index, add=emb, metadata=metas))
+
+    def delete(self, ids: list[str]) -> dict[str, Any]:
+        """Delete items by id."""
+        from visrec.edit import edit_index
+
+        self._require_writable()
+        return self._write(lambda: edit_index(self.config.index, delete=ids))
+
+    def _require_writable(self) -> None:
+        if not self.config.writable:
+            raise ReadOnly(f"{self.config.index} is served read-only; restart with: visrec serve ... --writable")
+
+    def _write(self, fn: Any) -> dict[str, Any]:
+        from visrec.index import Index
+
+        with self._lock:
+            report = fn()
+            self.index = Index(self.config.index, encoder=self.index.encoder)
+        return dict(report.to_dict())

@@ -1,0 +1,122 @@
+"""The Gradio UI: Search, Classify and Index tabs over the same :class:`Service` as the HTTP API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.errors import VisrecError
+from visrec.web.service import Service, Upload
+
+THUMB = 192
+
+
+def _thumb(service: Service, hit: dict[str, Any]) -> tuple[Any, str] | None:
+    from PIL import Image
+
+    from visrec.data import load_image
+    from visrec.types import Hit
+
+    path = service.index.file_of(Hit(hit["id"], hit["score"], hit["path"], tuple(hit["labels"])))
+    if path is None:
+        return None
+    try:
+        im = Image.fromarray(load_image(path, draft_size=THUMB))
+    except VisrecError:
+        return None
+    im.thumbnail((THUMB, THUMB))
+    return im, f"{'/'.join(hit['labels']) or '-'}  {hit['score']:.3f}"
+
+
+def _gallery(service: Service, hits: list[dict[str, Any]]) -> list[tuple[Any, str]]:
+    return [t for h in hits if (t := _thumb(service, h)) is not None]
+
+
+def _upload(service: Service, image: np.ndarray | None) -> Upload:
+    import io
+
+    from PIL import Image
+
+    if image is None:
+        raise VisrecError("upload an image first")
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return service.decode("upload.png", buf.getvalue())
+
+
+def build_ui(service: Service) -> Any:
+    """The ``gradio.Blocks`` app."""
+    import gradio as gr
+
+    def guard(fn: Any) -> Any:
+        def run(*args: Any) -> Any:
+            try:
+                return fn(*args)
+            except VisrecError as e:
+                raise gr.Error(str(e)) from None
+
+        return run
+
+    def search(image: np.ndarray | None, text: str, k: float) -> tuple[list[Any], str]:
+        if text and text.strip():
+            res = service.search_text(text, int(k))
+            how = f"route: {res['route']}" + (
+                f" (label {', '.join(n for n, _ in res['matched_labels'])})" if res["matched_labels"] else ""
+            )
+            return _gallery(service, res["hits"]), how
+        hits = service.search_image(_upload(service, image), int(k))
+        return _gallery(service, hits), f"{len(hits)} nearest images"
+
+    def classify(image: np.ndarray | None, mode: str) -> tuple[str, list[Any], str]:
+        res = service.classify(_upload(service, image), mode)
+        p = res["prediction"]
+        answer = p["label"] if p["label"] is not None else f"unknown (closest: {p['candidate']})"
+        conf = "uncalibrated" if p["calibrated"] is None else f"confidence {p['calibrated']:.2f}"
+        return f"{answer}", _gallery(service, res["nearest"]), f"{conf}; raw score {p['score']:.3f}"
+
+    def counts() -> list[list[Any]]:
+        info = service.info()
+        return [[lab, n] for lab, n in info["labels"].items()] + [["(unlabeled)", info["unlabeled"]]]
+
+    def add(files: list[str] | None, label: str) -> tuple[str, list[list[Any]]]:
+        if not files:
+            raise VisrecError("choose image files to add")
+        ups = [service.decode(Path(f).name, Path(f).read_bytes()) for f in files]
+        rep = service.add(ups, label.strip() or None)
+        return f"added {rep['added']}, updated {rep['updated']}; {rep['count']} items", counts()
+
+    with gr.Blocks(title="visrec") as ui:
+        gr.Markdown(f"# visrec\nIndex `{service.config.index}` — {service.index.store.count()} images")
+        with gr.Tab("Search"):
+            with gr.Row():
+                s_img = gr.Image(label="query image", type="numpy", elem_id="search-image")
+                with gr.Column():
+                    s_txt = gr.Textbox(label="or text (a label name, or an everyday object)", elem_id="search-text")
+                    s_k = gr.Slider(1, 50, value=10, step=1, label="k")
+                    s_btn = gr.Button("Search", variant="primary", elem_id="search-button")
+            s_info = gr.Markdown(elem_id="search-info")
+            s_gal = gr.Gallery(label="results", columns=5, elem_id="search-results")
+            s_btn.click(guard(search), [s_img, s_txt, s_k], [s_gal, s_info])
+        with gr.Tab("Classify"):
+            with gr.Row():
+                c_img = gr.Image(label="image", type="numpy", elem_id="classify-image")
+                with gr.Column():
+                    c_mode = gr.Radio(["knn", "prototype"], value="knn", label="mode")
+                    c_btn = gr.Button("Classify", variant="primary", elem_id="classify-button")
+                    c_label = gr.Textbox(label="answer", elem_id="classify-answer")
+                    c_conf = gr.Markdown(elem_id="classify-confidence")
+            c_gal = gr.Gallery(label="nearest examples", columns=5)
+            c_btn.click(guard(classify), [c_img, c_mode], [c_label, c_gal, c_conf])
+        with gr.Tab("Index"):
+            table = gr.Dataframe(headers=["label", "images"], value=counts(), elem_id="index-counts")
+            if service.config.writable:
+                files = gr.File(file_count="multiple", label="add images", type="filepath")
+                label = gr.Textbox(label="label of the added images")
+                a_btn = gr.Button("Add")
+                a_out = gr.Markdown()
+                a_btn.click(guard(add), [files, label], [a_out, table])
+            else:
+                gr.Markdown("Served read-only: restart with `--writable` to add or delete images.")
+    return ui

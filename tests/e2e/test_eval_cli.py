@@ -1,0 +1,108 @@
+"""``visrec eval`` / ``visrec compare`` as a user runs them (fake encoder), and the HTML report in a browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.test_eval_runner import make_eval_set
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+IMG_CHECK = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const bad = imgs.filter(i => !(i.complete && i.naturalWidth > 0 && i.naturalHeight > 0));
+  const out = document.createElement('pre'); out.id = 'imgcheck';
+  out.textContent = 'IMGCHECK ' + JSON.stringify({n: imgs.length, bad: bad.map(i => i.alt)});
+  document.body.appendChild(out);
+});</script>"""
+
+
+def cli(*args: str, ok: bool = True, module: str = "visrec.cli_eval") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200"}
+    res = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300, env=env)
+    if ok:
+        assert res.returncode == 0, res.stderr + res.stdout
+    return res
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_eval_set(tmp_path_factory.mktemp("evalcli"))
+
+
+@pytest.fixture(scope="module")
+def report(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("report")
+    unknown = str(manifest.parent / "unknown_tree")
+    res = cli("eval", str(manifest), "--split-field", "split", "--train", "train", "--encoder", "fake",
+              "-m", "knn,prototype", "--unknown", unknown, "--out", str(out), "--json")  # fmt: skip
+    return json.loads(res.stdout)
+
+
+def test_eval_writes_json_and_html(report: dict[str, Any]) -> None:
+    assert Path(report["written"]["json"]).is_file() and Path(report["written"]["html"]).is_file()
+    assert report["split"] == {"field": "split", "rule": "field split", "train": 18, "test": 7, "n_leaked": 1}
+    assert "1 of 7 test images" in report["warnings"][0]
+    knn = report["encoders"][0]["modes"]["knn"]
+    assert knn["classification"]["top1_raw"] >= 6 / 7 and knn["open_set"]["n_unknown"] == 4
+
+
+def test_compare_prints_one_table(manifest: Path, tmp_path: Path) -> None:
+    res = cli("compare", str(manifest), "--encoder", "fake", "--modes", "knn,prototype", "--out", str(tmp_path))
+    lines = res.stdout.splitlines()
+    assert sum("score /1000" in line for line in lines) == 1
+    assert any("fake" in line and " knn " in line for line in lines)
+    assert any("fake" in line and " prototype " in line for line in lines)
+    assert (tmp_path / "report.html").is_file()
+
+
+def test_compare_needs_two_runs_and_bad_field_is_exit_2(manifest: Path, tmp_path: Path) -> None:
+    res = cli("compare", str(manifest), "--encoder", "fake", "--modes", "knn", "--out", str(tmp_path), ok=False)
+    assert res.returncode == 2 and "at least two" in res.stderr
+    res = cli("eval", str(manifest), "--encoder", "fake", "--split-field", "nope", "--out", str(tmp_path), ok=False)
+    assert res.returncode == 2 and "values present" in res.stderr
+
+
+def test_eval_of_an_existing_index(manifest: Path, tmp_path: Path) -> None:
+    idx = tmp_path / "train.vrx"
+    cli("index", str(manifest), "--out", str(idx), "--encoder", "fake", "--where", 'split == "train"',
+        "--json", module="visrec.cli")  # fmt: skip
+    bad = cli("eval", str(idx), "--out", str(tmp_path / "r"), ok=False)
+    assert bad.returncode == 2 and "--data" in bad.stderr
+    res = cli("eval", str(idx), "--data", str(manifest), "--split-field", "split", "--train", "train",
+              "--out", str(tmp_path / "r"), "--json")  # fmt: skip
+    out = json.loads(res.stdout)
+    assert out["index"] == str(idx) and out["encoders"][0]["gallery"] == 18 and out["encoders"][0]["queries"] == 7
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(report: dict[str, Any], tmp_path: Path) -> None:
+    page = Path(report["written"]["html"]).read_text(encoding="utf-8")
+    checked = tmp_path / "checked.html"
+    checked.write_text(page.replace("</body>", IMG_CHECK + "</body>"), encoding="utf-8")
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=10000", "--dump-dom", checked.as_uri()]  # fmt: skip
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    marker = dom.rsplit("IMGCHECK ", 1)
+    assert len(marker) == 2, f"the check script did not run; chromium printed: {dom[:500]}"
+    seen = json.loads(marker[1].split("</pre>", 1)[0].replace("&quot;", '"'))
+    plots = 2 * 2 + 3
+    assert seen["bad"] == [] and seen["n"] >= plots, seen
+
+
+@pytest.mark.skipif(not (SHARED / "naruto_roboflow").is_dir(), reason="shared data ../shared/data not present")
+def test_eval_on_naruto_grouped_split(tmp_path: Path) -> None:
+    res = cli("eval", str(SHARED / "naruto_roboflow"), "--split-field", "grouped_split", "--encoder", "fake",
+              "--out", str(tmp_path), "--no-plots", "--json")  # fmt: skip
+    out = json.loads(res.stdout)
+    assert out["split"]["train"] == 306 and out["split"]["test"] == 85
+    assert (tmp_path / "report.html").stat().st_size > 10_000 and (tmp_path / "eval.json").is_file()

@@ -1,0 +1,105 @@
+"""The HTTP API over a small fake-encoder index: every endpoint, upload limits, the token, malformed requests."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
+from visrec.build import build_index
+from visrec.data import load_dataset
+from visrec.encoders import create_encoder
+from visrec.web import ServeConfig, Service
+from visrec.web.api import create_api
+
+CLASSES = ("amber", "blue", "crimson")
+
+
+@pytest.fixture(scope="module")
+def index_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    make_labeled_tree(root, CLASSES, per_class=8, size=48)
+    out = root.parent / "idx.vrx"
+    build_index(load_dataset(root), out, create_encoder("fake"))
+    return out
+
+
+def client(index: Path, **cfg: object) -> TestClient:
+    return TestClient(create_api(Service(ServeConfig(index, **cfg))), raise_server_exceptions=False)  # type: ignore[arg-type]
+
+
+def png(colour_index: int, seed: int = 1) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(noise_image(48, seed=seed, base=class_colour(colour_index, 3))).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_health_info_and_search(index_path: Path) -> None:
+    c = client(index_path)
+    assert c.get("/api/health").json()["count"] == 24
+    assert c.get("/api/index").json()["labels"] == {c_: 8 for c_ in CLASSES}
+    r = c.post("/api/search/image", files={"file": ("q.png", png(1), "image/png")}, data={"k": "3"})
+    assert r.status_code == 200 and [h["labels"] for h in r.json()["hits"]] == [["blue"]] * 3
+    r = c.get("/api/search/text", params={"q": "crimson", "k": 2})
+    assert r.json()["route"] == "labels" and [h["labels"] for h in r.json()["hits"]] == [["crimson"]] * 2
+    assert "/api/classify" in c.get("/openapi.json").json()["paths"]
+
+
+def test_classify_returns_label_confidence_and_neighbours(index_path: Path) -> None:
+    r = client(index_path).post("/api/classify", files={"file": ("q.png", png(2, seed=99), "image/png")})
+    body = r.json()
+    assert r.status_code == 200 and body["prediction"]["label"] == "crimson"
+    assert 0 <= body["prediction"]["calibrated"] <= 1 and len(body["nearest"]) == 5
+
+
+def test_upload_limits_and_types(index_path: Path) -> None:
+    c = client(index_path, max_upload_bytes=2000)
+    big = png(0) + b"\0" * 3000
+    assert c.post("/api/classify", files={"file": ("q.png", big, "image/png")}).status_code == 413
+    c = client(index_path)
+    r = c.post("/api/classify", files={"file": ("q.exe", b"MZ....", "application/octet-stream")})
+    assert r.status_code == 400 and "q.exe" in r.json()["error"]
+    r = c.post("/api/classify", files={"file": ("q.jpg", b"not an image at all", "image/jpeg")})
+    assert r.status_code == 415 and "not-an-image" in r.json()["error"]
+    r = c.post("/api/classify", files={"file": ("q.png", b"", "image/png")})
+    assert r.status_code == 415
+
+
+def test_malformed_requests_are_4xx(index_path: Path) -> None:
+    c = client(index_path)
+    assert c.post("/api/classify").status_code == 422  # no file
+    assert (
+        c.post("/api/classify", files={"file": ("q.png", png(0), "image/png")}, data={"mode": "x"}).status_code == 422
+    )
+    assert c.get("/api/search/text").status_code == 422
+    assert c.get("/api/search/text", params={"q": "blue", "where": "label =="}).status_code == 400
+    assert c.get("/api/search/text", params={"q": "blue", "k": 0}).status_code == 422
+    assert c.post("/api/index/delete", json={"nope": 1}).status_code == 422
+
+
+def test_token_is_required_when_set(index_path: Path) -> None:
+    c = client(index_path, token="s3cret")
+    assert c.get("/api/health").status_code == 200
+    assert c.get("/api/index").status_code == 401
+    assert c.get("/api/index", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.get("/api/index", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_writes_need_writable_and_persist(index_path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "idx.vrx"
+    shutil.copytree(index_path, copy)
+    assert client(copy).post("/api/index/add", files=[("files", ("n.png", png(0, 7), "image/png"))]).status_code == 403
+    c = client(copy, writable=True)
+    r = c.post("/api/index/add", files=[("files", ("n.png", png(0, 7), "image/png"))], data={"label": "amber"})
+    assert r.status_code == 200 and r.json()["added"] == 1 and r.json()["count"] == 25
+    assert c.get("/api/index").json()["labels"]["amber"] == 9
+    new_id = next(i for i in Service(ServeConfig(copy)).index.store.ids() if i.startswith("upload/"))
+    r = c.post("/api/index/delete", json={"ids": [new_id]})
+    assert r.status_code == 200 and r.json()["removed"] == 1
+    assert client(copy).get("/api/health").json()["count"] == 24
