@@ -208,6 +208,7 @@ def serve_cmd(
     writable: bool = typer.Option(False, "--writable", help="Allow adding and deleting images."),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
     ui: bool = typer.Option(True, "--ui/--no-ui", help="Serve the web UI at / beside the API."),
+    report: Path = typer.Option(None, "--report", help="A `visrec compare` report.html to show in the Compare tab."),
 ) -> None:
     """Serve the HTTP API (/api, OpenAPI at /docs) and the web UI (/) for one index."""
     import importlib.util
@@ -223,7 +224,7 @@ def serve_cmd(
         raise BadInput(f"binding {host} exposes the index beyond this machine: set --token or VISREC_API_TOKEN")
     import uvicorn
 
-    cfg = ServeConfig(index, writable=writable, max_upload_bytes=int(max_upload_mb * 2**20), token=token)
+    cfg = ServeConfig(index, writable, int(max_upload_mb * 2**20), token, report)
     render.err.print(f"serving {index} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(create_app(cfg, ui=ui), host=host, port=port, log_level="warning")  # type: ignore[arg-type]
 

@@ -87,9 +87,12 @@ class Index:
     def file_of(self, hit: Hit) -> Path | None:
         """The image file of a hit, when the dataset it came from is still where it was indexed."""
         root = self.folder.manifest.extra.get("dataset_root")
-        if not root or hit.path.startswith("upload/"):
+        if Path(hit.path).is_absolute():
+            p = Path(hit.path)
+        elif not root or hit.path.startswith("upload/"):
             return None
-        p = Path(root) / hit.path
+        else:
+            p = Path(root) / hit.path
         return p if p.is_file() else None
 
     def check_encoder(self, encoder: Encoder) -> None:

@@ -116,6 +116,12 @@ def test_classify_tab_shows_the_label(page: object, server: tuple[str, Path], tm
     _shot(pg, "classify", tmp_path)
 
 
+def test_compare_tab_explains_how_to_get_a_report(page: object, tmp_path: Path) -> None:
+    pg = page
+    pg.get_by_role("tab", name="Compare").click()  # type: ignore[attr-defined]
+    assert "visrec compare" in pg.locator("body").inner_text()  # type: ignore[attr-defined]
+
+
 def test_index_tab_lists_counts(page: object, tmp_path: Path) -> None:
     pg = page
     pg.get_by_role("tab", name="Index").click()  # type: ignore[attr-defined]

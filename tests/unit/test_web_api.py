@@ -103,3 +103,23 @@ def test_writes_need_writable_and_persist(index_path: Path, tmp_path: Path) -> N
     r = c.post("/api/index/delete", json={"ids": [new_id]})
     assert r.status_code == 200 and r.json()["removed"] == 1
     assert client(copy).get("/api/health").json()["count"] == 24
+
+
+def test_add_folder_reports_progress_and_keeps_existing_items(index_path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "idx.vrx"
+    shutil.copytree(index_path, copy)
+    more = tmp_path / "more"
+    make_labeled_tree(more, ("violet",), per_class=5, size=48, seed=3)
+    (more / "violet" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    svc = Service(ServeConfig(copy, writable=True))
+    seen: list[tuple[int, int]] = []
+    rep = svc.add_folder(more, progress=lambda d, n: seen.append((d, n)), batch=2)
+    assert rep["added"] == 5 and rep["count"] == 29 and rep["skipped"][0][1] in ("truncated", "corrupt", "not-an-image")
+    assert seen[-1] == (6, 6) and len(seen) == 3
+    assert svc.info()["labels"]["violet"] == 5 and svc.info()["labels"]["amber"] == 8
+    hit = svc.index.search_images([more / "violet" / "violet_0.jpg"], k=1)[0][0]
+    assert svc.index.file_of(hit) == (more / "violet" / "violet_0.jpg").resolve()
+    with pytest.raises(Exception, match="read-only"):
+        Service(ServeConfig(copy)).add_folder(more)

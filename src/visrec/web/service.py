@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from visrec.data import IMAGE_EXTENSIONS
-from visrec.errors import BadInput, VisrecError
+from visrec.errors import BadImage, BadInput, VisrecError
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
 
@@ -50,6 +50,7 @@ class ServeConfig:
     writable: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     token: str | None = None
+    report: Path | None = None
 
 
 class Service:
@@ -115,6 +116,43 @@ class Service:
             for u in uploads
         ]
         return self._write(lambda: edit_index(self.config.index, add=emb, metadata=metas))
+
+    def add_folder(self, folder: str | Path, progress: Any = None, batch: int = 64) -> dict[str, Any]:
+        """Add every image of a dataset folder on this machine (labels from its layout), batch by batch.
+
+        ``progress(done, total)`` is called after each batch. Existing items are kept; the folder's images get ids
+        ``<folder name>/<relative path>`` and their absolute path, so the UI can show them.
+        """
+        from visrec.data import image_hash, load_dataset, load_image
+        from visrec.edit import edit_index
+
+        self._require_writable()
+        ds = load_dataset(Path(folder))
+        enc = self.index.encoder
+        skipped: list[list[str]] = []
+        added = 0
+        for start in range(0, len(ds), batch):
+            arrays, ids, metas = [], [], []
+            for r in ds.records[start : start + batch]:
+                path = ds.abspath(r).resolve()
+                try:
+                    arr = load_image(path, draft_size=enc.input_size)
+                except BadImage as bad:
+                    skipped.append([str(path), bad.reason])
+                    continue
+                arrays.append(arr)
+                ids.append(f"{Path(folder).name}/{r.id}")
+                h, w = arr.shape[:2]
+                metas.append({"path": str(path), "labels": list(r.labels), "split": r.split, "sha256": "",
+                              "width": w, "height": h, "group": None,
+                              "extra": {"phash": image_hash(arr).tobytes().hex()}})  # fmt: skip
+            if arrays:
+                emb = enc.encode_images(arrays, ids=ids)
+                rep = self._write(lambda e=emb, m=metas: edit_index(self.config.index, add=e, metadata=m))
+                added += int(rep["added"]) + int(rep["updated"])
+            if progress is not None:
+                progress(min(start + batch, len(ds)), len(ds))
+        return {"added": added, "skipped": skipped, "count": self.index.store.count()}
 
     def delete(self, ids: list[str]) -> dict[str, Any]:
         """Delete items by id."""

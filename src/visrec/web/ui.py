@@ -87,6 +87,20 @@ def build_ui(service: Service) -> Any:
         rep = service.add(ups, label.strip() or None)
         return f"added {rep['added']}, updated {rep['updated']}; {rep['count']} items", counts()
 
+    def add_folder(folder: str, progress: Any = gr.Progress()) -> tuple[str, list[list[Any]]]:
+        if not folder.strip():
+            raise VisrecError("type the path of a folder on the server")
+        rep = service.add_folder(folder.strip(), lambda d, n: progress((d, n), desc="indexing"))
+        msg = f"added {rep['added']} images ({len(rep['skipped'])} skipped); {rep['count']} items"
+        return msg, counts()
+
+    def delete(ids: str) -> tuple[str, list[list[Any]]]:
+        wanted = [i.strip() for i in ids.replace(",", "\n").splitlines() if i.strip()]
+        if not wanted:
+            raise VisrecError("type the ids to delete (one per line)")
+        rep = service.delete(wanted)
+        return f"removed {rep['removed']}; {rep['count']} items", counts()
+
     with gr.Blocks(title="visrec") as ui:
         gr.Markdown(f"# visrec\nIndex `{service.config.index}` — {service.index.store.count()} images")
         with gr.Tab("Search"):
@@ -109,6 +123,18 @@ def build_ui(service: Service) -> Any:
                     c_conf = gr.Markdown(elem_id="classify-confidence")
             c_gal = gr.Gallery(label="nearest examples", columns=5)
             c_btn.click(guard(classify), [c_img, c_mode], [c_label, c_gal, c_conf])
+        with gr.Tab("Compare"):
+            report = service.config.report
+            if report is not None and report.is_file():
+                import html
+
+                doc = html.escape(report.read_text(encoding="utf-8"))
+                gr.HTML(f'<iframe srcdoc="{doc}" style="width:100%;height:900px;border:0"></iframe>')
+            else:
+                gr.Markdown(
+                    "No comparison report. Make one with `visrec compare DATASET --out DIR` and restart with "
+                    "`visrec serve INDEX --report DIR/report.html`."
+                )
         with gr.Tab("Index"):
             table = gr.Dataframe(headers=["label", "images"], value=counts(), elem_id="index-counts")
             if service.config.writable:
@@ -117,6 +143,12 @@ def build_ui(service: Service) -> Any:
                 a_btn = gr.Button("Add")
                 a_out = gr.Markdown()
                 a_btn.click(guard(add), [files, label], [a_out, table])
+                folder = gr.Textbox(label="or index a folder on the server (folder per label)")
+                f_btn = gr.Button("Index folder")
+                f_btn.click(guard(add_folder), [folder], [a_out, table])
+                del_ids = gr.Textbox(label="ids to delete (one per line)", lines=3)
+                d_btn = gr.Button("Delete", variant="stop")
+                d_btn.click(guard(delete), [del_ids], [a_out, table])
             else:
                 gr.Markdown("Served read-only: restart with `--writable` to add or delete images.")
     return ui
