@@ -134,9 +134,9 @@ def matmul_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
 
     torch.set_num_threads(os.cpu_count() or 1)
     a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    ta = torch.from_numpy(a)
     out = {}
     for name, fn in (("numpy", lambda: a @ a), ("torch", lambda: torch.mm(ta, ta))):
-        ta = torch.from_numpy(a)
         fn()
         best = min(_timed(fn) for _ in range(repeats))
         out[name] = 2 * size**3 / best
@@ -178,7 +178,7 @@ def best_rounds(data: Path, rounds: int) -> dict[str, dict[str, Any]]:
     for _ in range(rounds):
         for part in ("visrec", "naive", "model"):
             res = run_part(part, data)
-            speeds = best.get(part, {}).get("rounds", []) + [round(res["img_s"], 1)]
+            speeds = [*best.get(part, {}).get("rounds", []), round(res["img_s"], 1)]
             if part not in best or res["img_s"] > best[part]["img_s"]:
                 best[part] = res
             best[part]["rounds"] = speeds
@@ -204,7 +204,7 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
         print(f"{name:<48} {speed:>8.1f} {speed / naive['img_s']:>8.2f} {frac:>9.1f}% {part['peak_rss_mb']:>13.0f}")
     print(f"visrec stages (steady, s): {vis['steady_stages']}; embed stage {vis['steady_embed_img_s']} img/s")
     print(f"visrec stages (first, s): {vis['first_stages']}; session creation {vis['session_s']:.2f} s (untimed)")
-    print(f"rounds (img/s): " + "; ".join(f"{p} {res[p]['rounds']}" for p in ("visrec", "naive", "model")))
+    print("rounds (img/s): " + "; ".join(f"{p} {res[p]['rounds']}" for p in ("visrec", "naive", "model")))
     print(f"RATIO visrec/naive = {vis['img_s'] / naive['img_s']:.2f}x (goal >= 3); "
           f"fraction of compute ceiling = {100 * flops * vis['img_s'] / peak:.1f}% (goal >= 50)")  # fmt: skip
 

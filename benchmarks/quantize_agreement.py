@@ -97,13 +97,13 @@ def main() -> None:
     results = {s: compare(args.data / s, col, args.encoder) for s, col in SETS.items() if (args.data / s).exists()}
     if not results:
         sys.exit(f"no dev data under {args.data}; pass --data")
-    head = f"{'set':<16} {'n':>5} {'k':>2} {'acc fp32':>9} {'acc int8':>9} {'agree':>7} {'cos min':>8} {'fp32/s':>7} {'int8/s':>7}"
-    print(head)
+    cols = ("acc fp32", "acc int8", "agree", "cos min", "fp32/s", "int8/s")
+    print(f"{'set':<16} {'n':>5} {'k':>2} " + " ".join(f"{c:>9}" for c in cols))
     for s, r in results.items():
         for k in (1, 5):
             print(
                 f"{s:<16} {int(r['n_test']):>5} {k:>2} {r[f'k{k}_acc_fp32']:>9.3f} {r[f'k{k}_acc_int8']:>9.3f} "
-                f"{r[f'k{k}_agree']:>7.3f} {r['cos_min']:>8.4f} {r['fp32_img_s']:>7.1f} {r['int8_img_s']:>7.1f}"
+                f"{r[f'k{k}_agree']:>9.3f} {r['cos_min']:>9.4f} {r['fp32_img_s']:>9.1f} {r['int8_img_s']:>9.1f}"
             )
     n = sum(r["n_test"] for r in results.values())
     for k in (1, 5):

@@ -232,6 +232,12 @@ def serve_cmd(
 from visrec.cli_eval import register as _register_eval  # noqa: E402  (commands defined in their own module)
 
 _register_eval(app)
+from visrec.cli_faces import register as _register_faces  # noqa: E402
+
+_register_faces(app)
+from visrec.cli_scene import register as _register_scene  # noqa: E402
+
+_register_scene(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -13,18 +13,22 @@ import hashlib
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from visrec.encoders.base import Encoder
 from visrec.errors import BadImage
 from visrec.types import Embeddings, ImageRecord, LabeledSet
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as work advances (the CLI draws a bar from it)."""
@@ -264,8 +268,8 @@ def embed_items(
 
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
         square = _input_square(encoder)
-        decoded = pool.map(lambda it: _decode(it, encoder.input_size, config.max_pixels, square), items)
-        for res in decoded:
+        decode = partial(_decode, draft_size=encoder.input_size, max_pixels=config.max_pixels, square=square)
+        for res in ordered_map(pool, decode, items, window=config.shard_size + 4 * config.workers):
             done += 1
             if isinstance(res, BadImage):
                 report.skip(res)
@@ -276,6 +280,25 @@ def embed_items(
             if progress is not None:
                 progress("embed", done, len(items))
         flush()
+
+
+def ordered_map(pool: Executor, fn: Callable[[T], U], items: Sequence[T], window: int) -> Iterator[U]:
+    """``map(fn, items)`` on ``pool``, in order, with at most ``window`` calls submitted ahead of the consumer.
+
+    ``Executor.map`` submits every call at once, so decoded images pile up in memory whenever decoding
+    outruns encoding (the whole dataset, on a large folder); this keeps memory bounded.
+    """
+    pending: deque[Future[U]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
 
 
 def _input_square(encoder: Encoder) -> Callable[[np.ndarray], np.ndarray] | None:

@@ -157,6 +157,11 @@ class BackboneEncoder:
                 self._session = create_session(path)
             return self._session
 
+    def warm_up(self) -> None:
+        """Export (first use only) and open both sessions now, so the first encode call is not the slow one."""
+        self.session()
+        self.batch_session()
+
     def batch_session(self) -> onnxruntime.InferenceSession:
         """A single-threaded session over the same graph: many batches run one per core at once with it."""
         with self._lock:

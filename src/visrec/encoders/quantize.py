@@ -18,7 +18,6 @@ import numpy as np
 from visrec.encoders.cache import cache_dir
 from visrec.encoders.onnx_export import cached_onnx
 from visrec.encoders.preprocess import ImagePrep
-from visrec.errors import MissingExtra
 
 CALIBRATION_CROPS = 64
 CALIBRATION_BATCH = 8
@@ -26,10 +25,8 @@ CALIBRATION_BATCH = 8
 
 def calibration_images(n: int = CALIBRATION_CROPS, seed: int = 0) -> list[np.ndarray]:
     """``n`` deterministic RGB uint8 crops ``(s, s, 3)`` (s in 120..426 px) of scikit-learn's sample photos."""
-    try:
-        from sklearn.datasets import load_sample_images
-    except ImportError as exc:  # pragma: no cover - sklearn is a core dependency
-        raise MissingExtra("int8 calibration needs scikit-learn; pip install scikit-learn") from exc
+    from sklearn.datasets import load_sample_images
+
     photos = load_sample_images().images
     rng = np.random.default_rng(seed)
     crops = []
@@ -55,17 +52,14 @@ def quantize_int8(src: Path, dst: Path, prep: ImagePrep, input_name: str = "imag
 
     Activation ranges are calibrated (min/max) on :func:`calibration_images` prepared with ``prep``.
     """
-    try:
-        from onnxruntime.quantization import (
-            CalibrationDataReader,
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quantize_static,
-        )
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-    except ImportError as exc:  # pragma: no cover - part of the onnxruntime wheel
-        raise MissingExtra("int8 quantisation needs onnxruntime's quantization tools; pip install onnxruntime") from exc
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     batches = _batches(prep, calibration_images(), input_name)
 

@@ -102,7 +102,7 @@ def box_to_mask(box: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def clip_box(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
     """Integer pixel bounds ``(x0, y0, x1, y1)`` of a box, rounded and clipped to an image of that size."""
-    x0, y0, x1, y1 = (int(round(float(v))) for v in np.asarray(box).reshape(4))
+    x0, y0, x1, y1 = (round(float(v)) for v in np.asarray(box).reshape(4))
     x0, x1 = max(0, min(x0, width)), max(0, min(x1, width))
     y0, y1 = max(0, min(y0, height)), max(0, min(y1, height))
     return x0, y0, x1, y1

@@ -34,7 +34,9 @@ class Regions:
                 f"Regions.scores must be ({n},) float32, got {self.scores.shape} {self.scores.dtype}"
             )
         if self.masks is not None and (self.masks.ndim != 3 or len(self.masks) != n or self.masks.dtype != bool):
-            raise DimensionMismatch(f"Regions.masks must be ({n}, h, w) bool, got {self.masks.shape} {self.masks.dtype}")
+            raise DimensionMismatch(
+                f"Regions.masks must be ({n}, h, w) bool, got {self.masks.shape} {self.masks.dtype}"
+            )
         if n and bool(np.any(self.xyxy[:, 2:] < self.xyxy[:, :2])):
             raise DimensionMismatch("Regions.xyxy holds a box with x1 < x0 or y1 < y0; boxes are (x0, y0, x1, y1)")
 
@@ -111,7 +113,7 @@ class SceneResult:
     def to_coco(self, file_name: str = "image", image_id: int = 1) -> dict[str, Any]:
         """COCO-style detections: ``images``, ``categories`` (known labels found, plus ``unknown``) and
         ``annotations`` with ``bbox`` as ``[x, y, w, h]``, ``area``, ``score`` and ``category_id``."""
-        names = sorted({lab for lab in self.labels if lab is not None}) + ["unknown"]
+        names = [*sorted({lab for lab in self.labels if lab is not None}), "unknown"]
         cat = {n: i + 1 for i, n in enumerate(names)}
         anns = []
         for i in range(len(self)):

@@ -46,6 +46,7 @@ class Target:
     uri: str
     client_uri: str
     collection: str
+    is_lite: bool
 
 
 def parse_uri(uri: str, collection: str | None = None) -> Target:
@@ -56,18 +57,18 @@ def parse_uri(uri: str, collection: str | None = None) -> Target:
             raise BadInput(f"Milvus URI {uri!r} has no host; write milvus://host:19530/collection")
         scheme = "https" if parts.scheme == "milvuss" else "http"
         client_uri = f"{scheme}://{parts.hostname}:{parts.port or 19530}"
-        name = collection or parts.path.strip("/") or "visrec"
+        name, lite = collection or parts.path.strip("/") or "visrec", False
     elif parts.scheme == "milvus-lite":
         path = parts.netloc + parts.path
         if not path.endswith(".db"):
             raise BadInput(f"Milvus Lite URI {uri!r} must name a .db file, e.g. milvus-lite:///data/gallery.db")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        client_uri, name = path, collection or parts.fragment or "visrec"
+        client_uri, name, lite = path, collection or parts.fragment or "visrec", True
     else:
         raise BadInput(f"unknown Milvus URI {uri!r}; use milvus://host:19530/collection or milvus-lite:///x.db")
     if not _NAME.match(name):
         raise BadInput(f"Milvus collection name {name!r} must be letters, digits and _ (not first a digit)")
-    return Target(uri, client_uri, name)
+    return Target(uri, client_uri, name, lite)
 
 
 def check_index(index: str) -> str:

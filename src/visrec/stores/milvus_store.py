@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import threading
 import weakref
@@ -88,7 +89,7 @@ class MilvusStore:
         self.index_options = {"nlist": nlist, "nprobe": nprobe, "m": m, "ef": ef}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if uri is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="visrec-milvus-")
+            self._tmp = tempfile.TemporaryDirectory(prefix="visrec-milvus-", ignore_cleanup_errors=True)
             uri = f"milvus-lite://{self._tmp.name}/store.db"
         self.target = mio.parse_uri(uri, collection)
         self._lock = threading.RLock()
@@ -99,6 +100,10 @@ class MilvusStore:
             self._client.drop_collection(self.collection)
         mio.ensure_collection(self._client, self.collection, dim, self.index, self.index_options, encoder_id)
         self._next_seq = mio.next_seq(self._client, self.collection)
+        # Milvus Lite searches unsealed (growing) segments by brute force in Python, ~20x slower than after a
+        # flush; a server seals and indexes segments itself and dislikes frequent flushes
+        self._flush_before_search = self.target.is_lite
+        self._dirty = False
 
     def options(self) -> dict[str, Any]:
         """Constructor options saved in ``store.json`` (the target is in ``milvus.json``)."""
@@ -133,6 +138,7 @@ class MilvusStore:
             present = list(self._seqs(list(dict.fromkeys(ids))))
             for start in range(0, len(present), mio.WRITE_BATCH):
                 self._client.delete(self.collection, ids=present[start : start + mio.WRITE_BATCH])
+            self._dirty = self._dirty or bool(present)
             return len(present)
 
     # ---- reads --------------------------------------------------------------------------------------------
@@ -162,7 +168,11 @@ class MilvusStore:
         out_ids = np.full((len(q), k), "", dtype=object)
         out_scores = np.full((len(q), k), -np.inf, dtype=np.float32)
         with self._lock:
-            hits = mio.search(self._client, self.collection, q, min(k, MAX_TOPK), expr, self._search_params())
+            if self._dirty and self._flush_before_search:
+                self._client.flush(self.collection)
+            self._dirty = False
+            params = self._search_params(expr)
+            hits = mio.search(self._client, self.collection, q, min(k, MAX_TOPK), expr, params)
         for r, row in enumerate(hits):
             for j, (hit_id, score) in enumerate(row):
                 out_ids[r, j], out_scores[r, j] = hit_id, score
@@ -237,10 +247,18 @@ class MilvusStore:
         write = self._client.upsert if seqs else self._client.insert
         for start in range(0, len(rows), mio.WRITE_BATCH):
             write(self.collection, rows[start : start + mio.WRITE_BATCH])
+        self._dirty = True
 
-    def _search_params(self) -> dict[str, Any]:
+    def _search_params(self, expr: str) -> dict[str, Any]:
         if self.index == "ivf":
-            return {"metric_type": "IP", "params": {"nprobe": self.index_options["nprobe"]}}
+            # a filter keeping a fraction f of the rows leaves ~f of each probed list: probe 1/f times more
+            nprobe, nlist = self.index_options["nprobe"], self.index_options["nlist"]
+            if expr:
+                kept = mio.count(self._client, self.collection, expr) / max(
+                    1, mio.count(self._client, self.collection, "")
+                )
+                nprobe = min(nlist, math.ceil(nprobe / max(kept, 1e-3)))
+            return {"metric_type": "IP", "params": {"nprobe": nprobe}}
         if self.index == "hnsw":
             return {"metric_type": "IP", "params": {"ef": self.index_options["ef"]}}
         return {"metric_type": "IP"}

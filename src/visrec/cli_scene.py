@@ -1,0 +1,130 @@
+"""``visrec scene`` and ``visrec scene-eval``: recognise every region of a scene against an index.
+
+Register on the main app with one line: ``visrec.cli_scene.register(app)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from visrec import render
+from visrec.errors import VisrecError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+INDEX = typer.Argument(..., help="Index folder built with: visrec index DATASET --out INDEX.")
+SEGMENTER = typer.Option("gallery", "--segmenter", "-s", help="gallery (windows like the index's images) | proposals.")
+LONG_SIDE = typer.Option(1024, "--long-side", help="Shrink the image so its longer side is at most this (0: never).")
+MODE = typer.Option("knn", "--mode", "-m", help="Classifier mode of the index: knn | prototype.")
+MIN_SCORE = typer.Option(0.0, "--min-score", help="Drop labelled regions whose confidence is below this.")
+UNKNOWN = typer.Option(False, "--unknown/--no-unknown", help="Also report regions recognised as nobody.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _command(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VisrecError as e:
+            render.error(str(e))
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _analyzer(index: Path, segmenter: str, long_side: int, mode: str, min_score: float, unknown: bool) -> Any:
+    from visrec.index import Index
+    from visrec.segment import create_segmenter
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig
+
+    idx = Index(index)
+    seg = create_segmenter(segmenter, index=idx) if segmenter == "gallery" else create_segmenter(segmenter)
+    cfg = SceneConfig(long_side=long_side, mode=mode, min_score=min_score, keep_unknown=unknown)
+    return SceneAnalyzer(idx, seg, cfg)
+
+
+@_command
+def scene_cmd(
+    index: Path = INDEX,
+    image: Path = typer.Argument(..., help="The scene image."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the annotated image here (PNG/JPEG)."),
+    coco: Path = typer.Option(None, "--coco", help="Write COCO-style detections JSON here."),
+    segmenter: str = SEGMENTER,
+    long_side: int = LONG_SIDE,
+    mode: str = MODE,
+    min_score: float = MIN_SCORE,
+    unknown: bool = UNKNOWN,
+    as_json: bool = JSON,
+) -> None:
+    """Find the regions of IMAGE and recognise each against INDEX ("Naruto here, Sakura there")."""
+    from visrec.data.images import load_image
+    from visrec.segment.draw import annotate
+
+    rgb = load_image(image)
+    result = _analyzer(index, segmenter, long_side, mode, min_score, unknown).analyze(rgb)
+    if out is not None:
+        annotate(rgb, result).save(out)
+    if coco is not None:
+        coco.write_text(json.dumps(result.to_coco(image.name), indent=1))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict() | {"image": str(image)}, indent=1) + "\n")
+        return
+    render.out.print(f"{image}: {result.width}x{result.height}, {len(result)} region(s)", highlight=False)
+    for r in result.to_dict()["regions"]:
+        render.out.print(f"  {r['label'] or 'unknown':<16} {r['score']:.2f}  box {r['box']}", highlight=False)
+    if out is not None:
+        render.out.print(f"annotated: {out}", highlight=False)
+
+
+@_command
+def scene_eval_cmd(
+    index: Path = INDEX,
+    scenes: Path = typer.Argument(..., help="Folder of scene images (or holding images/)."),
+    labels: Path = typer.Option(None, "--labels", help="JSON {file: [labels]} (default: SCENES/manual_labels.json)."),
+    segmenter: str = SEGMENTER,
+    long_side: int = LONG_SIDE,
+    mode: str = MODE,
+    min_score: float = MIN_SCORE,
+    all_files: bool = typer.Option(False, "--all-files", help="Also score byte-identical duplicate scenes."),
+    as_json: bool = JSON,
+) -> None:
+    """Image-level presence precision / recall / F1 of the index's labels over labelled scenes."""
+    from visrec.segment.evaluate import evaluate_presence, load_labels
+
+    analyzer = _analyzer(index, segmenter, long_side, mode, min_score, False)
+    rep = evaluate_presence(
+        analyzer, scenes, load_labels(labels or scenes / "manual_labels.json"), min_score, not all_files
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(rep.to_dict(), indent=1) + "\n")
+        return
+    for s in rep.scenes:
+        render.out.print(f"{s['file']:<20} truth {s['truth']}  found {s['found']}", highlight=False)
+    for name, m in [*rep.per_class.items(), ("micro", rep.micro)]:
+        render.out.print(
+            f"{name:<10} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  "
+            f"(tp {m['tp']}, fp {m['fp']}, fn {m['fn']})",
+            highlight=False,
+        )
+    render.out.print(f"{len(rep.scenes)} scenes, {rep.seconds:.2f} s per scene", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``scene`` and ``scene-eval`` to the main CLI app."""
+    app.command("scene")(scene_cmd)
+    app.command("scene-eval")(scene_eval_cmd)
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec scene analysis commands.")
+register(app)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,79 @@
+"""Cluster a folder of images with any encoder (or the faces in it) and write clusters.json + contact sheets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.cluster.algorithms import ClusterConfig, cluster
+from visrec.cluster.edits import Clustering
+from visrec.cluster.metrics import cluster_quality
+from visrec.cluster.sheet import contact_sheet
+from visrec.errors import EmptyDataset
+
+Thumb = Callable[[str], np.ndarray]
+"""Item id -> RGB uint8 thumbnail for the contact sheet."""
+
+
+def image_files(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursive, sorted); raises ``EmptyDataset`` when there are none."""
+    from visrec.data import is_image_file
+
+    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and is_image_file(p))
+    if not files:
+        raise EmptyDataset(f"{root}: no image files (jpg, png, webp...) to cluster")
+    return files
+
+
+def folder_labels(ids: Sequence[str]) -> list[str] | None:
+    """The first path component of each id when every item sits in a sub-folder (folder-per-label), else None."""
+    parts = [i.split("#")[0].split("/") for i in ids]
+    return [p[0] for p in parts] if all(len(p) > 1 for p in parts) else None
+
+
+def finish(
+    ids: Sequence[str], vectors: np.ndarray, cfg: ClusterConfig, info: dict[str, Any], previous: Path | None
+) -> tuple[Clustering, list[dict[str, Any]]]:
+    """Cluster, then replay the manual edits of a previous clusters file (returned: the edits that no longer fit)."""
+    labels = cluster(vectors, cfg)
+    result = Clustering.from_labels(list(ids), labels, info | {"method": cfg.method, "k": cfg.k})
+    skipped: list[dict[str, Any]] = []
+    if previous is not None and previous.is_file():
+        skipped = result.reapply(Clustering.load(previous).edits)
+    truth = folder_labels(ids)
+    if truth is not None and len(set(truth)) > 1:
+        pred = [result.assignment[i] for i in ids]
+        result.info["quality_vs_folders"] = cluster_quality(pred, truth)
+    return result, skipped
+
+
+def write_sheets(result: Clustering, thumb: Thumb, folder: Path, per_cluster: int = 48) -> list[Path]:
+    """One PNG contact sheet per cluster in ``folder`` (``<cluster>.png``); returns the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, items in result.clusters().items():
+        path = folder / f"{name}.png"
+        contact_sheet([thumb(i) for i in items[:per_cluster]]).save(path)
+        written.append(path)
+    return written
+
+
+def embed_images(root: Path, encoder_name: str) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """Whole-image embeddings of every image under ``root``: ``(ids, (n, d) float32, encoder facts)``."""
+    from visrec.encoders import create_encoder
+
+    files = image_files(root)
+    encoder = create_encoder(encoder_name)
+    ids = [f.relative_to(root).as_posix() for f in files]
+    emb = encoder.encode_images(files, ids=ids)
+    return list(emb.ids), emb.vectors, {"encoder": encoder.describe(), "root": str(Path(root).resolve())}
+
+
+def image_thumb(root: Path) -> Thumb:
+    """Thumbnails of whole images by relative path."""
+    from visrec.data import load_image
+
+    return lambda item: load_image(root / item, draft_size=128)

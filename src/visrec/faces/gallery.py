@@ -1,0 +1,131 @@
+"""A face index: one row per face (vector, person, source file, box), the pipeline that made it, a calibration.
+
+Folder layout: ``faces.npy`` (``(n, dim)`` float32), ``faces.json`` (schema, pipeline, rows), ``calibration.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.errors import BadImage, BadInput, IndexCorrupt, ManifestMismatch
+from visrec.faces.calibrate import Calibration, calibrate, distance_matrix, pair_distances
+from visrec.faces.pipeline import FacePipeline
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    """One face of a query image: ``label`` is None for unknown; ``candidate`` is the nearest person."""
+
+    xyxy: tuple[float, float, float, float]
+    label: str | None
+    candidate: str
+    distance: float
+    probability: float | None
+
+
+@dataclass
+class FaceGallery:
+    """Labeled face embeddings. ``rows``: dicts with ``label``, ``path``, ``box`` (xyxy) per vector."""
+
+    vectors: np.ndarray
+    rows: list[dict[str, Any]]
+    pipeline: dict[str, Any]
+    calibration: Calibration | None = None
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or len(self.vectors) != len(self.rows):
+            raise IndexCorrupt(f"face index has {self.vectors.shape} vectors for {len(self.rows)} rows; rebuild it")
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(r["label"]) for r in self.rows]
+
+    def calibrate(self, target_far: float = 1e-2) -> Calibration | None:
+        """Calibrate from all same/different pairs of the gallery (None when there are no same pairs)."""
+        dist, same = pair_distances(self.vectors, self.labels)
+        if not same.any() or same.all():
+            return None
+        self.calibration = calibrate(dist, same, target_far)
+        return self.calibration
+
+    def match(self, vectors: np.ndarray, threshold: float) -> list[tuple[str | None, str, float, float | None]]:
+        """Nearest person for each ``(m, dim)`` query: ``(label or None, candidate, distance, probability)``."""
+        if len(self.rows) == 0:
+            raise BadInput("the face index is empty; index a folder with one sub-folder per person")
+        d = distance_matrix(vectors, self.vectors)
+        out = []
+        for row in d:
+            j = int(np.argmin(row))
+            dist, cand = float(row[j]), self.labels[j]
+            prob = None if self.calibration is None else float(self.calibration.probability(dist))
+            out.append((cand if dist <= threshold else None, cand, dist, prob))
+        return out
+
+    def save(self, folder: str | Path) -> None:
+        """Write the index folder (created if needed)."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / "faces.npy", self.vectors.astype(np.float32))
+        meta = {"schema": SCHEMA, "pipeline": self.pipeline, "rows": self.rows, "skipped": self.skipped}
+        (out / "faces.json").write_text(json.dumps(meta, indent=1))
+        if self.calibration is not None:
+            self.calibration.save(out / "calibration.json")
+
+    @staticmethod
+    def load(folder: str | Path) -> FaceGallery:
+        """Read an index folder written by :meth:`save`."""
+        src = Path(folder)
+        if not (src / "faces.json").is_file():
+            raise BadInput(f"{src} is not a face index; build one with `visrec faces index DIR --out {src}`")
+        meta = json.loads((src / "faces.json").read_text())
+        if meta.get("schema") != SCHEMA:
+            raise IndexCorrupt(f"{src}: face index schema {meta.get('schema')!r} is not {SCHEMA}; rebuild it")
+        cal = Calibration.load(src / "calibration.json") if (src / "calibration.json").is_file() else None
+        vectors = np.load(src / "faces.npy", allow_pickle=False)
+        return FaceGallery(vectors, meta["rows"], meta["pipeline"], cal, meta.get("skipped", {}))
+
+    def check_pipeline(self, pipeline: FacePipeline) -> None:
+        """Refuse queries embedded by another embedder than the index's."""
+        built, now = self.pipeline.get("embedder", {}), pipeline.describe()["embedder"]
+        if built.get("name") != now.get("name") or built.get("dim") != now.get("dim"):
+            raise ManifestMismatch(f"index built with embedder {built}, queried with {now}; use the same embedder")
+
+
+def build_gallery(
+    items: Iterable[tuple[Path, str]], pipeline: FacePipeline, all_faces: bool = False, target_far: float = 1e-2
+) -> FaceGallery:
+    """Embed faces of ``(path, person)`` items (largest face per photo unless ``all_faces``) and calibrate.
+
+    Unreadable files and photos with no face are listed in ``skipped`` (``bad_image`` / ``no_face``).
+    """
+    from visrec.data import load_image
+
+    vecs: list[np.ndarray] = []
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, list[str]] = {"bad_image": [], "no_face": []}
+    for path, label in items:
+        try:
+            image = load_image(path)
+        except BadImage:
+            skipped["bad_image"].append(str(path))
+            continue
+        faces, v = pipeline.find(image, largest_only=not all_faces)
+        if len(faces) == 0:
+            skipped["no_face"].append(str(path))
+        for i in range(len(faces)):
+            rows.append({"label": label, "path": str(path), "box": [round(float(x), 1) for x in faces.xyxy[i]]})
+            vecs.append(v[i])
+    dim = pipeline.embedder.dim
+    gallery = FaceGallery(np.array(vecs, np.float32).reshape(-1, dim), rows, pipeline.describe(), None, skipped)
+    if len(set(gallery.labels)) > 1:
+        gallery.calibrate(target_far)
+    return gallery

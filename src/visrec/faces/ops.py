@@ -1,0 +1,102 @@
+"""Face operations behind the CLI: index a folder of people, verify two photos, identify, cluster faces."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from visrec.errors import BadInput, EmptyDataset
+from visrec.faces.calibrate import Calibration, distance_matrix
+from visrec.faces.gallery import FaceGallery, FaceMatch, build_gallery
+from visrec.faces.pipeline import FacePipeline
+
+
+def person_items(root: Path) -> list[tuple[Path, str]]:
+    """``(file, person)`` for every image in ``root/<person>/``; raises ``EmptyDataset`` when there is none."""
+    from visrec.data import is_image_file
+
+    items = [(f, d.name) for d in sorted(Path(root).iterdir()) if d.is_dir() for f in sorted(d.rglob("*"))]
+    items = [(f, lab) for f, lab in items if f.is_file() and is_image_file(f)]
+    if not items:
+        raise EmptyDataset(f"{root}: expected one sub-folder of photos per person, found no image in sub-folders")
+    return items
+
+
+def index_faces(root: Path, out: Path, pipeline: FacePipeline, all_faces: bool, target_far: float) -> FaceGallery:
+    """Build and save a face index of ``root`` (one folder per person) in ``out``."""
+    gallery = build_gallery(person_items(root), pipeline, all_faces, target_far)
+    if not gallery.rows:
+        raise EmptyDataset(f"{root}: no face found in any photo; check the photos (faces >= ~40 px)")
+    gallery.save(out)
+    return gallery
+
+
+def _largest(pipeline: FacePipeline, path: Path) -> np.ndarray:
+    from visrec.data import load_image
+
+    faces, v = pipeline.find(load_image(path), largest_only=True)
+    if len(faces) == 0:
+        raise BadInput(f"{path}: no face found; use a photo where the face is visible and at least ~40 px wide")
+    return v[0]
+
+
+def verify(a: Path, b: Path, pipeline: FacePipeline, calibration: Calibration | None) -> dict[str, Any]:
+    """Same person? Largest face of each photo: distance, calibrated probability (or None), decision, threshold."""
+    d = float(distance_matrix(_largest(pipeline, a)[None], _largest(pipeline, b)[None])[0, 0])
+    thr = calibration.threshold if calibration else pipeline.default_threshold
+    prob = float(calibration.probability(d)) if calibration else None
+    return {
+        "a": str(a), "b": str(b), "distance": d, "probability": prob, "same": d <= thr, "threshold": thr,
+        "threshold_source": f"calibrated at FAR {calibration.target_far:g}" if calibration else "default",
+    }  # fmt: skip
+
+
+def identify(gallery: FaceGallery, image_path: Path, pipeline: FacePipeline) -> tuple[np.ndarray, list[FaceMatch]]:
+    """Every face in the photo -> person or unknown (None). Returns the RGB image and one match per face."""
+    from visrec.data import load_image
+
+    gallery.check_pipeline(pipeline)
+    image = load_image(image_path)
+    faces, vecs = pipeline.find(image)
+    thr = gallery.calibration.threshold if gallery.calibration else pipeline.default_threshold
+    matches = gallery.match(vecs, thr) if len(faces) else []
+    out = [FaceMatch(tuple(float(x) for x in faces.xyxy[i]), *m) for i, m in enumerate(matches)]  # type: ignore[arg-type]
+    return image, out
+
+
+def draw_matches(image: np.ndarray, matches: Sequence[FaceMatch]) -> Image.Image:
+    """A copy of the RGB image with a box and name (green) or "unknown" (red) per face."""
+    im = Image.fromarray(image).copy()
+    pen = ImageDraw.Draw(im)
+    width = max(2, im.width // 300)
+    for m in matches:
+        colour = (0, 200, 0) if m.label else (230, 0, 0)
+        pen.rectangle(m.xyxy, outline=colour, width=width)
+        pen.text((m.xyxy[0] + width, m.xyxy[1] + width), f"{m.label or 'unknown'} {m.distance:.2f}", fill=colour)
+    return im
+
+
+def embed_faces(root: Path, pipeline: FacePipeline) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Every face of every image under ``root``: ids ``<relpath>#<i>``, ``(n, dim)`` vectors, and face crops."""
+    from visrec.cluster.run import image_files
+    from visrec.data import load_image
+
+    ids: list[str] = []
+    vecs: list[np.ndarray] = []
+    crops: dict[str, np.ndarray] = {}
+    for f in image_files(root):
+        image = load_image(f)
+        faces, v = pipeline.find(image)
+        for i in range(len(faces)):
+            item = f"{f.relative_to(root).as_posix()}#{i}"
+            x0, y0, x1, y1 = (int(max(0, round(float(c)))) for c in faces.xyxy[i])
+            ids.append(item)
+            vecs.append(v[i])
+            crops[item] = np.ascontiguousarray(image[y0:y1, x0:x1])
+    if not ids:
+        raise EmptyDataset(f"{root}: no face found in any image")
+    return ids, np.array(vecs, np.float32), crops

@@ -1,0 +1,74 @@
+"""Every registered segmenter honours the same contract on synthetic images with known shapes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.fixtures_images import make_labeled_tree
+from visrec.build import build_index
+from visrec.data import load_dataset
+from visrec.encoders import create_encoder
+from visrec.errors import StageOrderError
+from visrec.index import Index
+from visrec.indexing import IndexConfig
+from visrec.segment import SEGMENTERS, Segmenter, create_segmenter
+from visrec.segment.masks import box_ioa
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
+    tmp: Path = tmp_path_factory.mktemp("seg")
+    make_labeled_tree(tmp / "data", ("red", "blue"), per_class=6, size=40)
+    build_index(load_dataset(tmp / "data"), tmp / "idx.vrx", create_encoder("fake"), IndexConfig())
+    return Index(tmp / "idx.vrx")
+
+
+def _make(name: str, index: Index) -> Segmenter:
+    options: dict[str, Any] = {"index": index} if name == "gallery" else {}
+    return create_segmenter(name, **options)
+
+
+def _square_scene() -> np.ndarray:
+    img = np.full((120, 160, 3), 200, np.uint8)
+    img[30:90, 50:110] = (20, 20, 220)
+    return img
+
+
+@pytest.mark.parametrize("name", SEGMENTERS.names())
+def test_segmenter_contract(name: str, index: Index) -> None:
+    seg = _make(name, index)
+    assert isinstance(seg, Segmenter)
+    with pytest.raises(StageOrderError, match="set_image"):
+        seg.regions()
+    seg.set_image(_square_scene())
+    regs = seg.regions()
+    assert len(regs) >= 1 and regs.xyxy.dtype == np.float32
+    assert (regs.xyxy[:, :2] >= 0).all() and (regs.xyxy[:, 2] <= 160).all() and (regs.xyxy[:, 3] <= 120).all()
+    assert (regs.xyxy[:, 2:] > regs.xyxy[:, :2]).all()
+    assert regs.masks is None or regs.masks.shape[1:] == (120, 160)
+    # some region covers most of the square (windows on a coarse grid: not exactly)
+    assert box_ioa(np.array([[50, 30, 110, 90]], np.float32), regs.xyxy).max() > 0.6
+    assert seg.regions() is regs  # computed once, queried many times
+
+
+@pytest.mark.parametrize("name", SEGMENTERS.names())
+def test_segmenter_survives_a_tiny_image(name: str, index: Index) -> None:
+    seg = _make(name, index)
+    seg.set_image(np.zeros((3, 3, 3), np.uint8))
+    assert len(seg.regions()) <= 1
+
+
+def test_proposal_masks_match_the_square() -> None:
+    seg = create_segmenter("proposals", masks=True)
+    seg.set_image(_square_scene())
+    regs = seg.regions()
+    assert regs.masks is not None and regs.masks.shape == (len(regs), 120, 160)
+    truth = np.zeros((120, 160), bool)
+    truth[30:90, 50:110] = True
+    inter = (regs.masks & truth).sum((1, 2))
+    union = (regs.masks | truth).sum((1, 2))
+    assert (inter / union).max() > 0.8  # the colour segment of the square is proposed with its mask

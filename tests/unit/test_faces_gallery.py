@@ -1,0 +1,129 @@
+"""Face index, verify, identify and clustering through the CLI, with weight-free fake face backends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from visrec.cli_faces import register
+from visrec.faces import FACE_DETECTORS, FACE_EMBEDDERS, FaceGallery, Faces, build_gallery, create_face_pipeline
+
+
+class _Detector:
+    """One face = the whole image, unless the image is black (no face)."""
+
+    name = "test-fake"
+
+    def detect(self, image: np.ndarray) -> Faces:
+        h, w = image.shape[:2]
+        if image.max() < 10:
+            return Faces.empty((h, w))
+        lm = np.tile(np.array([[w / 2, h / 2]], np.float32), (1, 5, 1))
+        return Faces(np.array([[0, 0, w, h]], np.float32), lm, np.ones(1, np.float32), (h, w))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class _Embedder:
+    """The mean colour, L2-normalised, padded to 8 dims."""
+
+    name = "test-fake"
+    dim = 8
+
+    def embed(self, image: np.ndarray, faces: Faces) -> np.ndarray:
+        mean = image.reshape(-1, 3).mean(0) + 1.0
+        v = np.r_[mean / np.linalg.norm(mean), np.zeros(5)].astype(np.float32)
+        return np.tile(v, (len(faces), 1))
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim}
+
+
+if "test-fake" not in FACE_DETECTORS:
+    FACE_DETECTORS.register("test-fake", lambda: _Detector())
+    FACE_EMBEDDERS.register("test-fake", lambda: _Embedder())
+
+COLOURS = {"alice": (220, 30, 30), "bob": (30, 30, 220)}
+
+
+def _save(path: Path, rgb: tuple[int, int, int], jitter: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.clip(np.array(rgb) + jitter, 0, 255).astype(np.uint8)
+    Image.fromarray(np.tile(arr, (32, 32, 1))).save(path)
+    return path
+
+
+@pytest.fixture()
+def people(tmp_path: Path) -> Path:
+    root = tmp_path / "people"
+    for name, rgb in COLOURS.items():
+        for j in range(3):
+            _save(root / name / f"{j}.png", rgb, 8 * j)
+    Image.new("RGB", (32, 32)).save(root / "alice" / "black.png")
+    return root
+
+
+def test_gallery_skips_faceless_photos_and_calibrates(people: Path, tmp_path: Path) -> None:
+    items = [(f, f.parent.name) for f in sorted(people.rglob("*.png"))]
+    g = build_gallery(items, create_face_pipeline("test-fake", "test-fake"))
+    assert len(g.rows) == 6 and g.skipped["no_face"] == [str(people / "alice" / "black.png")]
+    assert g.calibration is not None and g.calibration.auc == 1.0
+    g.save(tmp_path / "idx")
+    back = FaceGallery.load(tmp_path / "idx")
+    assert back.labels == g.labels and back.calibration == g.calibration
+    assert back.pipeline == {"detector": {"name": "test-fake"}, "embedder": {"name": "test-fake", "dim": 8}}
+    (label, cand, _, prob), (unknown, _, _, _) = back.match(
+        np.array([g.vectors[0], [0.0, 1.0, 0, 0, 0, 0, 0, 0]], np.float32), back.calibration.threshold
+    )
+    assert label == cand == "alice" and prob is not None and prob > 0.5
+    assert unknown is None
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    register(app)
+    return app
+
+
+FAKE = ["--detector", "test-fake", "--embedder", "test-fake"]
+
+
+def test_cli_index_identify_verify(people: Path, tmp_path: Path) -> None:
+    run = CliRunner().invoke
+    app, idx = _app(), tmp_path / "idx"
+    res = run(app, ["faces", "index", str(people), "--out", str(idx), *FAKE])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["people"] == 2
+    stranger = _save(tmp_path / "q" / "green.png", (30, 200, 30), 0)
+    drawn = tmp_path / "drawn.png"
+    res = run(app, ["faces", "identify", str(idx), str(stranger), "--out", str(drawn), "--detector", "test-fake"])
+    assert res.exit_code == 0, res.output
+    face = json.loads(res.output)["faces"][0]
+    assert face["label"] is None and face["xyxy"] == [0, 0, 32, 32] and drawn.is_file()
+    a, b = people / "alice" / "0.png", people / "alice" / "1.png"
+    res = run(app, ["faces", "verify", str(a), str(b), "--index", str(idx), *FAKE])
+    assert res.exit_code == 0 and json.loads(res.output)["same"] is True
+    res = run(app, ["faces", "verify", str(a), str(people / "alice" / "black.png"), *FAKE])
+    assert res.exit_code != 0 and "no face found" in res.output
+
+
+def test_cli_cluster_any_encoder_and_faces(people: Path, tmp_path: Path) -> None:
+    run = CliRunner().invoke
+    app, out = _app(), tmp_path / "clusters.json"
+    res = run(app, ["cluster", str(people), "--out", str(out), "--encoder", "fake", "--k", "3"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert sum(summary["clusters"].values()) == 7 and len(list(Path(summary["sheets"]).glob("*.png"))) == 3
+    assert summary["quality_vs_folders"]["purity"] >= 6 / 7
+    res = run(app, ["faces", "cluster", str(people), "--out", str(tmp_path / "f.json"), "--k", "2", *FAKE])
+    assert res.exit_code == 0, res.output
+    assert sorted(json.loads(res.output)["clusters"].values()) == [3, 3]

@@ -1,0 +1,166 @@
+"""The fast indexing paths give the answers of the plain ones (no timings here: see ``benchmarks/``).
+
+- bounded, ordered decoding (``indexing.ordered_map``) and batch-parallel encoding (``parallel_batches``) keep
+  every image in its place and surface a bad image in order;
+- the optimised encoder path (draft-mode JPEG decode, one single-threaded ONNX session per core, the input
+  square made in the decode worker by ``build_index``) gives the embeddings of the plain path (full-size
+  decode, eager torch, one image at a time): cosine > 0.99;
+- the int8 quantiser writes a graph that still computes the same function, roughly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from visrec.encoders.preprocess import ImagePrep, parallel_batches
+from visrec.errors import BadImage, MissingWeights
+from visrec.indexing import ordered_map
+
+PREP = ImagePrep(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_ordered_map_keeps_order_and_bounds_work_in_flight() -> None:
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def slow_square(x: int) -> int:
+        with lock:
+            started.append(x)
+        time.sleep(0.001 * (x % 3))
+        return x * x
+
+    with ThreadPoolExecutor(3) as pool:
+        results = ordered_map(pool, slow_square, list(range(40)), window=5)
+        first = next(results)
+        time.sleep(0.05)
+        assert len(started) <= 6, "decoding ran far ahead of the consumer: memory would grow with the dataset"
+        assert [first, *results] == [x * x for x in range(40)]
+
+
+def test_parallel_batches_cover_every_image_in_order() -> None:
+    images = [np.full((20 + i, 24, 3), 10 * i, np.uint8) for i in range(11)]
+    means = np.concatenate([out for _, out in parallel_batches(PREP, images, 3, 2, lambda b: b.mean(axis=(1, 2, 3)))])
+    expected = np.array([PREP.fill([im], np.empty((1, 3, 32, 32), np.float32)).mean() for im in images])
+    np.testing.assert_allclose(means, expected, rtol=1e-6)
+    starts = [s for s, _ in parallel_batches(PREP, images, 4, 3, lambda b: len(b))]
+    assert starts == [0, 4, 8]
+
+
+def test_parallel_batches_raise_the_bad_image(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image at all")
+    images: list[Any] = [np.zeros((8, 8, 3), np.uint8)] * 5 + [bad] + [np.zeros((8, 8, 3), np.uint8)] * 5
+    seen = []
+    with pytest.raises(BadImage):
+        for start, _ in parallel_batches(PREP, images, 2, 2, lambda b: b.sum()):
+            seen.append(start)
+    assert seen == [0, 2]
+
+
+# ---- real weights ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The default encoder, exported into the test session's shared cache (the contract tests use it too)."""
+    from visrec.encoders import create_encoder
+
+    cache = tmp_path_factory.getbasetemp() / "visrec-cache"
+    cache.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VISREC_CACHE_DIR", str(cache))
+        try:
+            yield create_encoder("efficientnet-lite0")
+        except MissingWeights as exc:
+            pytest.skip(str(exc))
+
+
+def _big_jpegs(folder: Path, n: int) -> list[Path]:
+    """``n`` 1000x1500 JPEG photos (crops of scikit-learn's samples, upscaled): decoded at 1/4 in draft mode."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        src = photos[i % 2][i * 20 : i * 20 + 300, i * 30 : i * 30 + 450]
+        path = folder / f"img{i}.jpg"
+        Image.fromarray(np.ascontiguousarray(src)).resize((1500, 1000), Image.Resampling.BICUBIC).save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+def _plain_embeddings(encoder: Any, paths: list[Path]) -> np.ndarray:
+    """Full-size decode, eager torch, one image at a time: ``(n, dim)`` float32 unit rows."""
+    import torch
+
+    from visrec.data import load_image
+
+    model = encoder.build_torch()
+    rows = []
+    for path in paths:
+        full = load_image(path)  # no draft: every pixel decoded
+        batch = encoder.prep.fill([full], np.empty((1, 3, encoder.input_size, encoder.input_size), np.float32))
+        with torch.no_grad():
+            rows.append(model(torch.from_numpy(batch.copy()))[0].numpy()[0])
+    vecs = np.stack(rows)
+    return np.asarray(vecs / np.linalg.norm(vecs, axis=1, keepdims=True), np.float32)
+
+
+@pytest.mark.slow
+def test_fast_encoder_path_matches_plain_path(encoder: Any, tmp_path: Path) -> None:
+    paths = _big_jpegs(tmp_path / "photos", 6)
+    fast = encoder.encode_images(paths, batch_size=2).vectors  # 3 batches: the one-session-per-core path
+    cos = (fast * _plain_embeddings(encoder, paths)).sum(axis=1)
+    assert cos.min() > 0.99, f"draft decode + parallel ONNX drifted from full decode + torch: cosines {cos}"
+
+
+@pytest.mark.slow
+def test_build_index_stores_the_plain_encoder_vectors(encoder: Any, tmp_path: Path) -> None:
+    from visrec.build import build_index
+    from visrec.data import load_dataset
+    from visrec.indexing import IndexConfig
+    from visrec.stores import IndexFolder, load_store
+
+    paths = _big_jpegs(tmp_path / "data" / "photo", 5)
+    report = build_index(load_dataset(tmp_path / "data"), tmp_path / "x.vrx", encoder, IndexConfig(batch_size=2))
+    assert report.count == 5
+    gen = IndexFolder.open(tmp_path / "x.vrx").generation_dir
+    assert gen is not None
+    store = load_store("faiss", gen / "store")
+    ids, metas = store.ids(), store.get(store.ids())[1]
+    stored = store.get(ids)[0]
+    single = encoder.encode_images([tmp_path / "data" / m["path"] for m in metas], batch_size=64).vectors
+    np.testing.assert_allclose(stored, single, atol=2e-4)
+    assert {(m["width"], m["height"]) for m in metas} == {(1500, 1000)}
+    assert len(paths) == len(ids)
+
+
+def test_int8_quantiser_keeps_the_function(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from visrec.encoders.onnx_export import create_session, export_module
+    from visrec.encoders.quantize import quantize_int8
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.ReLU6(), torch.nn.Conv2d(16, 8, 3), torch.nn.ReLU6()
+    ).eval()
+    torch.manual_seed(0)
+    fp32, int8 = tmp_path / "net.onnx", tmp_path / "net-int8.onnx"
+    export_module(net, [torch.rand(2, 3, 32, 32)], fp32, ["image"], ["features"], {"image": {0: "batch"}})
+    quantize_int8(fp32, int8, PREP)
+    x = PREP.fill([np.full((40, 40, 3), 90, np.uint8), np.eye(32, dtype=np.uint8)[..., None].repeat(3, 2) * 200],
+                  np.empty((2, 3, 32, 32), np.float32))  # fmt: skip
+    a = create_session(fp32).run(None, {"image": x})[0].reshape(2, -1)
+    b = create_session(int8).run(None, {"image": x})[0].reshape(2, -1)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.min() > 0.95
+    assert int8.stat().st_size < fp32.stat().st_size * 0.6 or int8.stat().st_size < 20_000
