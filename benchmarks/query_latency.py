@@ -10,8 +10,8 @@ clustered unit vectors of the encoder's dimensions (1472-d image space, 384-d jo
 
 - ``search``: one query vector -> top-10 hits with metadata (``Index.search_vectors``);
 - ``search, batched``: 256 query vectors in one call, time per query;
-- ``search, FAISS on 1 thread``: as ``search`` with ``faiss.omp_set_num_threads(1)`` (what the store could do
-  for small query batches);
+- ``search, FAISS on 1 thread``: as ``search`` with ``faiss.omp_set_num_threads(1)`` (the store does this itself
+  for batches of up to 4 queries);
 - ``text``: ``Index.search_text(route="joint")``: MiniLM text encoding + joint-space search + hits;
 - ``image``: ``Index.search_images([path])``: decode + encode one real JPEG + search + hits.
 

@@ -13,9 +13,12 @@ Saved files besides the shared ones (IVF only; a Flat index is rebuilt from ``ve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,19 @@ NLIST_CAP = 4096
 TRAIN_PER_LIST = 40
 """Training points per IVF list (FAISS warns below 39)."""
 ADD_CHUNK = 65_536
+_omp_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run FAISS on one OpenMP thread inside the block (process-wide setting, restored afterwards)."""
+    with _omp_lock:
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(before)
 
 
 def _positive_int(name: str, v: Any, allow_none: bool = False) -> int | None:
@@ -53,6 +69,8 @@ class FaissStore(BaseStore):
     """
 
     backend = "faiss"
+    single_thread_queries = 4
+    """Query batches up to this size are searched on one thread (faster than OpenMP's fan-out for so few)."""
 
     def __init__(
         self,
@@ -173,7 +191,13 @@ class FaissStore(BaseStore):
             params: Any = faiss.SearchParametersIVF(nprobe=self._nprobe(), sel=sel)
         else:
             params = None if sel is None else faiss.SearchParameters(sel=sel)
-        scores, labels = index.search(queries, k_eff, params=params)
+        if len(queries) <= self.single_thread_queries:
+            # OpenMP fan-out costs more than it saves for a handful of queries (benchmarks/query_latency.py:
+            # 1 query over 10k vectors 3.0 ms on 1 thread vs 16 ms on all, under load)
+            with _one_thread():
+                scores, labels = index.search(queries, k_eff, params=params)
+        else:
+            scores, labels = index.search(queries, k_eff, params=params)
         if self._kind == "ivf":
             pos = np.searchsorted(self._fids, labels)
             labels = np.where(labels >= 0, pos, -1)
