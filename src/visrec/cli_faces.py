@@ -15,17 +15,27 @@ from typing import Any, TypeVar
 import typer
 
 from visrec import render
-from visrec.errors import VisrecError
+from visrec.errors import BadInput, VisrecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 faces_app = typer.Typer(help="Faces: index people, verify two photos, identify every face, cluster faces.")
 
-DETECTOR = typer.Option("dlib-hog", "--detector", help="Face detector: dlib-hog (fast) | dlib-cnn (slow, more faces).")
+DETECTOR = typer.Option(
+    "blazeface", "--detector", help="Face detector: blazeface (default) | blazeface-short | dlib-hog | dlib-cnn (slow)."
+)
 EMBEDDER = typer.Option("dlib-resnet", "--embedder", help="Face embedder: dlib-resnet (128-d).")
 METHOD = typer.Option("agglomerative", "--method", "-m", help="agglomerative | hdbscan | kmeans.")
 K = typer.Option(None, "--k", help="Number of clusters (default: automatic).")
 PREVIOUS = typer.Option(None, "--keep-edits", help="A previous clusters.json whose manual edits to replay.")
+NAME_FROM = typer.Option(
+    None, "--name-from", help="Name clusters from this labeled index (image index, or face index for faces)."
+)
+NAME_K = typer.Option(5, "--name-k", help="Nearest indexed items that vote for a cluster's name, per member.")
+NAME_SHARE = typer.Option(0.5, "--name-min-share", help="Share of all votes the winning label needs.")
+NAME_DIST = typer.Option(
+    None, "--name-max-distance", help="Cosine distance beyond which a neighbour does not vote (face index: its own)."
+)
 
 
 def _command(fn: F) -> F:
@@ -56,7 +66,9 @@ def index_cmd(
     root: Path = typer.Argument(..., help="One sub-folder of photos per person."),
     out: Path = typer.Option(..., "--out", "-o", help="Face index folder to write."),
     all_faces: bool = typer.Option(False, "--all-faces", help="Index every face of a photo, not only the largest."),
-    far: float = typer.Option(1e-2, "--far", help="Target false-accept rate of the stored threshold."),
+    far: float = typer.Option(
+        1e-3, "--far", help="Target false-accept rate of the stored threshold (1e-3 keeps strangers unknown)."
+    ),
     detector: str = DETECTOR,
     embedder: str = EMBEDDER,
 ) -> None:
@@ -65,6 +77,11 @@ def index_cmd(
 
     g = index_faces(root, out, _pipeline(detector, embedder), all_faces, far)
     cal = g.calibration.to_dict() if g.calibration else None
+    if g.calibration is not None and g.calibration.auc < 0.9:
+        render.warn(
+            f"{root}: same-person and different-person distances barely separate (AUC {g.calibration.auc:.2f}): "
+            "check that each sub-folder holds one person's photos (point at the folder of person folders)"
+        )
     _emit(
         {
             "index": str(out),
@@ -99,7 +116,7 @@ def identify_cmd(
     index: Path = typer.Argument(..., help="Face index folder."),
     image: Path = typer.Argument(..., help="Photo with one or more faces."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the photo with labeled boxes here (PNG/JPEG)."),
-    detector: str = DETECTOR,
+    detector: str = typer.Option(None, "--detector", help="Face detector (default: the one the index was built with)."),
 ) -> None:
     """Every face in the photo -> person or unknown, with its box (xyxy pixels) and distance."""
     from dataclasses import asdict
@@ -108,6 +125,7 @@ def identify_cmd(
     from visrec.faces.ops import draw_matches, identify
 
     gallery = FaceGallery.load(index)
+    detector = detector or str(gallery.pipeline.get("detector", {}).get("name", "blazeface"))
     pipe = _pipeline(detector, str(gallery.pipeline.get("embedder", {}).get("name", "dlib-resnet")))
     rgb, matches = identify(gallery, image, pipe)
     if out is not None:
@@ -121,14 +139,42 @@ def _cluster_cfg(method: str, k: int | None, threshold: float | None) -> Any:
     return ClusterConfig(method=method, k=k, distance_threshold=threshold)
 
 
-def _write(result: Any, skipped: list[Any], out: Path, sheets: Any) -> None:
+def _source(name_from: Path | None, want: str) -> Any:
+    """The index that names the clusters (checked to be of the ``want`` kind), or None."""
+    if name_from is None:
+        return None
+    from visrec.cluster.sources import load_name_source
+
+    source = load_name_source(name_from)
+    if source.kind != want:
+        fix = "visrec faces cluster" if source.kind == "faces" else "visrec cluster"
+        raise BadInput(f"{name_from} is a {source.kind} index; it names the clusters of `{fix} --name-from`")
+    return source
+
+
+def _name(result: Any, ids: Any, emb: Any, joint: Any, source: Any, opts: tuple[Any, ...]) -> Any:
+    """Name the clusters from ``source`` when given; returns the JSON summary of the names (or None)."""
+    if source is None:
+        return None
+    from dataclasses import asdict
+
+    from visrec.cluster.naming import NamingConfig
+    from visrec.cluster.sources import name_from_source
+
+    k, share, dist = opts
+    cfg = NamingConfig(k=k, min_share=share, max_distance=dist)
+    return [asdict(n) for n in name_from_source(result, ids, emb, source, joint, cfg)]
+
+
+def _write(result: Any, skipped: list[Any], out: Path, sheets: Any, names: Any = None) -> None:
     from visrec.cluster.run import write_sheets
 
     result.save(out)
     written = write_sheets(result, sheets, out.with_suffix("").parent / f"{out.stem}_sheets")
     summary = {name: len(items) for name, items in result.clusters().items()}
     _emit({"out": str(out), "clusters": summary, "sheets": str(written[0].parent) if written else None,
-           "quality_vs_folders": result.info.get("quality_vs_folders"), "edits_not_replayed": skipped})  # fmt: skip
+           "quality_vs_folders": result.info.get("quality_vs_folders"), "edits_not_replayed": skipped,
+           "names": names})  # fmt: skip
 
 
 @faces_app.command("cluster")
@@ -144,34 +190,63 @@ def faces_cluster_cmd(
     previous: Path = PREVIOUS,
     detector: str = DETECTOR,
     embedder: str = EMBEDDER,
+    name_from: Path = NAME_FROM,
+    name_k: int = NAME_K,
+    name_share: float = NAME_SHARE,
+    name_dist: float = NAME_DIST,
 ) -> None:
     """Group every face found under ROOT into people; one contact sheet per cluster."""
     from visrec.cluster.run import finish
     from visrec.faces.ops import embed_faces
 
+    source = _source(name_from, "faces")
     pipe = _pipeline(detector, embedder)
     ids, vecs, crops = embed_faces(root, pipe)
     if threshold is None and k is None and method == "agglomerative":
         threshold = pipe.default_threshold
     result, skipped = finish(ids, vecs, _cluster_cfg(method, k, threshold), {"faces": pipe.describe()}, previous)
-    _write(result, skipped, out, crops.__getitem__)
+    names = _name(result, ids, vecs, None, source, (name_k, name_share, name_dist))
+    _write(result, skipped, out, crops.__getitem__, names)
 
 
 def cluster_cmd(
     root: Path = typer.Argument(..., help="Folder of images (recursive)."),
     out: Path = typer.Option(Path("clusters.json"), "--out", "-o", help="Clusters JSON to write."),
-    encoder: str = typer.Option("efficientnet-lite0", "--encoder", "-e", help="Any registered image encoder."),
+    encoder: str = typer.Option(
+        None,
+        "--encoder",
+        "-e",
+        help="Any registered image encoder (default: the --name-from index's, else the default).",
+    ),
     method: str = METHOD,
     k: int = K,
     threshold: float = typer.Option(None, "--threshold", help="Agglomerative cosine distance instead of k."),
     previous: Path = PREVIOUS,
+    name_from: Path = NAME_FROM,
+    name_k: int = NAME_K,
+    name_share: float = NAME_SHARE,
+    name_dist: float = NAME_DIST,
 ) -> None:
-    """Cluster whole images with any encoder; writes clusters.json and one contact sheet per cluster."""
-    from visrec.cluster.run import embed_images, finish, image_thumb
+    """Cluster whole images with any encoder; writes clusters.json and one contact sheet per cluster.
 
-    ids, vecs, info = embed_images(root, encoder)
-    result, skipped = finish(ids, vecs, _cluster_cfg(method, k, threshold), info, previous)
-    _write(result, skipped, out, image_thumb(root))
+    With --name-from INDEX, clusters are named by the majority label of their members' nearest indexed images,
+    else (when the index's encoder has a text side) by zero-shot match to the index's label names, else unnamed.
+    """
+    from visrec.cluster.run import embed_images, finish, image_thumb
+    from visrec.encoders import DEFAULT_ENCODER
+
+    source = _source(name_from, "images")
+    chosen: Any = encoder or DEFAULT_ENCODER
+    if source is not None:
+        from visrec.encoders import create_encoder
+
+        chosen = source.encoder if encoder is None else create_encoder(encoder)
+        source.index.check_encoder(chosen)  # naming compares vectors with the index's: same encoder only
+    emb, info = embed_images(root, chosen)
+    ids = list(emb.ids)
+    result, skipped = finish(ids, emb.vectors, _cluster_cfg(method, k, threshold), info, previous)
+    names = _name(result, ids, emb.vectors, emb.joint, source, (name_k, name_share, name_dist))
+    _write(result, skipped, out, image_thumb(root), names)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,10 @@ def error(msg: str) -> None:
     err.print(f"[bold red]error:[/] {msg}", highlight=False)
 
 
+def warn(msg: str) -> None:
+    err.print(f"[bold yellow]warning:[/] {msg}", highlight=False)
+
+
 @contextmanager
 def progress(enabled: bool = True) -> Iterator[Any]:
     """A ``progress(stage, done, total)`` callback drawing one bar per stage on stderr (or doing nothing)."""

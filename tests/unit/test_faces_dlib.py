@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_same_person_is_closer_than_another_and_blank_has_no_face() -> None:
-    pipe = create_face_pipeline(max_side=640)
+    pipe = create_face_pipeline("dlib-hog", max_side=640)
     vec = {}
     for rel in ("images/Jeff/" + p.name for p in sorted((DATA / "images" / "Jeff").glob("*.jpg"))[:2]):
         faces, v = pipe.find(load_image(DATA / rel, draft_size=640), largest_only=True)
@@ -37,7 +37,7 @@ def test_same_person_is_closer_than_another_and_blank_has_no_face() -> None:
 
 
 def test_couple_photo_has_two_faces() -> None:
-    pipe = create_face_pipeline()
+    pipe = create_face_pipeline("dlib-hog")
     faces = pipe.detector.detect(load_image(DATA / "unlabeled_multiface" / "couple.jpg"))
     assert len(faces) == 2
     assert faces.landmarks.shape == (2, 5, 2)

@@ -127,3 +127,22 @@ def test_cli_cluster_any_encoder_and_faces(people: Path, tmp_path: Path) -> None
     res = run(app, ["faces", "cluster", str(people), "--out", str(tmp_path / "f.json"), "--k", "2", *FAKE])
     assert res.exit_code == 0, res.output
     assert sorted(json.loads(res.output)["clusters"].values()) == [3, 3]
+
+
+def test_cli_faces_cluster_named_from_a_face_index(people: Path, tmp_path: Path) -> None:
+    run = CliRunner().invoke
+    app, idx = _app(), tmp_path / "idx"
+    assert run(app, ["faces", "index", str(people), "--out", str(idx), *FAKE]).exit_code == 0
+    new = tmp_path / "new"
+    for j in range(2):
+        _save(new / f"a{j}.png", COLOURS["alice"], 4 * j)
+        _save(new / f"b{j}.png", COLOURS["bob"], 4 * j)
+        _save(new / f"g{j}.png", (30, 200, 30), 4 * j)  # nobody in the index
+    out = tmp_path / "named.json"
+    res = run(app, ["faces", "cluster", str(new), "--out", str(out), "--k", "3", "--name-from", str(idx), *FAKE])
+    assert res.exit_code == 0, res.output
+    clusters = json.loads(res.output)["clusters"]
+    assert clusters["alice"] == clusters["bob"] == 2 and len(clusters) == 3
+    assert {n["source"] for n in json.loads(res.output)["names"]} == {"neighbors", "none"}
+    res = run(app, ["cluster", str(new), "--out", str(out), "--encoder", "fake", "--name-from", str(idx)])
+    assert res.exit_code != 0 and "visrec faces cluster --name-from" in res.output

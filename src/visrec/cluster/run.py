@@ -13,6 +13,7 @@ from visrec.cluster.edits import Clustering
 from visrec.cluster.metrics import cluster_quality
 from visrec.cluster.sheet import contact_sheet
 from visrec.errors import EmptyDataset
+from visrec.types import Embeddings
 
 Thumb = Callable[[str], np.ndarray]
 """Item id -> RGB uint8 thumbnail for the contact sheet."""
@@ -61,15 +62,15 @@ def write_sheets(result: Clustering, thumb: Thumb, folder: Path, per_cluster: in
     return written
 
 
-def embed_images(root: Path, encoder_name: str) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """Whole-image embeddings of every image under ``root``: ``(ids, (n, d) float32, encoder facts)``."""
+def embed_images(root: Path, encoder: str | Any) -> tuple[Embeddings, dict[str, Any]]:
+    """Whole-image embeddings of every image under ``root`` (ids = relative paths; ``joint`` set when the encoder
+    has a text side) and the encoder's facts. ``encoder``: a registered name or an encoder object."""
     from visrec.encoders import create_encoder
 
     files = image_files(root)
-    encoder = create_encoder(encoder_name)
-    ids = [f.relative_to(root).as_posix() for f in files]
-    emb = encoder.encode_images(files, ids=ids)
-    return list(emb.ids), emb.vectors, {"encoder": encoder.describe(), "root": str(Path(root).resolve())}
+    enc = create_encoder(encoder) if isinstance(encoder, str) else encoder
+    emb = enc.encode_images(files, ids=[f.relative_to(root).as_posix() for f in files])
+    return emb, {"encoder": enc.describe(), "root": str(Path(root).resolve())}
 
 
 def image_thumb(root: Path) -> Thumb:

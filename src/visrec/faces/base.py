@@ -87,4 +87,10 @@ FACE_DETECTORS: Registry[FaceDetector] = Registry("face detector")
 FACE_EMBEDDERS: Registry[FaceEmbedder] = Registry("face embedder")
 FACE_DETECTORS.register("dlib-hog", "visrec.faces.dlib_backend:create_hog", help="dlib HOG + 5-point landmarks (fast)")
 FACE_DETECTORS.register("dlib-cnn", "visrec.faces.dlib_backend:create_cnn", help="dlib MMOD CNN (slow, ~8 s/image)")
+FACE_DETECTORS.register(
+    "blazeface", "visrec.faces.blazeface:create_full", help="MediaPipe BlazeFace full range + dlib 5 points (default)"
+)
+FACE_DETECTORS.register(
+    "blazeface-short", "visrec.faces.blazeface:create_short", help="MediaPipe BlazeFace short range (selfie distance)"
+)
 FACE_EMBEDDERS.register("dlib-resnet", "visrec.faces.dlib_backend:create_resnet", help="dlib ResNet 128-d")

@@ -119,7 +119,7 @@ class DlibResNetEmbedder:
         """``(len(faces), 128)`` float32 L2-normalised descriptors (Euclidean 0.6 on raw ~ cosine 0.18 here)."""
         image = _check_rgb(image)
         if faces.scheme != "dlib5":
-            raise BadInput(f"dlib-resnet needs dlib5 landmarks, got {faces.scheme!r}; use the dlib-hog detector")
+            raise BadInput(f"dlib-resnet needs dlib5 landmarks, got {faces.scheme!r}; use blazeface or dlib-hog")
         dlib = self._dlib
         out = np.zeros((len(faces), self.dim), np.float32)
         for i in range(len(faces)):

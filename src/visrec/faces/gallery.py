@@ -49,7 +49,7 @@ class FaceGallery:
     def labels(self) -> list[str]:
         return [str(r["label"]) for r in self.rows]
 
-    def calibrate(self, target_far: float = 1e-2) -> Calibration | None:
+    def calibrate(self, target_far: float = 1e-3) -> Calibration | None:
         """Calibrate from all same/different pairs of the gallery (None when there are no same pairs)."""
         dist, same = pair_distances(self.vectors, self.labels)
         if not same.any() or same.all():
@@ -101,7 +101,7 @@ class FaceGallery:
 
 
 def build_gallery(
-    items: Iterable[tuple[Path, str]], pipeline: FacePipeline, all_faces: bool = False, target_far: float = 1e-2
+    items: Iterable[tuple[Path, str]], pipeline: FacePipeline, all_faces: bool = False, target_far: float = 1e-3
 ) -> FaceGallery:
     """Embed faces of ``(path, person)`` items (largest face per photo unless ``all_faces``) and calibrate.
 
