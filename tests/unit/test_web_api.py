@@ -123,3 +123,14 @@ def test_add_folder_reports_progress_and_keeps_existing_items(index_path: Path, 
     assert svc.index.file_of(hit) == (more / "violet" / "violet_0.jpg").resolve()
     with pytest.raises(Exception, match="read-only"):
         Service(ServeConfig(copy)).add_folder(more)
+
+
+def test_the_ui_asks_for_the_token_when_one_is_set(index_path: Path) -> None:
+    from visrec.web import create_app
+
+    ui = TestClient(create_app(ServeConfig(index_path, token="s3cret")))  # type: ignore[arg-type]
+    assert ui.get("/config").status_code == 401
+    assert ui.post("/login", data={"username": "me", "password": "wrong"}).status_code == 400
+    assert ui.post("/login", data={"username": "me", "password": "s3cret"}).status_code == 200
+    assert ui.get("/config").status_code == 200
+    assert TestClient(create_app(ServeConfig(index_path))).get("/config").status_code == 200  # type: ignore[arg-type]

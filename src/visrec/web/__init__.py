@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+from typing import Any
+
 from visrec.web.service import DEFAULT_MAX_UPLOAD, ServeConfig, Service
 
 __all__ = ["DEFAULT_MAX_UPLOAD", "ServeConfig", "Service", "create_app"]
@@ -18,5 +21,18 @@ def create_app(config: ServeConfig, ui: bool = True) -> object:
 
         from visrec.web.ui import build_ui
 
-        app = gr.mount_gradio_app(app, build_ui(service), path="/")
+        app = gr.mount_gradio_app(
+            app, build_ui(service), path="/", max_file_size=config.max_upload_bytes, **_ui_auth(config.token)
+        )
     return app
+
+
+def _ui_auth(token: str | None) -> dict[str, Any]:
+    """With a token, the UI asks for it too (as the password of its login form), like the API."""
+    if token is None:
+        return {}
+
+    def check(_user: str, password: str) -> bool:
+        return hmac.compare_digest(password.encode(), token.encode())
+
+    return {"auth": check, "auth_message": "Enter the API token as the password (any user name)."}

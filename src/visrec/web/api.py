@@ -1,4 +1,6 @@
-"""The REST API (FastAPI): search, classify, index info/add/delete, health. JSON in and out, multipart uploads.
+"""The REST API (FastAPI): search, classify, scene, faces, cluster, index info/add/delete, health.
+
+JSON in and out, multipart uploads.
 
 Errors are JSON ``{"error": message}`` with a 4xx status; a request never gets a 500 for bad input.
 """
@@ -12,12 +14,29 @@ from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from visrec.errors import BadImage, BadInput, IndexBusy, ManifestMismatch, NotCalibrated, VisrecError
-from visrec.web.service import ReadOnly, Service, Upload, UploadTooLarge
+from visrec.errors import (
+    BadImage,
+    BadInput,
+    IndexBusy,
+    ManifestMismatch,
+    MissingExtra,
+    MissingWeights,
+    NotCalibrated,
+    VisrecError,
+)
+from visrec.web.faces import NoFaceIndex
+from visrec.web.jobs import ClusterBusy, JobNotFound
+from visrec.web.routes import add_routes, read_upload
+from visrec.web.service import ReadOnly, Service, UploadTooLarge
 
 _STATUS: list[tuple[type[Exception], int]] = [
     (UploadTooLarge, 413),
     (ReadOnly, 403),
+    (JobNotFound, 404),
+    (MissingExtra, 503),
+    (MissingWeights, 503),
+    (NoFaceIndex, 409),
+    (ClusterBusy, 409),
     (IndexBusy, 423),
     (NotCalibrated, 409),
     (ManifestMismatch, 409),
@@ -41,17 +60,14 @@ class DeleteRequest(BaseModel):
     ids: list[str]
 
 
-async def _read(service: Service, file: UploadFile) -> Upload:
-    limit = service.config.max_upload_bytes
-    data = await file.read(limit + 1)  # never hold more than the limit + 1 byte
-    if len(data) > limit:
-        raise UploadTooLarge(f"{file.filename}: over the upload limit of {limit} bytes")
-    return service.decode(file.filename or "upload", data)
-
-
 def create_api(service: Service) -> FastAPI:
     """The FastAPI app over ``service``; every ``/api`` route but ``/api/health`` needs the token when one is set."""
-    app = FastAPI(title="visrec", version="0.1.0", description="Search and classify images against a visrec index.")
+    app = FastAPI(
+        title="visrec",
+        version="0.1.0",
+        description="Search, classify and analyse images against a visrec index; verify and identify faces; "
+        "cluster a folder.",
+    )
 
     @app.exception_handler(VisrecError)
     async def _visrec_error(_: Request, exc: VisrecError) -> JSONResponse:
@@ -79,7 +95,7 @@ def create_api(service: Service) -> FastAPI:
     async def search_image(
         file: UploadFile = File(...), k: int = Form(10, ge=1, le=1000), where: str | None = Form(None)
     ) -> dict[str, Any]:
-        up = await _read(service, file)
+        up = await read_upload(service, file)
         return {"query": up.name, "hits": service.search_image(up, k, where or None)}
 
     @app.get("/api/search/text", dependencies=guarded)
@@ -97,18 +113,19 @@ def create_api(service: Service) -> FastAPI:
         mode: str = Form("knn", pattern="^(knn|prototype|zeroshot|blend)$"),
         k: int | None = Form(None, ge=1, le=1000),
     ) -> dict[str, Any]:
-        up = await _read(service, file)
+        up = await read_upload(service, file)
         return {"query": up.name, **service.classify(up, mode, k)}
 
     @app.post("/api/index/add", dependencies=guarded)
     async def add(files: list[UploadFile] = File(...), label: str | None = Form(None)) -> dict[str, Any]:
         if len(files) > 100:
             raise BadInput(f"{len(files)} files in one request; send at most 100")
-        ups = [await _read(service, f) for f in files]
+        ups = [await read_upload(service, f) for f in files]
         return service.add(ups, (label or "").strip() or None)
 
     @app.post("/api/index/delete", dependencies=guarded)
     def delete(req: DeleteRequest) -> dict[str, Any]:
         return service.delete(req.ids)
 
+    add_routes(app, service, guarded)
     return app

@@ -1,7 +1,8 @@
 """What the HTTP API and the UI share: an opened index, upload checks, and the calls they make.
 
 Uploads are size- and type-checked, written only inside a temporary folder that is removed at once, decoded with
-the same safe reader as files on disk, and never fetched from URLs.
+the same safe reader as files on disk, and never fetched from URLs. Scene analysis and faces work on uploads only;
+clustering reads a folder on the server, allowed (like indexing a folder) only when the server is writable.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import numpy as np
 
 from visrec.data import IMAGE_EXTENSIONS
 from visrec.errors import BadImage, BadInput, VisrecError
+from visrec.web.faces import FaceService
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
+SCENE_LONG_SIDE = 1024  # scene analysis shrinks to this anyway (SceneConfig.long_side)
+FACE_DRAFT = 1280  # the dlib detector shrinks to this longer side before detecting
+ENCODER_DRAFT = -1  # decode() default: draft JPEGs down to the encoder's input size
 
 
 class UploadTooLarge(BadInput):
@@ -51,20 +56,30 @@ class ServeConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     token: str | None = None
     report: Path | None = None
+    faces: Path | None = None
 
 
 class Service:
     """One opened index shared by the API and the UI; reopened after each write."""
 
     def __init__(self, config: ServeConfig) -> None:
+        from visrec.faces import FaceGallery
         from visrec.index import Index
+        from visrec.web.jobs import ClusterJobs
 
         self.config = config
         self._lock = threading.Lock()
         self.index = Index(config.index)
+        self.face_gallery = FaceGallery.load(config.faces) if config.faces is not None else None
+        self._faces = FaceService(self.face_gallery)
+        self.clusters = ClusterJobs(lambda: self.index.encoder, self._faces)
 
-    def decode(self, name: str, data: bytes) -> Upload:
-        """Check and decode uploaded bytes; raises ``UploadTooLarge`` or ``BadImage`` naming the file."""
+    def decode(self, name: str, data: bytes, draft_size: int | None = ENCODER_DRAFT) -> Upload:
+        """Check and decode uploaded bytes; raises ``UploadTooLarge`` or ``BadImage`` naming the file.
+
+        ``draft_size``: JPEGs decode at a reduced scale keeping both sides >= this (default: the encoder's input
+        size; None: full size).
+        """
         from visrec.data import load_image
 
         limit = self.config.max_upload_bytes
@@ -77,7 +92,8 @@ class Service:
         with tempfile.TemporaryDirectory(prefix="visrec-upload-") as tmp:
             path = Path(tmp) / f"upload{suffix}"
             path.write_bytes(data)
-            pixels = load_image(path, draft_size=self.index.encoder.input_size)
+            draft = self.index.encoder.input_size if draft_size == ENCODER_DRAFT else draft_size
+            pixels = load_image(path, draft_size=draft)
         h, w = pixels.shape[:2]
         return Upload(Path(name).name, pixels, hashlib.sha256(data).hexdigest(), w, h)
 
@@ -100,6 +116,41 @@ class Service:
 
     def info(self) -> dict[str, Any]:
         return self.index.info()
+
+    def scene(
+        self, up: Upload, segmenter: str = "gallery", mode: str = "knn", min_score: float = 0.0, unknown: bool = False
+    ) -> Any:
+        """Every region of the uploaded scene recognised against the index: a ``SceneResult`` in the upload's
+        pixels (decode it with ``draft_size=None`` for boxes in the file's pixels). ``segmenter``: gallery |
+        proposals."""
+        from visrec.segment import create_segmenter
+        from visrec.segment.scene import SceneAnalyzer, SceneConfig
+
+        if segmenter not in ("gallery", "proposals"):
+            raise BadInput(f"unknown segmenter {segmenter!r}; use gallery or proposals")
+        idx = self.index
+        seg = create_segmenter("gallery", index=idx) if segmenter == "gallery" else create_segmenter("proposals")
+        cfg = SceneConfig(long_side=SCENE_LONG_SIDE, mode=mode, min_score=min_score, keep_unknown=unknown)
+        return SceneAnalyzer(idx, seg, cfg).analyze(up.pixels)
+
+    @property
+    def faces(self) -> FaceService:
+        """Verify and identify faces in uploads (the ``faces`` extra)."""
+        return self._faces
+
+    def cluster_folder(self, folder: str | Path, **options: Any) -> Any:
+        """Start clustering the images (or faces) of a folder on this machine in the background; returns the job.
+
+        Reading server folders is allowed only when the server is writable, as for indexing a folder.
+        """
+        from visrec.web.jobs import ClusterRequest
+
+        if not self.config.writable:
+            raise ReadOnly("clustering a server folder needs folder access: restart with visrec serve ... --writable")
+        request = ClusterRequest(Path(folder), **options)
+        if request.what == "faces":
+            self._faces.pipeline()  # a missing faces extra fails the request, not the job
+        return self.clusters.start(request)
 
     def add(self, uploads: list[Upload], label: str | None) -> dict[str, Any]:
         """Add uploaded images (optionally labeled) to the index."""

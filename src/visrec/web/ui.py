@@ -1,7 +1,9 @@
-"""The Gradio UI: Search, Classify and Index tabs over the same :class:`Service` as the HTTP API."""
+"""The Gradio UI: Search, Classify, Scene, Faces, Cluster, Compare and Index tabs over the same :class:`Service` as
+the HTTP API."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,10 @@ def build_ui(service: Service) -> Any:
     """The ``gradio.Blocks`` app."""
     import gradio as gr
 
+    from visrec.web.ui_tabs import cluster_tab, faces_tab, scene_tab
+
     def guard(fn: Any) -> Any:
+        @functools.wraps(fn)  # Gradio reads the signature: a gr.Progress() default gets the progress bar
         def run(*args: Any) -> Any:
             try:
                 return fn(*args)
@@ -123,6 +128,12 @@ def build_ui(service: Service) -> Any:
                     c_conf = gr.Markdown(elem_id="classify-confidence")
             c_gal = gr.Gallery(label="nearest examples", columns=5)
             c_btn.click(guard(classify), [c_img, c_mode], [c_label, c_gal, c_conf])
+        with gr.Tab("Scene"):
+            scene_tab(service, guard)
+        with gr.Tab("Faces"):
+            faces_tab(service, guard)
+        with gr.Tab("Cluster"):
+            cluster_tab(service, guard)
         with gr.Tab("Compare"):
             report = service.config.report
             if report is not None and report.is_file():
