@@ -106,20 +106,60 @@ class _Assembly:
         if self.encoder.joint_dim is not None:
             self.joint.append(np.stack([r[1] for _, r in rows]))  # type: ignore[misc]
 
-    def stores(self, backend: str) -> tuple[Any, Any]:
-        from visrec.stores import create_store
-
+    def stores(self, backend: str, options: dict[str, Any], previous: Path | None) -> tuple[Any, Any]:
+        """The next generation's store (and joint store); ``previous``: the current generation's folder."""
         enc = self.encoder
-        store = create_store(backend, enc.dim)
         vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, enc.dim), np.float32)
-        if self.ids:
-            store.add(self.ids, vecs, self.metas)
+        store = _filled(backend, enc.dim, options, previous, "store", (self.ids, vecs, self.metas))
         joint = None
         if enc.joint_dim is not None:
-            joint = create_store(backend, enc.joint_dim)
-            if self.ids:
-                joint.add(self.ids, np.concatenate(self.joint), [{"path": m["path"]} for m in self.metas])
+            jvecs = np.concatenate(self.joint) if self.joint else np.zeros((0, enc.joint_dim), np.float32)
+            jmeta = [{"path": m["path"]} for m in self.metas]
+            joint = _filled(backend, enc.joint_dim, options, previous, "joint", (self.ids, jvecs, jmeta))
         return store, joint
+
+
+def _filled(
+    backend: str, dim: int, options: dict[str, Any], previous: Path | None, part: str,
+    items: tuple[list[str], np.ndarray, list[dict[str, Any]]],
+) -> Any:  # fmt: skip
+    """A store of ``backend`` holding exactly ``items``; a Milvus collection at a URI is updated in place."""
+    from visrec.stores import create_store
+
+    ids, vecs, metas = items
+    if backend == "milvus" and options.get("uri"):
+        from visrec.stores.milvus_store import fill_generation, part_options
+
+        prev = None if previous is None else previous / part
+        return fill_generation(dim, part_options(part, options), prev, ids, vecs, metas)
+    store = create_store(backend, dim)
+    if ids:
+        store.add(ids, vecs, metas)
+    return store
+
+
+def _store_target(folder: Any, requested: dict[str, Any], encoder: Encoder) -> tuple[dict[str, Any], bool]:
+    """Options of the next generation's stores (the Milvus URI asked for, else the saved one), and whether
+    they move the vectors to another collection. A new collection is checked now, before any embedding."""
+    backend, gen = folder.manifest.store, folder.generation_dir
+    if requested and backend != "milvus":
+        raise BadInput(
+            f"{folder.path} keeps its vectors in a {backend} store; a Milvus URI cannot change that. Move the "
+            "index with `visrec export` and `visrec import --store URI`, or index into a new folder"
+        )
+    if backend != "milvus":
+        return {}, False
+    if not requested:
+        pointer = None if gen is None else gen / "store" / "milvus.json"
+        saved = json.loads(pointer.read_text(encoding="utf-8")) if pointer and pointer.is_file() else {}
+        if not saved.get("uri"):
+            return {}, False  # a private Milvus Lite file, re-created from the saved files
+        return {"uri": saved["uri"], "collection": saved["collection"], "encoder_id": encoder.fingerprint}, False
+    from visrec.stores.milvus_store import claim_collection
+
+    options = {**requested, "encoder_id": encoder.fingerprint}
+    current = claim_collection(encoder.dim, options, None if gen is None else gen / "store")
+    return options, not current
 
 
 def build_index(
@@ -139,9 +179,13 @@ def build_index(
     out = Path(out)
     if len(dataset) == 0:
         raise EmptyDataset(f"{dataset.root}: no image to index")
-    folder = _open_or_create(out, encoder, cfg.store)
+    from visrec.stores.milvus_store import parse_store_spec
+
+    backend, requested = parse_store_spec(cfg.store)
+    folder = _open_or_create(out, encoder, backend)
     report = IndexingReport(path=str(out))
     with folder.writer():
+        options, moving = _store_target(folder, requested, encoder)
         old, old_joint = _load_current(folder)
         stored = _stored_metadata(old)
         stop = timed(report, "scan")
@@ -151,7 +195,7 @@ def build_index(
         new = _embed_changes(plan, encoder, shards, cfg, report, progress)
         failed_but_stored = [i for reason in report.skipped.values() for i in _ids_of(dataset, reason) if i in stored]
         _count_changes(report, new, stored, plan)
-        if old is not None and not (new or plan.remove or plan.meta_only):
+        if old is not None and not (new or plan.remove or plan.meta_only or moving):
             report.count = len(stored)
             shards.clear()
             return report
@@ -162,7 +206,7 @@ def build_index(
         if not asm.ids:
             raise EmptyDataset(_nothing_indexed(dataset, report))
         stop = timed(report, "store")
-        store, joint = asm.stores(folder.manifest.store)
+        store, joint = asm.stores(folder.manifest.store, options, folder.generation_dir)
         files = _derived_files(store, joint, cfg, report)
         stop()
         stop = timed(report, "commit")
@@ -191,7 +235,12 @@ def _embed_changes(
     todo = [it for it in plan.embed if (it.record.id, it.meta["sha256"]) not in done]
     report.resumed = len(plan.embed) - len(todo)
     stop = timed(report, "embed")
-    embed_items(todo, encoder, shards, cfg, report, progress)
+    if cfg.engine == "ray":
+        from visrec.distributed.ray_index import embed_items_with_ray
+
+        embed_items_with_ray(todo, encoder, shards, cfg, report, progress)
+    else:
+        embed_items(todo, encoder, shards, cfg, report, progress)
     stop()
     if todo and report.seconds["embed"] > 0:
         report.embedded_per_second = round(len(todo) / report.seconds["embed"], 2)

@@ -1,8 +1,8 @@
 """Scale-out CLI commands (``visrec export``, ``visrec import``, ``visrec embed``) and shared options.
 
 Registered on the main app with one call, ``cli_scale.register(app, wrap=_command)``, where ``wrap`` turns
-library errors into a message and exit code. The options ``ENGINE``, ``RAY_ADDRESS`` and ``STORE_URI`` are
-meant for ``visrec index`` (``--engine ray --ray-address ... --store milvus --store-uri ...``).
+library errors into a message and exit code. The options ``STORE``, ``ENGINE`` and ``RAY_ADDRESS`` are shared
+with ``visrec index`` (``--store milvus://host:19530/coll --engine ray --ray-address ray://head:10001``).
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ from typing import Any
 
 import typer
 
-ENGINE = typer.Option("local", "--engine", help="Where images are embedded: local (threads) | ray.")
+STORE = typer.Option(
+    "faiss", "--store",
+    help="Vector store: faiss | exact | milvus (a private Milvus Lite file), or a Milvus URI: "
+    "milvus://host:19530/collection (milvuss:// for TLS; token in VISREC_MILVUS_TOKEN) or milvus-lite:///path.db.",
+)  # fmt: skip
+ENGINE = typer.Option("local", "--engine", help="Where images are embedded: local (threads here) | ray (Ray Data).")
 RAY_ADDRESS = typer.Option(
-    None, "--ray-address", help="Ray cluster (ray://head:10001 or auto); default: a local Ray on 127.0.0.1."
-)
-STORE_URI = typer.Option(
-    None, "--store-uri", help="For --store milvus: milvus://host:19530/collection or milvus-lite:///path.db."
-)
+    None, "--ray-address", help="With --engine ray: a Ray cluster (ray://head:10001, host:6379 or auto); "
+    "default: a local Ray for this run, on 127.0.0.1 only.",
+)  # fmt: skip
 
 
 def _echo(as_json: bool, data: dict[str, Any], text: str) -> None:
@@ -43,15 +46,15 @@ def export_cmd(
 def import_cmd(
     src: Path = typer.Argument(..., help="Parquet file written by visrec export."),
     out: Path = typer.Option(..., "--out", "-o", help="New index folder to create."),
-    store: str = typer.Option("faiss", "--store", help="Store backend of the new index: faiss | exact | milvus."),
-    uri: str = STORE_URI,
+    store: str = STORE,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
 ) -> None:
     """Create an index from an exported Parquet file, with any store backend (e.g. FAISS -> Milvus)."""
     from visrec.distributed.transfer import import_index
+    from visrec.stores.milvus_store import parse_store_spec
 
-    options = {"uri": uri} if uri else {}
-    n = import_index(src, out, store, **options)
+    backend, options = parse_store_spec(store)
+    n = import_index(src, out, backend, **options)
     _echo(as_json, {"src": str(src), "out": str(out), "store": store, "count": n}, f"imported {n} items into {out}")
 
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from visrec.encoders.base import Encoder
-from visrec.errors import BadImage
+from visrec.errors import BadImage, BadInput
 from visrec.types import Embeddings, ImageRecord, LabeledSet
 
 T = TypeVar("T")
@@ -32,11 +32,18 @@ U = TypeVar("U")
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as work advances (the CLI draws a bar from it)."""
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """Options of :func:`build_index`."""
+    """Options of :func:`build_index`.
+
+    ``store``: a backend name (``faiss``, ``exact``, ``milvus``) or a Milvus URI (``milvus://host:19530/coll``,
+    ``milvus-lite:///path.db``), used when the index is created (an existing index keeps its backend).
+    ``engine``: where images are embedded, ``local`` (decoding threads, this process) or ``ray`` (Ray Data at
+    ``ray_address``, or a local Ray on 127.0.0.1 when None).
+    """
 
     store: str = "faiss"
     batch_size: int = 32
@@ -45,6 +52,14 @@ class IndexConfig:
     max_pixels: int = 100_000_000
     calibrate: bool = True
     target_precision: float = 0.95
+    engine: str = "local"
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise BadInput(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.ray_address is not None and self.engine != "ray":
+            raise BadInput(f"a Ray address ({self.ray_address!r}) needs the ray engine; add --engine ray")
 
 
 @dataclass

@@ -116,3 +116,29 @@ def test_approximate_indexes_agree_with_exact(index: str) -> None:
     got, want = approx.search(q, 10), exact.search(q, 10)
     recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got.ids, want.ids, strict=True)])
     assert recall >= 0.9 and list(got.ids[:, 0]) == id_list[:50]
+
+
+def test_reopening_searches_with_the_collections_own_index(tmp_path: Path) -> None:
+    uri = f"milvus-lite://{tmp_path}/k.db"
+    create_store("milvus", DIM, uri=uri, index="hnsw").close()
+    again = create_store("milvus", DIM, uri=uri)  # default options ask for flat
+    assert again.index == "hnsw" and again.options()["index"] == "hnsw"
+
+
+def test_a_collection_not_made_by_visrec_is_refused(tmp_path: Path) -> None:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(str(tmp_path / "f.db"))
+    client.create_collection("foreign", dimension=DIM)
+    client.close()
+    with pytest.raises(BadInput, match="not made by visrec"):
+        create_store("milvus", DIM, uri=f"milvus-lite://{tmp_path}/f.db#foreign")
+
+
+def test_milvus_lite_serves_on_loopback_only(tmp_path: Path) -> None:
+    from tests.listening import listening_addresses
+
+    store = create_store("milvus", DIM, uri=f"milvus-lite://{tmp_path}/n.db")
+    store.add(["a"], unit(1), [{}])
+    listening = listening_addresses()
+    assert listening and all(a.is_loopback for a in listening), listening  # pymilvus serves Lite over local gRPC

@@ -17,7 +17,7 @@ from visrec.index import Index
 from visrec.indexing import IndexConfig
 from visrec.stores import create_store, l2_normalize
 
-pytest.importorskip("pyarrow", reason="pip install 'visrec[ray]' for Parquet export / import")
+pytest.importorskip("pyarrow", reason="pip install 'visrec[milvus]' for Parquet export / import")
 
 
 @pytest.fixture(scope="module")

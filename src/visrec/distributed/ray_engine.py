@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass(frozen=True)
@@ -85,22 +87,26 @@ def _ray() -> Any:
 def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[Any]:
     """Yield the ``ray`` module connected to ``address``, or to a local Ray on 127.0.0.1 when None.
 
-    A Ray already initialised in this process is used as is (and left running); a Ray started here is shut
-    down on exit. The local Ray has no dashboard and binds its node to the loopback address only.
+    A Ray already initialised in this process is used as is (and left running); a Ray started or joined
+    here is shut down (disconnected) on exit. The local Ray has no dashboard and binds its node to the
+    loopback address only; joining a cluster at a loopback address (``127.0.0.1:6379``) keeps this driver
+    on loopback too, and both refuse to go on if a node is elsewhere.
     """
-    if address is None:
-        # Ray swaps 127.0.0.1 for the machine's address unless this is set; it is read when Ray is imported
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    local = is_loopback(address)
+    if local:
+        # Ray swaps 127.0.0.1 for the machine's address unless this is set; child processes inherit it
+        os.environ[LOOPBACK_ENV] = "0"
     ray = _ray()
     if ray.is_initialized():
         yield ray
         return
-    if address is None:
+    if local:
         from ray._private import ray_constants
 
-        ray_constants.ENABLE_RAY_CLUSTER = False  # Ray was imported before the variable was set
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read when Ray is imported, which may have come first
         ray.init(
-            address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK, include_dashboard=False,
+            address=address or "local", num_cpus=num_cpus if address is None else None,
+            _node_ip_address=LOOPBACK, include_dashboard=False if address is None else None,
             log_to_driver=False, configure_logging=False,
         )  # fmt: skip
         _check_loopback(ray)
@@ -112,30 +118,54 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         ray.shutdown()
 
 
+def is_loopback(address: str | None) -> bool:
+    """Whether ``address`` (None: a new local Ray) names this machine's loopback interface."""
+    if address is None:
+        return True
+    host = urlsplit(address if "://" in address else f"ray://{address}").hostname
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def _check_loopback(ray: Any) -> None:
-    """Shut a local Ray down and raise unless every node of it listens on 127.0.0.1 only."""
+    """Shut Ray down (or disconnect) and raise unless every node of the cluster is on 127.0.0.1."""
     addresses = sorted({n["NodeManagerAddress"] for n in ray.nodes()})
     if addresses != [LOOPBACK]:
         ray.shutdown()
         raise VisrecError(
-            f"the local Ray bound to {addresses}, not {LOOPBACK}; start Python with "
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in the environment or give the address of a Ray cluster"
+            f"the Ray nodes are at {addresses}, not only {LOOPBACK}; start Python with "
+            f"{LOOPBACK_ENV}=0 in the environment or give the address of a Ray cluster"
         )
 
 
-def _read_batch(batch: dict[str, np.ndarray], draft_size: int, max_pixels: int) -> dict[str, np.ndarray]:
-    """Reading stage: decode the files of ``batch["path"]``; pixels as raw bytes with their shape."""
-    from visrec.data import load_image
+def _read_batch(batch: dict[str, np.ndarray], draft_size: int, max_pixels: int, facts: bool) -> dict[str, np.ndarray]:
+    """Reading stage: decode the files of ``batch["path"]``; pixels as raw bytes with their shape.
+
+    An unreadable file gets ``reason`` (the ``BadImage`` key) and ``error`` (``"reason: message"``). With
+    ``facts``, also the perceptual hash of the decoded pixels (``phash``, hex) and, for rows whose
+    ``need_size`` is set, the displayed ``width``/``height`` from the file header, as the indexer records them.
+    """
+    from visrec.data import file_facts, load_image
+    from visrec.data.dedup import image_hash
 
     n = len(batch["id"])
-    pixels, shape, errors = np.empty(n, dtype=object), np.zeros((n, 3), np.int64), np.empty(n, dtype=object)
+    pixels, shape = np.empty(n, dtype=object), np.zeros((n, 3), np.int64)
+    reason, errors = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    phash, size = np.full(n, "", dtype=object), np.zeros((n, 2), np.int64)
     for j, path in enumerate(batch["path"]):
         try:
             arr = load_image(str(path), draft_size=draft_size, max_pixels=max_pixels)
-            pixels[j], shape[j], errors[j] = arr.tobytes(), arr.shape, ""
+            if facts and batch["need_size"][j]:
+                size[j] = file_facts(str(path), verify=False, max_pixels=max_pixels)[1:]
         except BadImage as bad:
-            pixels[j], errors[j] = b"", f"{bad.reason}: {bad}"
-    return {"id": batch["id"], "pixels": pixels, "shape": shape, "error": errors}
+            pixels[j], reason[j], errors[j] = b"", bad.reason, f"{bad.reason}: {bad}"
+            continue
+        pixels[j], shape[j] = arr.tobytes(), arr.shape
+        if facts:
+            phash[j] = image_hash(arr).tobytes().hex()
+    out = {"id": batch["id"], "pixels": pixels, "shape": shape, "error": errors}
+    if facts:
+        out |= {"reason": reason, "phash": phash, "width": size[:, 0], "height": size[:, 1]}
+    return out
 
 
 class _EncodeActor:
@@ -151,7 +181,8 @@ class _EncodeActor:
         ok = [j for j, e in enumerate(batch["error"]) if not e]
         images = [np.frombuffer(batch["pixels"][j], np.uint8).reshape(batch["shape"][j]) for j in ok]
         n, enc = len(batch["id"]), self.encoder
-        out = {"id": batch["id"], "vector": np.zeros((n, enc.dim), np.float32), "error": batch["error"]}
+        out = {k: v for k, v in batch.items() if k not in ("pixels", "shape")}  # ids, errors, facts pass through
+        out["vector"] = np.zeros((n, enc.dim), np.float32)
         if enc.joint_dim is not None:
             out["joint"] = np.zeros((n, enc.joint_dim), np.float32)
         if ok:
@@ -162,14 +193,31 @@ class _EncodeActor:
         return out
 
 
-def _pipeline(ray: Any, dataset: LabeledSet, info: Mapping[str, Any], config: RayConfig) -> Any:
-    """The lazy Ray Dataset of ``(id, vector, error[, joint])`` rows for the encoder described by ``info``."""
+def dataset_rows(dataset: LabeledSet) -> list[dict[str, Any]]:
+    """The ``(id, absolute path)`` rows of a dataset, the input of :func:`build_pipeline`."""
+    return [{"id": r.id, "path": str(dataset.abspath(r).resolve())} for r in dataset.records]
+
+
+def build_pipeline(
+    ray: Any,
+    rows: list[dict[str, Any]],
+    info: Mapping[str, Any],
+    config: RayConfig,
+    *,
+    max_pixels: int | None = None,
+    facts: bool = False,
+) -> Any:
+    """The lazy Ray Dataset of ``(id, vector, error[, joint])`` rows for the encoder described by ``info``.
+
+    ``rows``: dicts with ``id`` and an absolute ``path`` (and ``need_size`` with ``facts``, see
+    :func:`_read_batch`). Files are decoded at ``info["input_size"]`` (JPEG draft mode), as the indexer does.
+    """
     from visrec.data.images import DEFAULT_MAX_PIXELS
 
-    items = [{"id": r.id, "path": str(dataset.abspath(r).resolve())} for r in dataset.records]
-    blocks = max(1, -(-len(items) // config.read_batch))
-    ds = ray.data.from_items(items, override_num_blocks=blocks)
-    read_kwargs = {"draft_size": int(info["input_size"]), "max_pixels": DEFAULT_MAX_PIXELS}
+    blocks = max(1, -(-len(rows) // config.read_batch))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    read_kwargs = {"draft_size": int(info["input_size"]), "max_pixels": max_pixels or DEFAULT_MAX_PIXELS,
+                   "facts": facts}  # fmt: skip
     ds = ds.map_batches(_read_batch, batch_size=config.read_batch, fn_kwargs=read_kwargs, num_cpus=1)
     return ds.map_batches(
         _EncodeActor, fn_constructor_kwargs={"info": dict(info), "batch_size": config.batch_size},
@@ -213,7 +261,7 @@ def embed_encoder_with_ray(
     info = encoder.describe()
     with ray_session(address, num_cpus=config.local_cpus) as ray:
         rows: dict[str, dict[str, Any]] = {}
-        for b in _pipeline(ray, dataset, info, config).iter_batches(batch_format="numpy"):
+        for b in build_pipeline(ray, dataset_rows(dataset), info, config).iter_batches(batch_format="numpy"):
             for j, i in enumerate(b["id"]):
                 rows[str(i)] = {key: col[j] for key, col in b.items()}
     order = [r.id for r in dataset.records]
@@ -254,7 +302,7 @@ def embed_to_parquet(
     out = Path(out_dir).resolve()
     info = create_encoder(encoder_name, **dict(encoder_options or {})).describe()
     with ray_session(address, num_cpus=config.local_cpus) as ray:
-        _pipeline(ray, dataset, info, config).write_parquet(str(out))
+        build_pipeline(ray, dataset_rows(dataset), info, config).write_parquet(str(out))
     return out
 
 

@@ -31,7 +31,7 @@ def _pa() -> Any:
         import pyarrow as pa
         import pyarrow.parquet
     except ImportError as e:
-        raise MissingExtra("pyarrow", "ray", "Parquet export and import") from e
+        raise MissingExtra("pyarrow", "milvus", "Parquet export and import") from e
     return pa
 
 
@@ -121,13 +121,17 @@ def _joint_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".parquet") + ".joint.parquet")
 
 
-def _options_for(name: str, backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Store options for the ``store`` or ``joint`` part: a Milvus joint store gets its own collection."""
-    if name != "joint" or backend != "milvus" or not options.get("uri"):
-        return dict(options)
-    from visrec.stores._milvus_io import parse_uri
+def _new_store(backend: str, dim: int, part: str, options: Mapping[str, Any], encoder_id: str) -> VectorStore:
+    """An empty store for the ``store`` or ``joint`` part; a Milvus collection at a URI must be new or empty."""
+    from visrec.stores import create_store
 
-    return {**options, "collection": parse_uri(options["uri"], options.get("collection")).collection + "_joint"}
+    if backend != "milvus" or not options.get("uri"):
+        return create_store(backend, dim, **options)
+    from visrec.stores.milvus_store import MilvusStore, part_options, require_empty
+
+    store = MilvusStore(dim, **part_options(part, {"encoder_id": encoder_id, **options}))
+    require_empty(store, "visrec import")
+    return store
 
 
 def export_index(index: str | Path, out: str | Path, *, batch_size: int = 10_000) -> int:
@@ -152,18 +156,20 @@ def import_index(src: str | Path, index: str | Path, backend: str = "faiss", **s
 
     ``store_options`` go to the store (e.g. ``uri=`` for milvus). Returns the number of items.
     """
-    from visrec.stores import IndexFolder, create_store
+    from visrec.stores import IndexFolder
 
-    src = Path(src)
+    src, index = Path(src), Path(index)
     info = parquet_info(src)
     if "encoder" not in info:
         raise BadInput(f"{src} holds a store, not an index (no encoder recorded); use import_store")
+    if index.exists() and (not index.is_dir() or any(index.iterdir())):
+        raise BadInput(f"{index} exists and is not an empty folder; import into a new folder")
     stores = {"store": (src, int(info["dim"]))}
     if _joint_path(src).is_file():
         stores["joint"] = (_joint_path(src), int(parquet_info(_joint_path(src))["dim"]))
     filled: dict[str, VectorStore] = {}
     for name, (path, dim) in stores.items():
-        filled[name] = create_store(backend, dim, **_options_for(name, backend, store_options))
+        filled[name] = _new_store(backend, dim, name, store_options, str(info["encoder"].get("fingerprint", "")))
         import_store(path, filled[name])
     folder = IndexFolder.create(index, encoder_info=info["encoder"], dim=int(info["dim"]),
                                 joint_dim=info.get("joint_dim"), backend=backend)  # fmt: skip

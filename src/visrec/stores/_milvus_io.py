@@ -41,7 +41,8 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 @dataclass(frozen=True)
 class Target:
-    """Where a store lives: ``uri`` as given, ``client_uri`` for ``MilvusClient``, the collection name."""
+    """Where a store lives: ``uri`` (as given; a Lite file made absolute), ``client_uri`` for ``MilvusClient``,
+    the collection name, and whether it is a Milvus Lite file."""
 
     uri: str
     client_uri: str
@@ -62,13 +63,27 @@ def parse_uri(uri: str, collection: str | None = None) -> Target:
         path = parts.netloc + parts.path
         if not path.endswith(".db"):
             raise BadInput(f"Milvus Lite URI {uri!r} must name a .db file, e.g. milvus-lite:///data/gallery.db")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        client_uri, name, lite = path, collection or parts.fragment or "visrec", True
+        file = Path(path).resolve()  # saved pointers must not depend on the working folder
+        file.parent.mkdir(parents=True, exist_ok=True)
+        client_uri, name, lite = str(file), collection or parts.fragment or "visrec", True
+        uri = f"milvus-lite://{file}"
     else:
         raise BadInput(f"unknown Milvus URI {uri!r}; use milvus://host:19530/collection or milvus-lite:///x.db")
     if not _NAME.match(name):
         raise BadInput(f"Milvus collection name {name!r} must be letters, digits and _ (not first a digit)")
     return Target(uri, client_uri, name, lite)
+
+
+def points_at(folder: Path | None, target: Target) -> bool:
+    """Whether the store saved in ``folder`` (its ``milvus.json``) lives in ``target``'s collection."""
+    pointer_file = None if folder is None else folder / "milvus.json"
+    if pointer_file is None or not pointer_file.is_file():
+        return False
+    pointer = json.loads(pointer_file.read_text(encoding="utf-8"))
+    if not pointer.get("uri"):
+        return False
+    saved = parse_uri(pointer["uri"], pointer.get("collection"))
+    return (saved.client_uri, saved.collection) == (target.client_uri, target.collection)
 
 
 def check_index(index: str) -> str:
@@ -105,18 +120,32 @@ def _schema(dim: int, description: str) -> Any:
     return s
 
 
-def ensure_collection(client: Any, name: str, dim: int, index: str, opts: dict[str, int], encoder_id: str) -> None:
-    """Create the collection with its vector index, or check an existing one (width, encoder); load it."""
+def ensure_collection(client: Any, name: str, dim: int, index: str, opts: dict[str, int], encoder_id: str) -> str:
+    """Create the collection with its vector index, or check an existing one (fields, width, encoder); load it.
+
+    Returns the index kind in use: ``index`` for a new collection, the existing one's otherwise (its index
+    type decides the search parameters; an index kind visrec does not create is searched as ``flat`` is, with
+    the server's defaults).
+    """
     if client.has_collection(name):
         info = client.describe_collection(name)
-        width = next((f["params"].get("dim") for f in info["fields"] if f["name"] == "vector"), None)
+        fields = {f["name"]: f for f in info["fields"]}
+        if not set(FIELDS) <= set(fields):
+            raise BadInput(
+                f"Milvus collection {name!r} was not made by visrec (it lacks {sorted(set(FIELDS) - set(fields))}); "
+                "name another collection"
+            )
+        width = fields["vector"].get("params", {}).get("dim")
         if width is None or int(width) != dim:
             raise DimensionMismatch(f"Milvus collection {name!r} holds width {width}, not {dim}: pick another")
-        saved = json.loads(info.get("description") or "{}").get("encoder_id", "")
+        try:
+            saved = json.loads(info.get("description") or "{}").get("encoder_id", "")
+        except (ValueError, AttributeError):
+            saved = ""
         if encoder_id and saved and saved != encoder_id:
             raise ManifestMismatch(f"collection {name!r} was built with encoder {saved!r}, not {encoder_id!r}")
         client.load_collection(name)
-        return
+        return _index_kind(client, name, index)
     params = client.prepare_index_params()
     extra = {"ivf": {"nlist": opts["nlist"]}, "hnsw": {"M": opts["m"], "efConstruction": max(opts["ef"], 64)}}
     params.add_index("vector", index_type=INDEXES[index], metric_type="IP", params=extra.get(index, {}))
@@ -125,6 +154,20 @@ def ensure_collection(client: Any, name: str, dim: int, index: str, opts: dict[s
     # sync=True polls with a 0.5 s sleep; the index of an empty collection is ready at once
     client.create_index(name, params, sync=False)
     client.load_collection(name)
+    return index
+
+
+def _index_kind(client: Any, name: str, asked: str) -> str:
+    """The visrec index kind of the collection's vector index (``flat`` for other types)."""
+    kinds = {v: k for k, v in INDEXES.items()}
+    for index_name in client.list_indexes(name):
+        desc = client.describe_index(name, index_name)
+        if desc.get("field_name") == "vector":
+            kind = kinds.get(str(desc.get("index_type", "")).upper(), "flat")
+            if kind != asked:
+                log.info("collection %s has a %s index; searching it as %s", name, desc.get("index_type"), kind)
+            return kind
+    return "flat"
 
 
 def count(client: Any, name: str, expr: str) -> int:

@@ -3,7 +3,8 @@
 One client API (``pymilvus.MilvusClient``) speaks to Milvus Lite (a local ``.db`` file, in-process; for tests
 and small galleries), Milvus Standalone and Milvus Distributed. Pick the target with a URI:
 
-- ``milvus://host:19530/collection`` (``milvuss://`` for TLS): a Milvus server; ``token=`` authenticates.
+- ``milvus://host:19530/collection`` (``milvuss://`` for TLS): a Milvus server; ``token=`` (or the
+  ``VISREC_MILVUS_TOKEN`` environment variable, e.g. ``user:password``) authenticates.
 - ``milvus-lite:///abs/path.db`` (optionally ``#collection``): a Milvus Lite file.
 - no URI: a private Milvus Lite file in a temporary folder, deleted with the store.
 
@@ -24,12 +25,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tempfile
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -44,16 +47,24 @@ log = logging.getLogger(__name__)
 MAX_TOPK = 16_384
 """Milvus refuses a larger ``limit``; larger ``k`` are padded."""
 Batch = tuple[list[str], np.ndarray, list[dict[str, Any]]]
+SCHEMES = ("milvus", "milvuss", "milvus-lite")
+TOKEN_ENV = "VISREC_MILVUS_TOKEN"
 
 
-def _client(uri: str, token: str | None) -> Any:
+def _client(target: mio.Target, token: str | None) -> Any:
     try:
         from pymilvus import MilvusClient
     except ImportError as e:
         raise MissingExtra("pymilvus", "milvus", "The milvus store") from e
     try:
-        return MilvusClient(uri, token=token or "")
+        return MilvusClient(target.client_uri, token=token or "")
     except Exception as e:  # pymilvus raises many types for an unreachable server or a bad file
+        if target.is_lite:
+            raise VisrecError(
+                f"Milvus Lite cannot open {target.client_uri} ({e}); one process at a time may hold it: stop the "
+                "other one (e.g. visrec serve), or use a Milvus server for shared access"
+            ) from e
+        uri = target.client_uri
         raise VisrecError(f"cannot connect to Milvus at {uri!r} ({e}); check the address and that it runs") from e
 
 
@@ -93,12 +104,13 @@ class MilvusStore:
             uri = f"milvus-lite://{self._tmp.name}/store.db"
         self.target = mio.parse_uri(uri, collection)
         self._lock = threading.RLock()
-        self._client = _client(self.target.client_uri, token)
+        self._client = _client(self.target, token or os.environ.get(TOKEN_ENV))
         self._finalizer = weakref.finalize(self, mio.close_client, self._client, self._tmp)
         self.collection = self.target.collection
         if drop_existing and self._client.has_collection(self.collection):
             self._client.drop_collection(self.collection)
-        mio.ensure_collection(self._client, self.collection, dim, self.index, self.index_options, encoder_id)
+        opts = self.index_options
+        self.index = mio.ensure_collection(self._client, self.collection, dim, self.index, opts, encoder_id)
         self._next_seq = mio.next_seq(self._client, self.collection)
         # Milvus Lite searches unsealed (growing) segments by brute force in Python, ~20x slower than after a
         # flush; a server seals and indexes segments itself and dislikes frequent flushes
@@ -262,3 +274,69 @@ class MilvusStore:
         if self.index == "hnsw":
             return {"metric_type": "IP", "params": {"ef": self.index_options["ef"]}}
         return {"metric_type": "IP"}
+
+
+def parse_store_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``(backend, options)`` of a ``--store`` value: a backend name as is, a Milvus URI as ``milvus`` + ``uri``."""
+    if "://" not in spec:
+        return spec, {}
+    if urlsplit(spec).scheme not in SCHEMES:
+        raise BadInput(
+            f"unknown store URI {spec!r}; write milvus://host:19530/collection, milvuss://... (TLS) or "
+            "milvus-lite:///path/to/file.db, or a backend name (faiss, exact, milvus)"
+        )
+    return "milvus", {"uri": spec}
+
+
+def part_options(part: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options of one part of an index (``store`` or ``joint``): a joint store gets ``<collection>_joint``."""
+    if part != "joint" or not options.get("uri"):
+        return dict(options)
+    name = mio.parse_uri(options["uri"], options.get("collection")).collection
+    return {**options, "collection": f"{name}_joint"}
+
+
+def require_empty(store: MilvusStore, purpose: str) -> None:
+    """``BadInput`` unless the store's collection is empty (so that ``purpose`` overwrites nobody's data)."""
+    n = store.count()
+    if n:
+        raise BadInput(
+            f"the Milvus collection {store.collection!r} at {store.target.uri} already holds {n} items; "
+            f"{purpose} needs a new or empty collection: name another one in the URI, or drop this one"
+        )
+
+
+def claim_collection(dim: int, options: Mapping[str, Any], previous: Path | None) -> bool:
+    """Check that the collection at ``options["uri"]`` may take an index's next generation.
+
+    True when ``previous`` (the store folder of the index's current generation) already lives there; else the
+    collection must be new or empty (``BadInput`` otherwise) and False is returned.
+    """
+    store = MilvusStore(dim, **options)
+    try:
+        if mio.points_at(previous, store.target):
+            return True
+        require_empty(store, "indexing into it")
+        return False
+    finally:
+        store.close()
+
+
+def fill_generation(
+    dim: int, options: Mapping[str, Any], previous: Path | None, ids: list[str], vectors: np.ndarray,
+    metadata: list[dict[str, Any]],
+) -> MilvusStore:  # fmt: skip
+    """A store at ``options["uri"]`` holding exactly these items, for the next generation of an index folder.
+
+    When ``previous`` (the store folder of the index's current generation) points at the same collection, the
+    collection is brought up to date in place: ids no longer listed are deleted, the others upserted. Any
+    other collection must be new or empty (``BadInput`` otherwise), so an index never adopts foreign data.
+    """
+    store = MilvusStore(dim, **options)
+    if not mio.points_at(previous, store.target):
+        require_empty(store, "indexing into it")
+    keep = set(ids)
+    store.delete([i for i in store.ids() if i not in keep])
+    if ids:
+        store.upsert(ids, vectors, metadata)
+    return store
