@@ -20,12 +20,25 @@ from visrec.errors import VisrecError
 F = TypeVar("F", bound=Callable[..., Any])
 
 INDEX = typer.Argument(..., help="Index folder built with: visrec index DATASET --out INDEX.")
-SEGMENTER = typer.Option("gallery", "--segmenter", "-s", help="gallery (windows like the index's images) | proposals.")
+SEGMENTER = typer.Option(
+    "gallery",
+    "--segmenter",
+    "-s",
+    help="gallery (windows like the index's images) | proposals | nanodet (COCO object boxes; docs/scene.md).",
+)
 LONG_SIDE = typer.Option(1024, "--long-side", help="Shrink the image so its longer side is at most this (0: never).")
 MODE = typer.Option("knn", "--mode", "-m", help="Classifier mode of the index: knn | prototype.")
 MIN_SCORE = typer.Option(0.0, "--min-score", help="Drop labelled regions whose confidence is below this.")
 UNKNOWN = typer.Option(False, "--unknown/--no-unknown", help="Also report regions recognised as nobody.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+ACCEPT = typer.Option(
+    "relative",
+    "--accept",
+    help="relative: keep regions scoring near the scene's best (and >= --floor) | calibrated: the index's "
+    "per-class unknown thresholds (strict; fitted on whole images, not crops).",
+)
+MARGIN = typer.Option(0.02, "--margin", help="relative: keep regions within this raw score of the scene's best.")
+FLOOR = typer.Option(0.76, "--floor", help="relative: the lowest raw score that names a region.")
 
 
 def _command(fn: F) -> F:
@@ -40,15 +53,20 @@ def _command(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _analyzer(index: Path, segmenter: str, long_side: int, mode: str, min_score: float, unknown: bool) -> Any:
+def _analyzer(index: Path, segmenter: str, config: Any) -> Any:
     from visrec.index import Index
     from visrec.segment import create_segmenter
-    from visrec.segment.scene import SceneAnalyzer, SceneConfig
+    from visrec.segment.scene import SceneAnalyzer
 
     idx = Index(index)
     seg = create_segmenter(segmenter, index=idx) if segmenter == "gallery" else create_segmenter(segmenter)
-    cfg = SceneConfig(long_side=long_side, mode=mode, min_score=min_score, keep_unknown=unknown)
-    return SceneAnalyzer(idx, seg, cfg)
+    return SceneAnalyzer(idx, seg, config)
+
+
+def _config(**fields: Any) -> Any:
+    from visrec.segment.scene import SceneConfig
+
+    return SceneConfig(**fields)
 
 
 @_command
@@ -62,6 +80,9 @@ def scene_cmd(
     mode: str = MODE,
     min_score: float = MIN_SCORE,
     unknown: bool = UNKNOWN,
+    accept: str = ACCEPT,
+    margin: float = MARGIN,
+    floor: float = FLOOR,
     as_json: bool = JSON,
 ) -> None:
     """Find the regions of IMAGE and recognise each against INDEX ("Naruto here, Sakura there")."""
@@ -69,7 +90,16 @@ def scene_cmd(
     from visrec.segment.draw import annotate
 
     rgb = load_image(image)
-    result = _analyzer(index, segmenter, long_side, mode, min_score, unknown).analyze(rgb)
+    cfg = _config(
+        long_side=long_side,
+        mode=mode,
+        min_score=min_score,
+        keep_unknown=unknown,
+        accept=accept,
+        margin=margin,
+        floor=floor,
+    )
+    result = _analyzer(index, segmenter, cfg).analyze(rgb)
     if out is not None:
         annotate(rgb, result).save(out)
     if coco is not None:
@@ -94,12 +124,16 @@ def scene_eval_cmd(
     mode: str = MODE,
     min_score: float = MIN_SCORE,
     all_files: bool = typer.Option(False, "--all-files", help="Also score byte-identical duplicate scenes."),
+    accept: str = ACCEPT,
+    margin: float = MARGIN,
+    floor: float = FLOOR,
     as_json: bool = JSON,
 ) -> None:
     """Image-level presence precision / recall / F1 of the index's labels over labelled scenes."""
     from visrec.segment.evaluate import evaluate_presence, load_labels
 
-    analyzer = _analyzer(index, segmenter, long_side, mode, min_score, False)
+    cfg = _config(long_side=long_side, mode=mode, min_score=min_score, accept=accept, margin=margin, floor=floor)
+    analyzer = _analyzer(index, segmenter, cfg)
     rep = evaluate_presence(
         analyzer, scenes, load_labels(labels or scenes / "manual_labels.json"), min_score, not all_files
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from tests.fixtures_images import make_labeled_tree
 from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
-from visrec.errors import StageOrderError
+from visrec.errors import MissingExtra, MissingWeights, StageOrderError
 from visrec.index import Index
 from visrec.indexing import IndexConfig
 from visrec.segment import SEGMENTERS, Segmenter, create_segmenter
@@ -27,9 +28,29 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
     return Index(tmp / "idx.vrx")
 
 
+FINDS_ANY_SHAPE = {"proposals", "gallery"}  # class-agnostic backends; a COCO detector need not box a square
+
+
+def _tiny_sam() -> Segmenter:
+    """SAM with a tiny random-init architecture (no SAM weights exist here) and filters that keep everything."""
+    if importlib.util.find_spec("segment_anything") is None:
+        pytest.skip("segment-anything (the sam extra) is not installed")
+    from visrec.segment.sam_amg import SamArch, SamConfig, SamSegmenter, build_sam
+
+    tiny = SamArch(16, 1, 2, (0,), img_size=64, window_size=2, prompt_dim=16, decoder_depth=1, decoder_mlp_dim=32,
+                   decoder_heads=2, iou_hidden=16, mask_in_chans=4)  # fmt: skip
+    cfg = SamConfig(arch=tiny, points_per_side=4, pred_iou_thresh=-1e9, stability_thresh=0.0)
+    return SamSegmenter(cfg, model=build_sam(tiny))
+
+
 def _make(name: str, index: Index) -> Segmenter:
     options: dict[str, Any] = {"index": index} if name == "gallery" else {}
-    return create_segmenter(name, **options)
+    if name == "sam":
+        return _tiny_sam()
+    try:
+        return create_segmenter(name, **options)
+    except (MissingWeights, MissingExtra) as e:  # weights installed apart (see the backend module docstring)
+        pytest.skip(f"{name}: {e}")
 
 
 def _square_scene() -> np.ndarray:
@@ -46,12 +67,12 @@ def test_segmenter_contract(name: str, index: Index) -> None:
         seg.regions()
     seg.set_image(_square_scene())
     regs = seg.regions()
-    assert len(regs) >= 1 and regs.xyxy.dtype == np.float32
+    assert regs.xyxy.dtype == np.float32 and regs.scores.shape == (len(regs),)
     assert (regs.xyxy[:, :2] >= 0).all() and (regs.xyxy[:, 2] <= 160).all() and (regs.xyxy[:, 3] <= 120).all()
     assert (regs.xyxy[:, 2:] > regs.xyxy[:, :2]).all()
     assert regs.masks is None or regs.masks.shape[1:] == (120, 160)
-    # some region covers most of the square (windows on a coarse grid: not exactly)
-    assert box_ioa(np.array([[50, 30, 110, 90]], np.float32), regs.xyxy).max() > 0.6
+    if name in FINDS_ANY_SHAPE:  # some region covers most of the square (windows on a coarse grid: not exactly)
+        assert box_ioa(np.array([[50, 30, 110, 90]], np.float32), regs.xyxy).max() > 0.6
     assert seg.regions() is regs  # computed once, queried many times
 
 

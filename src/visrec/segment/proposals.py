@@ -63,6 +63,36 @@ def sliding_windows(height: int, width: int, scales: tuple[float, ...], stride: 
     return np.asarray(boxes, np.float32).reshape(-1, 4)
 
 
+def fit_stride(height: int, width: int, scales: tuple[float, ...], stride: float, max_windows: int) -> float:
+    """The smallest stride >= ``stride`` (raised in steps of 0.05, at most 1.0) that gives at most ``max_windows``
+    sliding windows: a wide image gets a coarser grid instead of more windows, so the cost per image is bounded
+    while the whole image stays covered."""
+    s = stride
+    while s < 1.0 and len(sliding_windows(height, width, scales, s)) > max_windows:
+        s = min(1.0, round(s + 0.05, 2))
+    return s
+
+
+def jitter_windows(
+    boxes: np.ndarray, height: int, width: int, shift: float = 0.25, scales: tuple[float, ...] = (0.7, 1.4)
+) -> np.ndarray:
+    """Neighbours of each box ``(n, 4)`` for a local search: the box moved by ``shift`` of its side left, right,
+    up and down, then the box rescaled by each of ``scales`` about its centre. ``(n * (4 + len(scales)), 4)``
+    float32, squares kept inside the image (moved back in, never cut)."""
+    out = []
+    for x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        side, cx, cy = max(x1 - x0, y1 - y0), (x0 + x1) / 2, (y0 + y1) / 2
+        d = shift * side
+        variants = [(cx - d, cy, side), (cx + d, cy, side), (cx, cy - d, side), (cx, cy + d, side)]
+        variants += [(cx, cy, side * f) for f in scales]
+        for vx, vy, vs in variants:
+            vs = min(vs, height, width)
+            bx = min(max(vx - vs / 2, 0.0), width - vs)
+            by = min(max(vy - vs / 2, 0.0), height - vs)
+            out.append((bx, by, bx + vs, by + vs))
+    return np.asarray(out, np.float32).reshape(-1, 4)
+
+
 def _starts(length: int, side: int, step: int) -> list[int]:
     if side >= length:
         return [0]
