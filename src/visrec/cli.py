@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import typer
 
 from visrec import render
+from visrec.cli_scale import ENGINE, RAY_ADDRESS, STORE
 from visrec.errors import VisrecError
 
 app = typer.Typer(
@@ -64,11 +65,13 @@ def index_cmd(
     where: str = WHERE,
     encoder: str = typer.Option(None, "--encoder", help="Encoder name (default: efficientnet-lite0)."),
     checkpoint: str = typer.Option(None, "--checkpoint", help="Model folder or cache id for hf-clip/open-clip."),
-    store: str = typer.Option("faiss", "--store", help="Vector store backend: faiss | exact."),
+    store: str = STORE,
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Calibrate unknown thresholds."),
     target_precision: float = typer.Option(0.95, "--target-precision", min=0.01, max=1.0),
+    engine: str = ENGINE,
+    ray_address: str = RAY_ADDRESS,
     as_json: bool = JSON,
 ) -> None:
     """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
@@ -76,7 +79,7 @@ def index_cmd(
     from visrec.indexing import IndexConfig
 
     cfg = IndexConfig(store=store, batch_size=batch_size, workers=workers, calibrate=calibrate,
-                      target_precision=target_precision)  # fmt: skip
+                      target_precision=target_precision, engine=engine, ray_address=ray_address)  # fmt: skip
     with render.progress(enabled=not as_json) as bar:
         report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar)
     _emit(as_json, report.to_dict(), lambda: render.indexing_report(report))
@@ -209,6 +212,7 @@ def serve_cmd(
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
     ui: bool = typer.Option(True, "--ui/--no-ui", help="Serve the web UI at / beside the API."),
     report: Path = typer.Option(None, "--report", help="A `visrec compare` report.html to show in the Compare tab."),
+    faces: Path = typer.Option(None, "--faces", help="A face index (`visrec faces index`) to identify faces against."),
 ) -> None:
     """Serve the HTTP API (/api, OpenAPI at /docs) and the web UI (/) for one index."""
     import importlib.util
@@ -224,7 +228,7 @@ def serve_cmd(
         raise BadInput(f"binding {host} exposes the index beyond this machine: set --token or VISREC_API_TOKEN")
     import uvicorn
 
-    cfg = ServeConfig(index, writable, int(max_upload_mb * 2**20), token, report)
+    cfg = ServeConfig(index, writable, int(max_upload_mb * 2**20), token, report, faces)
     render.err.print(f"serving {index} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(create_app(cfg, ui=ui), host=host, port=port, log_level="warning")  # type: ignore[arg-type]
 
@@ -238,6 +242,12 @@ _register_faces(app)
 from visrec.cli_scene import register as _register_scene  # noqa: E402
 
 _register_scene(app)
+from visrec.cli_finetune import register as _register_finetune  # noqa: E402
+
+_register_finetune(app)
+from visrec.cli_scale import register as _register_scale  # noqa: E402
+
+_register_scale(app, wrap=_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

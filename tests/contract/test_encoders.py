@@ -99,12 +99,26 @@ BACKENDS = [
     pytest.param("mobilenet-v2", id="mobilenet-v2", marks=SLOW),
     pytest.param("hf-clip", id="hf-clip"),
     pytest.param("open-clip", id="open-clip"),
+    pytest.param("adapted", id="adapted"),
 ]
+
+
+@pytest.fixture(scope="session")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 16-d adapter over the fake encoder, saved as visrec finetune saves one."""
+    from visrec.train import Adapter, HeadSpec, build_head, save_adapter
+
+    fake = create_encoder("fake")
+    base = {"name": fake.name, "fingerprint": fake.fingerprint, "describe": fake.describe()}
+    head = build_head(HeadSpec(fake.dim, 16, "mlp", 32), seed=0)
+    return save_adapter(Adapter("linear", {"image": head}, base), tmp_path_factory.mktemp("adapter"))
 
 
 def _options(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if name == "hf-clip":
         return {"model": str(request.getfixturevalue("tiny_clip_dir"))}
+    if name == "adapted":
+        return {"adapter": str(request.getfixturevalue("adapter_dir"))}
     if name == "open-clip" and not HAS_OPEN_CLIP:
         pytest.skip("open_clip is not installed (it needs torchvision, which does not import beside this torch)")
     return {}

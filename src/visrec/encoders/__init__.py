@@ -49,6 +49,11 @@ ENCODERS.register(
     help="your own OpenCLIP checkpoint (model=architecture, pretrained=file); needs open_clip",
 )
 ENCODERS.register("fake", "visrec.encoders.fake:create", help="deterministic colour features, for tests")
+ENCODERS.register(
+    "adapted",
+    "visrec.train.adapter:create",
+    help="a base encoder followed by a fine-tuned adapter (adapter=FOLDER written by visrec finetune)",
+)
 
 
 def create_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> Encoder:

@@ -1,0 +1,167 @@
+"""``visrec finetune`` and ``visrec reproject``: adapt the embedding to the user's labels, then re-project an index.
+
+Register on the main app with one line: ``visrec.cli_finetune.register(app)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from visrec import render
+from visrec.errors import VisrecError
+
+F = TypeVar("F", bound=Callable[..., Any])
+METHOD_HELP = (
+    "linear | mlp (classifier heads, cross-entropy) | arcface | triplet | infonce | supcon (metric projections) | "
+    "lit (text head: text queries land near the right images)"
+)
+FIGURES = ("top1", "macro_f1", "r_at_1", "map_at_r")
+LIT_FIGURES = ("t2i_r_at_1", "t2i_r_at_5", "t2i_map_at_r", "i2t_top1", "i2t_macro_f1")
+
+
+def _command(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except VisrecError as e:
+            render.error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            render.error("interrupted; no adapter was written")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _print(res: Any, out: Path, reprojected: dict[str, Any] | None) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    sp = res.split
+    render.out.print(f"split: {sp['rule']} ({sp['train']} train, {sp['val']} val, {sp['test']} test images; "
+                     f"{len(sp['classes'])} labels)", highlight=False)  # fmt: skip
+    cols = LIT_FIGURES if res.method == "lit" else FIGURES
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("embedding")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in res.rows():
+        table.add_row(row["what"], *[f"{100 * row[c]:.1f}%" if c in row else "-" for c in cols])
+    # Piped output has no terminal width to respect: keep every row on one line.
+    (render.out if render.out.is_terminal else Console(width=200)).print(table)
+    t = res.training
+    render.out.print(f"trained {t.epochs} epochs in {t.seconds:.1f} s, kept epoch {t.best_epoch}; {t.stopped}",
+                     highlight=False)  # fmt: skip
+    render.out.print(f"adapter: {out}  (fingerprint {res.adapter.fingerprint()})", highlight=False)
+    if reprojected:
+        render.out.print(f"re-projected index: {reprojected['path']} ({reprojected['count']} items)", highlight=False)
+
+
+@_command
+def finetune_cmd(
+    source: Path = typer.Argument(..., help="Index folder, or a labeled dataset (it is indexed once into --index)."),
+    method: str = typer.Option("linear", "--method", "-m", help=METHOD_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Adapter folder to write (adapter.safetensors + adapter.json)."),
+    index: Path = typer.Option(
+        None,
+        "--index",
+        help="With a dataset: index folder to embed it into (default: OUT/base.vrx; reused by later runs).",
+    ),
+    encoder: str = typer.Option(None, "--encoder", help="With a dataset: encoder (default: efficientnet-lite0)."),
+    fmt: str = typer.Option(None, "--format", help="With a dataset: folders | roboflow | manifest (default: detect)."),
+    where: str = typer.Option(None, "--where", help="With a dataset: filter expression applied first."),
+    split_field: str = typer.Option(
+        "auto",
+        "--split-field",
+        help="Split of the test images: 'auto' (grouped_split "
+        "if present, else a leak-free near-duplicate-grouped split) or a field name.",
+    ),
+    train: str = typer.Option("train,valid", "--train", help="Train values of --split-field."),
+    test: str = typer.Option("test", "--test", help="Test values of --split-field."),
+    dim: int = typer.Option(256, "--dim", min=2, help="Width of the adapted embedding."),
+    head: str = typer.Option("linear", "--head", help="Projection of the metric methods: linear | mlp."),
+    epochs: int = typer.Option(60, "--epochs", min=1, help="Most epochs (early stopping usually ends sooner)."),
+    patience: int = typer.Option(10, "--patience", min=1, help="Epochs without validation gain before stopping."),
+    lr: float = typer.Option(1e-3, "--lr", min=1e-8, help="Peak learning rate (warm-up, then cosine decay)."),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
+    batch_size: int = typer.Option(128, "--batch-size", min=2),
+    miner: str = typer.Option(
+        "semi-hard", "--miner", help="Triplet mining: semi-hard | batch-hard (can collapse on noisy labels) | all."
+    ),
+    margin: float = typer.Option(None, "--margin", help="ArcFace margin in degrees (28.6) / triplet margin (0.2)."),
+    temperature: float = typer.Option(None, "--temperature", help="InfoNCE / SupCon temperature (0.1)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same data -> same adapter."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
+    guard: bool = typer.Option(True, "--guard/--no-guard", help="Stop when the embedding collapses."),
+    reproject: Path = typer.Option(None, "--reproject", help="Also write the index re-projected with the adapter."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON result instead of a table."),
+) -> None:
+    """Train a small head on the frozen encoder's cached embeddings; print before/after figures on the same
+    leak-free test split; save the adapter (and optionally re-project the index with it)."""
+    from visrec.train import FinetuneConfig, GuardConfig, LoopConfig, LossOptions, SplitOptions, save_adapter
+    from visrec.train.reproject import reproject_index
+    from visrec.train.run import LIT, finetune, finetune_lit, prepare_index
+
+    cfg = FinetuneConfig(
+        method=method, out_dim=dim, head=head,
+        loss=LossOptions(margin=margin, temperature=temperature, miner=miner),
+        loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
+                        seed=seed, device=device, guard=GuardConfig(enabled=guard)),
+        split=SplitOptions(split_field, _names(train), _names(test)),
+    )  # fmt: skip
+    with render.progress(enabled=not as_json) as bar:
+        idx = prepare_index(source, index or out / "base.vrx", fmt, where, encoder, bar)
+    log = None if quiet or as_json else (lambda line: render.err.print(line, highlight=False, soft_wrap=True))
+    res = finetune_lit(idx, cfg, log=log) if method == LIT else finetune(idx, cfg, log)
+    save_adapter(res.adapter, out)
+    done = reproject_index(idx, res.adapter, reproject) if reproject else None
+    if as_json:
+        sys.stdout.write(json.dumps(res.to_dict() | {"index": str(idx), "reprojected": done}, indent=1) + "\n")
+    else:
+        _print(res, out, done)
+
+
+@_command
+def reproject_cmd(
+    index: Path = typer.Argument(..., help="Index folder built with the adapter's base encoder."),
+    adapter: Path = typer.Option(..., "--adapter", "-a", help="Adapter folder written by visrec finetune."),
+    out: Path = typer.Option(..., "--out", "-o", help="New index folder to write."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Recalibrate unknown thresholds."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Write a new index whose vectors are INDEX's projected by the adapter (labels and metadata kept); queries
+    to it go through the base encoder and the adapter."""
+    from visrec.train import load_adapter, reproject_index
+
+    done = reproject_index(index, load_adapter(adapter), out, calibrate)
+    if as_json:
+        sys.stdout.write(json.dumps(done, indent=1) + "\n")
+    else:
+        render.out.print(f"{done['path']}: {done['count']} items, {done['dim']}-d, encoder {done['encoder']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``finetune`` and ``reproject`` to the main CLI app."""
+    app.command("finetune")(finetune_cmd)
+    app.command("reproject")(reproject_cmd)
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec fine-tuning commands.")
+register(app)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,230 @@
+"""The training loop: balanced batches, AdamW, warm-up + cosine LR, early stopping, collapse guard.
+
+The loop only sees a head, an objective (the loss strategy) and cached embeddings; it never touches the image
+encoder. Seeded runs are reproducible: the same seed, data and options give bit-identical weights on one
+machine (batches come from a seeded numpy generator; torch's RNG is forked and seeded).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from visrec.errors import BadInput
+from visrec.train.data import EmbeddingSplit
+from visrec.train.evaluate import embedding_figures, score
+from visrec.train.guard import CollapseGuard, GuardConfig, measure
+from visrec.train.heads import Head
+from visrec.train.losses import Objective
+
+Log = Callable[[str], None]
+MIN_GAIN = 1e-3
+"""Smallest rise of the validation score that counts as progress for early stopping."""
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Optimisation settings. ``per_class``: images of one label drawn together into a batch (so every batch
+    has positives for the metric losses); ``patience``: epochs without a better validation score before
+    stopping; ``min_epochs``: epochs always run; ``device``: ``cpu``, ``cuda`` or ``auto``."""
+
+    epochs: int = 60
+    batch_size: int = 128
+    per_class: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 3
+    patience: int = 10
+    min_epochs: int = 5
+    k: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    guard: GuardConfig = field(default_factory=GuardConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "per_class", "patience", "k"):
+            if int(getattr(self, name)) < 1:
+                raise BadInput(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise BadInput(f"lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}")
+        if self.seed < 0:
+            raise BadInput(f"seed must be >= 0, got {self.seed}")
+
+
+@dataclass
+class TrainResult:
+    """What a run did: epochs run, the best epoch (whose weights the head now holds), why it stopped, the
+    per-epoch history (loss, lr, validation figures, embedding health) and the seconds it took."""
+
+    epochs: int = 0
+    best_epoch: int = 0
+    best_val: dict[str, Any] = field(default_factory=dict)
+    stopped: str = ""
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "best_epoch": self.best_epoch, "best_val": self.best_val,
+                "stopped": self.stopped, "seconds": round(self.seconds, 3), "history": self.history}  # fmt: skip
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's CPU RNG seeded by ``seed``, restoring the caller's RNG state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInput("device cuda was asked for but torch sees no GPU; use --device cpu (or auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise BadInput(f"device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+def balanced_batches(labels: np.ndarray, batch_size: int, per_class: int, rng: np.random.Generator) -> list:
+    """One epoch of batches (arrays of row positions): each label's rows are shuffled and cut into chunks of
+    ``per_class``; the chunks are shuffled and packed into batches of about ``batch_size``. Every row appears
+    exactly once per epoch."""
+    chunks: list[np.ndarray] = []
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        chunks += [rows[i : i + per_class] for i in range(0, len(rows), per_class)]
+    batches: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    for j in rng.permutation(len(chunks)):
+        current.append(chunks[j])
+        if sum(len(c) for c in current) >= batch_size:
+            batches.append(np.concatenate(current))
+            current = []
+    if current:
+        batches.append(np.concatenate(current))
+    return batches
+
+
+def lr_factor(epoch: int, cfg: LoopConfig) -> float:
+    if epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    span = max(cfg.epochs - cfg.warmup_epochs, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+
+
+def project(head: Head, vectors: np.ndarray, device: torch.device | None = None, batch: int = 4096) -> np.ndarray:
+    """``head(vectors)`` as ``(n, out_dim)`` float32 unit rows (eval mode, no gradients)."""
+    dev = device or next(head.parameters()).device
+    head.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(vectors), batch):
+            x = torch.from_numpy(np.ascontiguousarray(vectors[i : i + batch], np.float32)).to(dev)
+            out.append(head(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, head.spec.out_dim), np.float32)
+
+
+class _Epochs:
+    """State of one run (kept out of :func:`fit` so each step stays short)."""
+
+    def __init__(self, head: Head, objective: Objective, data: EmbeddingSplit, cfg: LoopConfig) -> None:
+        self.head, self.objective, self.data, self.cfg = head, objective, data, cfg
+        self.device = resolve_device(cfg.device)
+        head.to(self.device)
+        for p in objective.parameters():
+            p.data = p.data.to(self.device)
+        params = list(head.parameters()) + objective.parameters()
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: lr_factor(e, cfg))
+        self.train_rows = data.rows("train")
+        self.x = torch.from_numpy(data.vectors[self.train_rows]).to(self.device)
+        self.y = torch.from_numpy(data.labels[self.train_rows]).to(self.device)
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def train_one(self) -> float:
+        self.head.train()
+        total, n = 0.0, 0
+        for rows in balanced_batches(self.y.cpu().numpy(), self.cfg.batch_size, self.cfg.per_class, self.rng):
+            idx = torch.from_numpy(rows).to(self.device)
+            loss = self.objective(self.head(self.x[idx]), self.y[idx], self.head)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total += float(loss.detach()) * len(rows)
+            n += len(rows)
+        self.sched.step()
+        return total / max(n, 1)
+
+    def validate(self) -> tuple[dict[str, Any], Any]:
+        z = project(self.head, self.data.vectors, self.device)
+        val, train = self.data.rows("val"), self.data.rows("train")
+        figs = embedding_figures(z, self.data.labels, val, train, self.data.classes, self.cfg.k)
+        return figs, measure(z[val], self.data.labels[val])
+
+
+def fit(
+    head: Head, objective: Objective, data: EmbeddingSplit, cfg: LoopConfig,
+    log: Log | None = None, progress: Progress | None = None,
+) -> TrainResult:  # fmt: skip
+    """Train ``head`` with ``objective`` on the train rows of ``data``; keep the weights of the epoch with the best
+    validation score (kNN top-1 + mAP@R of val queries against the train rows). Raises
+    :class:`~visrec.train.guard.EmbeddingCollapsed` when the validation embedding collapses."""
+    t0 = time.perf_counter()
+    res = TrainResult()
+    with seeded(cfg.seed):
+        run = _Epochs(head, objective, data, cfg)
+        start_val, start = run.validate()
+        guard = CollapseGuard(start, len(data.classes), cfg.guard)
+        best, best_state, since = score(start_val), copy.deepcopy(head.state_dict()), 0
+        res.best_val = _rounded(start_val)
+        for epoch in range(1, cfg.epochs + 1):
+            lr = run.opt.param_groups[0]["lr"]
+            loss = run.train_one()
+            val, health = run.validate()
+            row = {"epoch": epoch, "loss": round(loss, 5), "lr": lr, **_rounded(val), **health.to_dict()}
+            res.history.append(row)
+            res.epochs = epoch
+            if log is not None:
+                log(_line(row))
+            if progress is not None:
+                progress("training", epoch, cfg.epochs)
+            guard.check(epoch, health)
+            if score(val) > best + MIN_GAIN:
+                best, best_state, since, res.best_epoch, res.best_val = score(val), _copy(head), 0, epoch, _rounded(val)
+            else:
+                since += 1
+            if since >= cfg.patience and epoch >= cfg.min_epochs:
+                res.stopped = f"early stop: no better validation score for {cfg.patience} epochs"
+                break
+        res.stopped = res.stopped or f"ran all {cfg.epochs} epochs"
+    head.load_state_dict(best_state)
+    head.eval()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _copy(head: Head) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in head.state_dict().items()}
+
+
+def _rounded(figs: dict[str, Any]) -> dict[str, Any]:
+    return {f"val_{k}": round(float(v), 4) for k, v in figs.items()}
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (
+        f"epoch {row['epoch']:3d} loss {row['loss']:.4f} lr {row['lr']:.1e} | val top-1 {row['val_top1']:.3f} "
+        f"mAP@R {row['val_map_at_r']:.3f} | spread {row['spread']:.3f} rank {row['effective_rank']:.1f} "
+        f"gap {row['gap']:.3f}"
+    )

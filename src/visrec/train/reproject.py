@@ -1,0 +1,68 @@
+"""Re-project an index with an adapter into a new index folder (the source index is left untouched).
+
+The new folder keeps every id, label and metadata field; its vectors are the adapter's projection of the stored
+vectors (no image is re-encoded), its encoder is ``adapted`` (base encoder + adapter), and its prototypes and
+unknown-threshold calibration are recomputed in the new space, as ``visrec index`` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.errors import BadInput
+from visrec.train.adapter import Adapter, encoder_entry
+
+
+def _joint_vectors(index: Any, ids: list[str]) -> np.ndarray | None:
+    if index.joint is None:
+        return None
+    return np.asarray(index.joint.get(ids)[0], np.float32)
+
+
+def reproject_index(
+    index_path: str | Path, adapter: Adapter, out: str | Path, calibrate: bool = True, target_precision: float = 0.95
+) -> dict[str, Any]:
+    """Write ``out``: the index at ``index_path`` with its vectors projected by ``adapter``.
+
+    Refuses (``ManifestMismatch``) an index built by another encoder than the adapter's base, and (``BadInput``)
+    an ``out`` that already exists. Returns a summary (count, dims, encoder fingerprint, calibration figures).
+    """
+    from visrec.build import _derived_files, _writer
+    from visrec.index import Index
+    from visrec.indexing import IndexConfig, IndexingReport
+    from visrec.stores import IndexFolder, create_store
+    from visrec.train.data import read_index
+
+    out = Path(out)
+    if adapter.path is None:
+        raise BadInput("save the adapter (save_adapter) before re-projecting: the new index records its folder")
+    if out.exists() and any(out.iterdir()):
+        raise BadInput(f"{out} already exists and is not empty; choose a new folder for the re-projected index")
+    src = Index(index_path, mmap=False)
+    enc = src.encoder_info
+    adapter.check_base(str(enc.get("fingerprint")), str(enc.get("name")), f"the index {index_path}")
+    ids, vecs, metas, _ = read_index(index_path)
+    z = adapter.project(vecs)
+    entry = encoder_entry(adapter)
+    joint_dim = entry["describe"]["joint_dim"]
+    joint_vecs = z if "text" in adapter.heads else _joint_vectors(src, ids)
+    backend = src.folder.manifest.store
+    folder = IndexFolder.create(out, encoder_info=entry, dim=adapter.out_dim,
+                                joint_dim=joint_dim if joint_vecs is not None else None, backend=backend)  # fmt: skip
+    store = create_store(backend, adapter.out_dim)
+    store.add(ids, z, metas)
+    joint = None
+    if joint_vecs is not None:
+        joint = create_store(backend, joint_vecs.shape[1])
+        joint.add(ids, joint_vecs, [{"path": m["path"]} for m in metas])
+    report = IndexingReport(path=str(out))
+    files = _derived_files(store, joint, IndexConfig(store=backend, calibrate=calibrate,
+                                                     target_precision=target_precision), report)  # fmt: skip
+    extra = {k: v for k, v in src.folder.manifest.extra.items() if k == "dataset_root"}
+    extra["reprojected_from"] = str(Path(index_path).resolve())
+    folder.commit(_writer(store, joint, files), count=len(ids), extra=extra)
+    return {"path": str(out), "count": len(ids), "dim": adapter.out_dim, "encoder": entry["fingerprint"],
+            "calibration": report.calibration}  # fmt: skip
