@@ -32,7 +32,7 @@ QUICK = FinetuneConfig("triplet", 8, loop=LoopConfig(epochs=3, batch_size=16, lr
 def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     make_labeled_tree(root, CLASSES, per_class=12, size=40)
-    out = root.parent / "idx.vrx"
+    out = tmp_path_factory.mktemp("index") / "idx.vrx"
     build_index(load_dataset(root), out, create_encoder("fake", dim=16), IndexConfig(store="exact", calibrate=False))
     return out
 

@@ -23,7 +23,7 @@ CLASSES = ("amber", "blue", "crimson")
 def index_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data")
     make_labeled_tree(root, CLASSES, per_class=8, size=48)
-    out = root.parent / "idx.vrx"
+    out = tmp_path_factory.mktemp("index") / "idx.vrx"
     build_index(load_dataset(root), out, create_encoder("fake"))
     return out
 
