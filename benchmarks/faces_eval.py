@@ -5,6 +5,9 @@ Usage: ``python benchmarks/faces_eval.py [DATA_DIR] [--detectors blazeface,dlib-
 Prints one JSON object: per detector the faces found in each multi-face photo, detection ms per image and the
 recognition figures; then the fusion of the face embedding's similarity with the general encoder's similarity on
 the face crop (each alone and fused, the fusion weights fitted out-of-fold by 5-fold cross-validation).
+
+``--embedders dlib-resnet,facenet-512`` instead compares face embedders side by side on the same faces (found once
+by the first detector): verification, rank-1, clustering and embedding ms per face, with ratios to the first.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import numpy as np
 
 from visrec.cluster import ClusterConfig, cluster, cluster_quality
 from visrec.data import load_image
-from visrec.faces import FacePipeline, create_face_pipeline
+from visrec.faces import FACE_DETECTORS, FACE_EMBEDDERS, FacePipeline, Faces, create_face_pipeline
 from visrec.faces.calibrate import best_accuracy, calibrate, distance_matrix
 from visrec.faces.fusion import face_crops, fit_fusion
+from visrec.faces.pipeline import DEFAULT_THRESHOLDS
 
 Vecs = dict[str, np.ndarray]
 
@@ -98,7 +102,7 @@ def clustering(vecs: Vecs, threshold: float) -> dict[str, dict[str, float]]:
     }
     out = {}
     for name, cfg in cfgs.items():
-        q = cluster_quality(cluster(x, cfg), truth)
+        q = cluster_quality(cluster(x, cfg).tolist(), truth)
         out[name] = {m: round(v, 4) for m, v in q.items()}
     return out
 
@@ -179,6 +183,57 @@ def general_vectors(crops: dict[str, np.ndarray], encoder_name: str) -> tuple[Ve
     return dict(zip(keys, emb.vectors, strict=True)), {"name": enc.name, "fingerprint": enc.fingerprint}
 
 
+def separation(d: np.ndarray, same: np.ndarray) -> dict[str, float]:
+    """Cosine distances of same / different pairs: extremes, the EER threshold and d' (gap in pooled std units)."""
+    a, b = d[same], d[~same]
+    return {
+        "max_same": round(float(a.max()), 4), "min_different": round(float(b.min()), 4),
+        "eer_threshold": round(calibrate(d, same).eer_threshold, 4),
+        "d_prime": round(float((b.mean() - a.mean()) / np.sqrt((a.var() + b.var()) / 2)), 3),
+    }  # fmt: skip
+
+
+def detect_once(root: Path, detector: str) -> dict[str, Faces]:
+    """The largest face of every labeled photo that has one (keyed by relative path)."""
+    det = FACE_DETECTORS.create(detector)
+    found = {}
+    for r in csv.DictReader((root / "manifest.csv").open()):
+        faces = det.detect(load_image(root / r["path"])).largest()
+        if len(faces):
+            found[r["path"]] = faces
+    return found
+
+
+def compare_embedders(root: Path, detector: str, names: list[str]) -> dict[str, Any]:
+    """Recognition figures and embedding ms per face of each embedder on the same detected faces."""
+    found = detect_once(root, detector)
+    out: dict[str, Any] = {"detector": detector, "faces": len(found)}
+    embedders = {name: FACE_EMBEDDERS.create(name) for name in names}
+    vecs_of: dict[str, Vecs] = {name: {} for name in names}
+    spent = dict.fromkeys(names, 0.0)
+    for path, faces in found.items():
+        image = load_image(root / path)
+        for name, emb in embedders.items():  # interleaved, so a change in machine load hits all alike
+            t = time.perf_counter()
+            vecs_of[name][path] = emb.embed(image, faces)[0]
+            spent[name] += time.perf_counter() - t
+    for name, emb in embedders.items():
+        vecs = vecs_of[name]
+        pairs, same = read_pairs(root, vecs)
+        d = 1 - similarities(pairs, vecs)
+        threshold = DEFAULT_THRESHOLDS.get(name, 0.3)
+        out[name] = {
+            "embedder": emb.describe(), "embed_ms_per_face": round(1000 * spent[name] / len(found), 1),
+            "verification": verification(d, same), "separation": separation(d, same),
+            "identification": identification(vecs), "clustering": clustering(vecs, threshold),
+        }  # fmt: skip
+    base = out[names[0]]
+    out["ratios_to_" + names[0]] = {
+        n: {"embed_ms_per_face": round(out[n]["embed_ms_per_face"] / base["embed_ms_per_face"], 2)} for n in names[1:]
+    }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     default = Path(__file__).resolve().parents[1].parent / "shared/data/deepface_celebs"
@@ -188,8 +243,13 @@ def main() -> None:
     ap.add_argument("--encoder", default="efficientnet-lite0", help="general image encoder fused with the faces")
     ap.add_argument("--draw", type=Path, default=None, help="write the multi-face photos with boxes here")
     ap.add_argument("--fit-box", action="store_true", help="also measure the BlazeFace -> dlib box mapping")
+    ap.add_argument("--embedders", default=None, help="comma-separated: only compare these embedders side by side")
     args = ap.parse_args()
     root = Path(args.data)
+    if args.embedders:
+        names = args.embedders.split(",")
+        print(json.dumps(compare_embedders(root, args.detectors.split(",")[0], names), indent=1))
+        return
     result: dict[str, Any] = {"detectors": {}}
     first: tuple[Vecs, dict[str, np.ndarray]] | None = None
     for name in args.detectors.split(","):

@@ -24,7 +24,9 @@ faces_app = typer.Typer(help="Faces: index people, verify two photos, identify e
 DETECTOR = typer.Option(
     "blazeface", "--detector", help="Face detector: blazeface (default) | blazeface-short | dlib-hog | dlib-cnn (slow)."
 )
-EMBEDDER = typer.Option("dlib-resnet", "--embedder", help="Face embedder: dlib-resnet (128-d).")
+EMBEDDER = typer.Option(
+    "dlib-resnet", "--embedder", help="Face embedder: dlib-resnet (128-d, default) | facenet-512 (FaceNet, 512-d)."
+)
 METHOD = typer.Option("agglomerative", "--method", "-m", help="agglomerative | hdbscan | kmeans.")
 K = typer.Option(None, "--k", help="Number of clusters (default: automatic).")
 PREVIOUS = typer.Option(None, "--keep-edits", help="A previous clusters.json whose manual edits to replay.")

@@ -29,6 +29,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 
 
 FINDS_ANY_SHAPE = {"proposals", "gallery"}  # class-agnostic backends; a COCO detector need not box a square
+FINDS_NO_FACE = {"faces"}  # face detectors: a flat square on a gray ground holds no face, so no region
 
 
 def _tiny_sam() -> Segmenter:
@@ -73,6 +74,8 @@ def test_segmenter_contract(name: str, index: Index) -> None:
     assert regs.masks is None or regs.masks.shape[1:] == (120, 160)
     if name in FINDS_ANY_SHAPE:  # some region covers most of the square (windows on a coarse grid: not exactly)
         assert box_ioa(np.array([[50, 30, 110, 90]], np.float32), regs.xyxy).max() > 0.6
+    if name in FINDS_NO_FACE:
+        assert len(regs) == 0, f"{name} found a face in a synthetic square: {regs.xyxy.tolist()}"
     assert seg.regions() is regs  # computed once, queried many times
 
 

@@ -83,6 +83,9 @@ def test_scene_options_and_an_empty_scene(data: tuple[Path, Path]) -> None:
     assert (
         r.status_code == 200 and r.json()["regions"] == [] and (r.json()["width"], r.json()["height"]) == (2400, 2100)
     )
+    # face-first regions: coloured patches hold no face (503 naming the extra where it is not installed)
+    r = c.post("/api/scene", files=files, data={"segmenter": "faces"})
+    assert (r.status_code, r.json().get("regions")) == (200, []) or (r.status_code == 503 and "faces" in r.text)
 
 
 def test_scene_malformed_requests_are_clear_4xx(data: tuple[Path, Path]) -> None:

@@ -60,7 +60,16 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.
     lm = np.asarray(landmarks, np.float64)
     if lm.shape != (5, 2):
         raise BadInput(f"align_face needs (5, 2) landmarks (eyes, nose, mouth corners), got shape {lm.shape}")
-    matrix = umeyama(lm, TEMPLATE_112 * (size / 112.0))
+    return warp_to_template(image, lm, TEMPLATE_112 * (size / 112.0), size)
+
+
+def warp_to_template(image: np.ndarray, points: np.ndarray, template: np.ndarray, size: int) -> np.ndarray:
+    """Crop ``image`` (RGB uint8 ``(h, w, 3)``) to ``(size, size, 3)`` so that ``points`` land on ``template``.
+
+    ``points`` and ``template``: ``(n, 2)`` pixels in the same order (``template`` in the output crop's pixels);
+    the map is the least-squares similarity transform (:func:`umeyama`), sampled bilinearly.
+    """
+    matrix = umeyama(points, template)
     # PIL wants the inverse map: output pixel -> input pixel.
     full = np.vstack([matrix, [0.0, 0.0, 1.0]])
     inv = np.linalg.inv(full)[:2]

@@ -94,3 +94,6 @@ FACE_DETECTORS.register(
     "blazeface-short", "visrec.faces.blazeface:create_short", help="MediaPipe BlazeFace short range (selfie distance)"
 )
 FACE_EMBEDDERS.register("dlib-resnet", "visrec.faces.dlib_backend:create_resnet", help="dlib ResNet 128-d")
+FACE_EMBEDDERS.register(
+    "facenet-512", "visrec.faces.facenet_backend:create_facenet", help="FaceNet InceptionResNetV1 (CASIA-WebFace) 512-d"
+)

@@ -15,7 +15,8 @@ DEFAULT_DETECTOR = "blazeface"
 DEFAULT_EMBEDDER = "dlib-resnet"
 # Cosine distance used when nothing was calibrated: dlib's documented Euclidean 0.6 on its raw descriptors,
 # measured on deepface_celebs as cosine distance of the normalised ones (see benchmarks/faces_eval.py).
-DEFAULT_THRESHOLDS = {"dlib-resnet": 0.07}
+# FaceNet: halfway between the largest same-person (0.372) and the smallest different-person (0.454) distance there.
+DEFAULT_THRESHOLDS = {"dlib-resnet": 0.07, "facenet-512": 0.41}
 
 
 @dataclass

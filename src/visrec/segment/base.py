@@ -67,3 +67,8 @@ SEGMENTERS.register(
     "visrec.segment.sam_amg:SamSegmenter",
     help="Segment-Anything automatic masks from your own checkpoint (checkpoint=PATH, arch=vit_b|vit_l|vit_h)",
 )
+SEGMENTERS.register(
+    "faces",
+    "visrec.segment.faces_first:FaceRegionSegmenter",
+    help="detector-first: one region per face found by a visrec.faces detector (default blazeface; faces extra)",
+)

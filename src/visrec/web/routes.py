@@ -49,7 +49,7 @@ def add_routes(app: FastAPI, service: Service, guarded: list[Any]) -> None:
         return up, await run_in_threadpool(service.scene, up, segmenter, mode, min_score, unknown)
 
     scene_form: dict[str, Any] = {
-        "segmenter": Form("gallery", pattern="^(gallery|proposals)$"),
+        "segmenter": Form("gallery", pattern="^(gallery|proposals|faces)$"),
         "mode": Form("knn", pattern="^(knn|prototype)$"),
         "min_score": Form(0.0, ge=0.0, le=1.0),
         "unknown": Form(False),

@@ -122,14 +122,14 @@ class Service:
     ) -> Any:
         """Every region of the uploaded scene recognised against the index: a ``SceneResult`` in the upload's
         pixels (decode it with ``draft_size=None`` for boxes in the file's pixels). ``segmenter``: gallery |
-        proposals."""
+        proposals | faces (face detector first)."""
         from visrec.segment import create_segmenter
         from visrec.segment.scene import SceneAnalyzer, SceneConfig
 
-        if segmenter not in ("gallery", "proposals"):
-            raise BadInput(f"unknown segmenter {segmenter!r}; use gallery or proposals")
+        if segmenter not in ("gallery", "proposals", "faces"):
+            raise BadInput(f"unknown segmenter {segmenter!r}; use gallery, proposals or faces")
         idx = self.index
-        seg = create_segmenter("gallery", index=idx) if segmenter == "gallery" else create_segmenter("proposals")
+        seg = create_segmenter("gallery", index=idx) if segmenter == "gallery" else create_segmenter(segmenter)
         cfg = SceneConfig(long_side=SCENE_LONG_SIDE, mode=mode, min_score=min_score, keep_unknown=unknown)
         return SceneAnalyzer(idx, seg, cfg).analyze(up.pixels)
 

@@ -71,7 +71,7 @@ def scene_tab(service: Service, guard: Guard) -> None:
     with gr.Row():
         img = gr.Image(label="scene", type="numpy", elem_id="scene-image")
         with gr.Column():
-            seg = gr.Radio(["gallery", "proposals"], value="gallery", label="regions from")
+            seg = gr.Radio(["gallery", "proposals", "faces"], value="gallery", label="regions from")
             min_score = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="minimum confidence")
             unknown = gr.Checkbox(False, label="also show unknown regions")
             btn = gr.Button("Analyse", variant="primary", elem_id="scene-button")
