@@ -64,7 +64,9 @@ def index_cmd(
     fmt: str = typer.Option(None, "--format", help="folders | unlabeled | roboflow | manifest (default: detect)."),
     where: str = WHERE,
     encoder: str = typer.Option(None, "--encoder", help="Encoder name (default: efficientnet-lite0)."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Model folder or cache id for hf-clip/open-clip."),
+    checkpoint: str = typer.Option(
+        None, "--checkpoint", help="hf-clip: model folder or cache id; open-clip: ARCH:FILE (ViT-B-32:/models/clip.pt)."
+    ),
     store: str = STORE,
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),

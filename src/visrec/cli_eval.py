@@ -23,7 +23,7 @@ SOURCE = typer.Argument(..., help="Labeled dataset (a temporary index is built p
 DATA = typer.Option(None, "--data", help="With an index: the labeled dataset holding the test images.")
 SPLIT = typer.Option(
     "auto", "--split-field", help="Field or manifest column with the split (split, grouped_split...), or 'auto': "
-    "grouped_split if present, else a leak-free split from near-duplicate groups."
+    "grouped_split if present, else a leak-free split from near-duplicate groups; 'regroup': always that split."
 )  # fmt: skip
 TRAIN = typer.Option("train,valid", "--train", help="Comma-separated train values of the split field.")
 TEST = typer.Option("test", "--test", help="Comma-separated test values of the split field.")

@@ -35,12 +35,29 @@ def open_dataset(path: Path, fmt: str | None = None, where: str | None = None) -
     return filter_dataset(load_dataset(path, fmt), where)
 
 
+def checkpoint_options(name: str | None, checkpoint: str | None) -> dict[str, Any]:
+    """Encoder options for ``--checkpoint``: a model folder or cache id for ``hf-clip``; ``ARCH:FILE`` (e.g.
+    ``ViT-B-32:/models/clip.pt``) for ``open-clip``."""
+    if not checkpoint:
+        return {}
+    if name == "hf-clip":
+        return {"model": checkpoint}
+    if name == "open-clip":
+        arch, sep, path = checkpoint.partition(":")
+        if not sep or not arch or not path:
+            raise BadInput(
+                f"--checkpoint {checkpoint!r}: open-clip needs ARCH:FILE, e.g. --checkpoint ViT-B-32:/models/clip.pt"
+            )
+        return {"model": arch, "pretrained": path}
+    raise BadInput(f"--checkpoint applies to --encoder hf-clip or open-clip, not {name or 'the default encoder'!r}")
+
+
 def resolve_encoder(out: Path, name: str | None, checkpoint: str | None) -> Encoder:
     """The encoder to index with: the named one, else the one the existing index recorded, else the default."""
     from visrec.encoders import DEFAULT_ENCODER, create_encoder, encoder_from_info
     from visrec.stores import IndexFolder
 
-    opts: dict[str, Any] = {"path": checkpoint} if checkpoint else {}
+    opts = checkpoint_options(name, checkpoint)
     if name is None and IndexFolder.is_index(out):
         return encoder_from_info(IndexFolder.open(out).manifest.encoder.get("describe", {}))
     return create_encoder(name or DEFAULT_ENCODER, **opts)

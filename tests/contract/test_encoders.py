@@ -311,3 +311,21 @@ def test_open_clip_without_the_package_names_the_extra() -> None:
 
     with pytest.raises(MissingExtra, match="open_clip"):
         create_encoder("open-clip", model="ViT-B-32", pretrained="/nonexistent.pt")
+
+
+def test_index_command_loads_a_local_hf_clip_checkpoint(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    """`visrec index --encoder hf-clip --checkpoint DIR` builds an index with that model, and text search works."""
+    from typer.testing import CliRunner
+
+    from tests.fixtures_images import make_labeled_tree
+    from visrec.cli import app
+
+    make_labeled_tree(tmp_path / "data", ("red", "blue"), per_class=4, size=32)
+    out = tmp_path / "clip.vrx"
+    args = ["index", str(tmp_path / "data"), "--out", str(out), "--encoder", "hf-clip"]
+    res = CliRunner().invoke(app, [*args, "--checkpoint", str(tiny_clip_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    info = CliRunner().invoke(app, ["info", str(out), "--json"])
+    assert info.exit_code == 0 and "hf-clip" in info.output
+    bad = CliRunner().invoke(app, [*args[:-1], "open-clip", "--checkpoint", "no-arch.pt"])
+    assert bad.exit_code == 2 and "ARCH:FILE" in bad.output

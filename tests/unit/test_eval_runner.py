@@ -66,6 +66,20 @@ def test_auto_split_keeps_near_duplicates_together(eval_set: Path) -> None:
     assert len(plan.train) + len(plan.test) == 3 * PER_CLASS + 1
 
 
+def test_a_leaky_grouped_split_column_points_to_regroup(eval_set: Path) -> None:
+    """A manifest's own grouped_split can leak by visrec's hash: the advice is a split visrec cuts itself."""
+    from dataclasses import replace as _replace
+
+    ds = open_dataset(eval_set)
+    ds = ds.subset([_replace(r, extra={**r.extra, "grouped_split": r.split}) for r in ds.records])
+    plan = plan_split(ds, "auto")
+    assert plan.field == "grouped_split" and plan.n_leaked == 1
+    (warning,) = plan.warnings("DATA")
+    assert "--split-field regroup" in warning
+    fixed = plan_split(ds, "regroup")
+    assert fixed.n_leaked == 0 and fixed.warnings("DATA") == []
+
+
 def test_bad_split_field_names_the_values(eval_set: Path) -> None:
     with pytest.raises(BadInput, match="values present"):
         plan_split(open_dataset(eval_set), "split", ["nope"], ["test"])

@@ -1,9 +1,10 @@
 """Choose the train and test parts of a labeled dataset for an evaluation, and check them for leakage.
 
 ``split_field="auto"`` uses a manifest ``grouped_split`` column when there is one, else cuts a leak-free split
-from near-duplicate groups (whole groups go to one side). Any other field (``split``, a manifest column) is
-used as given, and the near-duplicates between its train and test sides are counted: consecutive video frames
-on both sides make accuracy measure memorisation, and the report says so at the top.
+from near-duplicate groups (whole groups go to one side); ``"regroup"`` always cuts that split. Any other field
+(``split``, a manifest column) is used as given, and the near-duplicates between its train and test sides are
+counted: consecutive video frames on both sides make accuracy measure memorisation, and the report says so at
+the top.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from visrec.errors import BadInput
 from visrec.types import ImageRecord, LabeledSet
 
 AUTO = "auto"
+REGROUP = "regroup"
+"""Always cut visrec's own near-duplicate-grouped split, even where the manifest has a ``grouped_split`` column."""
 AUTO_FIELD = "auto_grouped_split"
 
 
@@ -41,7 +44,8 @@ class SplitPlan:
         return [
             f"LEAKAGE: {self.n_leaked} of {self.leakage['n_test']} test images have a near-duplicate among the "
             f"train images (split field {self.field!r}); their accuracy measures memorisation, not recognition. "
-            f"Use a leak-free grouped split: visrec eval {dataset} --split-field auto  (or write one with: "
+            f"Use a leak-free grouped split: visrec eval {dataset} --split-field "
+            f"{REGROUP if self.field in ('grouped_split', AUTO_FIELD) else AUTO}  (or write one with: "
             f"visrec data check {dataset} --write-split grouped.csv)"
         ]
 
@@ -95,10 +99,11 @@ def plan_split(
 
     th = DEFAULT_THRESHOLD if threshold is None else threshold
     has_grouped = any("grouped_split" in r.extra for r in ds.records)
-    hashes = hash_dataset(ds) if check_leakage or (split_field == AUTO and not has_grouped) else None
+    regroup = split_field == REGROUP or (split_field == AUTO and not has_grouped)
+    hashes = hash_dataset(ds) if check_leakage or regroup else None
     if split_field == AUTO and has_grouped:
         key, rule = "grouped_split", "manifest column grouped_split"
-    elif split_field == AUTO:
+    elif split_field in (AUTO, REGROUP):
         ds = _auto_grouped(ds, hashes, th)
         key, rule, train_values, test_values = AUTO_FIELD, "automatic near-duplicate-grouped split", ["train"], ["test"]
     else:

@@ -64,7 +64,9 @@ def identify(gallery: FaceGallery, image_path: Path, pipeline: FacePipeline) -> 
     faces, vecs = pipeline.find(image)
     thr = gallery.calibration.threshold if gallery.calibration else pipeline.default_threshold
     matches = gallery.match(vecs, thr) if len(faces) else []
-    out = [FaceMatch(tuple(float(x) for x in faces.xyxy[i]), *m) for i, m in enumerate(matches)]  # type: ignore[arg-type]
+    h, w = image.shape[:2]
+    boxes = np.clip(np.asarray(faces.xyxy, np.float64), 0.0, [w, h, w, h])  # a face at the edge: box inside the photo
+    out = [FaceMatch(tuple(float(x) for x in boxes[i]), *m) for i, m in enumerate(matches)]  # type: ignore[arg-type]
     return image, out
 
 
