@@ -232,7 +232,8 @@ def cluster_cmd(
     """Cluster whole images with any encoder; writes clusters.json and one contact sheet per cluster.
 
     With --name-from INDEX, clusters are named by the majority label of their members' nearest indexed images,
-    else (when the index's encoder has a text side) by zero-shot match to the index's label names, else unnamed.
+    else (when the index's encoder has a CLIP-like text side) by zero-shot match to the index's label names,
+    else unnamed.
     """
     from visrec.cluster.run import embed_images, finish, image_thumb
     from visrec.encoders import DEFAULT_ENCODER

@@ -100,3 +100,17 @@ def test_cli_cluster_name_from_an_image_index(tmp_path: Path) -> None:
     assert saved.info["named_from"]["kind"] == "images" and saved.info["named_from"]["zero_shot_labels"] == 2
     res = CliRunner().invoke(app, [*args, "--encoder", "fake", "--name-max-distance", "0.05"])
     assert res.exit_code == 0, res.output
+
+
+def test_zero_shot_naming_needs_a_real_text_side() -> None:
+    """The ImageNet label bridge cannot tell names of people or characters apart: no zero-shot names through it."""
+    from types import SimpleNamespace
+
+    from visrec.cluster.sources import zero_shot_labels
+
+    joint = np.zeros((2, 4), np.float32)
+    clip_like = SimpleNamespace(joint=joint, encoder=SimpleNamespace())
+    bridged = SimpleNamespace(joint=joint, encoder=SimpleNamespace(bridge=object()))
+    image_only = SimpleNamespace(joint=None, encoder=SimpleNamespace())
+    assert zero_shot_labels(clip_like, ["b", "a", "b"]) == ["a", "b"]
+    assert zero_shot_labels(bridged, ["a"]) == [] and zero_shot_labels(image_only, ["a"]) == []

@@ -1,7 +1,8 @@
 """Where cluster names come from: a face index folder (``faces.json``) or an image index folder (``visrec index``).
 
 A :class:`NameSource` holds the labeled vectors to vote with, the distance beyond which a neighbour does not vote,
-and, for an image index whose encoder has a text side, a zero-shot namer over the index's label names.
+and, for an image index whose encoder has a CLIP-like text side (not the label bridge), a zero-shot namer over
+the index's label names.
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def _faces(path: Path) -> NameSource:
     return NameSource("faces", path, g.vectors, g.labels, thr, info={"pipeline": g.pipeline})
 
 
+def zero_shot_labels(index: Any, labels: Sequence[str]) -> list[str]:
+    """The label names usable as zero-shot prompts: none when the index has no joint space, or when its text side
+    is the ImageNet label bridge (it knows everyday objects, not the names of people or characters, and named a
+    cluster of celebrity photos "Tsunade")."""
+    if index.joint is None or getattr(index.encoder, "bridge", None) is not None:
+        return []
+    return sorted(set(labels))
+
+
 def _images(path: Path) -> NameSource:
     from visrec.index import Index
 
@@ -71,7 +81,7 @@ def _images(path: Path) -> NameSource:
                 labels.append(str(m["labels"][0]))
     if not labels:
         raise EmptyDataset(f"{path}: the index has no labeled image to name clusters with")
-    text = sorted(set(labels)) if index.joint is not None else []
+    text = zero_shot_labels(index, labels)
     info = {"encoder": index.encoder_info.get("name"), "fingerprint": index.encoder_info.get("fingerprint")}
     return NameSource("images", path, np.array(vecs, np.float32), labels, None, index.encoder, text, info, index)
 
