@@ -109,8 +109,9 @@ def classification(res: Any, show: int) -> None:
         conf = "-" if math.isnan(pred.calibrated) else f"{pred.calibrated:.2f}"
         truth = ", ".join(res.truths[i]) if res.truths is not None else ""
         t.add_row(Path(p).name, ans, conf, f"{pred.score:.3f}", truth)
-    out.print(t)
-    if len(res.paths) > show:
+    if show > 0:
+        out.print(t)
+    if len(res.paths) > show > 0:
         out.print(f"… {len(res.paths) - show} more (use --show or --json)")
     for path, reason in res.skipped:
         out.print(f"[yellow]skipped[/] {path}: {reason}")
