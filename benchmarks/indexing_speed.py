@@ -12,15 +12,18 @@ Each measurement runs in a fresh subprocess (so its peak memory is its own), and
   is the steady state. Images/s = images / wall time of the whole call (all stages).
 - ``naive``: the same model (the torch module the ONNX graph is exported from) in eager PyTorch, one image at a
   time, each decoded by PIL at full size then centre-cropped and resized.
-- ``model``: ONNX Runtime alone on ready-made batches (no decoding): the runtime's ceiling for this graph.
+- ``model-onnxruntime`` / ``model-openvino``: each runtime alone on ready-made batches (no decoding), the
+  encoder's multi-threaded session at its best batch size: the runtime's ceiling for this graph. ``visrec``
+  uses the default runtime (``$VISREC_RUNTIME``, else OpenVINO when installed).
 - ``ceiling``: FLOPs per image (torch's FLOP counter on the module) and the machine's float32 matmul FLOP/s
-  (best of numpy, torch and ONNX Runtime on 2048x2048 matrices, all cores): "fraction of ceiling" =
+  (best of numpy, torch, ONNX Runtime and OpenVINO on 2048x2048 matrices, all cores): "fraction of ceiling" =
   FLOPs/image x images/s / matmul FLOP/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -37,7 +40,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-PARTS = ("visrec", "naive", "model", "ceiling")
+RUNTIMES = ("onnxruntime", "openvino")
+MODEL_PARTS = tuple(f"model-{r}" for r in RUNTIMES)
+PARTS = ("visrec", "visrec-onnxruntime", "naive", *MODEL_PARTS, "ceiling")
 
 
 def peak_rss_mb() -> float:
@@ -52,16 +57,18 @@ def image_files(data: Path) -> list[Path]:
     return [ds.abspath(r) for r in ds.records]
 
 
-def part_visrec(data: Path) -> dict[str, Any]:
+def part_visrec(data: Path, runtime: str | None = None) -> dict[str, Any]:
     from visrec.build import build_index
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
 
+    if runtime:
+        os.environ["VISREC_RUNTIME"] = runtime
     ds = load_dataset(data)
     t0 = time.perf_counter()
     enc: Any = create_encoder()
     enc.session()
-    out: dict[str, Any] = {"session_s": time.perf_counter() - t0, "n": len(ds)}
+    out: dict[str, Any] = {"session_s": time.perf_counter() - t0, "n": len(ds), "runtime": enc.runtime}
     with tempfile.TemporaryDirectory() as tmp:
         for run in ("first", "steady"):
             target = Path(tmp) / run
@@ -108,12 +115,13 @@ def part_naive(data: Path) -> dict[str, Any]:
     return {"n": len(files), "img_s": len(files) / dt, "torch_threads": torch.get_num_threads()}
 
 
-def part_model(data: Path) -> dict[str, Any]:
+def part_model(runtime: str) -> dict[str, Any]:
     from visrec.encoders import create_encoder
 
+    os.environ["VISREC_RUNTIME"] = runtime
     enc: Any = create_encoder()
     session = enc.session()
-    best: dict[str, Any] = {"img_s": 0.0}
+    best: dict[str, Any] = {"img_s": 0.0, "runtime": enc.runtime}
     for bs in (1, 4, 8, 16, 32):
         x = np.random.default_rng(0).uniform(-1, 1, (bs, 3, enc.input_size, enc.input_size)).astype(np.float32)
         session.run(None, {"image": x})
@@ -129,10 +137,11 @@ def part_model(data: Path) -> dict[str, Any]:
 
 
 def matmul_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
-    """Best float32 matmul FLOP/s of numpy, torch and ONNX Runtime (all cores).
+    """Best float32 matmul FLOP/s of numpy, torch, ONNX Runtime and OpenVINO (all cores, when installed).
 
-    ONNX Runtime's MLAS kernels are the fastest here (measured 419 vs numpy 230 GFLOP/s on this machine kind): the
-    ceiling is the best of the three, so that the encoder's ONNX graph can never appear to beat it.
+    The runtimes' own kernels beat numpy here (ONNX Runtime's MLAS measured 419 vs numpy 230 GFLOP/s on this
+    machine kind): the ceiling is the best of all, so that the encoder's graph can never appear to beat it on
+    whichever runtime runs it.
     """
     import onnxruntime as ort
     import torch
@@ -151,6 +160,17 @@ def matmul_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
         "torch": lambda: torch.mm(ta, ta),
         "onnxruntime": lambda: sess.run(None, {"a": a, "b": a}),
     }
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        pass
+    else:
+        pa, pb = (ops.parameter([size, size], np.float32, name=n) for n in ("a", "b"))
+        mm = ov.Model([ops.matmul(pa, pb, False, False)], [pa, pb], "mm")
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        request = ov.Core().compile_model(mm, "CPU", config).create_infer_request()
+        fns["openvino"] = lambda: request.infer({"a": a, "b": a})
     out = {}
     for name, fn in fns.items():
         fn()
@@ -190,9 +210,16 @@ def run_part(part: str, data: Path) -> dict[str, Any]:
 
 def best_rounds(data: Path, rounds: int) -> dict[str, dict[str, Any]]:
     """Interleave the timed parts ``rounds`` times; keep each part's fastest round (and every round's speed)."""
+    from visrec.encoders.runtime import runtime_name
+
+    parts = ["visrec", "naive", "model-onnxruntime"]
+    if runtime_name() != "onnxruntime":
+        parts.insert(1, "visrec-onnxruntime")  # the reference runtime, end to end
+    if importlib.util.find_spec("openvino") is not None:
+        parts.append("model-openvino")
     best: dict[str, dict[str, Any]] = {}
     for _ in range(rounds):
-        for part in ("visrec", "naive", "model"):
+        for part in parts:
             res = run_part(part, data)
             speeds = [*best.get(part, {}).get("rounds", []), round(res["img_s"], 1)]
             if part not in best or res["img_s"] > best[part]["img_s"]:
@@ -203,24 +230,42 @@ def best_rounds(data: Path, rounds: int) -> dict[str, dict[str, Any]]:
 
 
 def report(res: dict[str, dict[str, Any]], data: Path) -> None:
-    vis, naive, model, ceil = res["visrec"], res["naive"], res["model"], res["ceiling"]
+    vis, naive, ceil = res["visrec"], res["naive"], res["ceiling"]
     flops, peak = ceil["flops_per_image"], ceil["peak"]
     print(f"data: {data} ({vis['n']} images), cores: {os.cpu_count()}")
     print(f"encoder FLOPs/image: {flops / 1e9:.3f} G; matmul peak: {peak / 1e9:.1f} GFLOP/s "
           f"({', '.join(f'{k} {v / 1e9:.1f}' for k, v in ceil['matmul'].items())})")  # fmt: skip
     rows = [
         ("naive: torch eager, 1 image, full PIL decode", naive["img_s"], naive),
-        ("visrec build_index, first call in process", vis["first_img_s"], vis),
-        ("visrec build_index, steady state", vis["img_s"], vis),
-        (f"ONNX Runtime model only (batch {model['batch']})", model["img_s"], model),
+        (f"visrec build_index ({vis['runtime']}), first call", vis["first_img_s"], vis),
+        (f"visrec build_index ({vis['runtime']}), steady", vis["img_s"], vis),
     ]
+    if "visrec-onnxruntime" in res:
+        ref = res["visrec-onnxruntime"]
+        rows.append((f"visrec build_index ({ref['runtime']}), steady", ref["img_s"], ref))
+    names = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+    for runtime, part in zip(RUNTIMES, MODEL_PARTS, strict=True):
+        if part in res:
+            model = res[part]
+            rows.append((f"{names[runtime]} model only (batch {model['batch']})", model["img_s"], model))
     print(f"{'path':<48} {'img/s':>8} {'x naive':>8} {'% ceiling':>10} {'peak RSS MiB':>13}")
     for name, speed, part in rows:
         frac = 100 * flops * speed / peak
         print(f"{name:<48} {speed:>8.1f} {speed / naive['img_s']:>8.2f} {frac:>9.1f}% {part['peak_rss_mb']:>13.0f}")
     print(f"visrec stages (steady, s): {vis['steady_stages']}; embed stage {vis['steady_embed_img_s']} img/s")
     print(f"visrec stages (first, s): {vis['first_stages']}; session creation {vis['session_s']:.2f} s (untimed)")
-    print("rounds (img/s): " + "; ".join(f"{p} {res[p]['rounds']}" for p in ("visrec", "naive", "model")))
+    print(
+        "rounds (img/s): "
+        + "; ".join(
+            f"{p} {res[p]['rounds']}" for p in ("visrec", "visrec-onnxruntime", "naive", *MODEL_PARTS) if p in res
+        )
+    )
+    for part in MODEL_PARTS:
+        if part in res:
+            print(
+                f"{part} by batch size (img/s): "
+                + ", ".join(f"{k} {v:.0f}" for k, v in res[part].items() if k.startswith("bs"))
+            )
     print(f"RATIO visrec/naive = {vis['img_s'] / naive['img_s']:.2f}x (goal >= 3); "
           f"fraction of compute ceiling = {100 * flops * vis['img_s'] / peak:.1f}% (goal >= 50)")  # fmt: skip
 
@@ -233,8 +278,11 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON too")
     args = ap.parse_args()
     if args.part:
-        fn = {"visrec": part_visrec, "naive": part_naive, "model": part_model, "ceiling": part_ceiling}[args.part]
-        res = fn(args.data)
+        if args.part in MODEL_PARTS:
+            res = part_model(args.part.removeprefix("model-"))
+        else:
+            fn = {"visrec": part_visrec, "naive": part_naive, "ceiling": part_ceiling}.get(args.part)
+            res = fn(args.data) if fn else part_visrec(args.data, args.part.removeprefix("visrec-"))
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return

@@ -5,7 +5,9 @@
 - the optimised encoder path (draft-mode JPEG decode, one single-threaded ONNX session per core, the input
   square made in the decode worker by ``build_index``) gives the embeddings of the plain path (full-size
   decode, eager torch, one image at a time): cosine > 0.99;
-- the int8 quantiser writes a graph that still computes the same function, roughly.
+- the int8 quantiser writes a graph that still computes the same function, roughly;
+- OpenVINO and ONNX Runtime run the same graph to the same outputs (float32 rounding), so the encoder
+  fingerprint, and every index built with either, does not depend on ``VISREC_RUNTIME``.
 """
 
 from __future__ import annotations
@@ -164,3 +166,95 @@ def test_int8_quantiser_keeps_the_function(tmp_path: Path) -> None:
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.95
     assert int8.stat().st_size < fp32.stat().st_size * 0.6 or int8.stat().st_size < 20_000
+
+
+# ---- inference runtimes ---------------------------------------------------------------------------------
+
+
+def test_runtime_name_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from visrec.encoders.runtime import runtime_name
+    from visrec.errors import BadInput
+
+    monkeypatch.setenv("VISREC_RUNTIME", "ONNXRuntime")
+    assert runtime_name() == "onnxruntime"
+    assert runtime_name("openvino") == "openvino"
+    monkeypatch.setenv("VISREC_RUNTIME", "tensorrt")
+    with pytest.raises(BadInput, match="tensorrt"):
+        runtime_name()
+    monkeypatch.delenv("VISREC_RUNTIME")
+    assert runtime_name() == ("openvino" if _has_openvino() else "onnxruntime")
+
+
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def test_openvino_session_matches_onnxruntime_from_many_threads(tmp_path: Path) -> None:
+    """A small conv net: the same outputs (every one, or the one named) on both runtimes, from 4 threads."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("openvino")
+    from visrec.encoders.onnx_export import export_module
+    from visrec.encoders.runtime import OpenVinoSession, create_image_session
+    from visrec.errors import BadInput
+
+    class Net(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
+
+        def forward(self, x: Any) -> tuple[Any, Any]:
+            y = torch.nn.functional.relu6(self.conv(x))
+            return y.mean(dim=(2, 3)), y.amax(dim=(2, 3)) * 10
+
+    torch.manual_seed(0)
+    path = tmp_path / "net.onnx"
+    export_module(Net().eval(), [torch.rand(2, 3, 32, 32)], path, ["image"], ["features", "logits"],
+                  {"image": {0: "batch"}})  # fmt: skip
+    ref = create_image_session(path, runtime="onnxruntime")
+    ov = create_image_session(path, threads=1, streams=2, runtime="openvino")
+    assert isinstance(ov, OpenVinoSession)
+    batches = [np.random.default_rng(i).uniform(-2, 2, (1 + i % 3, 3, 32, 32)).astype(np.float32) for i in range(12)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda b: ov.run(None, {"image": b}), batches))
+    for batch, outs in zip(batches, got, strict=True):
+        expected = ref.run(None, {"image": batch})
+        assert [o.shape for o in outs] == [e.shape for e in expected]
+        for o, e in zip(outs, expected, strict=True):
+            np.testing.assert_allclose(o, e, rtol=1e-4, atol=1e-5)
+    logits = ov.run(["logits"], {"image": batches[0]})
+    np.testing.assert_allclose(logits[0], ref.run(["logits"], {"image": batches[0]})[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(BadInput, match="scores"):
+        ov.run(["scores"], {"image": batches[0]})
+
+
+@pytest.mark.slow
+def test_both_runtimes_give_the_same_embeddings(encoder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Indexing path (several batches), query path (one batch) and logits agree; the fingerprint is shared."""
+    pytest.importorskip("openvino")
+    from sklearn.datasets import load_sample_images
+
+    from visrec.encoders import create_encoder
+
+    photos = load_sample_images().images
+    images = [np.ascontiguousarray(photos[i % 2][i * 30 : i * 30 + 260, i * 40 : i * 40 + 300]) for i in range(6)]
+    results = {}
+    for runtime in ("onnxruntime", "openvino"):
+        monkeypatch.setenv("VISREC_RUNTIME", runtime)
+        enc = create_encoder("efficientnet-lite0")
+        assert enc.runtime == runtime
+        results[runtime] = (
+            enc.encode_images(images, batch_size=2),
+            enc.encode_images(images[:1]),
+            enc.encode_logits(images[:3]),
+        )
+    (ref_many, ref_one, ref_logits), (ov_many, ov_one, ov_logits) = results["onnxruntime"], results["openvino"]
+    assert ref_many.encoder_id == ov_many.encoder_id == encoder.fingerprint
+    np.testing.assert_allclose(ov_many.vectors, ref_many.vectors, atol=1e-5)
+    np.testing.assert_allclose(ov_one.vectors, ref_one.vectors, atol=1e-5)
+    assert ov_many.joint is not None and ref_many.joint is not None
+    np.testing.assert_allclose(ov_many.joint, ref_many.joint, atol=1e-5)
+    np.testing.assert_allclose(ov_logits, ref_logits, atol=1e-3)
+    nearest = lambda v: (v @ v.T - 2 * np.eye(len(v))).argmax(1)  # noqa: E731
+    assert (nearest(ov_many.vectors) == nearest(ref_many.vectors)).all()

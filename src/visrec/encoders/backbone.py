@@ -30,15 +30,14 @@ from visrec.encoders.common import (
     progress_bar,
     resolve_ids,
 )
-from visrec.encoders.onnx_export import cached_onnx, create_session, export_module, usable_cores, verify_export
+from visrec.encoders.onnx_export import cached_onnx, export_module, usable_cores, verify_export
 from visrec.encoders.preprocess import ImagePrep, parallel_batches, prefetched_batches
+from visrec.encoders.runtime import Session, create_image_session, runtime_name
 from visrec.encoders.weights import PackagedWeights
 from visrec.errors import BadInput, MissingWeights, VisrecError
 from visrec.types import Embeddings
 
 if TYPE_CHECKING:
-    import onnxruntime
-
     from visrec.encoders.bridge import LabelBridge
 
 POOLINGS = ("gem", "avg")
@@ -110,7 +109,7 @@ class BackboneSpec:
 
 
 class BackboneEncoder:
-    """An ``Encoder`` over an ImageNet CNN run with ONNX Runtime (see the module docstring)."""
+    """An ``Encoder`` over an ImageNet CNN run with OpenVINO or ONNX Runtime (see the module docstring)."""
 
     def __init__(self, spec: BackboneSpec, **options: Any) -> None:
         self.spec = spec
@@ -133,8 +132,11 @@ class BackboneEncoder:
         self.joint_dim = self.bridge.dim if self.bridge is not None else None
         self.graph_id = fingerprint(spec.name, self.weights_sha, opts.graph_config())
         self.fingerprint = fingerprint(spec.name, self.weights_sha, self._fingerprint_config())
-        self._session: onnxruntime.InferenceSession | None = None
-        self._single: onnxruntime.InferenceSession | None = None
+        # "openvino" | "onnxruntime" ($VISREC_RUNTIME, see visrec.encoders.runtime). Not in the fingerprint:
+        # both run the same graph and agree within float32 rounding, so indexes stay compatible.
+        self.runtime = runtime_name()
+        self._session: Session | None = None
+        self._single: Session | None = None
         self._lock = threading.Lock()
 
     def _fingerprint_config(self) -> dict[str, Any]:
@@ -149,12 +151,13 @@ class BackboneEncoder:
         """Where the exported graph is cached (named by the weights hash and the graph options)."""
         return cache_dir() / f"{self.graph_id}.onnx"
 
-    def session(self) -> onnxruntime.InferenceSession:
-        """The ONNX Runtime session, exporting the graph first if the cache lacks an intact copy."""
+    def session(self) -> Session:
+        """The multi-threaded session (lowest latency), exporting the graph first if the cache lacks it."""
         with self._lock:
             if self._session is None:
                 path = cached_onnx(self.onnx_path, self._export)
-                self._session = create_session(path)
+                # a query is one image: OpenVINO also compiles that fixed shape (faster than the dynamic one)
+                self._session = create_image_session(path, runtime=self.runtime, static_batches=(1,))
             return self._session
 
     def warm_up(self) -> None:
@@ -162,17 +165,18 @@ class BackboneEncoder:
         self.session()
         self.batch_session()
 
-    def batch_session(self) -> onnxruntime.InferenceSession:
-        """A single-threaded session over the same graph: many batches run one per core at once with it."""
+    def batch_session(self) -> Session:
+        """Single-threaded inferences over the same graph, one per core at once (OpenVINO: one stream per core)."""
         with self._lock:
             if self._single is None:
-                self._single = create_session(cached_onnx(self.onnx_path, self._export), threads=1)
+                path = cached_onnx(self.onnx_path, self._export)
+                self._single = create_image_session(path, threads=1, streams=usable_cores(), runtime=self.runtime)
             return self._single
 
     def _outputs(self, images: Sequence[ImageLike], size: int) -> Iterator[tuple[int, list[np.ndarray]]]:
         """``(start, [features, logits])`` per batch, in order.
 
-        Several batches: one per core, each on a single-threaded session (decoding overlaps inference and no
+        Several batches: one per core, each a single-threaded inference (decoding overlaps inference and no
         core idles at a per-operator barrier: ~1.3x the throughput of one two-thread session on two busy
         cores). One batch (a query): the multi-threaded session, for the lowest latency.
         """
