@@ -14,7 +14,9 @@ Each measurement runs in a fresh subprocess (so its peak memory is its own), and
   time, each decoded by PIL at full size then centre-cropped and resized.
 - ``model-onnxruntime`` / ``model-openvino``: each runtime alone on ready-made batches (no decoding), the
   encoder's multi-threaded session at its best batch size: the runtime's ceiling for this graph. ``visrec``
-  uses the default runtime (``$VISREC_RUNTIME``, else OpenVINO when installed).
+  uses the default runtime (``$VISREC_RUNTIME``, else OpenVINO when installed). Also printed: the same model
+  through the encoder's batch path on ready-made batches (one single-threaded inference per core, as
+  ``build_index`` runs it), per batch size: the ceiling of the embed stage itself.
 - ``ceiling``: FLOPs per image (torch's FLOP counter on the module) and the machine's float32 matmul FLOP/s
   (best of numpy, torch, ONNX Runtime and OpenVINO on 2048x2048 matrices, all cores): "fraction of ceiling" =
   FLOPs/image x images/s / matmul FLOP/s.
@@ -133,7 +135,32 @@ def part_model(runtime: str) -> dict[str, Any]:
         best[f"bs{bs}"] = speed
         if speed > best["img_s"]:
             best.update(img_s=speed, batch=bs)
+    best["per_core"] = per_core_speeds(enc)
     return best
+
+
+def per_core_speeds(enc: Any, per_thread: int = 192) -> dict[str, float]:
+    """Images/s of the encoder's batch path on ready-made batches: one thread per core, each running
+    single-threaded inferences of ``bs`` images (what ``build_index`` runs, minus decoding), per batch size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from visrec.encoders.backbone import usable_cores
+
+    single, cores = enc.batch_session(), usable_cores()
+    out = {}
+    for bs in (4, 8, 16, 32):
+        x = np.random.default_rng(0).uniform(-1, 1, (bs, 3, enc.input_size, enc.input_size)).astype(np.float32)
+        single.run(None, {"image": x})
+
+        def work(_: int, x: np.ndarray = x, bs: int = bs) -> None:
+            for _ in range(per_thread // bs):
+                single.run(None, {"image": x})
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(cores) as pool:
+            list(pool.map(work, range(cores)))
+        out[f"bs{bs}"] = cores * per_thread / (time.perf_counter() - t0)
+    return out
 
 
 def matmul_flops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
@@ -249,9 +276,9 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
             model = res[part]
             rows.append((f"{names[runtime]} model only (batch {model['batch']})", model["img_s"], model))
     print(f"{'path':<48} {'img/s':>8} {'x naive':>8} {'% ceiling':>10} {'peak RSS MiB':>13}")
-    for name, speed, part in rows:
+    for name, speed, stats in rows:
         frac = 100 * flops * speed / peak
-        print(f"{name:<48} {speed:>8.1f} {speed / naive['img_s']:>8.2f} {frac:>9.1f}% {part['peak_rss_mb']:>13.0f}")
+        print(f"{name:<48} {speed:>8.1f} {speed / naive['img_s']:>8.2f} {frac:>9.1f}% {stats['peak_rss_mb']:>13.0f}")
     print(f"visrec stages (steady, s): {vis['steady_stages']}; embed stage {vis['steady_embed_img_s']} img/s")
     print(f"visrec stages (first, s): {vis['first_stages']}; session creation {vis['session_s']:.2f} s (untimed)")
     print(
@@ -265,6 +292,10 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
             print(
                 f"{part} by batch size (img/s): "
                 + ", ".join(f"{k} {v:.0f}" for k, v in res[part].items() if k.startswith("bs"))
+            )
+            print(
+                f"{part} one single-thread inference per core, ready batches (img/s): "
+                + ", ".join(f"{k} {v:.0f}" for k, v in res[part]["per_core"].items())
             )
     print(f"RATIO visrec/naive = {vis['img_s'] / naive['img_s']:.2f}x (goal >= 3); "
           f"fraction of compute ceiling = {100 * flops * vis['img_s'] / peak:.1f}% (goal >= 50)")  # fmt: skip

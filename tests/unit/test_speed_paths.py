@@ -199,7 +199,7 @@ def test_openvino_session_matches_onnxruntime_from_many_threads(tmp_path: Path) 
     from visrec.encoders.runtime import OpenVinoSession, create_image_session
     from visrec.errors import BadInput
 
-    class Net(torch.nn.Module):  # type: ignore[misc]
+    class Net(torch.nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.conv = torch.nn.Conv2d(3, 8, 3, stride=2)
@@ -242,7 +242,7 @@ def test_both_runtimes_give_the_same_embeddings(encoder: Any, monkeypatch: pytes
     results = {}
     for runtime in ("onnxruntime", "openvino"):
         monkeypatch.setenv("VISREC_RUNTIME", runtime)
-        enc = create_encoder("efficientnet-lite0")
+        enc: Any = create_encoder("efficientnet-lite0")
         assert enc.runtime == runtime
         results[runtime] = (
             enc.encode_images(images, batch_size=2),
@@ -258,3 +258,51 @@ def test_both_runtimes_give_the_same_embeddings(encoder: Any, monkeypatch: pytes
     np.testing.assert_allclose(ov_logits, ref_logits, atol=1e-3)
     nearest = lambda v: (v @ v.T - 2 * np.eye(len(v))).argmax(1)  # noqa: E731
     assert (nearest(ov_many.vectors) == nearest(ref_many.vectors)).all()
+
+
+@pytest.mark.slow
+def test_per_core_path_caps_the_batch_and_keeps_the_embeddings(encoder: Any) -> None:
+    from visrec.encoders.backbone import PER_CORE_BATCH, usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("the one-inference-per-core path needs 2 cores")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8) for i in range(3 * PER_CORE_BATCH + 3)]
+    seen: list[int] = []
+    single = encoder.batch_session()
+    run = single.run
+
+    def counted(names: Any, feeds: dict[str, np.ndarray]) -> Any:
+        seen.append(len(feeds["image"]))
+        return run(names, feeds)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(single, "run", counted)
+        many = encoder.encode_images(images, batch_size=2 * PER_CORE_BATCH)  # more than a batch: per-core path
+    one = encoder.encode_images(images, batch_size=len(images))  # a single batch: the multi-threaded session
+    assert seen and max(seen) <= PER_CORE_BATCH and sum(seen) == len(images)
+    np.testing.assert_allclose(many.vectors, one.vectors, atol=1e-5)
+    assert many.ids == one.ids
+
+
+@pytest.mark.slow
+def test_build_index_stores_the_perceptual_hash_of_visrec_data(encoder: Any, tmp_path: Path) -> None:
+    from visrec.build import build_index
+    from visrec.data import load_dataset
+    from visrec.data.dedup import image_hash
+    from visrec.indexing import IndexConfig
+    from visrec.stores import IndexFolder, load_store
+
+    paths = _big_jpegs(tmp_path / "data" / "photo", 3)
+    for i, side in enumerate((175, 700)):  # decoded at full size, and at 1/2 in draft mode
+        small = tmp_path / "data" / "photo" / f"small{i}.jpg"
+        Image.open(paths[i]).resize((side, side)).save(small, quality=90)
+        paths.append(small)
+    build_index(load_dataset(tmp_path / "data"), tmp_path / "x.vrx", encoder, IndexConfig(batch_size=2))
+    gen = IndexFolder.open(tmp_path / "x.vrx").generation_dir
+    assert gen is not None
+    store = load_store("faiss", gen / "store")
+    metas = store.get(store.ids())[1]
+    stored = {m["path"]: m["extra"]["phash"] for m in metas}
+    expected = {str(p.relative_to(tmp_path / "data")): image_hash(p).tobytes().hex() for p in paths}
+    assert stored == expected

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 POOLINGS = ("gem", "avg")
 GRAPH_VERSION = 1  # bump when the exported graph's code changes: cached exports and fingerprints then renew
+# Images per single-threaded inference on the one-inference-per-core path: small batches keep a core's
+# activations in its cache (EfficientNet-Lite0 on 2 cores, ready-made batches: 4 per call runs 10-35 % faster
+# than 32, OpenVINO and ONNX Runtime alike; see benchmarks/indexing_speed.py).
+PER_CORE_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class BackboneOptions:
     ``"bicubic"``). Features: ``stages`` (pooled blocks, concatenated), ``pooling`` (``"gem"`` | ``"avg"``),
     ``gem_p``, ``flip`` (average with the mirrored image). Text side: ``bridge`` (False gives an image-only
     encoder with ``joint_dim=None``), ``bridge_temperature``, ``bridge_top_k``. ``batch_size``: images per
-    forward pass.
+    forward pass (at most ``PER_CORE_BATCH`` when many images run one single-threaded inference per core).
     """
 
     input_size: int = 224
@@ -183,7 +187,8 @@ class BackboneEncoder:
         cores = usable_cores()
         if len(images) > size and cores > 1:
             single = self.batch_session()
-            yield from parallel_batches(self.prep, images, size, cores, lambda b: single.run(None, {"image": b}))
+            per_core = min(size, PER_CORE_BATCH)
+            yield from parallel_batches(self.prep, images, per_core, cores, lambda b: single.run(None, {"image": b}))
             return
         session = self.session()
         for start, batch in prefetched_batches(self.prep, images, size):
