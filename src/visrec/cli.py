@@ -6,18 +6,15 @@ Exit codes: 0 ok, 1 error, 2 bad input, 3 index/encoder mismatch or damaged inde
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
 from visrec import render
+from visrec.cli_common import command, print_json
 from visrec.cli_scale import ENGINE, RAY_ADDRESS, STORE
-from visrec.errors import VisrecError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -27,31 +24,16 @@ app = typer.Typer(
 data_app = typer.Typer(no_args_is_help=True, help="Inspect a dataset: formats, near-duplicates, split leakage.")
 app.add_typer(data_app, name="data")
 
-F = TypeVar("F", bound=Callable[..., Any])
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 WHERE = typer.Option(None, "--where", help="Filter expression, e.g. 'label == \"Sakura\"' or 'split != \"test\"'.")
 
 
-def _command(fn: F) -> F:
-    """Turn library errors into a one-line message and the error's exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except VisrecError as e:
-            render.error(str(e))
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            render.error("interrupted; finished work is kept and the next run resumes from it")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
+_command = command("interrupted; finished work is kept and the next run resumes from it")
 
 
 def _emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+        print_json(data)
     else:
         human()
 

@@ -5,19 +5,14 @@ Register on the main app with one line: ``visrec.cli_eval.register(app)``.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
 from visrec import render
-from visrec.errors import VisrecError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from visrec.cli_common import command, print_json, split_names
 
 SOURCE = typer.Argument(..., help="Labeled dataset (a temporary index is built per encoder) or an index folder.")
 DATA = typer.Option(None, "--data", help="With an index: the labeled dataset holding the test images.")
@@ -37,23 +32,7 @@ PLOTS = typer.Option(True, "--plots/--no-plots", help="Also save each plot as a 
 JSON = typer.Option(False, "--json", help="Print the JSON result instead of a table.")
 
 
-def _command(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except VisrecError as e:
-            render.error(str(e))
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            render.error("interrupted; no report was written")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+_command = command("interrupted; no report was written")
 
 
 def _unknown_files(paths: list[Path] | None) -> tuple[Path, ...]:
@@ -93,13 +72,13 @@ def _run(source: Path, data: Path | None, split_field: str, train: str, test: st
     from visrec.eval.outputs import write_report
     from visrec.eval.runner import EvalConfig, evaluate_source
 
-    cfg = EvalConfig(modes=_names(modes), encoders=_names(encoders), store=store, calibrate=not raw,
+    cfg = EvalConfig(modes=split_names(modes), encoders=split_names(encoders), store=store, calibrate=not raw,
                      unknown=_unknown_files(unknown))  # fmt: skip
-    result = evaluate_source(source, cfg, split_field, _names(train), _names(test), data, where)
+    result = evaluate_source(source, cfg, split_field, split_names(train), split_names(test), data, where)
     written = write_report(result, out, plots)
     if as_json:
         saved = json.loads(Path(written["json"]).read_text())
-        sys.stdout.write(json.dumps(saved | {"written": written}, indent=1) + "\n")
+        print_json(saved | {"written": written})
     else:
         _print_table(result, written)
 
@@ -144,7 +123,7 @@ def compare_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Compare classifier modes and/or encoders side by side on the same split: one table, one report."""
-    if len(_names(modes)) * len(_names(encoders)) < 2:
+    if len(split_names(modes)) * len(split_names(encoders)) < 2:
         raise typer.BadParameter("compare needs at least two modes or two encoders (e.g. --modes knn,prototype)")
     _run(source, data, split_field, train, test, modes, encoders, unknown, out, raw, store, where, plots, as_json)
 

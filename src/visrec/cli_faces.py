@@ -5,19 +5,14 @@ Register on the main app with one line: ``visrec.cli_faces.register(app)``.
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
 from visrec import render
-from visrec.errors import BadInput, VisrecError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from visrec.cli_common import command, print_json
+from visrec.errors import BadInput
 
 faces_app = typer.Typer(help="Faces: index people, verify two photos, identify every face, cluster faces.")
 
@@ -40,20 +35,7 @@ NAME_DIST = typer.Option(
 )
 
 
-def _command(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except VisrecError as e:
-            render.error(str(e))
-            raise typer.Exit(e.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _emit(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=1) + "\n")
+_command = command("interrupted; nothing was written")
 
 
 def _pipeline(detector: str, embedder: str) -> Any:
@@ -84,7 +66,7 @@ def index_cmd(
             f"{root}: same-person and different-person distances barely separate (AUC {g.calibration.auc:.2f}): "
             "check that each sub-folder holds one person's photos (point at the folder of person folders)"
         )
-    _emit(
+    print_json(
         {
             "index": str(out),
             "faces": len(g.rows),
@@ -109,7 +91,7 @@ def verify_cmd(
     from visrec.faces.ops import verify
 
     cal = FaceGallery.load(index).calibration if index else None
-    _emit(verify(a, b, _pipeline(detector, embedder), cal))
+    print_json(verify(a, b, _pipeline(detector, embedder), cal))
 
 
 @faces_app.command("identify")
@@ -132,7 +114,7 @@ def identify_cmd(
     rgb, matches = identify(gallery, image, pipe)
     if out is not None:
         draw_matches(rgb, matches).save(out)
-    _emit({"image": str(image), "faces": [asdict(m) for m in matches], "drawn": str(out) if out else None})
+    print_json({"image": str(image), "faces": [asdict(m) for m in matches], "drawn": str(out) if out else None})
 
 
 def _cluster_cfg(method: str, k: int | None, threshold: float | None) -> Any:
@@ -174,7 +156,7 @@ def _write(result: Any, skipped: list[Any], out: Path, sheets: Any, names: Any =
     result.save(out)
     written = write_sheets(result, sheets, out.with_suffix("").parent / f"{out.stem}_sheets")
     summary = {name: len(items) for name, items in result.clusters().items()}
-    _emit({"out": str(out), "clusters": summary, "sheets": str(written[0].parent) if written else None,
+    print_json({"out": str(out), "clusters": summary, "sheets": str(written[0].parent) if written else None,
            "quality_vs_folders": result.info.get("quality_vs_folders"), "edits_not_replayed": skipped,
            "names": names})  # fmt: skip
 

@@ -5,19 +5,14 @@ Register on the main app with one line: ``visrec.cli_finetune.register(app)``.
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
 from visrec import render
-from visrec.errors import VisrecError
+from visrec.cli_common import command, print_json, split_names
 
-F = TypeVar("F", bound=Callable[..., Any])
 METHOD_HELP = (
     "linear | mlp (classifier heads, cross-entropy) | arcface | triplet | infonce | supcon (metric projections) | "
     "lit (text head: text queries land near the right images)"
@@ -26,23 +21,7 @@ FIGURES = ("top1", "macro_f1", "r_at_1", "map_at_r")
 LIT_FIGURES = ("t2i_r_at_1", "t2i_r_at_5", "t2i_map_at_r", "i2t_top1", "i2t_macro_f1")
 
 
-def _command(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except VisrecError as e:
-            render.error(str(e))
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            render.error("interrupted; no adapter was written")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+_command = command("interrupted; no adapter was written")
 
 
 def _print(res: Any, out: Path, reprojected: dict[str, Any] | None) -> None:
@@ -121,7 +100,7 @@ def finetune_cmd(
         loss=LossOptions(margin=margin, temperature=temperature, miner=miner),
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
                         seed=seed, device=device, guard=GuardConfig(enabled=guard)),
-        split=SplitOptions(split_field, _names(train), _names(test)),
+        split=SplitOptions(split_field, split_names(train), split_names(test)),
     )  # fmt: skip
     with render.progress(enabled=not as_json) as bar:
         idx = prepare_index(source, index or out / "base.vrx", fmt, where, encoder, bar)
@@ -130,7 +109,7 @@ def finetune_cmd(
     save_adapter(res.adapter, out)
     done = reproject_index(idx, res.adapter, reproject) if reproject else None
     if as_json:
-        sys.stdout.write(json.dumps(res.to_dict() | {"index": str(idx), "reprojected": done}, indent=1) + "\n")
+        print_json(res.to_dict() | {"index": str(idx), "reprojected": done})
     else:
         _print(res, out, done)
 
@@ -149,7 +128,7 @@ def reproject_cmd(
 
     done = reproject_index(index, load_adapter(adapter), out, calibrate)
     if as_json:
-        sys.stdout.write(json.dumps(done, indent=1) + "\n")
+        print_json(done)
     else:
         render.out.print(f"{done['path']}: {done['count']} items, {done['dim']}-d, encoder {done['encoder']}")
 

@@ -5,19 +5,14 @@ Register on the main app with one line: ``visrec.cli_scene.register(app)``.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
 from visrec import render
-from visrec.errors import VisrecError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from visrec.cli_common import command, print_json
 
 INDEX = typer.Argument(..., help="Index folder built with: visrec index DATASET --out INDEX.")
 SEGMENTER = typer.Option(
@@ -42,16 +37,7 @@ MARGIN = typer.Option(0.02, "--margin", help="relative: keep regions within this
 FLOOR = typer.Option(0.76, "--floor", help="relative: the lowest raw score that names a region.")
 
 
-def _command(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except VisrecError as e:
-            render.error(str(e))
-            raise typer.Exit(e.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
+_command = command("interrupted; nothing was written")
 
 
 def _analyzer(index: Path, segmenter: str, config: Any) -> Any:
@@ -106,7 +92,7 @@ def scene_cmd(
     if coco is not None:
         coco.write_text(json.dumps(result.to_coco(image.name), indent=1))
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict() | {"image": str(image)}, indent=1) + "\n")
+        print_json(result.to_dict() | {"image": str(image)})
         return
     render.out.print(f"{image}: {result.width}x{result.height}, {len(result)} region(s)", highlight=False)
     for r in result.to_dict()["regions"]:
@@ -139,7 +125,7 @@ def scene_eval_cmd(
         analyzer, scenes, load_labels(labels or scenes / "manual_labels.json"), min_score, not all_files
     )
     if as_json:
-        sys.stdout.write(json.dumps(rep.to_dict(), indent=1) + "\n")
+        print_json(rep.to_dict())
         return
     for s in rep.scenes:
         render.out.print(f"{s['file']:<20} truth {s['truth']}  found {s['found']}", highlight=False)
