@@ -24,7 +24,7 @@ from visrec.train.evaluate import classification, neighbours
 from visrec.train.guard import CollapseGuard, measure
 from visrec.train.heads import Head, HeadSpec, build_head
 from visrec.train.loop import (
-    MIN_GAIN,
+    EarlyStopping,
     Log,
     LoopConfig,
     TrainResult,
@@ -154,7 +154,7 @@ def fit_lit(
         val, z = run.figures("val")
         vy = data.labels[data.rows("val")]
         guard = CollapseGuard(measure(z, vy), len(data.classes), cfg.guard)
-        best, since = val["t2i_map_at_r"] + val["i2t_top1"], 0
+        stopper = EarlyStopping(val["t2i_map_at_r"] + val["i2t_top1"], cfg.patience, cfg.min_epochs)
         state = (copy.deepcopy(run.image.state_dict()), copy.deepcopy(run.text.state_dict()))
         for epoch in range(1, cfg.epochs + 1):
             loss = run.epoch()
@@ -168,13 +168,11 @@ def fit_lit(
                 log(f"epoch {epoch:3d}  loss {loss:.4f}  val text->image mAP@R {val['t2i_map_at_r']:.3f}  "
                     f"image->text top-1 {val['i2t_top1']:.3f}  spread {health.spread:.3f}")  # fmt: skip
             guard.check(epoch, health)
-            if val["t2i_map_at_r"] + val["i2t_top1"] > best + MIN_GAIN:
-                best, since, res.best_epoch, res.best_val = val["t2i_map_at_r"] + val["i2t_top1"], 0, epoch, row
+            if stopper.improved(val["t2i_map_at_r"] + val["i2t_top1"]):
+                res.best_epoch, res.best_val = epoch, row
                 state = (copy.deepcopy(run.image.state_dict()), copy.deepcopy(run.text.state_dict()))
-            else:
-                since += 1
-            if since >= cfg.patience and epoch >= cfg.min_epochs:
-                res.stopped = f"early stop: no better validation score for {cfg.patience} epochs"
+            if stopper.stop(epoch):
+                res.stopped = stopper.reason
                 break
         res.stopped = res.stopped or f"ran all {cfg.epochs} epochs"
     run.image.load_state_dict(state[0])

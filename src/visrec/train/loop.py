@@ -27,6 +27,34 @@ from visrec.train.losses import Objective
 
 Log = Callable[[str], None]
 MIN_GAIN = 1e-3
+
+
+@dataclass
+class EarlyStopping:
+    """The best validation score so far; ``stop`` once ``patience`` epochs (and at least ``min_epochs`` in all)
+    brought no gain above ``MIN_GAIN``."""
+
+    best: float
+    patience: int
+    min_epochs: int
+    since: int = 0
+
+    def improved(self, score: float) -> bool:
+        """Record this epoch's score; True when it beats the best by more than ``MIN_GAIN``."""
+        if score > self.best + MIN_GAIN:
+            self.best, self.since = score, 0
+            return True
+        self.since += 1
+        return False
+
+    def stop(self, epoch: int) -> bool:
+        return self.since >= self.patience and epoch >= self.min_epochs
+
+    @property
+    def reason(self) -> str:
+        return f"early stop: no better validation score for {self.patience} epochs"
+
+
 """Smallest rise of the validation score that counts as progress for early stopping."""
 Progress = Callable[[str, int, int], None]
 
@@ -186,7 +214,8 @@ def fit(
         run = _Epochs(head, objective, data, cfg)
         start_val, start = run.validate()
         guard = CollapseGuard(start, len(data.classes), cfg.guard)
-        best, best_state, since = score(start_val), copy.deepcopy(head.state_dict()), 0
+        stopper = EarlyStopping(score(start_val), cfg.patience, cfg.min_epochs)
+        best_state = copy.deepcopy(head.state_dict())
         res.best_val = _rounded(start_val)
         for epoch in range(1, cfg.epochs + 1):
             lr = run.opt.param_groups[0]["lr"]
@@ -200,12 +229,10 @@ def fit(
             if progress is not None:
                 progress("training", epoch, cfg.epochs)
             guard.check(epoch, health)
-            if score(val) > best + MIN_GAIN:
-                best, best_state, since, res.best_epoch, res.best_val = score(val), _copy(head), 0, epoch, _rounded(val)
-            else:
-                since += 1
-            if since >= cfg.patience and epoch >= cfg.min_epochs:
-                res.stopped = f"early stop: no better validation score for {cfg.patience} epochs"
+            if stopper.improved(score(val)):
+                best_state, res.best_epoch, res.best_val = _copy(head), epoch, _rounded(val)
+            if stopper.stop(epoch):
+                res.stopped = stopper.reason
                 break
         res.stopped = res.stopped or f"ran all {cfg.epochs} epochs"
     head.load_state_dict(best_state)
