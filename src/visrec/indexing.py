@@ -19,13 +19,16 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from visrec.encoders.base import Encoder
 from visrec.errors import BadImage, BadInput
 from visrec.types import Embeddings, ImageRecord, LabeledSet
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -233,30 +236,27 @@ class ShardWriter:
 
 
 def _decode(
-    item: _Item, draft_size: int, max_pixels: int, square: Callable[[np.ndarray], np.ndarray] | None = None
+    item: _Item, draft_size: int, max_pixels: int, square: Callable[[Image.Image], np.ndarray] | None = None
 ) -> tuple[_Item, np.ndarray] | BadImage:
     """Decode one file once: its perceptual hash, its displayed size and (with ``square``) the model input.
 
-    ``square`` maps the decoded ``(h, w, 3)`` uint8 array to the encoder's input square; doing it here, in
-    the decode worker, spares the encoder's single prefetch thread a second resize of a full-size array.
+    ``square`` maps the decoded upright RGB PIL image to the encoder's ``(s, s, 3)`` uint8 input square; doing
+    it here, in the decode worker, spares the encoder a second resize of a full-size array. The pixels stay
+    in Pillow until that small square, so decode workers seldom hold Python's lock (see ``decode_file``).
     """
-    from visrec.data import load_image
-    from visrec.data.dedup import image_hash
+    from visrec.data.dedup import hash_rgb_image
+    from visrec.data.images import decode_file
 
     try:
-        arr = load_image(item.abspath, draft_size=draft_size, max_pixels=max_pixels)
+        decoded = decode_file(item.abspath, draft_size=draft_size, max_pixels=max_pixels)
     except BadImage as bad:
         return bad
     meta = dict(item.meta, extra=dict(item.meta["extra"]))
     if not meta["width"]:
-        from visrec.data import file_facts
-
-        try:  # the pixels were just decoded: only the header's (EXIF-rotated) size is needed
-            _, meta["width"], meta["height"] = file_facts(item.abspath, verify=False, max_pixels=max_pixels)
-        except BadImage as bad:
-            return bad
-    meta["extra"]["phash"] = image_hash(arr).tobytes().hex()
-    return _Item(item.record, item.abspath, meta), (arr if square is None else square(arr))
+        meta["width"], meta["height"] = decoded.width, decoded.height
+    meta["extra"]["phash"] = hash_rgb_image(decoded.image).tobytes().hex()
+    pixels = np.asarray(decoded.image, dtype=np.uint8) if square is None else square(decoded.image)
+    return _Item(item.record, item.abspath, meta), pixels
 
 
 def embed_items(
@@ -316,13 +316,13 @@ def ordered_map(pool: Executor, fn: Callable[[T], U], items: Sequence[T], window
             fut.cancel()
 
 
-def _input_square(encoder: Encoder) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The encoder's own ``image -> (s, s, 3) uint8`` input step when it has one (CNN backbones), else None.
+def _input_square(encoder: Encoder) -> Callable[[Image.Image], np.ndarray] | None:
+    """The encoder's own ``decoded image -> (s, s, 3) uint8`` input step when it has one (CNN backbones).
 
     Encoding that square gives the same vectors as encoding the decoded image (the step is idempotent).
     """
     prep = getattr(encoder, "prep", None)
-    square = getattr(prep, "square", None)
+    square = getattr(prep, "square_decoded", None)
     return square if callable(square) else None
 
 

@@ -21,6 +21,7 @@ from tests.fixtures_images import (
     noise_image,
 )
 from visrec.data import IMAGE_EXTENSIONS, file_facts, is_image_file, load_image, to_rgb_array
+from visrec.data.images import decode_file
 from visrec.errors import BadImage, BadInput
 
 REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "unreadable")
@@ -160,6 +161,25 @@ def test_file_facts_hash_and_displayed_size(odd: dict[str, Path]) -> None:
     assert sha == hashlib.sha256(odd["exif6"].read_bytes()).hexdigest()
     assert (w, h) == (20, 40)
     assert file_facts(odd["cmyk"])[1:] == (32, 24)
+
+
+@pytest.mark.parametrize("kind", ["exif6", "cmyk", "gray", "la", "rgba", "palette", "gif", "webp", "tiff16"])
+def test_decode_file_gives_load_images_pixels_as_an_rgb_pil_image_and_the_displayed_size(
+    odd: dict[str, Path], kind: str
+) -> None:
+    """The one-decode path of the indexer: same pixels as ``load_image``, size as ``file_facts`` reports it."""
+    decoded = decode_file(odd[kind], draft_size=16)
+    assert decoded.image.mode == "RGB"
+    assert np.array_equal(np.asarray(decoded.image), load_image(odd[kind], draft_size=16))
+    assert (decoded.width, decoded.height) == file_facts(odd[kind])[1:]
+
+
+def test_decode_file_reports_the_full_size_of_a_draft_decoded_jpeg(tmp_path: Path) -> None:
+    path = make_exif_rotated_jpeg(tmp_path / "r.jpg")
+    full = load_image(path)
+    decoded = decode_file(path, draft_size=8)
+    assert decoded.image.height < full.shape[0]  # decoded at a reduced DCT scale...
+    assert (decoded.width, decoded.height) == (full.shape[1], full.shape[0])  # ...the file's upright size
 
 
 def test_file_facts_without_verify_only_reads_the_header(bad: dict[str, Path]) -> None:

@@ -306,3 +306,53 @@ def test_build_index_stores_the_perceptual_hash_of_visrec_data(encoder: Any, tmp
     stored = {m["path"]: m["extra"]["phash"] for m in metas}
     expected = {str(p.relative_to(tmp_path / "data")): image_hash(p).tobytes().hex() for p in paths}
     assert stored == expected
+
+
+_FIRST_CALLS = """
+import sys, threading
+import numpy as np
+from visrec.encoders.runtime import OpenVinoSession
+session = OpenVinoSession(__import__("pathlib").Path(sys.argv[1]), threads=1, streams=8)
+x = np.zeros((1, 3, 32, 32), np.float32)
+barrier = threading.Barrier(8)
+def first_call():
+    barrier.wait()
+    session.run(None, {"image": x})
+threads = [threading.Thread(target=first_call) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("done")
+"""
+
+
+def test_openvino_first_calls_from_many_threads_do_not_deadlock(tmp_path: Path) -> None:
+    """Eight threads making a fresh process's first OpenVINO calls at once all return (OpenVINO's bindings
+    deadlock there when unguarded: 4 hung processes in 15 measured)."""
+    import os
+    import subprocess
+    import sys
+
+    import visrec
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("openvino")
+    from visrec.encoders.onnx_export import export_module
+
+    torch.manual_seed(0)
+    path = tmp_path / "net.onnx"
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1))
+    export_module(net.eval(), [torch.rand(2, 3, 32, 32)], path, ["image"], ["features"], {"image": {0: "batch"}})
+    script = tmp_path / "first_calls.py"
+    script.write_text(_FIRST_CALLS)
+    env = {**os.environ, "PYTHONPATH": str(Path(visrec.__file__).parents[1])}  # the visrec under test
+    for attempt in range(8):
+        try:
+            done = subprocess.run(
+                [sys.executable, str(script), str(path)], capture_output=True, text=True, timeout=60, check=False,
+                env=env,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"process {attempt + 1} of 8 hung in its first OpenVINO calls")
+        assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from visrec.data._parallel import run_threads
-from visrec.data.images import to_rgb_array
+from visrec.data.images import decode_file, to_rgb_array
 from visrec.errors import BadImage, BadInput, DimensionMismatch
 from visrec.types import ImageRecord, LabeledSet
 
@@ -45,17 +45,31 @@ def image_hash(
     ``dhash``: signs of horizontal gradients on a ``(hash_size+1) x hash_size`` gray thumbnail (imagehash's
     definition); ``phash``: signs of low DCT frequencies against their median.
     """
+    _check_hash(kind, hash_size)
+    if isinstance(image, (str, Path)):
+        # Files are decoded at a reduced JPEG scale: the hash only looks at a 64 px thumbnail anyway.
+        pil = decode_file(image, draft_size=_HASH_DRAFT).image
+    else:
+        pil = Image.fromarray(to_rgb_array(image))
+    return hash_rgb_image(pil, kind, hash_size)
+
+
+def hash_rgb_image(image: Image.Image, kind: str = DEFAULT_HASH, hash_size: int = DEFAULT_HASH_SIZE) -> np.ndarray:
+    """:func:`image_hash` of an upright RGB PIL image (as :func:`visrec.data.images.decode_file` gives), with
+    no conversion or copy of the full-size pixels first."""
     import imagehash
 
+    _check_hash(kind, hash_size)
+    fn = imagehash.dhash if kind == "dhash" else imagehash.phash
+    bits = np.asarray(fn(image, hash_size=hash_size).hash, dtype=bool)
+    return np.packbits(bits.ravel())
+
+
+def _check_hash(kind: str, hash_size: int) -> None:
     if kind not in HASH_KINDS:
         raise BadInput(f"unknown hash kind {kind!r}; expected one of {HASH_KINDS}")
     if hash_size < 4 or hash_size % 4:
         raise BadInput(f"hash_size must be a multiple of 4 (>= 4) so the bits pack into bytes, got {hash_size}")
-    # Files are decoded at a reduced JPEG scale: the hash only looks at a 64 px thumbnail anyway.
-    pil = Image.fromarray(to_rgb_array(image, draft_size=_HASH_DRAFT))
-    fn = imagehash.dhash if kind == "dhash" else imagehash.phash
-    bits = np.asarray(fn(pil, hash_size=hash_size).hash, dtype=bool)
-    return np.packbits(bits.ravel())
 
 
 @dataclass(frozen=True)

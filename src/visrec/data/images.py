@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ _SIGNATURES: tuple[bytes, ...] = (
     b"MM\x00*",
 )
 _EXIF_SWAPS_AXES = {5, 6, 7, 8}
+_EXIF_TRANSPOSES = {2, 3, 4, 5, 6, 7, 8}
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -122,6 +124,23 @@ def _is_truncation(exc: BaseException) -> bool:
 def _decode(im: Image.Image, path: Path, draft_size: int | None) -> Image.Image:
     """Decode the pixels (reduced-size DCT for JPEGs when ``draft_size`` is set) and apply EXIF rotation."""
     _load(im, path, draft_size)
+    return _upright(im, path, _orientation(im, path))
+
+
+def _orientation(im: Image.Image, path: Path) -> int:
+    """The EXIF orientation tag (1 when absent or not a number), as Pillow's ``exif_transpose`` reads it."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError, TypeError) as exc:
+        raise BadImage(str(path), "corrupt", f"the EXIF block is invalid ({exc}); re-export the file") from exc
+    return value if isinstance(value, int) else 1
+
+
+def _upright(im: Image.Image, path: Path, orientation: int) -> Image.Image:
+    """``im`` rotated/flipped as its EXIF ``orientation`` says; an upright image is returned as is (Pillow's
+    ``exif_transpose`` would copy it)."""
+    if orientation not in _EXIF_TRANSPOSES:
+        return im
     try:
         return ImageOps.exif_transpose(im)
     except (OSError, SyntaxError, ValueError, TypeError) as exc:
@@ -210,14 +229,45 @@ def load_image(path: str | Path, *, draft_size: int | None = None, max_pixels: i
     Raises ``BadImage`` with reason ``"empty"``, ``"not-an-image"``, ``"truncated"``, ``"corrupt"``,
     ``"too-large"`` or ``"unreadable"``; the detail says what to do.
     """
+    decoded = decode_file(path, draft_size=draft_size, max_pixels=max_pixels).image
+    return np.array(decoded, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded image file: ``image`` is a loaded, upright (EXIF orientation applied) PIL image of mode
+    ``"RGB"`` (reduced in JPEG draft mode when asked); ``width`` x ``height`` is the file's full displayed size."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+
+def decode_file(
+    path: str | Path, *, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """Decode an image file once into an RGB PIL image plus its displayed size (see :func:`load_image` for
+    ``draft_size``, ``max_pixels`` and the ``BadImage`` reasons).
+
+    The pixels stay in Pillow (no NumPy copy) and an upright RGB JPEG is not copied at all, so the work
+    after this call (hashing, resizing) runs in Pillow's C code with Python's lock released: several
+    threads decoding at once scale with the cores.
+    """
     p = Path(path)
     data = _read_bytes(p)
     im = _open_header(data, p, max_pixels)
-    decoded = _decode(im, p, draft_size)
-    try:
-        return pil_to_rgb(decoded)
-    except (OSError, ValueError) as exc:
-        raise BadImage(str(p), "corrupt", f"cannot convert mode {decoded.mode} to RGB ({exc})") from exc
+    width, height = im.size
+    _load(im, p, draft_size)
+    orientation = _orientation(im, p)
+    decoded = _upright(im, p, orientation)
+    if orientation in _EXIF_SWAPS_AXES:
+        width, height = height, width
+    if decoded.mode != "RGB":
+        try:
+            decoded = Image.fromarray(pil_to_rgb(decoded))
+        except (OSError, ValueError) as exc:
+            raise BadImage(str(p), "corrupt", f"cannot convert mode {decoded.mode} to RGB ({exc})") from exc
+    return DecodedImage(decoded, width, height)
 
 
 def to_rgb_array(image: np.ndarray | Image.Image | str | Path, *, draft_size: int | None = None) -> np.ndarray:

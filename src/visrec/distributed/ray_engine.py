@@ -144,8 +144,8 @@ def _read_batch(batch: dict[str, np.ndarray], draft_size: int, max_pixels: int, 
     ``facts``, also the perceptual hash of the decoded pixels (``phash``, hex) and, for rows whose
     ``need_size`` is set, the displayed ``width``/``height`` from the file header, as the indexer records them.
     """
-    from visrec.data import file_facts, load_image
-    from visrec.data.dedup import image_hash
+    from visrec.data.dedup import hash_rgb_image
+    from visrec.data.images import decode_file
 
     n = len(batch["id"])
     pixels, shape = np.empty(n, dtype=object), np.zeros((n, 3), np.int64)
@@ -153,15 +153,16 @@ def _read_batch(batch: dict[str, np.ndarray], draft_size: int, max_pixels: int, 
     phash, size = np.full(n, "", dtype=object), np.zeros((n, 2), np.int64)
     for j, path in enumerate(batch["path"]):
         try:
-            arr = load_image(str(path), draft_size=draft_size, max_pixels=max_pixels)
-            if facts and batch["need_size"][j]:
-                size[j] = file_facts(str(path), verify=False, max_pixels=max_pixels)[1:]
+            decoded = decode_file(str(path), draft_size=draft_size, max_pixels=max_pixels)
         except BadImage as bad:
             pixels[j], reason[j], errors[j] = b"", bad.reason, f"{bad.reason}: {bad}"
             continue
-        pixels[j], shape[j] = arr.tobytes(), arr.shape
+        image = decoded.image
+        pixels[j], shape[j] = image.tobytes(), (image.height, image.width, 3)
         if facts:
-            phash[j] = image_hash(arr).tobytes().hex()
+            phash[j] = hash_rgb_image(image).tobytes().hex()
+            if batch["need_size"][j]:
+                size[j] = decoded.width, decoded.height
     out = {"id": batch["id"], "pixels": pixels, "shape": shape, "error": errors}
     if facts:
         out |= {"reason": reason, "phash": phash, "width": size[:, 0], "height": size[:, 1]}

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -62,19 +63,29 @@ class ImagePrep:
 
     def square(self, image: ImageLike) -> np.ndarray:
         """Any image input -> ``(size, size, 3)`` RGB uint8 (decoded in draft mode, cropped, resized)."""
-        from visrec.data.images import to_rgb_array
+        from visrec.data.images import decode_file, to_rgb_array
 
-        rgb = to_rgb_array(image, draft_size=self.size)
-        h, w = rgb.shape[:2]
+        if isinstance(image, (str, Path)):
+            return self.square_decoded(decode_file(image, draft_size=self.size).image)
+        rgb = to_rgb_array(image)
+        if rgb.shape[:2] == (self.size, self.size):
+            return rgb
+        return self.square_decoded(Image.fromarray(rgb))
+
+    def square_decoded(self, image: Image.Image) -> np.ndarray:
+        """An upright RGB PIL image (:func:`visrec.data.images.decode_file`) -> ``(size, size, 3)`` uint8.
+
+        Cropping and resizing run in Pillow with Python's lock released; only the small result is copied out.
+        """
+        w, h = image.size
         box: tuple[int, int, int, int] = (0, 0, w, h)
         if self.crop == "center" and h != w:
             side = min(h, w)
             left, top = (w - side) // 2, (h - side) // 2
             box = (left, top, left + side, top + side)
-        if (w, h) == (self.size, self.size) and box == (0, 0, w, h):
-            return rgb
-        resized = Image.fromarray(rgb).resize((self.size, self.size), RESAMPLE[self.resample], box=box)
-        return np.asarray(resized)
+        if (w, h) != (self.size, self.size) or box != (0, 0, w, h):
+            image = image.resize((self.size, self.size), RESAMPLE[self.resample], box=box)
+        return np.asarray(image, dtype=np.uint8)
 
     def fill(self, images: Sequence[ImageLike], out: np.ndarray) -> np.ndarray:
         """Write ``images`` into the first rows of ``out`` (``(N, 3, size, size)`` float32), normalised.

