@@ -14,7 +14,14 @@ Two acceptance rules (``SceneConfig.accept``):
   thresholds of 0.84-0.88, while Naruto's lower threshold (0.70, the largest class wins many votes) lets
   background windows through. The *ranking* inside a scene carries the signal; ``floor`` (0.76) sits just
   above the best window of nine ordinary photos with no character (VOC and multi-face photos: 0.64-0.75).
-* ``"calibrated"``: the index's per-class thresholds decide unknown per region (open-set, strict).
+* ``"calibrated"``: each region is judged on its own by the index's open-set decision (its per-class
+  thresholds), with no limit on how many regions a scene may name.
+* ``"absolute"``: each region is judged on its own: its best class when its raw score is at least ``floor``.
+
+Overlaps are then resolved per label by non-maximum suppression (the weaker of two same-label regions
+overlapping with IoU > ``merge_iou`` is dropped; boxes are never grown into unions, so distinct touching
+objects stay distinct), and a region overlapping a more confident region of another label by more than
+``suppress_ioa`` of the smaller box is dropped.
 """
 
 from __future__ import annotations
@@ -33,18 +40,19 @@ from visrec.segment.masks import box_ioa, box_iou, crop, masked_crop, scale_boxe
 from visrec.segment.types import Regions, SceneResult
 from visrec.types import Embeddings, Prediction
 
-ACCEPT_RULES = ("relative", "calibrated")
+ACCEPT_RULES = ("relative", "calibrated", "absolute")
 
 
 @dataclass(frozen=True)
 class SceneConfig:
     """``long_side``: the image is shrunk so its longer side is at most this (0: never); ``mode``: classifier
-    mode of the index; ``masked``: embed masked crops when the segmenter gives masks; ``merge_iou``: regions of
-    one label overlapping more than this merge into their union box; ``suppress_ioa``: a region that overlaps a
-    more confident region of another label by more than this (of the smaller box) is dropped;
+    mode of the index; ``masked``: embed masked crops when the segmenter gives masks; ``merge_iou``: of two
+    regions of one label overlapping with IoU above this, the weaker is dropped; ``suppress_ioa``: a region
+    that overlaps a more confident region of another label by more than this (of the smaller box) is dropped;
     ``keep_unknown``: keep regions recognised as nobody; ``min_score``: drop labelled regions below it;
-    ``accept``: ``"relative"`` or ``"calibrated"`` (see the module docstring); ``margin``/``floor``: the
-    relative rule's distance to the scene's best raw score and its absolute minimum."""
+    ``accept``: ``"relative"``, ``"calibrated"`` or ``"absolute"`` (see the module docstring); ``margin``: the
+    relative rule's distance to the scene's best raw score; ``floor``: the lowest raw score that names a
+    region under the relative and absolute rules."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -99,11 +107,11 @@ def relative_labels(preds: list[Prediction], margin: float, floor: float) -> lis
 
 
 def resolve_overlaps(boxes: np.ndarray, labels: list[str | None], scores: np.ndarray, cfg: SceneConfig) -> list[int]:
-    """Indices of the regions to keep, most confident first, merging same-label ones in place.
+    """Indices of the regions to keep, most confident first: per-label NMS, then cross-label suppression.
 
-    Same label and IoU > ``merge_iou`` (or one inside the other): the weaker joins the stronger, whose box
-    grows to their union (``boxes`` is updated). Different labels and overlap > ``suppress_ioa``: the weaker
-    is dropped. Unknown regions never suppress known ones.
+    Same label and IoU > ``merge_iou``: the weaker is dropped. Different labels and overlap > ``suppress_ioa``
+    (of the smaller box): the weaker is dropped. Unknown regions never suppress known ones. ``boxes`` is not
+    changed.
     """
     order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, -float(scores[i])))
     kept: list[int] = []
@@ -112,13 +120,7 @@ def resolve_overlaps(boxes: np.ndarray, labels: list[str | None], scores: np.nda
             iou = box_iou(boxes[i : i + 1], boxes[kept])[0]
             ioa = box_ioa(boxes[i : i + 1], boxes[kept])[0]
             same = np.array([labels[k] == labels[i] for k in kept])
-            merge = same & ((iou > cfg.merge_iou) | (ioa > 0.9))
-            if labels[i] is not None and merge.any():
-                k = kept[int(np.argmax(merge))]
-                boxes[k, :2] = np.minimum(boxes[k, :2], boxes[i, :2])
-                boxes[k, 2:] = np.maximum(boxes[k, 2:], boxes[i, 2:])
-                continue
-            if (ioa > cfg.suppress_ioa).any():
+            if (same & (iou > cfg.merge_iou)).any() or (~same & (ioa > cfg.suppress_ioa)).any():
                 continue
         kept.append(i)
     return kept
@@ -177,6 +179,9 @@ class SceneAnalyzer:
         if cfg.accept == "relative":
             labels = relative_labels(preds, cfg.margin, cfg.floor)
             scores = np.asarray([p.score for p in preds], np.float32)
+        elif cfg.accept == "absolute":
+            labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
+            scores = np.asarray([p.score for p in preds], np.float32)
         else:
             labels = [p.label for p in preds]
             scores = np.asarray([confidence(p) for p in preds], np.float32)
@@ -185,11 +190,10 @@ class SceneAnalyzer:
             for i, lab in enumerate(labels)
             if (lab is None and cfg.keep_unknown) or (lab and scores[i] >= cfg.min_score)
         ]
-        boxes = regions.xyxy[ok].copy()  # resolve_overlaps grows merged boxes in place
-        sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg) if ok else []
+        sub = resolve_overlaps(regions.xyxy[ok], [labels[i] for i in ok], scores[ok], cfg) if ok else []
         keep = [ok[j] for j in sub]
         masks = None if regions.masks is None else _upscale_masks(regions.masks[keep], hw)
-        out = Regions(scale_boxes(boxes[sub].reshape(-1, 4), factor), regions.scores[keep], masks)
+        out = Regions(scale_boxes(regions.xyxy[keep].reshape(-1, 4), factor), regions.scores[keep], masks)
         return SceneResult(
             out,
             tuple(labels[i] for i in keep),
