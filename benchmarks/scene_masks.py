@@ -2,12 +2,13 @@
 
 Usage::
 
-    python benchmarks/scene_masks.py [ANNOTATIONS] [--segmenter proposals ...] [--json]
+    python benchmarks/scene_masks.py [ANNOTATIONS] [--segmenter proposals ...] [--index INDEX] [--json]
 
 ANNOTATIONS defaults to ``../shared/data/voc_labelme_mini/annotations_coco.json`` (3 VOC photos, 12 objects with
 polygon masks). Every segmenter that needs no index is run with masks on (``proposals`` by default), side by
 side: one row per object with its best IoU per segmenter, then the mean best IoU, the share of objects found
 at IoU >= 0.5 and the mean number of regions per image. Three photos give no score, only a sanity check.
+``--index``: the index the ``gallery`` segmenter compares windows with (needed for ``--segmenter gallery``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("annotations", nargs="?", default=str(DEFAULT))
     ap.add_argument("--segmenter", action="append", help="registered segmenter (repeatable; default: proposals)")
+    ap.add_argument("--index", help="index folder for the gallery segmenter")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -38,7 +40,20 @@ def main() -> None:
 
     images = load_coco_instances(Path(args.annotations))
     names = args.segmenter or ["proposals"]
-    reports = [evaluate_masks(create_segmenter(n, **_options(n)), images, n) for n in names]
+    index = None
+    if args.index:
+        from visrec.index import Index
+
+        index = Index(args.index)
+
+    def build(name: str) -> object:
+        if name == "gallery":
+            if index is None:
+                raise SystemExit("--segmenter gallery needs --index INDEX")
+            return create_segmenter(name, index=index)
+        return create_segmenter(name, **_options(name))
+
+    reports = [evaluate_masks(build(n), images, n) for n in names]
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=1))
         return
