@@ -115,11 +115,11 @@ def test_touching_objects_of_one_label_stay_two_regions() -> None:
 
 
 def test_scene_gen_and_box_eval_commands(items: list[tuple[str, str]], tmp_path: Path) -> None:
-    from visrec.build import build_index
     from visrec.cli import app
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
-    from visrec.indexing import IndexConfig
+    from visrec.index.pipeline import IndexConfig
+    from visrec.index.writer import build_index
 
     data = tmp_path / "data"
     for path, label in items:
