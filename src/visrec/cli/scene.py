@@ -29,13 +29,13 @@ MIN_SCORE = typer.Option(0.0, "--min-score", help="Drop labelled regions whose c
 UNKNOWN = typer.Option(False, "--unknown/--no-unknown", help="Also report regions recognised as nobody.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ACCEPT = typer.Option(
-    "relative",
+    "absolute",
     "--accept",
     help="relative: keep regions scoring near the scene's best (and >= --floor) | calibrated: each region by the "
     "index's open-set decision | absolute: each region whose raw score is >= --floor.",
 )
 MARGIN = typer.Option(0.02, "--margin", help="relative: keep regions within this raw score of the scene's best.")
-FLOOR = typer.Option(0.76, "--floor", help="relative, absolute: the lowest raw score that names a region.")
+FLOOR = typer.Option(0.8, "--floor", help="relative, absolute: the lowest raw score that names a region.")
 
 
 _command = command("interrupted; nothing was written")
