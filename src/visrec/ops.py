@@ -75,9 +75,15 @@ def index(
 ) -> IndexingReport:
     """Index (or update) ``out`` from the dataset at ``dataset``."""
     from visrec.build import build_index
+    from visrec.data import read_dataset
 
-    ds = open_dataset(dataset, fmt, where)
-    return build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress)
+    loaded, load = read_dataset(dataset, fmt)
+    ds = filter_dataset(loaded, where)
+    report = build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress)
+    for s in load.skipped:  # image files no reader here decodes (.heic...) belong in the run's skipped list
+        if s.reason == "unsupported-format":
+            report.skipped.setdefault(s.reason, []).append(str(Path(dataset) / s.path))
+    return report
 
 
 @dataclass
