@@ -87,7 +87,7 @@ def _looks_cut_short(data: bytes) -> bool:
 def _bomb_detail(exc: BaseException) -> str:
     return (
         f"{exc} It was refused without decoding; if you trust the file, downscale it with another tool "
-        "(Pillow's own limit applies above --max-pixels)"
+        f"(Pillow's own safety limit of {Image.MAX_IMAGE_PIXELS} pixels applies whatever the pixel limit)"
     )
 
 
@@ -121,7 +121,7 @@ def _open_header(data: bytes, path: Path, max_pixels: int) -> Image.Image:
             str(path),
             "too-large",
             f"{im.width}x{im.height} = {pixels} pixels is over the limit of {max_pixels}; "
-            "raise --max-pixels if you trust this file, or downscale it",
+            "downscale it, or raise the pixel limit (max_pixels; visrec serve --max-megapixels) if you trust it",
         )
     return im
 
