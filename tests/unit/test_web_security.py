@@ -119,6 +119,11 @@ def test_file_routes_serve_only_this_servers_uploads(ui: tuple[TestClient, Path]
             r = c.get(f"{route}{path}")
             assert r.status_code == 403 and SECRET not in r.text, (route, path)
     assert c.get("/gradio_api/proxy=http://127.0.0.1:9/x").status_code == 403
+    for route in (f"//gradio_api//file={secrets['text']}", f"/api/../gradio_api/file={secrets['text']}"):
+        assert c.get(route).status_code == 403
+    for name in ("../../evil.png", str(secrets["text"].parent / "planted.png")):  # upload names cannot escape
+        written = Path(c.post("/gradio_api/upload", files={"files": (name, png_bytes(), "image/png")}).json()[0])
+        assert written.resolve().is_relative_to(folder) and not (secrets["text"].parent / "planted.png").exists()
     up = c.post("/gradio_api/upload", files={"files": ("q.png", png_bytes(), "image/png")})
     assert up.status_code == 200
     uploaded = Path(up.json()[0])
@@ -285,3 +290,5 @@ def test_a_real_writable_server_reads_nothing_outside(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()

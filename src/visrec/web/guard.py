@@ -39,7 +39,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_FILE_ROUTE = re.compile(r"/file=(.*)$|^(?:/gradio_api)?/file/(.*)$", re.DOTALL)
+_FILE_ROUTE = re.compile(r"/file=(.*)$|(?:^|/gradio_api)/file/(.*)$", re.DOTALL)
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:|^//")
 _PREFIX = "visrec-ui-"
 
@@ -97,15 +97,16 @@ class UiFileGuard:
             return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = str(scope.get("path", ""))
-        if scope["type"] not in ("http", "websocket") or path.startswith(self.passthrough):
+        path = re.sub("/+", "/", str(scope.get("path", "")))
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
+        outside_ui = path.startswith(self.passthrough) and "/.." not in path
+        if scope["type"] == "websocket" and not outside_ui:
             await send({"type": "websocket.close", "code": 1008})
             return
-        refused = self._route_refusal(path)
-        if refused is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+        refused = self._route_refusal(path)  # on every route: no API route names files in its URL either
+        if refused is None and not outside_ui and scope.get("method") in ("POST", "PUT", "PATCH"):
             refused, receive = await self._body_refusal(scope, receive, path)
         if refused is not None:
             await _json(send, *refused)
