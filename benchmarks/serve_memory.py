@@ -45,9 +45,9 @@ def worst_png(megapixels: float) -> bytes:
 
 def build_index(folder: Path) -> Path:
     from tests.fixtures_images import make_labeled_tree
-    from visrec.build import build_index as build
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
+    from visrec.index.writer import build_index as build
 
     make_labeled_tree(folder / "data", ("amber", "blue", "crimson"), per_class=6, size=64)
     out = folder / "idx.vrx"

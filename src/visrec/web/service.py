@@ -204,7 +204,7 @@ class Service:
     def add(self, uploads: list[Upload], label: str | None) -> dict[str, Any]:
         """Add uploaded images (optionally labeled) to the index."""
         from visrec.data import image_hash
-        from visrec.edit import edit_index, upload_metadata
+        from visrec.index.edit import edit_index, upload_metadata
 
         self._require_writable()
         ids = [f"upload/{u.sha256[:16]}" for u in uploads]
@@ -225,7 +225,7 @@ class Service:
         allowed roots can be read; files resolving outside them (symlinks) are skipped as ``outside-allowed-roots``.
         """
         from visrec.data import image_hash, load_dataset, load_image
-        from visrec.edit import edit_index
+        from visrec.index.edit import edit_index
 
         self._require_writable()
         root = self.folder(folder)
@@ -261,7 +261,7 @@ class Service:
 
     def delete(self, ids: list[str]) -> dict[str, Any]:
         """Delete items by id."""
-        from visrec.edit import edit_index
+        from visrec.index.edit import edit_index
 
         self._require_writable()
         return self._write(lambda: edit_index(self.config.index, delete=ids))
