@@ -39,6 +39,7 @@ RULES: list[dict[str, Any]] = (
         for f in (0.5, 0.6, 0.7, 0.76)
     ]
     + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.4, 0.5, 0.6, 0.7, 0.8) for m in (0.1, 0.3, 0.5)]
+    + [{"accept": "confidence", "min_confidence": c, "merge_iou": 0.1} for c in (0.2, 0.3, 0.4, 0.5, 0.6)]
 )
 
 
@@ -48,8 +49,10 @@ def default_rule() -> dict[str, Any]:
 
     d = SceneConfig()
     rule: dict[str, Any] = {"accept": d.accept, "merge_iou": d.merge_iou}
-    if d.accept != "calibrated":
+    if d.accept in ("absolute", "relative"):
         rule["floor"] = d.floor
+    if d.accept == "confidence":
+        rule["min_confidence"] = d.min_confidence
     if d.accept == "relative":
         rule["margin"] = d.margin
     return rule

@@ -32,9 +32,11 @@ ACCEPT = typer.Option(
     "absolute",
     "--accept",
     help="relative: keep regions scoring near the scene's best (and >= --floor) | calibrated: each region by the "
-    "index's open-set decision | absolute: each region whose raw score is >= --floor.",
+    "index's open-set decision | absolute: each region whose raw score is >= --floor | confidence: each region "
+    "whose held-out P(correct) on the index is >= --min-confidence.",
 )
 MARGIN = typer.Option(0.02, "--margin", help="relative: keep regions within this raw score of the scene's best.")
+MIN_CONF = typer.Option(0.4, "--min-confidence", help="confidence: the lowest P(correct) that names a region.")
 FLOOR = typer.Option(0.8, "--floor", help="relative, absolute: the lowest raw score that names a region.")
 
 
@@ -71,6 +73,7 @@ def scene_cmd(
     accept: str = ACCEPT,
     margin: float = MARGIN,
     floor: float = FLOOR,
+    min_confidence: float = MIN_CONF,
     as_json: bool = JSON,
 ) -> None:
     """Find the regions of IMAGE and recognise each against INDEX ("Naruto here, Sakura there")."""
@@ -86,6 +89,7 @@ def scene_cmd(
         accept=accept,
         margin=margin,
         floor=floor,
+        min_confidence=min_confidence,
     )
     result = _analyzer(index, segmenter, cfg).analyze(rgb)
     if out is not None:
@@ -115,13 +119,22 @@ def scene_eval_cmd(
     accept: str = ACCEPT,
     margin: float = MARGIN,
     floor: float = FLOOR,
+    min_confidence: float = MIN_CONF,
     as_json: bool = JSON,
 ) -> None:
     """Presence precision / recall / F1 over labelled scenes; with boxed scenes (SCENES/annotations.json, as
     written by scene-gen), also box recall / precision at IoU 0.5 and label accuracy."""
     from visrec.segment.evaluate import evaluate_presence, load_labels
 
-    cfg = _config(long_side=long_side, mode=mode, min_score=min_score, accept=accept, margin=margin, floor=floor)
+    cfg = _config(
+        long_side=long_side,
+        mode=mode,
+        min_score=min_score,
+        accept=accept,
+        margin=margin,
+        floor=floor,
+        min_confidence=min_confidence,
+    )
     analyzer = _analyzer(index, segmenter, cfg)
     coco = scenes / "annotations.json"
     if labels is None and not (scenes / "manual_labels.json").is_file() and coco.is_file():

@@ -14,6 +14,10 @@ Three acceptance rules (``SceneConfig.accept``):
 * ``"relative"``: a region keeps its best class when its raw score is within ``margin`` of the best region of
   the same scene and at least ``floor``: the ranking inside a scene carries the signal, but a scene names
   only its few best regions.
+* ``"confidence"``: each region is judged on its own: named when the index's held-out probability of being
+  right at its raw score (the calibration's confidence map, fitted on the index's own images) is at least
+  ``min_confidence``. Unlike a raw floor, this follows the index: the same 0.4 is a raw score of 0.8 on one
+  index and 0.53 on another whose scores run lower.
 * ``"calibrated"``: each region is judged on its own by the index's open-set decision (its per-class
   thresholds). Those are fitted on whole gallery images and are strict on crops of scenes (on generated
   scenes they name a third to a half as many objects as ``absolute``).
@@ -40,7 +44,7 @@ from visrec.segment.masks import box_ioa, box_iou, crop, masked_crop, scale_boxe
 from visrec.segment.types import Regions, SceneResult
 from visrec.types import Embeddings, Prediction
 
-ACCEPT_RULES = ("relative", "calibrated", "absolute")
+ACCEPT_RULES = ("relative", "calibrated", "absolute", "confidence")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class SceneConfig:
     ``keep_unknown``: keep regions recognised as nobody; ``min_score``: drop labelled regions below it;
     ``accept``: ``"relative"``, ``"calibrated"`` or ``"absolute"`` (see the module docstring); ``margin``: the
     relative rule's distance to the scene's best raw score; ``floor``: the lowest raw score that names a
-    region under the relative and absolute rules."""
+    region under the relative and absolute rules; ``min_confidence``: the confidence rule's minimum."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -65,6 +69,7 @@ class SceneConfig:
     accept: str = "absolute"
     margin: float = 0.02
     floor: float = 0.8
+    min_confidence: float = 0.4
 
     def __post_init__(self) -> None:
         if self.long_side < 0 or self.batch_size < 1:
@@ -182,6 +187,9 @@ class SceneAnalyzer:
         elif cfg.accept == "absolute":
             labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
             scores = np.asarray([p.score for p in preds], np.float32)
+        elif cfg.accept == "confidence":
+            scores = self._confidences(preds)
+            labels = [p.candidate if c >= cfg.min_confidence else None for p, c in zip(preds, scores, strict=True)]
         else:
             labels = [p.label for p in preds]
             scores = np.asarray([confidence(p) for p in preds], np.float32)
@@ -203,6 +211,16 @@ class SceneAnalyzer:
             int(hw[0]),
             t,
         )
+
+    def _confidences(self, preds: list[Prediction]) -> np.ndarray:
+        """The index's held-out P(correct) at each prediction's raw score, ``(n,)`` float32."""
+        cal = self.index.calibration(self.config.mode)
+        if cal is None:
+            raise BadInput(
+                f"--accept confidence needs a calibrated index; run: visrec calibrate {self.index.path} "
+                "(or use --accept absolute)"
+            )
+        return np.asarray([float(cal.confidence(p.score)) for p in preds], np.float32)
 
 
 def _upscale_masks(masks: np.ndarray, hw: tuple[int, ...]) -> np.ndarray:
