@@ -29,15 +29,17 @@ MIN_SCORE = typer.Option(0.0, "--min-score", help="Drop labelled regions whose c
 UNKNOWN = typer.Option(False, "--unknown/--no-unknown", help="Also report regions recognised as nobody.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ACCEPT = typer.Option(
-    "absolute",
+    "confidence",
     "--accept",
     help="relative: keep regions scoring near the scene's best (and >= --floor) | calibrated: each region by the "
     "index's open-set decision | absolute: each region whose raw score is >= --floor | confidence: each region "
     "whose held-out P(correct) on the index is >= --min-confidence.",
 )
 MARGIN = typer.Option(0.02, "--margin", help="relative: keep regions within this raw score of the scene's best.")
-MIN_CONF = typer.Option(0.4, "--min-confidence", help="confidence: the lowest P(correct) that names a region.")
-FLOOR = typer.Option(0.8, "--floor", help="relative, absolute: the lowest raw score that names a region.")
+MIN_CONF = typer.Option(0.3, "--min-confidence", help="confidence: the lowest P(correct) that names a region.")
+FLOOR = typer.Option(
+    0.8, "--floor", help="relative, absolute (and confidence on an uncalibrated index): the lowest raw score."
+)
 
 
 _command = command("interrupted; nothing was written")

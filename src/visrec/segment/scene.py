@@ -5,19 +5,20 @@ masked crops with the background blanked) -> one batched encode (skipped when th
 ``index.classify(..., "knn")`` -> accept or reject each region -> resolve overlaps -> boxes mapped back to the
 input image's pixels.
 
-Three acceptance rules (``SceneConfig.accept``):
+Four acceptance rules (``SceneConfig.accept``):
 
-* ``"absolute"`` (default): each region is judged on its own: its best class when its raw classifier score
-  (kNN vote share x similarity) is at least ``floor`` (0.8). No cap on how many regions a scene may name.
-  Chosen, with ``floor`` and ``merge_iou``, on generated scenes (``visrec scene-gen``, pasted training crops
-  of two indexes; ``benchmarks/scene_generated.py``), by the mean label-correct F1 at box IoU 0.5.
+* ``"confidence"`` (default): each region is judged on its own: named when the index's held-out probability
+  of being right at its raw score (the calibration's confidence map, fitted on the index's own images) is at
+  least ``min_confidence`` (0.3). Unlike a raw floor, this follows the index: 0.4 is a raw score of 0.8 on one
+  index and 0.53 on another whose scores run lower. An index without calibration falls back to ``absolute``.
+  No cap on how many regions a scene may name. Chosen, with ``min_confidence`` and ``merge_iou``, on generated
+  scenes (``visrec scene-gen``: pasted training crops of two indexes; ``benchmarks/scene_generated.py``), by
+  the mean label-correct F1 at box IoU 0.5.
+* ``"absolute"``: each region is judged on its own: its best class when its raw classifier score (kNN vote
+  share x similarity) is at least ``floor`` (0.8).
 * ``"relative"``: a region keeps its best class when its raw score is within ``margin`` of the best region of
   the same scene and at least ``floor``: the ranking inside a scene carries the signal, but a scene names
   only its few best regions.
-* ``"confidence"``: each region is judged on its own: named when the index's held-out probability of being
-  right at its raw score (the calibration's confidence map, fitted on the index's own images) is at least
-  ``min_confidence``. Unlike a raw floor, this follows the index: the same 0.4 is a raw score of 0.8 on one
-  index and 0.53 on another whose scores run lower.
 * ``"calibrated"``: each region is judged on its own by the index's open-set decision (its per-class
   thresholds). Those are fitted on whole gallery images and are strict on crops of scenes (on generated
   scenes they name a third to a half as many objects as ``absolute``).
@@ -66,10 +67,10 @@ class SceneConfig:
     keep_unknown: bool = False
     min_score: float = 0.0
     batch_size: int = 32
-    accept: str = "absolute"
+    accept: str = "confidence"
     margin: float = 0.02
     floor: float = 0.8
-    min_confidence: float = 0.4
+    min_confidence: float = 0.3
 
     def __post_init__(self) -> None:
         if self.long_side < 0 or self.batch_size < 1:
@@ -184,12 +185,12 @@ class SceneAnalyzer:
         if cfg.accept == "relative":
             labels = relative_labels(preds, cfg.margin, cfg.floor)
             scores = np.asarray([p.score for p in preds], np.float32)
-        elif cfg.accept == "absolute":
-            labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
-            scores = np.asarray([p.score for p in preds], np.float32)
-        elif cfg.accept == "confidence":
+        elif cfg.accept == "confidence" and self.index.calibration(cfg.mode) is not None:
             scores = self._confidences(preds)
             labels = [p.candidate if c >= cfg.min_confidence else None for p, c in zip(preds, scores, strict=True)]
+        elif cfg.accept in ("absolute", "confidence"):  # confidence without a calibration: the raw floor
+            labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
+            scores = np.asarray([p.score for p in preds], np.float32)
         else:
             labels = [p.label for p in preds]
             scores = np.asarray([confidence(p) for p in preds], np.float32)
@@ -215,11 +216,6 @@ class SceneAnalyzer:
     def _confidences(self, preds: list[Prediction]) -> np.ndarray:
         """The index's held-out P(correct) at each prediction's raw score, ``(n,)`` float32."""
         cal = self.index.calibration(self.config.mode)
-        if cal is None:
-            raise BadInput(
-                f"--accept confidence needs a calibrated index; run: visrec calibrate {self.index.path} "
-                "(or use --accept absolute)"
-            )
         return np.asarray([float(cal.confidence(p.score)) for p in preds], np.float32)
 
 
