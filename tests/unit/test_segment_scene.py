@@ -123,8 +123,8 @@ def test_confidence_rule_on_an_uncalibrated_index_uses_the_raw_floor(tmp_path: P
     )
     raw = Index(tmp_path / "raw.vrx")
     assert raw.calibration("knn") is None
-    res = SceneAnalyzer(raw, config=SceneConfig(floor=0.0)).analyze(scene())  # default rule: confidence
+    res = SceneAnalyzer(raw, config=SceneConfig(accept="confidence", floor=0.0)).analyze(scene())
     same = SceneAnalyzer(raw, config=SceneConfig(accept="absolute", floor=0.0)).analyze(scene())
     assert res.labels == same.labels and res.present() >= {"blue", "crimson"}
-    none = SceneAnalyzer(raw, config=SceneConfig(floor=1.01)).analyze(scene())
+    none = SceneAnalyzer(raw, config=SceneConfig(accept="confidence", floor=1.01)).analyze(scene())
     assert not none.present()
