@@ -13,6 +13,7 @@ import numpy as np
 from visrec.errors import BadInput
 
 METHODS = ("agglomerative", "hdbscan", "kmeans")
+AUTO_RULES = ("merge-gap", "silhouette")
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,15 @@ class ClusterConfig:
     min_cluster_size: int = 2
     k_range: tuple[int, int] = (2, 30)
     seed: int = 0
+    auto: str = "merge-gap"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise BadInput(f"unknown clustering method {self.method!r}; use one of {', '.join(METHODS)}")
         if self.k is not None and self.k < 1:
             raise BadInput(f"k must be >= 1, got {self.k}")
+        if self.auto not in AUTO_RULES:
+            raise BadInput(f"unknown automatic-k rule {self.auto!r}; use one of {', '.join(AUTO_RULES)}")
 
 
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
@@ -94,12 +98,37 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     return float(silhouette_score(x[mask], labels[mask], metric="cosine"))
 
 
+def merge_gap_k(heights: np.ndarray, k_range: tuple[int, int]) -> int:
+    """The k in ``k_range`` whose cut of a dendrogram falls in the widest gap between merge distances.
+
+    ``heights``: the ``(n-1,)`` merge distances of an agglomerative tree over n items (monotone, as average
+    linkage gives). k clusters keep the n-k closest merges and undo the rest, so the cut for k lies between
+    the (n-k)-th and (n-k+1)-th smallest heights; groups that are far apart leave a wide gap there.
+    """
+    h = np.sort(np.asarray(heights, np.float64))
+    n = len(h) + 1
+    lo, hi = max(2, k_range[0]), min(k_range[1], n - 1)
+    if hi < lo:
+        return 1
+    ks = np.arange(lo, hi + 1)
+    gaps = h[n - ks] - h[n - ks - 1]
+    return int(ks[int(np.argmax(gaps))])
+
+
 def auto_k(x: np.ndarray, cfg: ClusterConfig) -> int:
-    """The k in ``cfg.k_range`` (clipped to n-1) with the best silhouette for ``cfg.method``."""
+    """The number of clusters for unit rows ``x (n, d)``: by ``cfg.auto`` over ``cfg.k_range`` (clipped to n-1).
+
+    ``merge-gap`` (default): the widest gap between merge distances of the average-linkage cosine tree (one
+    tree, any method); ``silhouette``: the k with the best mean silhouette for ``cfg.method``.
+    """
     lo, hi = cfg.k_range
     hi = min(hi, len(x) - 1)
     if hi < max(2, lo):
         return 1
+    if cfg.auto == "merge-gap":
+        from scipy.cluster.hierarchy import linkage
+
+        return merge_gap_k(linkage(x, method="average", metric="cosine")[:, 2], (lo, hi))
     best, best_k = -2.0, max(2, lo)
     for k in range(max(2, lo), hi + 1):
         labels = _kmeans(x, k, cfg.seed) if cfg.method == "kmeans" else _agglomerative(x, k, None, cfg.linkage)
