@@ -106,8 +106,8 @@ class DemoResult:
         ]
         if s:
             out.append(
-                f"[bold]kNN on the test split: top-1 {100 * s['top1']:.1f}%, macro-F1 {100 * s['macro_f1']:.1f}%, "
-                f"unknown {100 * s['unknown_rate']:.1f}%[/] (before the unknown decision: "
+                f"kNN on the test split: top-1 {100 * s['top1']:.1f}%, macro-F1 {100 * s['macro_f1']:.1f}%, "
+                f"unknown {100 * s['unknown_rate']:.1f}% (before the unknown decision: "
                 f"{100 * s['top1_raw']:.1f}%)"
             )
         for q in self.searches:

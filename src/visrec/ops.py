@@ -22,10 +22,24 @@ def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
     from visrec.stores import parse_filter
 
     flt = parse_filter(where)
-    kept = [r for r in ds.records if flt.matches(record_metadata(r))]
+    metas = [record_metadata(r) for r in ds.records]
+    kept = [r for r, m in zip(ds.records, metas, strict=True) if flt.matches(m)]
     if not kept:
-        raise EmptyDataset(f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images)")
+        raise EmptyDataset(f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images){_unknown(flt, metas)}")
     return ds.subset(kept)
+
+
+def _unknown(flt: Any, metas: Sequence[dict[str, Any]]) -> str:
+    """``"; no image has the field 'splt' (fields: ...)"`` for filter fields no record carries, else ``""``."""
+    from visrec.stores.filters import COLUMNS, LABEL_FIELDS
+
+    present = {*LABEL_FIELDS, *(c for c in COLUMNS if any(m.get(c) is not None for m in metas))}
+    present |= {k for m in metas for k in m["extra"]}
+    missing = sorted(set(flt.fields()) - present)
+    if not missing:
+        return ""
+    names = ", ".join(repr(f) for f in missing)
+    return f"; no image has the field {names} (fields here: {', '.join(sorted(present))})"
 
 
 def open_dataset(path: Path, fmt: str | None = None, where: str | None = None) -> LabeledSet:
@@ -115,6 +129,11 @@ def _gather(inputs: Sequence[Path], where: str | None) -> tuple[list[Path], list
         ds = open_dataset(inputs[0], fmt, where)
         truths = [r.labels for r in ds.records] if fmt != "unlabeled" else None
         return [ds.abspath(r) for r in ds.records], truths
+    if where:
+        raise BadInput(
+            f"--where {where!r} filters a dataset (a folder per label or a manifest CSV), not single images: "
+            "pass the dataset instead, or drop --where"
+        )
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
@@ -130,15 +149,19 @@ def encode_files(idx: Any, files: Sequence[Path]) -> tuple[Any, list[int], list[
     """Encode readable files with the index's encoder: (Embeddings, kept positions, skipped (path, reason))."""
     from visrec.data import load_image
 
-    arrays, kept, skipped = [], [], []
+    arrays, kept, bad = [], [], []
     for i, f in enumerate(files):
         try:
             arrays.append(load_image(f, draft_size=idx.encoder.input_size))
             kept.append(i)
-        except BadImage as bad:
-            skipped.append((str(f), bad.reason))
+        except BadImage as e:
+            bad.append(e)
     if not arrays:
-        raise EmptyDataset(f"none of the {len(files)} images could be read: {skipped[:3]}")
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        if len(files) == 1:
+            raise EmptyDataset(str(bad[0]))
+        raise EmptyDataset(f"none of the {len(files)} images could be used: " + "; ".join(map(str, bad[:3])) + more)
+    skipped = [(b.path, b.reason) for b in bad]
     return idx.encoder.encode_images(arrays, ids=[str(files[i]) for i in kept]), kept, skipped
 
 
@@ -156,6 +179,12 @@ def classify(
     from visrec.index import Index
 
     idx = Index(index_path)
+    if not idx.labels() and classes is None:
+        raise BadInput(
+            f"{index_path} holds no labeled image, so there is nothing to classify against: index a labeled "
+            f"dataset (a folder per label, or a manifest with a label column), give --classes with --mode "
+            f"zeroshot, or search it instead (visrec search {index_path} --image IMAGE)"
+        )
     files, truths = _gather(inputs, where)
     emb, kept, skipped = encode_files(idx, files)
     notes = []

@@ -48,10 +48,10 @@ def test_each_bad_file_raises_its_reason_with_a_fix(bad: dict[str, Path], reason
         assert reason in str(info.value)
 
 
-def test_missing_file_is_unreadable(tmp_path: Path) -> None:
+def test_missing_file_is_missing(tmp_path: Path) -> None:
     with pytest.raises(BadImage) as info:
         load_image(tmp_path / "nope.jpg")
-    assert info.value.reason == "unreadable"
+    assert info.value.reason == "missing" and "does not exist" in str(info.value)
 
 
 def test_folder_given_as_image_is_unreadable(tmp_path: Path) -> None:
