@@ -74,7 +74,9 @@ def face_set(data: Path, cache: Path | None) -> Any:
     from visrec.faces.ops import embed_faces
 
     def make() -> tuple[np.ndarray, list[str]]:
-        ids, vecs, _ = embed_faces(data / "deepface_celebs" / "images", create_face_pipeline("blazeface", "dlib-resnet"))
+        ids, vecs, _ = embed_faces(
+            data / "deepface_celebs" / "images", create_face_pipeline("blazeface", "dlib-resnet")
+        )
         return vecs, folder_labels(ids) or []
 
     return _cached(cache, "deepface_celebs_faces", make)

@@ -60,9 +60,9 @@ def _face_index(out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from visrec.build import build_index
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
+    from visrec.index.writer import build_index
 
     root = tmp_path_factory.mktemp("data")
     make_labeled_tree(root / "images", CLASSES, per_class=8, size=96)

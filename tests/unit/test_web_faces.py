@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.fixtures_images import make_labeled_tree
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
+from visrec.index.writer import build_index
 from visrec.web import ServeConfig, Service
 from visrec.web.api import create_api
 

@@ -144,6 +144,6 @@ def build_gallery(
 
 def _is_image_index(folder: Path) -> bool:
     """Whether ``folder`` holds an image index (its ``manifest.json``) rather than a face index."""
-    from visrec.stores.folder import IndexFolder
+    from visrec.index.folder import IndexFolder
 
     return IndexFolder.is_index(folder) and not (folder / "faces.json").is_file()

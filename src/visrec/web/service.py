@@ -158,7 +158,7 @@ class Service:
     def add(self, uploads: list[Upload], label: str | None) -> dict[str, Any]:
         """Add uploaded images (optionally labeled) to the index."""
         from visrec.data import image_hash
-        from visrec.edit import edit_index, upload_metadata
+        from visrec.index.edit import edit_index, upload_metadata
 
         self._require_writable()
         ids = [f"upload/{u.sha256[:16]}" for u in uploads]
@@ -178,7 +178,7 @@ class Service:
         ``<folder name>/<relative path>`` and their absolute path, so the UI can show them.
         """
         from visrec.data import image_hash, load_dataset, load_image
-        from visrec.edit import edit_index
+        from visrec.index.edit import edit_index
 
         self._require_writable()
         ds = load_dataset(Path(folder))
@@ -210,7 +210,7 @@ class Service:
 
     def delete(self, ids: list[str]) -> dict[str, Any]:
         """Delete items by id."""
-        from visrec.edit import edit_index
+        from visrec.index.edit import edit_index
 
         self._require_writable()
         return self._write(lambda: edit_index(self.config.index, delete=ids))

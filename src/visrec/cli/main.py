@@ -13,8 +13,8 @@ from typing import Any
 import typer
 
 from visrec import render
-from visrec.cli_common import command, print_json
-from visrec.cli_scale import ENGINE, RAY_ADDRESS, STORE
+from visrec.cli.common import command, print_json
+from visrec.cli.scale import ENGINE, RAY_ADDRESS, STORE
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -60,7 +60,7 @@ def index_cmd(
 ) -> None:
     """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
     from visrec import ops
-    from visrec.indexing import IndexConfig
+    from visrec.index.pipeline import IndexConfig
 
     cfg = IndexConfig(store=store, batch_size=batch_size, workers=workers, calibrate=calibrate,
                       target_precision=target_precision, engine=engine, ray_address=ray_address)  # fmt: skip
@@ -217,19 +217,19 @@ def serve_cmd(
     uvicorn.run(create_app(cfg, ui=ui), host=host, port=port, log_level="warning")  # type: ignore[arg-type]
 
 
-from visrec.cli_eval import register as _register_eval  # noqa: E402  (commands defined in their own module)
+from visrec.cli.eval import register as _register_eval  # noqa: E402  (commands defined in their own module)
 
 _register_eval(app)
-from visrec.cli_faces import register as _register_faces  # noqa: E402
+from visrec.cli.faces import register as _register_faces  # noqa: E402
 
 _register_faces(app)
-from visrec.cli_scene import register as _register_scene  # noqa: E402
+from visrec.cli.scene import register as _register_scene  # noqa: E402
 
 _register_scene(app)
-from visrec.cli_finetune import register as _register_finetune  # noqa: E402
+from visrec.cli.finetune import register as _register_finetune  # noqa: E402
 
 _register_finetune(app)
-from visrec.cli_scale import register as _register_scale  # noqa: E402
+from visrec.cli.scale import register as _register_scale  # noqa: E402
 
 _register_scale(app, wrap=_command)
 
