@@ -6,8 +6,11 @@ Usage: ``python benchmarks/cluster_auto_k.py [DATA_ROOT] [--per-class 40] [--cal
 fixed seed) with the default image encoder, and the faces of ``deepface_celebs`` (dlib pipeline, as
 ``visrec faces cluster`` embeds them). ``--cache`` keeps the vectors between runs (``.npy`` + JSON ids).
 
-Each rule cuts the same average-linkage (cosine) dendrogram, except ``kmeans-silhouette``. Prints one JSON object:
-per set and rule the k found, the true count, NMI and purity, then per rule the mean |k - true| and mean NMI.
+Rules: the former default (agglomerative, k of the best silhouette), the default (spectral clustering of the
+neighbour graph, k at its eigengap), and mixtures of the two, plus Ward's largest height ratio; on faces also
+``visrec faces cluster``'s default (agglomerative at the verification threshold). Prints one JSON line per set
+(k found, true count, NMI, purity per rule), then per rule the mean |k - true| and mean NMI over the image sets
+and, apart, over the faces (whose count includes background faces of other people: see docs).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from visrec.cluster import cluster_quality
-from visrec.cluster.algorithms import ClusterConfig, auto_k, merge_gap_k, silhouette
+from visrec.cluster.algorithms import ClusterConfig, cluster, eigengap_k, neighbour_graph
 
 K_RANGE = (2, 30)
 
@@ -90,28 +93,29 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def rules(x: np.ndarray) -> dict[str, np.ndarray]:
     """Labels from each automatic-k rule on unit vectors ``x (n, d)``."""
     from scipy.cluster.hierarchy import fcluster, linkage
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
-    tree = linkage(x, method="average", metric="cosine")
-    lo, hi = K_RANGE[0], min(K_RANGE[1], len(x) - 1)
-    cuts = {k: fcluster(tree, k, criterion="maxclust") for k in range(lo, hi + 1)}
-    sil = {k: silhouette(x, c) for k, c in cuts.items()}
-    ch = {k: calinski_harabasz_score(x, c) for k, c in cuts.items()}
-    db = {k: davies_bouldin_score(x, c) for k, c in cuts.items()}
-    gap_k = merge_gap_k(tree[:, 2], K_RANGE)
+    before = ClusterConfig("agglomerative", k_range=K_RANGE, auto="silhouette")
+    graph = neighbour_graph(x)
+    k_gap = eigengap_k(graph, K_RANGE)
+    ward = linkage(x, method="ward")
+    h = np.sort(ward[:, 2])
+    ks = np.arange(K_RANGE[0], min(K_RANGE[1], len(x) - 1) + 1)
+    k_ward = int(ks[np.argmax(h[len(x) - ks] / np.maximum(h[len(x) - ks - 1], 1e-12))])
     return {
-        "silhouette (before)": cuts[max(sil, key=sil.__getitem__)],
-        "merge-gap": fcluster(tree, gap_k, criterion="maxclust"),
-        "calinski-harabasz": cuts[max(ch, key=ch.__getitem__)],
-        "davies-bouldin": cuts[min(db, key=db.__getitem__)],
-        "kmeans-silhouette": _kmeans_auto(x),
+        "agglomerative, silhouette k (before)": cluster(x, before),
+        "spectral, eigengap k (default)": cluster(x, ClusterConfig("spectral", k_range=K_RANGE)),
+        "agglomerative, eigengap k": cluster(x, ClusterConfig("agglomerative", k=k_gap)),
+        "spectral, silhouette k": cluster(x, ClusterConfig("spectral", k_range=K_RANGE, auto="silhouette")),
+        "ward, largest height ratio": fcluster(ward, k_ward, criterion="maxclust"),
     }
 
 
-def _kmeans_auto(x: np.ndarray) -> np.ndarray:
-    from visrec.cluster.algorithms import _kmeans
+def face_rules(x: np.ndarray) -> dict[str, np.ndarray]:
+    """``visrec faces cluster``'s default (agglomerative at the face verification threshold) beside the rules."""
+    from visrec.faces.pipeline import DEFAULT_THRESHOLDS
 
-    return _kmeans(x, auto_k(x, ClusterConfig(method="kmeans", k_range=K_RANGE, auto="silhouette")), 0)
+    cfg = ClusterConfig("agglomerative", distance_threshold=DEFAULT_THRESHOLDS["dlib-resnet"])
+    return {"agglomerative at the verification threshold (faces default)": cluster(x, cfg), **rules(x)}
 
 
 def main() -> None:
@@ -125,22 +129,23 @@ def main() -> None:
     sets = image_sets(args.data, args.per_class, args.caltech_classes, args.cache)
     if not args.no_faces:
         sets["deepface_celebs (faces)"] = face_set(args.data, args.cache)
-    report: dict[str, Any] = {"sets": {}, "rules": {}}
+    report: dict[str, Any] = {"sets": {}, "rules": {}, "faces": {}}
     for name, (vecs, truth) in sets.items():
         true_k = len(set(truth))
         row = {"n": len(truth), "true_k": true_k}
-        for rule, labels in rules(_unit(vecs)).items():
+        for rule, labels in (face_rules if "faces" in name else rules)(_unit(vecs)).items():
             q = cluster_quality([int(v) for v in labels], truth)
             row[rule] = {"k": len(set(labels.tolist())), "nmi": round(q["nmi"], 3), "purity": round(q["purity"], 3)}
-            agg = report["rules"].setdefault(rule, {"abs_k_error": [], "nmi": []})
+            agg = report["faces" if "faces" in name else "rules"].setdefault(rule, {"abs_k_error": [], "nmi": []})
             agg["abs_k_error"].append(abs(row[rule]["k"] - true_k))
             agg["nmi"].append(row[rule]["nmi"])
         report["sets"][name] = row
         print(json.dumps({name: row}), flush=True)
-    for agg in report["rules"].values():
-        agg["mean_abs_k_error"] = round(float(np.mean(agg["abs_k_error"])), 2)
-        agg["mean_nmi"] = round(float(np.mean(agg["nmi"])), 3)
-    print(json.dumps(report["rules"], indent=1))
+    for part in ("rules", "faces"):
+        for agg in report[part].values():
+            agg["mean_abs_k_error"] = round(float(np.mean(agg["abs_k_error"])), 2)
+            agg["mean_nmi"] = round(float(np.mean(agg["nmi"])), 3)
+    print(json.dumps({"image sets, per rule": report["rules"], "faces, per rule": report["faces"]}))
 
 
 if __name__ == "__main__":
