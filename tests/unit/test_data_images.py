@@ -24,7 +24,7 @@ from visrec.data import IMAGE_EXTENSIONS, file_facts, is_image_file, load_image,
 from visrec.data.images import decode_file
 from visrec.errors import BadImage, BadInput
 
-REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "unreadable")
+REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "missing")
 
 
 @pytest.fixture(scope="module")

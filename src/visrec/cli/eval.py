@@ -52,7 +52,7 @@ def _print_table(result: dict[str, Any], written: dict[str, str]) -> None:
     from visrec.eval.report import format_table
 
     for w in result["warnings"]:
-        render.out.print(f"[bold red]{w}[/]", highlight=False)
+        render.out.print(w, style="bold red", highlight=False)
     sp = result["split"]
     render.out.print(f"split: {sp['rule']} ({sp['train']} train, {sp['test']} test)", highlight=False)
     cells = format_table(result["table"])
@@ -62,7 +62,7 @@ def _print_table(result: dict[str, Any], written: dict[str, str]) -> None:
     for row in cells[1:]:
         table.add_row(*row)
     # Piped output has no terminal width to respect: keep every row on one line.
-    (render.out if render.out.is_terminal else Console(width=200)).print(table)
+    (render.out if render.out.is_terminal else Console(width=200, markup=False)).print(table)
     render.out.print(f"report: {written['html']}  json: {written['json']}", highlight=False)
 
 
@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare_cmd)
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec evaluation commands.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="visrec evaluation commands.")
 register(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,9 @@ from visrec import render
 from visrec.cli.common import command, print_json
 from visrec.errors import BadInput
 
-faces_app = typer.Typer(help="Faces: index people, verify two photos, identify every face, cluster faces.")
+faces_app = typer.Typer(
+    rich_markup_mode=None, help="Faces: index people, verify two photos, identify every face, cluster faces."
+)
 
 DETECTOR = typer.Option(
     "blazeface", "--detector", help="Face detector: blazeface (default) | blazeface-short | dlib-hog | dlib-cnn (slow)."

@@ -144,7 +144,9 @@ def register(app: typer.Typer) -> None:
     app.command("scene-eval")(scene_eval_cmd)
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec scene analysis commands.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="visrec scene analysis commands."
+)
 register(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,7 @@ from visrec.types import Embeddings, LabeledSet
 
 if TYPE_CHECKING:
     from visrec.index.reader import Index
+    from visrec.stores.filters import Filter
 
 
 def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
@@ -32,13 +33,13 @@ def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
     return ds.subset(kept)
 
 
-def _unknown(flt: Any, metas: Sequence[dict[str, Any]]) -> str:
+def _unknown(flt: Filter, metas: Sequence[dict[str, Any]]) -> str:
     """``"; no image has the field 'splt' (fields here: ...)"`` for filter fields no record carries, else ``""``."""
     from visrec.stores.filters import COLUMNS, LABEL_FIELDS
 
     present = {*LABEL_FIELDS, *(c for c in COLUMNS if any(m.get(c) is not None for m in metas))}
     present |= {k for m in metas for k in m["extra"]}
-    missing = sorted(set(flt.fields()) - present)
+    missing = sorted(set(flt.fields) - present)
     if not missing:
         return ""
     names = ", ".join(repr(f) for f in missing)
