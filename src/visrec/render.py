@@ -124,20 +124,25 @@ def text_hits(res: Any, encoder: str) -> None:
         out.print(f"query matched the label(s) {names}; images of those labels, most typical first:")
     elif res.route == "labels":
         out.print("no label name matches the query")
-    else:
+    elif res.concepts:
         out.print(
-            f"searched the image-text space of {encoder}"
-            + (
-                " (ImageNet-label bridge: everyday objects only, not character or person names)"
-                if "efficientnet" in encoder or "mobilenet" in encoder
-                else ""
-            )
+            f"searched the ImageNet-label bridge of {encoder} (everyday objects only, not character or person "
+            f"names); query read as: {', '.join(res.concepts)}"
         )
+        if res.matches_query is False:
+            warn(
+                f"none of these images looks like {res.concepts[0]!r} to the bridge: the index probably holds "
+                "nothing the query names (see the 'seen as' column); the scores only rank images for this query"
+            )
+    else:
+        out.print(f"searched the image-text space of {encoder}")
     t = Table()
-    for col in ("#", "score", "label", "path"):
+    cols = ("#", "score", "label", "path", *(("seen as",) if res.seen_as else ()))
+    for col in cols:
         t.add_column(col)
     for i, h in enumerate(res.hits, 1):
-        t.add_row(str(i), f"{h.score:.3f}", ", ".join(h.labels) or "-", h.path)
+        seen = (", ".join(res.seen_as[i - 1]),) if res.seen_as else ()
+        t.add_row(str(i), f"{h.score:.3f}", ", ".join(h.labels) or "-", h.path, *seen)
     out.print(t)
 
 

@@ -26,13 +26,19 @@ class TextSearchResult:
     """Hits for a text query and how they were found.
 
     ``route`` is ``"labels"`` when the query matched the index's label names (``matched`` lists the names and
-    their text similarity) or ``"joint"`` when it was searched in the encoder's image-text space.
+    their text similarity) or ``"joint"`` when it was searched in the encoder's image-text space. Through the
+    ImageNet label bridge, ``concepts`` are the classes the query is read as, ``seen_as`` the classes each hit
+    is seen as, and ``matches_query`` whether any hit is seen as the query's first concept (False: the index
+    probably holds nothing the query names); all empty / None otherwise.
     """
 
     query: str
     route: str
     matched: tuple[tuple[str, float], ...]
     hits: tuple[Hit, ...]
+    concepts: tuple[str, ...] = ()
+    seen_as: tuple[tuple[str, ...], ...] = ()
+    matches_query: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +46,9 @@ class TextSearchResult:
             "route": self.route,
             "matched_labels": [[n, round(s, 4)] for n, s in self.matched],
             "hits": [h.to_dict() for h in self.hits],
+            "concepts": list(self.concepts),
+            "seen_as": [list(c) for c in self.seen_as],
+            "matches_query": self.matches_query,
         }
 
 
@@ -210,7 +219,14 @@ class Index:
             )
         q = self.encoder.encode_texts([query])
         nb = self.joint.search(q, k, where)
-        return TextSearchResult(query, "joint", (), tuple(_hits(nb.ids[0], nb.scores[0], self.metadata())))
+        hits = tuple(_hits(nb.ids[0], nb.scores[0], self.metadata()))
+        bridge = getattr(self.encoder, "bridge", None)
+        if bridge is None or not hits:
+            return TextSearchResult(query, "joint", (), hits)
+        concepts = bridge.concepts(q, top=3)[0]
+        seen = tuple(bridge.concepts(self.joint.get([h.id for h in hits])[0], top=bridge.top_k))
+        match = any(concepts[0] in s for s in seen)  # an image the bridge sees as the query's first concept
+        return TextSearchResult(query, "joint", (), hits, concepts, tuple(s[:3] for s in seen), match)
 
     def _label_hits(self, matched: list[tuple[str, float]], k: int, where: str | None) -> list[Hit]:
         protos, classes = self.prototypes()
