@@ -40,13 +40,15 @@ class JobNotFound(BadInput):
 class ClusterRequest:
     """``folder``: a folder on the server (recursive); ``what``: images | faces; ``method``: spectral |
     agglomerative | hdbscan | kmeans (None: spectral for images, agglomerative for faces or with a threshold);
-    ``k``: clusters (None: automatic); ``threshold``: agglomerative cosine distance."""
+    ``k``: clusters (None: automatic); ``threshold``: agglomerative cosine distance; ``allowed``: which files may
+    be read (symlinks resolved); the others are skipped as ``outside-allowed-roots``."""
 
     folder: Path
     what: str = "images"
     method: str | None = None
     k: int | None = None
     threshold: float | None = None
+    allowed: Callable[[Path], bool] | None = None
 
     def __post_init__(self) -> None:
         from visrec.cluster import ClusterConfig
@@ -94,7 +96,10 @@ class ClusterJob:
             return self._thumbs[item]
         if self.request.what != "images" or item not in (self.result.assignment if self.result else {}):
             raise JobNotFound(f"job {self.id} has no item {item!r}")
-        return load_image(self.request.folder / item, draft_size=THUMB)
+        path = self.request.folder / item
+        if self.request.allowed is not None and not self.request.allowed(path):  # a symlink changed since
+            raise JobNotFound(f"job {self.id}: item {item!r} now lies outside the allowed folders")
+        return load_image(path, draft_size=THUMB)
 
     def sheet(self, name: str) -> Any:
         """A PIL contact sheet of a cluster (up to 48 items)."""
@@ -139,6 +144,10 @@ class ClusterJob:
 
         req = self.request
         files = image_files(req.folder)
+        if req.allowed is not None:
+            inside = [f for f in files if req.allowed(f)]
+            self.skipped += [[str(f), "outside-allowed-roots"] for f in files if f not in set(inside)]
+            files = inside
         self.total, self.stage = len(files), "embedding"
         if req.what == "faces":
             pipe = faces.pipeline()
