@@ -54,7 +54,10 @@ def test_a_missing_file_is_named_as_missing(index: Path, tmp_path: Path) -> None
 def test_an_unknown_filter_field_is_named(index: Path, data: Path) -> None:
     code, _, err = run("classify", str(index), str(data), "--where", 'splt == "test"')
     assert code == 2 and "no image has the field 'splt'" in err and "fields here: " in err
-    code, _, err = run("classify", str(index), str(data / "blue" / "blue_0.jpg"), "--where", 'label == "blue"')
+    query = str(data / "blue" / "blue_0.jpg")
+    code, _, err = run("search", str(index), "--image", query, "--where", 'splt == "test"')
+    assert code == 2 and "no image has the field 'splt'" in err  # the index's filter, too
+    code, _, err = run("classify", str(index), query, "--where", 'label == "blue"')
     assert code == 2 and "--where" in err and "dataset" in err  # not silently ignored
 
 

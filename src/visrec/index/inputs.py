@@ -29,11 +29,13 @@ def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
     metas = [record_metadata(r) for r in ds.records]
     kept = [r for r, m in zip(ds.records, metas, strict=True) if flt.matches(m)]
     if not kept:
-        raise EmptyDataset(f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images){_unknown(flt, metas)}")
+        raise EmptyDataset(
+            f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images){unknown_fields(flt, metas)}"
+        )
     return ds.subset(kept)
 
 
-def _unknown(flt: Filter, metas: Sequence[dict[str, Any]]) -> str:
+def unknown_fields(flt: Filter, metas: Sequence[dict[str, Any]]) -> str:
     """``"; no image has the field 'splt' (fields here: ...)"`` for filter fields no record carries, else ``""``."""
     from visrec.stores.filters import COLUMNS, LABEL_FIELDS
 

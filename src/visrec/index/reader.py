@@ -163,7 +163,21 @@ class Index:
         """Top-``k`` hits per query vector ``(q, dim)`` in the image space."""
         nb = self.store.search(vectors, k, where)
         metas = self.metadata()
-        return [_hits(nb.ids[i], nb.scores[i], metas) for i in range(len(nb.ids))]
+        hits = [_hits(nb.ids[i], nb.scores[i], metas) for i in range(len(nb.ids))]
+        if where and metas and not any(hits):
+            self._check_filter_fields(where)
+        return hits
+
+    def _check_filter_fields(self, where: str) -> None:
+        """Raise ``BadInput`` naming the fields of ``where`` that no indexed item has (a typo, e.g. ``splt``)."""
+        from visrec.index.inputs import unknown_fields
+        from visrec.stores import parse_filter
+
+        note = unknown_fields(
+            parse_filter(where), [m | {"extra": m.get("extra") or {}} for m in self.metadata().values()]
+        )
+        if note:
+            raise BadInput(f"{self.path}: no item matches --where {where!r}{note}")
 
     def search_images(self, images: Sequence[ImageLike], k: int = 10, where: str | None = None) -> list[list[Hit]]:
         """Image -> image search: top-``k`` hits per query image."""
