@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.index import Index
-from visrec.indexing import IndexConfig
+from visrec.index.pipeline import IndexConfig
+from visrec.index.writer import build_index
 from visrec.segment.base import ImageHolder
 from visrec.segment.masks import masks_to_boxes
 from visrec.segment.rle import rle_to_mask
