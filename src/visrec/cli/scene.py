@@ -20,7 +20,7 @@ SEGMENTER = typer.Option(
     "--segmenter",
     "-s",
     help="gallery (windows like the index's images) | faces (one region per detected face; faces extra) | "
-    "proposals | nanodet (COCO object boxes) | sam; see docs/scene.md.",
+    "proposals | nanodet (COCO object boxes) | mobilesam (MobileSAM masks) | sam; see docs/scene.md.",
 )
 LONG_SIDE = typer.Option(1024, "--long-side", help="Shrink the image so its longer side is at most this (0: never).")
 MODE = typer.Option("knn", "--mode", "-m", help="Classifier mode of the index: knn | prototype.")

@@ -48,5 +48,7 @@ def _outline_masks(canvas: Image.Image, result: SceneResult) -> Image.Image:
     for m, lab in zip(result.regions.masks, result.labels, strict=True):
         inner = m.copy()
         inner[1:-1, 1:-1] = m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+        colour = np.asarray(label_colour(lab), np.uint16)
+        arr[m] = ((arr[m].astype(np.uint16) * 3 + colour) // 4).astype(np.uint8)  # a light tint of the mask
         arr[m & ~inner] = label_colour(lab)
     return Image.fromarray(arr)
