@@ -24,10 +24,11 @@ Four acceptance rules (``SceneConfig.accept``):
   thresholds). Those are fitted on whole gallery images and are strict on crops of scenes (on generated
   scenes they name a third to a half as many objects as ``absolute``).
 
-Overlaps are then resolved per label by non-maximum suppression (the weaker of two same-label regions
-overlapping with IoU > ``merge_iou``, or lying inside the other, is dropped; boxes are never grown into
-unions, so distinct touching objects stay distinct), and a region overlapping a more confident region of
-another label by more than ``suppress_ioa`` of the smaller box is dropped.
+Overlaps are then resolved per label: of two same-label box regions (windows) overlapping with IoU >
+``merge_iou``, or one inside the other, the weaker is dropped (NMS; boxes are never grown into unions, so
+distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
+object and join (union mask and box). A region overlapping a more confident region of another label by more
+than ``suppress_ioa`` of the smaller box is dropped.
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ class SceneConfig:
     regions of one label overlapping with IoU above this, the weaker is dropped; ``suppress_ioa``: a region
     that overlaps a more confident region of another label by more than this (of the smaller box) is dropped;
     ``keep_unknown``: keep regions recognised as nobody; ``min_score``: drop labelled regions below it;
-    ``accept``: ``"relative"``, ``"calibrated"`` or ``"absolute"`` (see the module docstring); ``margin``: the
-    relative rule's distance to the scene's best raw score; ``floor``: the lowest raw score that names a
-    region under the relative and absolute rules; ``min_confidence``: the confidence rule's minimum."""
+    ``accept``: ``"absolute"``, ``"confidence"``, ``"relative"`` or ``"calibrated"`` (see the module docstring);
+    ``margin``: the relative rule's distance to the scene's best raw score; ``floor``: the lowest raw score that
+    names a region under the absolute and relative rules; ``min_confidence``: the confidence rule's minimum;
+    ``context``: with masked crops, also embed each region's box grown by this share of its size per side,
+    background kept (a context crop, in the same batch), and recognise the mean of the two views' embeddings
+    (0: masked crop only)."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -72,14 +76,15 @@ class SceneConfig:
     margin: float = 0.02
     floor: float = 0.8
     min_confidence: float = 0.3
+    context: float = 0.0
 
     def __post_init__(self) -> None:
         if self.long_side < 0 or self.batch_size < 1:
             raise BadInput(f"long_side must be >= 0 and batch_size >= 1, got {self.long_side}, {self.batch_size}")
         if self.accept not in ACCEPT_RULES:
             raise BadInput(f"accept must be one of {', '.join(ACCEPT_RULES)}, got {self.accept!r}")
-        if self.margin < 0:
-            raise BadInput(f"margin must be >= 0, got {self.margin}")
+        if self.margin < 0 or self.context < 0:
+            raise BadInput(f"margin and context must be >= 0, got {self.margin}, {self.context}")
 
 
 def downscale(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
@@ -99,6 +104,25 @@ def region_crops(image: np.ndarray, regions: Regions, masked: bool) -> list[np.n
     return [crop(image, b, min_side=2) for b in regions.xyxy]
 
 
+def context_crops(image: np.ndarray, regions: Regions, context: float) -> list[np.ndarray]:
+    """One unmasked crop per region: its box grown by ``context`` of its width / height on each side."""
+    b = regions.xyxy.astype(np.float64)
+    grow = np.repeat(b[:, 2:] - b[:, :2], 2, axis=0).reshape(-1, 4) * context
+    grown = b + np.concatenate([-grow[:, :2], grow[:, 2:]], 1)
+    return [crop(image, g, min_side=2) for g in grown]
+
+
+def fuse_views(emb: Embeddings, n: int) -> Embeddings:
+    """The mean of two views per region (rows ``i`` and ``n + i`` of ``emb``), re-normalised to unit length."""
+
+    def mean(v: np.ndarray) -> np.ndarray:
+        m = v[:n] + v[n:]
+        return (m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    joint = None if emb.joint is None else mean(emb.joint)
+    return Embeddings(mean(emb.vectors), emb.ids[:n], emb.encoder_id, joint)
+
+
 def confidence(pred: Prediction) -> float:
     """The calibrated probability when there is one, else the raw score."""
     return pred.score if np.isnan(pred.calibrated) else pred.calibrated
@@ -113,12 +137,21 @@ def relative_labels(preds: list[Prediction], margin: float, floor: float) -> lis
     return [p.candidate if p.score >= cut else None for p in preds]
 
 
-def resolve_overlaps(boxes: np.ndarray, labels: list[str | None], scores: np.ndarray, cfg: SceneConfig) -> list[int]:
-    """Indices of the regions to keep, most confident first: per-label NMS, then cross-label suppression.
+def resolve_overlaps(
+    boxes: np.ndarray,
+    labels: list[str | None],
+    scores: np.ndarray,
+    cfg: SceneConfig,
+    joined: dict[int, list[int]] | None = None,
+) -> list[int]:
+    """Indices of the regions to keep, most confident first.
 
-    Same label and IoU > ``merge_iou`` (or one box inside the other): the weaker is dropped. Different labels
-    and overlap > ``suppress_ioa`` (of the smaller box): the weaker is dropped. Unknown regions never suppress
-    known ones. ``boxes`` is not changed.
+    Same label and IoU > ``merge_iou`` (or one box inside the other): without ``joined`` (box regions such as
+    windows) the weaker is dropped, per-label NMS, and ``boxes`` is not changed, so distinct touching objects
+    stay distinct; with ``joined`` (mask regions, fragments of one object) the weaker joins the stronger,
+    whose box grows to their union in ``boxes``, and ``joined`` receives ``{kept index: [joined indices]}``.
+    Different labels and overlap > ``suppress_ioa`` (of the smaller box): the weaker is dropped. Unknown
+    regions never suppress known ones.
     """
     order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, -float(scores[i])))
     kept: list[int] = []
@@ -127,7 +160,14 @@ def resolve_overlaps(boxes: np.ndarray, labels: list[str | None], scores: np.nda
             iou = box_iou(boxes[i : i + 1], boxes[kept])[0]
             ioa = box_ioa(boxes[i : i + 1], boxes[kept])[0]
             same = np.array([labels[k] == labels[i] for k in kept])
-            if (same & ((iou > cfg.merge_iou) | (ioa > 0.9))).any() or (~same & (ioa > cfg.suppress_ioa)).any():
+            merge = same & ((iou > cfg.merge_iou) | (ioa > 0.9))
+            if labels[i] is not None and merge.any() and joined is not None:
+                k = kept[int(np.argmax(merge))]
+                joined.setdefault(k, []).append(i)
+                boxes[k, :2] = np.minimum(boxes[k, :2], boxes[i, :2])
+                boxes[k, 2:] = np.maximum(boxes[k, 2:], boxes[i, 2:])
+                continue
+            if merge.any() or (~same & (ioa > cfg.suppress_ioa)).any():
                 continue
         kept.append(i)
     return kept
@@ -175,7 +215,12 @@ class SceneAnalyzer:
             emb = cached
         else:
             crops = region_crops(image, regions, self.config.masked)
+            views = self.config.context > 0 and self.config.masked and regions.masks is not None
+            if views:  # masked and context crops of every region in one batch
+                crops += context_crops(image, regions, self.config.context)
             emb = self.index.encoder.encode_images(crops, batch_size=self.config.batch_size)
+            if views:
+                emb = fuse_views(emb, len(regions))
         calibrated = self.config.accept == "calibrated" and bool(self.index.calibration_data())
         return list(self.index.classify(emb, self.config.mode, calibrated=calibrated))
 
@@ -200,10 +245,16 @@ class SceneAnalyzer:
             for i, lab in enumerate(labels)
             if (lab is None and cfg.keep_unknown) or (lab and scores[i] >= cfg.min_score)
         ]
-        sub = resolve_overlaps(regions.xyxy[ok], [labels[i] for i in ok], scores[ok], cfg) if ok else []
+        boxes = regions.xyxy[ok].copy()  # mask fragments of one label join: their boxes grow in place
+        joined: dict[int, list[int]] | None = None if regions.masks is None else {}
+        sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg, joined) if ok else []
         keep = [ok[j] for j in sub]
-        masks = None if regions.masks is None else _upscale_masks(regions.masks[keep], hw)
-        out = Regions(scale_boxes(regions.xyxy[keep].reshape(-1, 4), factor), regions.scores[keep], masks)
+        masks = None
+        if regions.masks is not None:  # joined regions of one label: the union of their masks
+            parts = joined or {}
+            union = [np.logical_or.reduce(regions.masks[[ok[m] for m in [j, *parts.get(j, [])]]]) for j in sub]
+            masks = _upscale_masks(np.stack(union) if union else regions.masks[:0], hw)
+        out = Regions(scale_boxes(boxes[sub].reshape(-1, 4), factor), regions.scores[keep], masks)
         return SceneResult(
             out,
             tuple(labels[i] for i in keep),

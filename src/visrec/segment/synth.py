@@ -9,8 +9,8 @@ the smaller one. The ground truth is what stays visible: one mask per object (th
 covered later) and its tight box. Scenes are deterministic given ``seed``.
 
 The output folder holds ``images/scene_NNNN.png`` and ``annotations.json`` in COCO form (``bbox`` ``[x, y, w,
-h]``, ``segmentation`` as uncompressed RLE ``{"size": [h, w], "counts": [...]}`` in column-major order, as
-pycocotools writes it, and ``source``: the pasted file).
+h]``, ``segmentation`` as COCO RLE ``{"size": [h, w], "counts": "..."}`` (:mod:`visrec.segment.rle`, as
+pycocotools writes it), and ``source``: the pasted file).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from PIL import Image
 
 from visrec.errors import BadInput
 from visrec.segment.masks import masks_to_boxes
+from visrec.segment.rle import mask_to_rle
 
 SHAPES = ("rect", "ellipse")
 
@@ -59,27 +60,6 @@ class SynthConfig:
 
 # Many small objects: 10-18 objects of 40-100 px on a 640x480 scene.
 CROWDED = SynthConfig(width=640, height=480, objects=(10, 18), side=(40 / 480, 100 / 480), max_overlap=0.15)
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """Uncompressed COCO RLE of a bool ``(h, w)`` mask: run lengths in column-major order, zeros first."""
-    flat = np.asarray(mask, bool).ravel(order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    edges = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(edges).tolist()
-    if flat.size and flat[0]:
-        counts = [0, *counts]
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
-
-
-def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """The bool ``(h, w)`` mask of an uncompressed COCO RLE (the inverse of :func:`mask_to_rle`)."""
-    h, w = (int(v) for v in rle["size"])
-    counts = np.asarray(rle["counts"], np.int64)
-    if counts.sum() != h * w:
-        raise BadInput(f"RLE counts sum to {int(counts.sum())}, expected {h * w} for size {h}x{w}")
-    values = np.arange(len(counts)) % 2 == 1
-    return np.repeat(values, counts).reshape((h, w), order="F")
 
 
 def procedural_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
