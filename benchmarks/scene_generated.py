@@ -73,6 +73,7 @@ def segmenter_configs() -> dict[str, Any]:
         "gallery-0.1-x2": GalleryConfig(proposals=grid(small), max_windows=192, refine_seeds=12, max_regions=40),
         "gallery-0.1-seg": GalleryConfig(proposals=grid(small, True), max_regions=40),
         "proposals": "proposals",
+        "mobilesam": "mobilesam",
     }
 
 
