@@ -74,6 +74,7 @@ class Index:
         self._calibration: dict[str, Any] | None = None
         self._metas: dict[str, dict[str, Any]] | None = None
         self._classifiers: dict[tuple[Any, ...], Any] = {}
+        self._novelty: Any = None
 
     # ----------------------------------------------------------------- facts
     @property
@@ -266,11 +267,15 @@ class Index:
         k: int | None = None,
         calibrated: bool = True,
         classes: Sequence[str] | None = None,
+        target_precision: float | None = None,
+        novelty_prior: float | None = None,
     ) -> list[Prediction]:
         """Classify images (or their embeddings) against the index.
 
         With ``calibrated`` (default) and a stored calibration, predictions carry a calibrated confidence and
-        fall to unknown (``label=None``) below their class threshold; without calibration data they are raw.
+        fall to unknown (``label=None``, ``reason`` novel or ambiguous) when it is below the threshold;
+        without calibration data they are raw. ``target_precision``/``novelty_prior``: replace the calibrated
+        ones (answered precision wanted, share of novel images expected; no re-indexing needed).
         ``classes`` (zero-shot/blend): class names to score instead of the index's labels.
         """
         from visrec.recognize import predict
@@ -292,7 +297,29 @@ class Index:
                 f"the {mode} calibration of {self.path} was fitted with k={cal.params.get('k')}; thresholds do "
                 f"not transfer to k={k}: drop -k, classify uncalibrated (--raw), or recalibrate with that k"
             )
-        return preds if cal is None else cal.apply(preds)
+        if cal is None:
+            return preds
+        if cal.decision is None:
+            if target_precision is not None or novelty_prior is not None:
+                raise BadInput(f"{self.path} was calibrated before precision could change at classify time; "
+                               f"recalibrate it: visrec calibrate {self.path}")  # fmt: skip
+            return cal.apply(preds)
+        nov = self.novelty_scores(emb.vectors, cal.decision.novelty_name)
+        return cal.apply(preds, nov, target_precision, novelty_prior)
+
+    def novelty_scores(self, vectors: np.ndarray, name: str) -> np.ndarray:
+        """``(q,)`` novelty scores of query vectors by the score ``name`` fitted at calibration time."""
+        from visrec.classify.novelty import GaussianNovelty
+
+        if name not in ("mahalanobis", "relative_mahalanobis"):
+            raise BadInput(f"{self.path}: novelty score {name!r} is not stored with the index; recalibrate it")
+        if self._novelty is None:
+            p = self.gen / "novelty.npz"
+            if not p.exists():
+                raise NotCalibrated(f"{self.path} lacks novelty.npz; recalibrate it: visrec calibrate {self.path}")
+            with np.load(p, allow_pickle=False) as z:
+                self._novelty = GaussianNovelty.from_arrays(dict(z), relative=name == "relative_mahalanobis")
+        return self._novelty.score(vectors)
 
 
 def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:

@@ -182,19 +182,21 @@ def calibrate(
     where: str | None,
     modes: Sequence[str],
     target_precision: float = 0.95,
+    novelty_prior: float = 0.1,
 ) -> dict[str, dict[str, Any]]:
     """Calibrate ``modes`` (on a labeled held-out set, or leave-one-group-out on the index) and store them."""
-    from visrec.build import save_calibration
+    from visrec.build import _labels_and_groups, novelty_files, save_calibration
     from visrec.classify import CalibrationOptions
     from visrec.index import Index
 
     idx = Index(index_path)
-    opts = CalibrationOptions(target_precision=target_precision)
+    opts = CalibrationOptions(target_precision=target_precision, novelty_prior=novelty_prior)
     cals = {}
     for mode in modes:
         cal = _held_out(idx, held_out, where, mode, opts) if held_out else _loo(idx, mode, opts)
         cals[mode] = cal.to_dict()
-    save_calibration(index_path, cals)
+    _, vecs, labels, _ = _labels_and_groups(idx.store)
+    save_calibration(index_path, cals, novelty_files(vecs, labels, cals))
     return cals
 
 
