@@ -291,6 +291,7 @@ def _labels_and_groups(store: Any) -> tuple[list[str], np.ndarray, list[tuple[st
 def _derived_files(store: Any, joint: Any, cfg: IndexConfig, report: IndexingReport) -> dict[str, bytes]:
     """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items."""
     from visrec.classify import CalibrationOptions, PrototypeClassifier, calibrate_leave_one_group_out
+    from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.recognize import make_classifier_from_params
 
     _, vecs, labels, groups = _labels_and_groups(store)
@@ -304,7 +305,8 @@ def _derived_files(store: Any, joint: Any, cfg: IndexConfig, report: IndexingRep
     if cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
         # harsh a picture of a new class, so new classes are simulated from three classes on.
-        opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3)
+        opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3,
+                                  novelty=DEFAULT_NOVELTY)  # fmt: skip
         cals = {}
         for mode in CALIBRATED_MODES:
             clf = make_classifier_from_params(mode, {})

@@ -142,8 +142,20 @@ class Index:
             "generation": m.generation,
             "updated": m.updated,
             "calibrated_modes": sorted(cal),
-            "calibration": {k: _cal_summary(v) for k, v in cal.items()},
+            "calibration": {k: _cal_summary(v) | self._trade_off(k) for k, v in cal.items()},
         }
+
+    def _trade_off(self, mode: str) -> dict[str, Any]:
+        """Held-out precision / coverage at a few targets (only for calibrations with an open-set decision)."""
+        cal = self.calibration(mode)
+        if cal is None or cal.decision is None:
+            return {}
+        pts = []
+        for t in sorted({0.8, 0.9, 0.95, 0.99, cal.target_precision}):
+            op = cal.operating_point(t)
+            pts.append({"target": t, "precision": op.precision, "coverage": op.coverage,
+                        "novel_rejected": op.novel_rejected})  # fmt: skip
+        return {"trade_off": pts}
 
     # ---------------------------------------------------------------- search
     def encode(self, images: Sequence[ImageLike], progress: bool = False) -> Embeddings:
@@ -331,5 +343,8 @@ def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:
         "unknown_rejected",
         "target_met",
         "n_held_out",
+        "novelty_prior",
+        "reasons",
+        "below_target",
     )
     return {k: d.get(k) for k in keys}

@@ -43,7 +43,8 @@ class Mixture:
         vecs, labels, groups = [], [], []
         for c in range(self.n_known):
             sc = self.draw(c, scenes)
-            vecs.append(_unit(np.repeat(sc, frames, axis=0) + 0.05 * self.rng.normal(size=(scenes * frames, D)) / np.sqrt(D)))
+            noise = 0.05 * self.rng.normal(size=(scenes * frames, D)) / np.sqrt(D)
+            vecs.append(_unit(np.repeat(sc, frames, axis=0) + noise))
             labels += [(f"c{c}",)] * (scenes * frames)
             groups += [f"{c}-{s}" for s in range(scenes) for _ in range(frames)]
         return np.concatenate(vecs), labels, groups
@@ -115,7 +116,7 @@ def test_fold_plan_never_holds_a_group_out_where_its_class_is_novel() -> None:
 def _stream(m: Mixture, n_known: int, prior: float) -> tuple[np.ndarray, np.ndarray]:
     per = n_known // m.n_known
     known = np.concatenate([m.draw(c, per) for c in range(m.n_known)])
-    n_novel = int(round(known.shape[0] * prior / (1 - prior)))
+    n_novel = round(known.shape[0] * prior / (1 - prior))
     novel_cls = m.rng.integers(m.n_known, m.centres.shape[0], n_novel)
     novel = np.stack([m.draw(int(c), 1)[0] for c in novel_cls])
     truth = np.array([f"c{c}" for c in range(m.n_known) for _ in range(per)] + [""] * n_novel, dtype=object)

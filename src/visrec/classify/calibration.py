@@ -47,7 +47,7 @@ class CalibrationOptions:
     max_queries: int = 3000
     seed: int = 0
     chunk_size: int = 512
-    novelty: str | None = "mahalanobis"
+    novelty: str | None = None
     novelty_prior: float = 0.1
     shrink: float = 10.0
 
@@ -289,8 +289,10 @@ def fit_calibration(
     class_precision, answers = class_figures(np.asarray(cand, dtype=object), accepted, correct, weights)
     truth_of = [next(iter(t), "") for t in truths] + [NOVEL_IMAGES] * len(unknown)
     kept_truth = [t for t, r in zip(truth_of, [*known, *unknown], strict=True) if r.candidate != NO_CANDIDATE]
-    verdict = target_verdict(options.target_precision, precision, class_precision, answers, th.support,
-                             confusions(cand, kept_truth, accepted & ~correct, weights), options.min_support)  # fmt: skip
+    confused = confusions(cand, kept_truth, accepted & ~correct, weights)
+    verdict = target_verdict(
+        options.target_precision, precision, class_precision, answers, th.support, confused, options.min_support
+    )
     return Calibration(
         mode=modes.pop(),
         method=method,

@@ -154,7 +154,6 @@ class GaussianNovelty:
             out = out - ((d0 @ st["precision0"]) * d0).sum(axis=1)
         return np.asarray(out, np.float64)
 
-
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted state as named float32 arrays (for ``np.savez``; no pickle)."""
         if self.state is None:
@@ -171,6 +170,9 @@ class GaussianNovelty:
         out.state = {k: np.asarray(arrays[k], np.float64) for k in arrays}
         return out
 
+
+DEFAULT_NOVELTY = "mahalanobis"
+"""Chosen by ``benchmarks/novelty_scores.py`` (leave-classes-out on caltech101_dev's train split; see docs)."""
 
 NOVELTY_SCORES = ("kth_distance", "relative_mahalanobis", "mahalanobis", "max_cosine")
 
