@@ -75,6 +75,7 @@ class Index:
         self._metas: dict[str, dict[str, Any]] | None = None
         self._classifiers: dict[tuple[Any, ...], Any] = {}
         self._novelty: Any = None
+        self._parsed: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- facts
     @property
@@ -254,8 +255,10 @@ class Index:
         """The :class:`visrec.classify.Calibration` of ``mode``, or None."""
         from visrec.classify import Calibration
 
-        data = self.calibration_data().get(mode)
-        return None if data is None else Calibration.from_dict(data)
+        if mode not in self._parsed:  # parsed once: it holds held-out arrays and fitted maps
+            data = self.calibration_data().get(mode)
+            self._parsed[mode] = None if data is None else Calibration.from_dict(data)
+        return self._parsed[mode]
 
     def classifier(self, mode: str = "knn", k: int | None = None, classes: Sequence[str] | None = None) -> Any:
         """The classifier of ``mode`` set up from this index (stored options unless overridden)."""

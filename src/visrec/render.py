@@ -170,6 +170,10 @@ def info(d: dict[str, Any]) -> None:
             f"coverage {_pct(c['coverage'])}, novel rejected {_pct(c.get('unknown_rejected'))}"
         )
         _target_lines(mode, c)
+        if c.get("trade_off"):
+            pts = ", ".join(f"{'*' if p['target'] == c['target_precision'] else ''}{p['target']:.0%}: "
+                            f"{_pct(p['precision'])}/{_pct(p['coverage'])}" for p in c["trade_off"])  # fmt: skip
+            out.print(f"{mode} held-out target -> precision/coverage (* default): {pts}")
 
 
 def data_check(d: dict[str, Any]) -> None:

@@ -96,6 +96,7 @@ class Calibration:
     class_precision: dict[str, float] = field(default_factory=dict)
     novelty_prior: float = 0.0
     decision: OpenSetDecision | None = None
+    _points: dict[tuple[float, float], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def threshold_for(self, label: str) -> float:
         """Threshold of class ``label`` (the global one for a class never predicted during calibration)."""
@@ -106,10 +107,13 @@ class Calibration:
         calibrated ones by default); raises ``BadInput`` for a calibration without an open-set decision."""
         if self.decision is None:
             raise BadInput(f"this {self.mode} calibration has no open-set decision; recalibrate the index")
-        return self.decision.operating_point(
-            self.target_precision if target_precision is None else target_precision,
-            self.novelty_prior if novelty_prior is None else novelty_prior,
+        key = (
+            self.target_precision if target_precision is None else float(target_precision),
+            self.novelty_prior if novelty_prior is None else float(novelty_prior),
         )
+        if key not in self._points:  # one pass over the held-out stream per (precision, prior)
+            self._points[key] = self.decision.operating_point(*key)
+        return self._points[key]
 
     def apply(
         self,

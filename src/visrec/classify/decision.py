@@ -99,9 +99,12 @@ class OpenSetDecision:
         """``(q,)`` P(candidate right | known), per-class maps shrunk toward the shared one."""
         s = np.asarray(scores, np.float64)
         out = self.shared(s)
-        for c in set(candidates):
+        if s.size == 0:
+            return out
+        names, inv = np.unique(np.asarray(candidates, dtype=object), return_inverse=True)
+        for j, c in enumerate(names.tolist()):
             if c in self.per_class:
-                rows = np.asarray([x == c for x in candidates])
+                rows = inv == j
                 n = self.support[c]
                 out[rows] = (n * self.per_class[c](s[rows]) + self.shrink * out[rows]) / (n + self.shrink)
         return out
