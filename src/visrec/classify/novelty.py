@@ -26,6 +26,9 @@ from visrec.classify.base import check_vectors
 from visrec.errors import BadInput, StageOrderError
 
 _CHUNK = 1 << 22  # query x item similarities held at once
+_FEW = 16
+"""Up to this many queries the Gaussian score runs on one BLAS thread: a single query's small products took
+~80 ms when BLAS threads competed for a loaded CPU, ~2-5 ms on one thread."""
 
 
 class NoveltyScore(Protocol):
@@ -103,6 +106,8 @@ class GaussianNovelty:
         self.relative = relative
         self.name = "relative_mahalanobis" if relative else "mahalanobis"
         self.state: dict[str, np.ndarray] | None = None
+        self._fast: dict[str, np.ndarray] | None = None
+        self._blas: Any = None
 
     def fit(self, vectors: np.ndarray, labels: Sequence[str]) -> GaussianNovelty:
         """Fit PCA, class means and the shrunk covariances on ``(n, d)`` rows with one label each."""
@@ -122,6 +127,7 @@ class GaussianNovelty:
         mus = np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])
         within = ledoit_wolf(z - mus[inv], assume_centered=True)[0]
         total = ledoit_wolf(z)[0]
+        self._fast = None
         self.state = {"mean": mean, "axes": vt, "means": mus, "precision": np.linalg.pinv(within),
                       "mean0": z.mean(axis=0), "precision0": np.linalg.pinv(total)}  # fmt: skip
         return self
@@ -135,20 +141,35 @@ class GaussianNovelty:
         labs = np.asarray([str(v) for v in labels], dtype=object)
         classes, inv = np.unique(labs, return_inverse=True)
         out = GaussianNovelty(self.dims, self.relative)
-        out.state = dict(self.state) | {"means": np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])}
+        means = np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])
+        out.state = dict(self.state) | {"means": means}
         return out
 
     def score(self, queries: np.ndarray) -> np.ndarray:
         """``(q,)`` float64 (relative) Mahalanobis distance to the nearest class mean."""
         if self.state is None:
             raise StageOrderError("call fit(vectors, labels) before score(queries)")
-        st = self.state
-        q = check_vectors("queries", queries, st["mean"].shape[0]).astype(np.float64)
-        z = (q - st["mean"]) @ st["axes"].T
+        if self._fast is None:  # per-fit constants in float32, computed once rather than per query
+            st = self.state
+            mp = st["means"] @ st["precision"]
+            f32 = {k: np.ascontiguousarray(v, np.float32) for k, v in st.items()}
+            self._fast = f32 | {"axes_t": np.ascontiguousarray(st["axes"].T, np.float32),
+                                "means_quad": (mp * st["means"]).sum(axis=1).astype(np.float32)}  # fmt: skip
+        q = check_vectors("queries", queries, self.state["mean"].shape[0])
+        if q.shape[0] > _FEW:
+            return self._score(q, self._fast)
+        if self._blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._blas = ThreadpoolController()
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._score(q, self._fast)
+
+    def _score(self, q: np.ndarray, st: dict[str, np.ndarray]) -> np.ndarray:
+        z = (q - st["mean"]) @ st["axes_t"]
         zp = z @ st["precision"]
-        mp = st["means"] @ st["precision"]
-        quad = (zp * z).sum(axis=1)[:, None] - 2.0 * zp @ st["means"].T + (mp * st["means"]).sum(axis=1)[None, :]
-        out = quad.min(axis=1)
+        quad = (zp * z).sum(axis=1)[:, None] - 2.0 * zp @ st["means"].T + st["means_quad"][None, :]
+        out = quad.min(axis=1).astype(np.float64)
         if self.relative:
             d0 = z - st["mean0"]
             out = out - ((d0 @ st["precision0"]) * d0).sum(axis=1)
@@ -167,7 +188,7 @@ class GaussianNovelty:
         if missing:
             raise BadInput(f"novelty state lacks arrays {missing}; recalibrate the index")
         out = cls(dims=int(arrays["axes"].shape[0]), relative=relative)
-        out.state = {k: np.asarray(arrays[k], np.float64) for k in arrays}
+        out.state = {k: np.ascontiguousarray(arrays[k], np.float64) for k in arrays}
         return out
 
 
