@@ -183,7 +183,8 @@ def cluster_tab(service: Service, guard: Guard) -> None:
     def run(folder: str, what: str, method: str, k: float, progress: Any = gr.Progress()) -> tuple[str, Any, list[Any]]:
         if not folder.strip():
             raise VisrecError("type the path of a folder on the server")
-        job = service.cluster_folder(folder.strip(), what=what, method=method, k=int(k) if k else None)
+        chosen = None if method == "default" else method  # spectral for images, threshold for faces
+        job = service.cluster_folder(folder.strip(), what=what, method=chosen, k=int(k) if k else None)
         while not job.wait(0.5):
             progress((job.done, max(job.total, 1)), desc=job.stage)
         if job.status == "failed":
@@ -196,17 +197,20 @@ def cluster_tab(service: Service, guard: Guard) -> None:
             return "no clustering job yet", gr.update(choices=[], value=None), []
         return shown(job)
 
-    if not service.config.writable:
+    if not service.config.allow_roots:
         gr.Markdown(
             "Clustering reads a folder on the server, which this server does not allow: restart with "
-            "`--writable` (the same switch that allows indexing a folder), or use `visrec cluster FOLDER`."
+            "`--allow-root DIR` (the folders it may read), or use `visrec cluster FOLDER`."
         )
         return
-    gr.Markdown("Group the images (or the faces) of a folder on the server; runs in the background.")
+    gr.Markdown(
+        f"Group the images (or the faces) of a folder on the server under {service.roots_text()}; runs in the "
+        "background."
+    )
     with gr.Row():
         folder = gr.Textbox(label="folder on the server", elem_id="cluster-folder", scale=3)
         what = gr.Radio(["images", "faces"], value="images", label="cluster")
-        method = gr.Dropdown(list(METHODS), value="agglomerative", label="method")
+        method = gr.Dropdown(["default", *METHODS], value="default", label="method")
         k = gr.Number(0, label="clusters (0: automatic)", precision=0, minimum=0)
     with gr.Row():
         btn = gr.Button("Cluster", variant="primary", elem_id="cluster-button")

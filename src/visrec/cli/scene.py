@@ -1,6 +1,6 @@
 """``visrec scene`` and ``visrec scene-eval``: recognise every region of a scene against an index.
 
-Register on the main app with one line: ``visrec.cli_scene.register(app)``.
+Register on the main app with one line: ``visrec.cli.scene.register(app)``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from visrec import render
-from visrec.cli_common import command, print_json
+from visrec.cli.common import command, print_json
 
 INDEX = typer.Argument(..., help="Index folder built with: visrec index DATASET --out INDEX.")
 SEGMENTER = typer.Option(
@@ -20,7 +20,7 @@ SEGMENTER = typer.Option(
     "--segmenter",
     "-s",
     help="gallery (windows like the index's images) | faces (one region per detected face; faces extra) | "
-    "proposals | nanodet (COCO object boxes) | sam; see docs/scene.md.",
+    "proposals | nanodet (COCO object boxes) | mobilesam (MobileSAM masks) | sam; see docs/scene.md.",
 )
 LONG_SIDE = typer.Option(1024, "--long-side", help="Shrink the image so its longer side is at most this (0: never).")
 MODE = typer.Option("knn", "--mode", "-m", help="Classifier mode of the index: knn | prototype.")
@@ -144,7 +144,9 @@ def register(app: typer.Typer) -> None:
     app.command("scene-eval")(scene_eval_cmd)
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec scene analysis commands.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="visrec scene analysis commands."
+)
 register(app)
 
 if __name__ == "__main__":  # pragma: no cover
