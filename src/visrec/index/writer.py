@@ -191,7 +191,7 @@ def build_index(
         old, old_joint = _load_current(folder)
         stored = _stored_metadata(old)
         stop = timed(report, "scan")
-        plan = plan_changes(dataset, stored, report, cfg.workers)
+        plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash)
         stop()
         shards = ShardWriter(folder.work_dir, encoder.fingerprint)
         new = _embed_changes(plan, encoder, shards, cfg, report, progress)

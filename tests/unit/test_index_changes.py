@@ -1,0 +1,58 @@
+"""Change detection: files whose size, mtime and inode are unchanged are not read again; ``rehash`` reads all;
+a file swapped in with the same size and mtime (a new inode) is caught."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import visrec.index.pipeline as pipeline
+from tests.fixtures_images import make_labeled_tree
+from visrec.data import load_dataset
+from visrec.encoders import create_encoder
+from visrec.index.pipeline import IndexConfig, IndexingReport
+from visrec.index.writer import build_index
+
+
+def _build(root: Path, out: Path, **cfg: object) -> IndexingReport:
+    return build_index(load_dataset(root), out, create_encoder("fake"), IndexConfig(**cfg))  # type: ignore[arg-type]
+
+
+def test_unchanged_files_are_not_hashed_again_and_rehash_hashes_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, out = tmp_path / "data", tmp_path / "idx.vrx"
+    make_labeled_tree(root, ("amber", "blue"), per_class=6, size=32)
+    assert _build(root, out).added == 12
+    hashed: list[Path] = []
+    real = pipeline._sha256
+    monkeypatch.setattr(pipeline, "_sha256", lambda p: hashed.append(p) or real(p))
+    rep = _build(root, out)
+    assert hashed == [] and rep.unchanged == 12 and rep.added == rep.updated == rep.metadata_updated == 0
+    rep = _build(root, out, rehash=True)
+    assert len(hashed) == 12 and rep.unchanged == 12 and rep.updated == 0
+
+
+def test_a_file_swapped_in_with_the_same_size_and_mtime_is_caught(tmp_path: Path) -> None:
+    root, out = tmp_path / "data", tmp_path / "idx.vrx"
+    make_labeled_tree(root, ("amber", "blue"), per_class=6, size=32)
+    _build(root, out)
+    target, other = root / "amber" / "amber_0.jpg", root / "blue" / "blue_0.jpg"
+    st = target.stat()
+    swapped = tmp_path / "swap.jpg"
+    shutil.copyfile(other, swapped)
+    with swapped.open("r+b") as f:  # same size as the target, other pixels
+        f.truncate(st.st_size)
+    os.utime(swapped, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(swapped, target)  # a new inode, the old size and mtime
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    rep = _build(root, out)
+    assert rep.updated + rep.n_skipped == 1 and rep.unchanged == 11
+    # a touched file with the same bytes is hashed once, its stored facts refreshed, then skipped again
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    rep = _build(root, out)
+    assert rep.metadata_updated == 1 and rep.updated == 0
+    assert _build(root, out).unchanged == 12 - rep.n_skipped
