@@ -56,3 +56,29 @@ def test_a_file_swapped_in_with_the_same_size_and_mtime_is_caught(tmp_path: Path
     rep = _build(root, out)
     assert rep.metadata_updated == 1 and rep.updated == 0
     assert _build(root, out).unchanged == 12 - rep.n_skipped
+
+
+def test_small_updates_keep_the_calibration_and_larger_ones_refit_it(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.fixtures_images import class_colour, noise_image
+
+    root, out = tmp_path / "data", tmp_path / "idx.vrx"
+    make_labeled_tree(root, ("amber", "blue", "crimson"), per_class=10, size=32)
+    first = _build(root, out).calibration
+    assert first and not any(c.get("carried_over") for c in first.values())
+
+    def add(n: int, start: int, cls: str = "blue", colour: int = 1) -> None:
+        (root / cls).mkdir(exist_ok=True)
+        for i in range(start, start + n):
+            Image.fromarray(noise_image(32, seed=900 + i, base=class_colour(colour, 4))).save(root / cls / f"n{i}.png")
+
+    add(2, 0)  # 2 of 30: kept
+    rep = _build(root, out)
+    assert rep.calibration and all(c["carried_over"] for c in rep.calibration.values())
+    add(2, 2)  # 4 of 30 changed since the fit: past 10 %, refitted
+    rep = _build(root, out)
+    assert rep.calibration and not any(c.get("carried_over") for c in rep.calibration.values())
+    add(1, 0, "green", 3)  # a new class: refitted at once
+    rep = _build(root, out)
+    assert rep.calibration and not any(c.get("carried_over") for c in rep.calibration.values())

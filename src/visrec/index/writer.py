@@ -30,6 +30,11 @@ from visrec.types import LabeledSet
 
 CALIBRATED_MODES = ("knn", "prototype")
 MIN_LABELED_FOR_CALIBRATION = 10
+RECALIBRATE_FRACTION = 0.1
+"""A commit keeps the previous calibration while the items added, changed or removed since it was fitted stay
+at most this share of the items it was fitted on and the classes are the same; past it, or with a new or lost
+class, the leave-one-group-out calibration (quadratic in the index size) runs again."""
+BASIS = "calibration_basis.json"
 
 
 def _open_or_create(out: Path, encoder: Encoder, backend: str) -> IndexFolder:
@@ -209,7 +214,7 @@ def build_index(
             raise EmptyDataset(_nothing_indexed(dataset, report))
         stop = timed(report, "store")
         store, joint = asm.stores(folder.manifest.store, options, folder.generation_dir)
-        files = _derived_files(store, joint, cfg, report)
+        files = _derived_files(store, joint, cfg, report, folder)
         stop()
         stop = timed(report, "commit")
         folder.commit(
@@ -268,7 +273,9 @@ def _nothing_indexed(dataset: LabeledSet, report: IndexingReport) -> str:
     return f"{dataset.root}: none of the {len(dataset)} images could be indexed (skipped: {reasons})"
 
 
-def _labels_and_groups(store: VectorStore) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None]]:
+def _labels_and_groups(
+    store: VectorStore, with_groups: bool = True
+) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None]]:
     from visrec.data.dedup import near_duplicate_groups
 
     ids: list[str] = []
@@ -281,7 +288,7 @@ def _labels_and_groups(store: VectorStore) -> tuple[list[str], np.ndarray, list[
         labels += [tuple(m.get("labels", ())) for m in bmeta]
         hashes += [m.get("extra", {}).get("phash", "") for m in bmeta]
     groups: list[str | None] = [None] * len(ids)
-    have = [i for i, h in enumerate(hashes) if h]
+    have = [i for i, h in enumerate(hashes) if h] if with_groups else []
     if have:
         packed = np.stack([np.frombuffer(bytes.fromhex(hashes[i]), np.uint8) for i in have])
         for i, g in zip(have, near_duplicate_groups(packed), strict=True):
@@ -291,21 +298,33 @@ def _labels_and_groups(store: VectorStore) -> tuple[list[str], np.ndarray, list[
 
 
 def _derived_files(
-    store: VectorStore, joint: VectorStore | None, cfg: IndexConfig, report: IndexingReport
+    store: VectorStore,
+    joint: VectorStore | None,
+    cfg: IndexConfig,
+    report: IndexingReport,
+    previous: IndexFolder | None = None,
 ) -> dict[str, bytes]:
-    """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items."""
+    """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items;
+    the calibration of ``previous``'s current generation is kept while it is recent enough
+    (:data:`RECALIBRATE_FRACTION`)."""
     from visrec.classify import CalibrationOptions, PrototypeClassifier, calibrate_leave_one_group_out
     from visrec.index.recognize import make_classifier_from_params
 
-    _, vecs, labels, groups = _labels_and_groups(store)
+    _, vecs, labels, _ = _labels_and_groups(store, with_groups=False)
     files: dict[str, bytes] = {}
     labeled = [i for i, lab in enumerate(labels) if lab]
+    classes: list[str] = []
     if labeled:
         proto = PrototypeClassifier().fit(vecs[labeled], [labels[i] for i in labeled])
-        files["prototypes.json"] = json.dumps({"classes": list(proto.classes)}).encode()
+        classes = list(proto.classes)
+        files["prototypes.json"] = json.dumps({"classes": classes}).encode()
         files["prototypes.npy"] = _npy_bytes(proto.prototypes)
     n_classes = len({x for lab in labels for x in lab})
-    if cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
+    carried = _carry_calibration(previous, report, classes) if cfg.calibrate and previous is not None else None
+    if carried is not None:
+        files.update(carried)
+    elif cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
+        _, vecs, labels, groups = _labels_and_groups(store)
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
         # harsh a picture of a new class, so new classes are simulated from three classes on.
         opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3)
@@ -314,8 +333,23 @@ def _derived_files(
             clf = make_classifier_from_params(mode, {})
             cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts).to_dict()
         files["calibration.json"] = json.dumps(cals, indent=1).encode()
+        files[BASIS] = json.dumps({"count": len(labeled), "changed": 0, "classes": classes}).encode()
         report.calibration = {m: _brief(c) for m, c in cals.items()}
     return files
+
+
+def _carry_calibration(folder: IndexFolder, report: IndexingReport, classes: list[str]) -> dict[str, bytes] | None:
+    """The current calibration files with this commit's changes counted, or None when it must be refitted."""
+    gen = folder.generation_dir
+    basis = folder.read_json(BASIS)
+    if gen is None or not isinstance(basis, dict) or not (gen / "calibration.json").is_file():
+        return None
+    changed = int(basis.get("changed", 0)) + report.added + report.updated + report.removed + report.metadata_updated
+    if basis.get("classes") != classes or changed > RECALIBRATE_FRACTION * int(basis.get("count", 0)):
+        return None
+    data = (gen / "calibration.json").read_bytes()
+    report.calibration = {m: {**_brief(c), "carried_over": True} for m, c in json.loads(data).items()}
+    return {"calibration.json": data, BASIS: json.dumps({**basis, "changed": changed}).encode()}
 
 
 def _brief(cal: dict[str, Any]) -> dict[str, Any]:
