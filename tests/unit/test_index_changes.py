@@ -82,3 +82,25 @@ def test_small_updates_keep_the_calibration_and_larger_ones_refit_it(tmp_path: P
     add(1, 0, "green", 3)  # a new class: refitted at once
     rep = _build(root, out)
     assert rep.calibration and not any(c.get("carried_over") for c in rep.calibration.values())
+
+
+def test_a_milvus_collection_gets_only_the_changed_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pymilvus", reason="pip install 'visrec[milvus]' to test the milvus store")
+    pytest.importorskip("milvus_lite", reason="pip install 'visrec[milvus]' to test the milvus store")
+    from visrec.index import Index
+    from visrec.stores.milvus_store import MilvusStore
+
+    root, out = tmp_path / "data", tmp_path / "idx.vrx"
+    make_labeled_tree(root, ("amber", "blue"), per_class=5, size=32)
+    uri = f"milvus-lite://{tmp_path}/db/gallery.db#things"
+    assert _build(root, out, store=uri).count == 10
+    written: list[str] = []
+    real = MilvusStore.upsert
+    monkeypatch.setattr(MilvusStore, "upsert", lambda self, ids, v, m: (written.extend(ids), real(self, ids, v, m))[1])
+    shutil.copyfile(root / "blue" / "blue_0.jpg", root / "blue" / "copy.jpg")
+    (root / "amber" / "amber_0.jpg").unlink()
+    rep = _build(root, out)
+    assert (rep.added, rep.removed, rep.unchanged) == (1, 1, 9)
+    assert set(written) == {"blue/copy.jpg"}
+    hits = Index(out).search_images([root / "blue" / "copy.jpg"], k=2)[0]
+    assert {h.path for h in hits} == {"blue/copy.jpg", "blue/blue_0.jpg"}  # the same pixels: both found

@@ -90,12 +90,15 @@ class _Assembly:
         self.vecs: list[np.ndarray] = []
         self.joint: list[np.ndarray] = []
         self.metas: list[dict[str, Any]] = []
+        self.unchanged: set[str] = set()  # taken from the old store with their stored metadata
         self.encoder = encoder
 
     def take_old(self, old: Any, old_joint: Any, ids: Sequence[str], metas: Sequence[dict[str, Any]] | None) -> None:
         if not ids:
             return
         vec, stored = old.get(list(ids))
+        if metas is None:
+            self.unchanged.update(ids)
         self.ids += list(ids)
         self.vecs.append(vec)
         self.metas += list(metas) if metas is not None else stored
@@ -117,20 +120,22 @@ class _Assembly:
         """The next generation's store (and joint store); ``previous``: the current generation's folder."""
         enc = self.encoder
         vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, enc.dim), np.float32)
-        store = _filled(backend, enc.dim, options, previous, "store", (self.ids, vecs, self.metas))
+        same = frozenset(self.unchanged)
+        store = _filled(backend, enc.dim, options, previous, "store", (self.ids, vecs, self.metas), same)
         joint = None
         if enc.joint_dim is not None:
             jvecs = np.concatenate(self.joint) if self.joint else np.zeros((0, enc.joint_dim), np.float32)
             jmeta = [{"path": m["path"]} for m in self.metas]
-            joint = _filled(backend, enc.joint_dim, options, previous, "joint", (self.ids, jvecs, jmeta))
+            joint = _filled(backend, enc.joint_dim, options, previous, "joint", (self.ids, jvecs, jmeta), same)
         return store, joint
 
 
 def _filled(
     backend: str, dim: int, options: dict[str, Any], previous: Path | None, part: str,
-    items: tuple[list[str], np.ndarray, list[dict[str, Any]]],
+    items: tuple[list[str], np.ndarray, list[dict[str, Any]]], unchanged: frozenset[str] = frozenset(),
 ) -> VectorStore:  # fmt: skip
-    """A store of ``backend`` holding exactly ``items``; a Milvus collection at a URI is updated in place."""
+    """A store of ``backend`` holding exactly ``items``; a Milvus collection at a URI is updated in place
+    (only the rows not ``unchanged`` are written)."""
     from visrec.stores import create_store
 
     ids, vecs, metas = items
@@ -138,7 +143,7 @@ def _filled(
         from visrec.stores.milvus_store import fill_generation, part_options
 
         prev = None if previous is None else previous / part
-        return fill_generation(dim, part_options(part, options), prev, ids, vecs, metas)
+        return fill_generation(dim, part_options(part, options), prev, ids, vecs, metas, unchanged)
     store = create_store(backend, dim)
     if ids:
         store.add(ids, vecs, metas)
