@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from visrec.errors import BadInput, EmptyDataset
-from visrec.index.inputs import encode_files, open_dataset, resolve_encoder
+from visrec.index.inputs import encode_files, filter_dataset, open_dataset, resolve_encoder
 from visrec.index.pipeline import IndexConfig, IndexingReport, Progress
 from visrec.types import LabeledSet, Prediction
 
@@ -26,10 +26,16 @@ def index(
     progress: Progress | None = None,
 ) -> IndexingReport:
     """Index (or update) ``out`` from the dataset at ``dataset``."""
+    from visrec.data import read_dataset
     from visrec.index.writer import build_index
 
-    ds = open_dataset(dataset, fmt, where)
-    return build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress)
+    loaded, load = read_dataset(dataset, fmt)
+    ds = filter_dataset(loaded, where)
+    report = build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress)
+    for s in load.skipped:  # image files no reader here decodes (.heic...) belong in the run's skipped list
+        if s.reason == "unsupported-format":
+            report.skipped.setdefault(s.reason, []).append(str(Path(dataset) / s.path))
+    return report
 
 
 @dataclass
