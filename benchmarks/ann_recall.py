@@ -3,7 +3,9 @@
 Vectors are synthetic clustered unit rows of the default encoder's width (1472-d), in two difficulties: ``tight``
 (noise 0.7 around 1,000 centres, as in ``query_latency.py``) and ``diffuse`` (noise 1.5: neighbours barely
 closer than strangers, which is hard for IVF). Queries are fresh rows of the same distribution (not indexed).
-Synthetic data flatters IVF (its cells line up with the clusters): treat recall here as an upper bound.
+Synthetic data flatters IVF (its cells line up with the clusters): treat recall here as an upper bound. Also
+timed: building the IVF index from scratch (training) vs refilling the centroids of a saved one
+(``FaissStore.adopt_trained``, what an index commit does), and the recall of the refilled index.
 
     python benchmarks/ann_recall.py --n 100000 --queries 200
 """
@@ -46,6 +48,24 @@ def measure(store: object, queries: np.ndarray, truth: list[np.ndarray] | None) 
     return out
 
 
+def refill(trained: object, ids: list[str], x: np.ndarray, q: np.ndarray, truth: list[np.ndarray], nprobe: int
+           ) -> dict[str, object]:  # fmt: skip
+    """Save ``trained``, then time a new store adopting its centroids and adding the same vectors."""
+    import tempfile
+
+    from visrec.stores.faiss_store import FaissStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trained.save(Path(tmp))  # type: ignore[attr-defined]
+        store = FaissStore(x.shape[1], ivf_threshold=1, nprobe=nprobe or None)
+        t0 = time.perf_counter()
+        store.adopt_trained(Path(tmp))
+        store.add(ids, x, [{}] * len(ids))
+        kind = store.index_kind
+        seconds = time.perf_counter() - t0
+    return {"refill_s": round(seconds, 1), "kind": kind, **measure(store, q, truth)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
@@ -79,6 +99,8 @@ def main() -> None:
             r |= {"build_s": round(build, 1), "kind": kind, "nprobe": ivf._nprobe(), "nlist": int(ivf._index.nlist)}
             r["speedup_vs_exact"] = round(exact["p50_ms"] / max(r["p50_ms"], 1e-6), 1)
             row[f"ivf_nprobe_{nprobe or 'default'}"] = r
+            if nprobe == args.nprobe[0]:
+                row["refilled"] = refill(ivf, ids, x, q, truth, nprobe)
             del ivf
         results[name] = row
         del x

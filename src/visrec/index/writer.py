@@ -145,6 +145,9 @@ def _filled(
         prev = None if previous is None else previous / part
         return fill_generation(dim, part_options(part, options), prev, ids, vecs, metas, unchanged)
     store = create_store(backend, dim)
+    adopt = getattr(store, "adopt_trained", None)
+    if adopt is not None and previous is not None:
+        adopt(previous / part)  # a FAISS IVF index is refilled, not retrained, on every commit
     if ids:
         store.add(ids, vecs, metas)
     return store
