@@ -59,6 +59,9 @@ def index_cmd(
     target_precision: float = typer.Option(0.95, "--target-precision", min=0.01, max=1.0),
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,
+    rehash: bool = typer.Option(
+        False, "--rehash", help="Hash every file (a full check); by default unchanged size+mtime+inode skips it."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
@@ -66,7 +69,8 @@ def index_cmd(
     from visrec.index.pipeline import IndexConfig
 
     cfg = IndexConfig(store=store, batch_size=batch_size, workers=workers, calibrate=calibrate,
-                      target_precision=target_precision, engine=engine, ray_address=ray_address)  # fmt: skip
+                      target_precision=target_precision, engine=engine, ray_address=ray_address,
+                      rehash=rehash)  # fmt: skip
     with render.progress(enabled=not as_json) as bar:
         report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar)
     _emit(as_json, report.to_dict(), lambda: render.indexing_report(report))
