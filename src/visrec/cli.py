@@ -137,8 +137,14 @@ def calibrate_cmd(
 @app.command("info")
 @_command
 def info_cmd(index: Path = typer.Argument(..., help="Index folder."), as_json: bool = JSON) -> None:
-    """Show what an index holds: counts per label, encoder, store, calibration."""
+    """Show what an index holds: counts per label, encoder, store, calibration (face index: its two rules)."""
     from visrec.index import Index
+
+    if (index / "faces.json").is_file():
+        from visrec.faces.ops import face_index_info
+
+        print_json(face_index_info(index))
+        return
 
     info = Index(index).info()
     _emit(as_json, info, lambda: render.info(info))
