@@ -103,7 +103,12 @@ def classify_cmd(
     mode: str = typer.Option("knn", "--mode", "-m", help="knn | prototype | zeroshot | blend."),
     k: int = typer.Option(None, "-k", min=1, help="Neighbours for knn (default: the calibrated value)."),
     where: str = WHERE,
-    classes: str = typer.Option(None, "--classes", help="Comma-separated class names for zeroshot/blend."),
+    classes: str = typer.Option(
+        None,
+        "--classes",
+        help="zeroshot/blend: comma-separated classes, each 'Label=name' (answer Label, prompt 'a photo of a "
+        "name') or just 'name'; or a file with one per line. Labels are what a labeled dataset is scored on.",
+    ),
     raw: bool = typer.Option(False, "--raw", help="Skip the calibrated unknown decision."),
     show: int = typer.Option(20, "--show", help="Rows of per-image results to print (human output)."),
     as_json: bool = JSON,
@@ -112,7 +117,7 @@ def classify_cmd(
     top-1 accuracy, macro-F1 and the unknown rate."""
     from visrec import ops
 
-    names = [c.strip() for c in classes.split(",")] if classes else None
+    names = ops.class_names(classes) if classes else None
     result = ops.classify(index, inputs, mode, k, where, names, not raw)
     _emit(as_json, result.to_dict(), lambda: render.classification(result, show))
 

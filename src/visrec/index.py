@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from visrec.encoders.base import Encoder, ImageLike, TextEncoder
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.recognize import MODES  # noqa: F401  (re-exported)
 from visrec.types import Embeddings, Hit, Prediction
+
+if TYPE_CHECKING:
+    from visrec.classify import ClassNames
 
 
 @dataclass(frozen=True)
@@ -244,11 +247,12 @@ class Index:
         data = self.calibration_data().get(mode)
         return None if data is None else Calibration.from_dict(data)
 
-    def classifier(self, mode: str = "knn", k: int | None = None, classes: Sequence[str] | None = None) -> Any:
+    def classifier(self, mode: str = "knn", k: int | None = None, classes: ClassNames | None = None) -> Any:
         """The classifier of ``mode`` set up from this index (stored options unless overridden)."""
+        from visrec.classify import class_prompts
         from visrec.recognize import make_classifier
 
-        key = (mode, k, tuple(classes) if classes else None)
+        key = (mode, k, tuple(class_prompts(classes).items()) if classes else None)
         if key in self._classifiers:
             return self._classifiers[key]
         cal = self.calibration(mode)
@@ -265,13 +269,14 @@ class Index:
         mode: str = "knn",
         k: int | None = None,
         calibrated: bool = True,
-        classes: Sequence[str] | None = None,
+        classes: ClassNames | None = None,
     ) -> list[Prediction]:
         """Classify images (or their embeddings) against the index.
 
         With ``calibrated`` (default) and a stored calibration, predictions carry a calibrated confidence and
         fall to unknown (``label=None``) below their class threshold; without calibration data they are raw.
-        ``classes`` (zero-shot/blend): class names to score instead of the index's labels.
+        ``classes`` (zero-shot/blend): labels to answer with instead of the index's, as names or as a mapping
+        label -> name used in the prompts (``{"Motorbikes": "motorbike"}``).
         """
         from visrec.recognize import predict
 
@@ -285,7 +290,9 @@ class Index:
         cal = self.calibration(mode) if calibrated and classes is None else None
         if calibrated and cal is None and classes is None and not self.calibration_data():
             raise NotCalibrated(
-                f"{self.path} has no calibration; run: visrec calibrate {self.path}  (or pass calibrated=False)"
+                f"{self.path} has no calibration; run: visrec calibrate {self.path}"
+                + ("" if mode in ("knn", "prototype") else f" --modes {mode}")
+                + "  (or pass calibrated=False)"
             )
         if cal is not None and k is not None and cal.params.get("k", k) != k:
             raise BadInput(
