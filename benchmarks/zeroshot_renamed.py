@@ -19,6 +19,7 @@ from typing import Any
 from visrec import ops
 from visrec.eval import summarize
 from visrec.index import Index
+from visrec.index.inputs import encode_files
 
 
 def top1(truths: list[tuple[str, ...]], preds: list[Any]) -> float:
@@ -43,7 +44,7 @@ def main() -> None:
     labels = sorted(idx.labels())
     names = {lab: natural(lab) for lab in labels}
     files, truths = ops._gather([args.data], args.where)
-    emb, kept, _ = ops.encode_files(idx, files)
+    emb, kept, _ = encode_files(idx, files)
     assert truths is not None
     truth = [tuple(truths[i]) for i in kept]
     mapped = [f"{lab}={name}" for lab, name in names.items()]

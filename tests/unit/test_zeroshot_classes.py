@@ -10,13 +10,12 @@ from PIL import Image
 
 from tests.fixtures_images import class_colour, noise_image
 from visrec import ops
-from visrec.build import build_index
 from visrec.classify import class_prompts
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput
-from visrec.index import Index
-from visrec.indexing import IndexConfig
+from visrec.index import Index, IndexConfig
+from visrec.index.writer import build_index
 from visrec.render import short_paths
 
 LABELS = ("Reds", "Greens", "Blues")  # folder names that are not words the text side knows
