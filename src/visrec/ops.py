@@ -76,6 +76,11 @@ def _gather(inputs: Sequence[Path], where: str | None) -> tuple[list[Path], list
         ds = open_dataset(inputs[0], fmt, where)
         truths = [r.labels for r in ds.records] if fmt != "unlabeled" else None
         return [ds.abspath(r) for r in ds.records], truths
+    if where:
+        raise BadInput(
+            f"--where {where!r} filters a dataset (a folder per label or a manifest CSV), not single images: "
+            "pass the dataset instead, or drop --where"
+        )
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
@@ -123,6 +128,12 @@ def classify(
     from visrec.index import Index
 
     idx = Index(index_path)
+    if not idx.labels() and classes is None:
+        raise BadInput(
+            f"{index_path} holds no labeled image, so there is nothing to classify against: index a labeled "
+            f"dataset (a folder per label, or a manifest with a label column), give --classes with --mode "
+            f"zeroshot, or search it instead (visrec search {index_path} --image IMAGE)"
+        )
     files, truths = _gather(inputs, where)
     emb, kept, skipped = encode_files(idx, files)
     notes = []

@@ -112,3 +112,13 @@ def test_real_airplanes_rank_airplane_above_frog(session_cache: Path) -> None:
     assert scores[0, 0] > scores[0, 1] + 0.05, scores[0]  # the first test airplane, by a clear margin
     right = (scores[:10, 0] > scores[:10, 1]).sum() + (scores[10:, 1] > scores[10:, 0]).sum()
     assert right >= 14, scores  # 32-px images: 15 of 20 when this was written, chance is 10
+
+
+def test_concepts_name_what_the_bridge_reads_and_sees(cache: Path) -> None:
+    bridge = LabelBridge(_StubText(), temperature=1.0, top_k=1)  # type: ignore[arg-type]
+    logits = np.zeros((1, 1000), np.float32)
+    logits[0, 3] = 5.0
+    names = imagenet_class_names()
+    seen = bridge.concepts(bridge.project(logits), top=2)
+    assert seen == [(names[3], names[11])]  # the image's class first (then its stub twin, 11 % 8 == 3)
+    assert bridge.concepts(bridge.encode_texts(["a photo of a tench"]))[0][0] == names[0]

@@ -257,7 +257,10 @@ def calibrate_leave_one_group_out(
     data = LooData.build(vecs, labels, groups, jnt)
     rows = sample_queries(data.labels, opts.max_queries, opts.seed)
     if rows.size == 0:
-        raise EmptyDataset("cannot calibrate: none of the items has a label")
+        raise EmptyDataset(
+            "cannot calibrate: none of the items has a label; calibration needs labeled images (a folder per "
+            "label or a manifest with a label column)"
+        )
     known = chunked_left_out(clf, data, rows, False, opts.chunk_size)
     unknown: list[Prediction] = []
     if opts.simulate_unknown and opts.unknown_weight > 0:

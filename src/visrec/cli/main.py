@@ -18,10 +18,13 @@ from visrec.cli.scale import ENGINE, RAY_ADDRESS, STORE
 
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
-    help="visrec: index labeled images, then search, classify and recognise in new ones.",
+    rich_markup_mode=None,  # help text is printed as written: "[list]" stays "[list]"
+    help="visrec: index labeled images, then search, classify and recognise in new ones. "
+    "Shell completion: visrec --install-completion.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Inspect a dataset: formats, near-duplicates, split leakage.")
+data_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Inspect a dataset: formats, near-duplicates, split leakage."
+)
 app.add_typer(data_app, name="data")
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")

@@ -125,6 +125,13 @@ class LabelBridge:
         joint = (probs @ self.class_vectors().astype(np.float64)).astype(np.float32)
         return joint / np.maximum(np.linalg.norm(joint, axis=1, keepdims=True), 1e-12)
 
+    def concepts(self, vectors: np.ndarray, top: int = 3) -> list[tuple[str, ...]]:
+        """The ``top`` ImageNet class names nearest each ``(n, 384)`` text-space vector (a query, or an image's
+        projection): what the bridge reads a query as, or sees in an image."""
+        names = imagenet_class_names()
+        order = np.argsort(-(np.atleast_2d(vectors) @ self.class_vectors().T), axis=1, kind="stable")[:, :top]
+        return [tuple(names[j] for j in row) for row in order]
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """``(n, 384)`` MiniLM vectors of free texts (the query side of the bridge)."""
         return self.text.encode(texts)

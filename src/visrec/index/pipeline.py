@@ -158,6 +158,8 @@ def plan_changes(
         path = dataset.abspath(rec)
         try:
             st = path.stat()
+        except FileNotFoundError:
+            return BadImage(str(path), "missing", "the file does not exist (moved or deleted since it was listed?)")
         except OSError as e:
             return BadImage(str(path), "unreadable", f"{e.strerror or e}; check the path and permissions")
         if st.st_size == 0:

@@ -29,13 +29,19 @@ class TextSearchResult:
     """Hits for a text query and how they were found.
 
     ``route`` is ``"labels"`` when the query matched the index's label names (``matched`` lists the names and
-    their text similarity) or ``"joint"`` when it was searched in the encoder's image-text space.
+    their text similarity) or ``"joint"`` when it was searched in the encoder's image-text space. Through the
+    ImageNet label bridge, ``concepts`` are the classes the query is read as, ``seen_as`` the classes each hit
+    is seen as, and ``matches_query`` whether any hit is seen as the query's first concept (False: the index
+    probably holds nothing the query names); all empty / None otherwise.
     """
 
     query: str
     route: str
     matched: tuple[tuple[str, float], ...]
     hits: tuple[Hit, ...]
+    concepts: tuple[str, ...] = ()
+    seen_as: tuple[tuple[str, ...], ...] = ()
+    matches_query: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +49,9 @@ class TextSearchResult:
             "route": self.route,
             "matched_labels": [[n, round(s, 4)] for n, s in self.matched],
             "hits": [h.to_dict() for h in self.hits],
+            "concepts": list(self.concepts),
+            "seen_as": [list(c) for c in self.seen_as],
+            "matches_query": self.matches_query,
         }
 
 
@@ -157,7 +166,21 @@ class Index:
         """Top-``k`` hits per query vector ``(q, dim)`` in the image space."""
         nb = self.store.search(vectors, k, where)
         metas = self.metadata()
-        return [_hits(nb.ids[i], nb.scores[i], metas) for i in range(len(nb.ids))]
+        hits = [_hits(nb.ids[i], nb.scores[i], metas) for i in range(len(nb.ids))]
+        if where and metas and not any(hits):
+            self._check_filter_fields(where)
+        return hits
+
+    def _check_filter_fields(self, where: str) -> None:
+        """Raise ``BadInput`` naming the fields of ``where`` that no indexed item has (a typo, e.g. ``splt``)."""
+        from visrec.index.inputs import unknown_fields
+        from visrec.stores import parse_filter
+
+        note = unknown_fields(
+            parse_filter(where), [m | {"extra": m.get("extra") or {}} for m in self.metadata().values()]
+        )
+        if note:
+            raise BadInput(f"{self.path}: no item matches --where {where!r}{note}")
 
     def search_images(self, images: Sequence[ImageLike], k: int = 10, where: str | None = None) -> list[list[Hit]]:
         """Image -> image search: top-``k`` hits per query image."""
@@ -213,7 +236,14 @@ class Index:
             )
         q = self.encoder.encode_texts([query])
         nb = self.joint.search(q, k, where)
-        return TextSearchResult(query, "joint", (), tuple(_hits(nb.ids[0], nb.scores[0], self.metadata())))
+        hits = tuple(_hits(nb.ids[0], nb.scores[0], self.metadata()))
+        bridge = getattr(self.encoder, "bridge", None)
+        if bridge is None or not hits:
+            return TextSearchResult(query, "joint", (), hits)
+        concepts = bridge.concepts(q, top=3)[0]
+        seen = tuple(bridge.concepts(self.joint.get([h.id for h in hits])[0], top=bridge.top_k))
+        match = any(concepts[0] in s for s in seen)  # an image the bridge sees as the query's first concept
+        return TextSearchResult(query, "joint", (), hits, concepts, tuple(s[:3] for s in seen), match)
 
     def _label_hits(self, matched: list[tuple[str, float]], k: int, where: str | None) -> list[Hit]:
         protos, classes = self.prototypes()

@@ -236,6 +236,12 @@ def _embed_changes(
     done = _shard_rows(shards)
     todo = [it for it in plan.embed if (it.record.id, it.meta["sha256"]) not in done]
     report.resumed = len(plan.embed) - len(todo)
+    warm_up = getattr(encoder, "warm_up", None)
+    if todo and callable(warm_up):
+        # the first run exports the models (about a minute): kept out of the images/s figure
+        stop = timed(report, "prepare")
+        warm_up()
+        stop()
     stop = timed(report, "embed")
     if cfg.engine == "ray":
         from visrec.distributed.ray_index import embed_items_with_ray
