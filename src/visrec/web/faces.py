@@ -120,11 +120,15 @@ class FaceService:
         return {"query": up.name, "faces": [asdict(m) for m in matches], "threshold": thr, "threshold_source": source}
 
     def info(self) -> dict[str, Any]:
-        """Whether faces work here, how to install them if not, and what the face index holds."""
+        """Whether faces work here, how to install them if not, and what the face index holds (with its open-set
+        identification rule)."""
+        from visrec.faces.ops import identification_summary
+
         g = self.gallery
         cal = g.calibration if g is not None else None
         return {
             "available": faces_missing() is None, "install": faces_missing(),
             "people": len(set(g.labels)) if g is not None else 0, "faces": len(g.rows) if g is not None else 0,
             "calibrated_threshold": None if cal is None else float(cal.threshold),
+            "identification": identification_summary(cal),
         }  # fmt: skip
