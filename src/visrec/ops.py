@@ -118,8 +118,11 @@ def classify(
     where: str | None = None,
     classes: ClassNames | None = None,
     calibrated: bool = True,
+    target_precision: float | None = None,
+    novelty_prior: float | None = None,
 ) -> ClassifyResult:
-    """Classify images (or a labeled dataset, then also summarise accuracy) against an index.
+    """Classify images (or a labeled dataset, then also summarise accuracy) against an index;
+    ``target_precision``/``novelty_prior`` replace the calibrated ones.
 
     With ``classes`` (zero-shot/blend) answers are their labels (:func:`visrec.classify.class_prompts`) and a
     labeled dataset is scored on its images of those labels.
@@ -143,7 +146,7 @@ def classify(
             "calibration applies to the index's own labels" if classes else f"run: {calibrate_hint(index_path, mode)}"
         )
         notes.append(f"no calibration for mode {mode!r}: raw scores, no unknown ({hint})")
-    preds = idx.classify(emb, mode, k, use_cal, classes)
+    preds = idx.classify(emb, mode, k, use_cal, classes, target_precision, novelty_prior)
     res = ClassifyResult([str(files[i]) for i in kept], preds, None, skipped, None, notes)
     if truths is not None:
         res.truths = [tuple(truths[i]) for i in kept]
@@ -177,19 +180,22 @@ def calibrate(
     where: str | None,
     modes: Sequence[str],
     target_precision: float = 0.95,
+    novelty_prior: float = 0.1,
 ) -> dict[str, dict[str, Any]]:
     """Calibrate ``modes`` (on a labeled held-out set, or leave-one-group-out on the index) and store them."""
     from visrec.classify import CalibrationOptions
+    from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index import Index
-    from visrec.index.writer import save_calibration
+    from visrec.index.writer import _labels_and_groups, novelty_files, save_calibration
 
     idx = Index(index_path)
-    opts = CalibrationOptions(target_precision=target_precision)
+    opts = CalibrationOptions(target_precision=target_precision, novelty_prior=novelty_prior, novelty=DEFAULT_NOVELTY)
     cals = {}
     for mode in modes:
         cal = _held_out(idx, held_out, where, mode, opts) if held_out else _loo(idx, mode, opts)
         cals[mode] = cal.to_dict()
-    save_calibration(index_path, cals)
+    _, vecs, labels, _ = _labels_and_groups(idx.store)
+    save_calibration(index_path, cals, novelty_files(vecs, labels, cals))
     return cals
 
 

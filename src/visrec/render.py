@@ -165,7 +165,12 @@ def classification(res: Any, show: int) -> None:
     for i, (name, pred) in enumerate(zip(names, res.predictions, strict=True)):
         if i >= show:
             break
-        ans = Text(pred.label) if pred.label is not None else Text.assemble("unknown ", (f"({pred.candidate})", "dim"))
+        why = f"{pred.reason}, closest " if pred.reason else ""
+        ans = (
+            Text(pred.label)
+            if pred.label is not None
+            else Text.assemble("unknown ", (f"({why}{pred.candidate})", "dim"))
+        )
         conf = "-" if math.isnan(pred.calibrated) else f"{pred.calibrated:.2f}"
         truth = ", ".join(res.truths[i]) if res.truths is not None else ""
         t.add_row(name, ans, conf, f"{pred.score:.3f}", truth)
@@ -195,8 +200,25 @@ def calibration(cals: dict[str, Any]) -> None:
         t.add_column(col)
     for mode, c in cals.items():
         t.add_row(mode, c["method"], _pct(c["target_precision"]), _pct(c["precision"]), _pct(c["coverage"]),
-                  _pct(c["unknown_rejected"]), "yes" if c["target_met"] else "no")  # fmt: skip
+                  _pct(c["unknown_rejected"]), "yes" if c["target_met"] else Text("no", "bold red"))  # fmt: skip
     out.print(t)
+    for mode, c in cals.items():
+        _target_lines(mode, c)
+        if c.get("trade_off"):
+            pts = ", ".join(f"{'*' if p['target'] == c['target_precision'] else ''}{p['target']:.0%}: "
+                            f"{_pct(p['precision'])}/{_pct(p['coverage'])}" for p in c["trade_off"])  # fmt: skip
+            out.print(f"{mode} held-out target -> precision/coverage (* default): {pts}")
+
+
+def _target_lines(mode: str, c: dict[str, Any]) -> None:
+    """Why a calibration misses its target, and the stream its precision is measured on."""
+    if c.get("novelty_prior"):
+        out.print(f"{mode}: precision measured on held-out known images plus {_pct(c['novelty_prior'])} novel ones")
+    for r in c.get("reasons") or ():
+        if c["target_met"]:
+            out.print(f"{mode}: {r}", style="dim")
+        else:
+            out.print(f"{mode}: target not met: {r}", style="yellow")
 
 
 def info(d: dict[str, Any]) -> None:
@@ -216,7 +238,16 @@ def info(d: dict[str, Any]) -> None:
         t.add_row("(unlabeled)", str(d["unlabeled"]))
     out.print(t)
     for mode, c in d["calibration"].items():
-        out.print(f"calibrated {mode}: precision {_pct(c['precision'])}, coverage {_pct(c['coverage'])}")
+        met = "met" if c.get("target_met") else "NOT met"
+        out.print(
+            f"calibrated {mode}: precision {_pct(c['precision'])} (target {_pct(c.get('target_precision'))}, {met}), "
+            f"coverage {_pct(c['coverage'])}, novel rejected {_pct(c.get('unknown_rejected'))}"
+        )
+        _target_lines(mode, c)
+        if c.get("trade_off"):
+            pts = ", ".join(f"{'*' if p['target'] == c['target_precision'] else ''}{p['target']:.0%}: "
+                            f"{_pct(p['precision'])}/{_pct(p['coverage'])}" for p in c["trade_off"])  # fmt: skip
+            out.print(f"{mode} held-out target -> precision/coverage (* default): {pts}")
 
 
 def data_check(d: dict[str, Any]) -> None:

@@ -65,8 +65,23 @@ def _print_table(result: dict[str, Any], written: dict[str, str], wide: bool = F
     # Piped output has no terminal width to respect: keep every row on one line.
     (render.out if render.out.is_terminal else Console(width=200, markup=False)).print(table)
     render.out.print(LEGEND, style="dim", highlight=False)
+    _print_trade_off(result)
     more = "" if wide else " (--wide: every column)"
     render.out.print(f"report: {written['html']}  json: {written['json']}{more}", highlight=False)
+
+
+def _print_trade_off(result: dict[str, Any]) -> None:
+    """One line per mode: precision / known answered / unknown rejected at each target, default marked."""
+    for e in result["encoders"]:
+        for m, d in e["modes"].items():
+            t = d.get("trade_off")
+            if not t:
+                continue
+            pts = [f"{'*' if p['target'] == t['default'] else ''}{p['target']:.1%}: "
+                   f"{p['precision']:.1%}/{p['known_answered']:.1%}/{p['unknown_rejected']:.1%}"
+                   for p in t["points"]]  # fmt: skip
+            render.out.print(f"{m} target -> precision/known answered/unknown rejected (* default, change with "
+                             f"classify --target-precision): " + ", ".join(pts), highlight=False)  # fmt: skip
 
 
 def _run(source: Path, data: Path | None, split_field: str, train: str, test: str, modes: str, encoders: str,

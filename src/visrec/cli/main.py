@@ -113,15 +113,21 @@ def classify_cmd(
         "name') or just 'name'; or a file with one per line. Labels are what a labeled dataset is scored on.",
     ),
     raw: bool = typer.Option(False, "--raw", help="Skip the calibrated unknown decision."),
+    target_precision: float = typer.Option(
+        None, "--target-precision", min=0.01, max=1.0, help="Precision wanted on answers (default: calibrated)."
+    ),
+    novelty_prior: float = typer.Option(
+        None, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."
+    ),
     show: int = typer.Option(20, "--show", help="Rows of per-image results to print (human output)."),
     as_json: bool = JSON,
 ) -> None:
-    """Classify images: label, calibrated confidence, or "unknown". On a labeled dataset, also print
-    top-1 accuracy, macro-F1 and the unknown rate."""
+    """Classify images: label, calibrated confidence, or "unknown" (novel: none of the classes; ambiguous:
+    unclear which). On a labeled dataset, also print top-1 accuracy, macro-F1 and the unknown rate."""
     from visrec import ops
 
     names = ops.class_names(classes) if classes else None
-    result = ops.classify(index, inputs, mode, k, where, names, not raw)
+    result = ops.classify(index, inputs, mode, k, where, names, not raw, target_precision, novelty_prior)
     _emit(as_json, result.to_dict(), lambda: render.classification(result, show))
 
 
@@ -133,12 +139,16 @@ def calibrate_cmd(
     where: str = WHERE,
     modes: str = typer.Option("knn,prototype", "--modes", help="Comma-separated modes to calibrate."),
     target_precision: float = typer.Option(0.95, "--target-precision", min=0.01, max=1.0),
+    novelty_prior: float = typer.Option(
+        0.1, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """Calibrate per-class thresholds to a target precision; below them the answer is "unknown"."""
+    """Calibrate the unknown decision to a target precision on answers, with novel images at a prior."""
     from visrec import ops
 
-    cals = ops.calibrate(index, held_out, where, [m.strip() for m in modes.split(",")], target_precision)
+    modes_ = [m.strip() for m in modes.split(",")]
+    cals = ops.calibrate(index, held_out, where, modes_, target_precision, novelty_prior)
     _emit(as_json, cals, lambda: render.calibration(cals))
 
 

@@ -115,6 +115,17 @@ def _open_set_html(enc: Mapping[str, Any]) -> str:
     return _table_html(rows, 1) if len(rows) > 1 else ""
 
 
+def _trade_off_html(enc: Mapping[str, Any]) -> str:
+    rows = [["mode", "target", "precision", "known answered", "unknown rejected", "held-out precision", ""]]
+    for m, d in enc["modes"].items():
+        t = d.get("trade_off")
+        for p in (t or {}).get("points", []):
+            mark = "<- default" if p["target"] == t["default"] else ""
+            rows.append([m, f"{p['target']:.1%}", f"{p['precision']:.1%}", f"{p['known_answered']:.1%}",
+                         f"{p['unknown_rejected']:.1%}", f"{p['held_out_precision']:.1%}", mark])  # fmt: skip
+    return _table_html(rows, 1) if len(rows) > 1 else ""
+
+
 def render_html(result: Mapping[str, Any], figures: Mapping[str, Any], gallery_root: Path | None = None) -> str:
     """The report page for an evaluation ``result`` and its ``figures`` (name -> matplotlib Figure)."""
     sp = result["split"]
@@ -133,6 +144,9 @@ def render_html(result: Mapping[str, Any], figures: Mapping[str, Any], gallery_r
         opens = _open_set_html(enc)
         if opens:
             body += ["<h3>open set</h3>", opens]
+        trade = _trade_off_html(enc)
+        if trade:
+            body += ["<h3>precision / coverage trade-off (changeable at classify time)</h3>", trade]
     body.append("<h2>Plots</h2><div class=plots>")
     body += [f'<img src="{data_uri(figure_png(f), "image/png")}" alt="{html.escape(n)}">' for n, f in figures.items()]
     body.append("</div><h2>Worst failures (most confident wrong answers)</h2>")

@@ -87,6 +87,8 @@ class Index:
         self._calibration: dict[str, Any] | None = None
         self._metas: dict[str, dict[str, Any]] | None = None
         self._classifiers: dict[tuple[Any, ...], Any] = {}
+        self._novelty: Any = None
+        self._parsed: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- facts
     @property
@@ -154,8 +156,20 @@ class Index:
             "generation": m.generation,
             "updated": m.updated,
             "calibrated_modes": sorted(cal),
-            "calibration": {k: _cal_summary(v) for k, v in cal.items()},
+            "calibration": {k: _cal_summary(v) | self._trade_off(k) for k, v in cal.items()},
         }
+
+    def _trade_off(self, mode: str) -> dict[str, Any]:
+        """Held-out precision / coverage at a few targets (only for calibrations with an open-set decision)."""
+        cal = self.calibration(mode)
+        if cal is None or cal.decision is None:
+            return {}
+        pts = []
+        for t in sorted({0.8, 0.9, 0.95, 0.99, cal.target_precision}):
+            op = cal.operating_point(t)
+            pts.append({"target": t, "precision": op.precision, "coverage": op.coverage,
+                        "novel_rejected": op.novel_rejected})  # fmt: skip
+        return {"trade_off": pts}
 
     # ---------------------------------------------------------------- search
     def encode(self, images: Sequence[ImageLike], progress: bool = False) -> Embeddings:
@@ -275,8 +289,10 @@ class Index:
         """The :class:`visrec.classify.Calibration` of ``mode``, or None."""
         from visrec.classify import Calibration
 
-        data = self.calibration_data().get(mode)
-        return None if data is None else Calibration.from_dict(data)
+        if mode not in self._parsed:  # parsed once: it holds held-out arrays and fitted maps
+            data = self.calibration_data().get(mode)
+            self._parsed[mode] = None if data is None else Calibration.from_dict(data)
+        return self._parsed[mode]
 
     def classifier(self, mode: str = "knn", k: int | None = None, classes: ClassNames | None = None) -> Any:
         """The classifier of ``mode`` set up from this index (stored options unless overridden)."""
@@ -301,11 +317,15 @@ class Index:
         k: int | None = None,
         calibrated: bool = True,
         classes: ClassNames | None = None,
+        target_precision: float | None = None,
+        novelty_prior: float | None = None,
     ) -> list[Prediction]:
         """Classify images (or their embeddings) against the index.
 
         With ``calibrated`` (default) and a stored calibration, predictions carry a calibrated confidence and
-        fall to unknown (``label=None``) below their class threshold; without calibration data they are raw.
+        fall to unknown (``label=None``, ``reason`` novel or ambiguous) when it is below the threshold;
+        without calibration data they are raw. ``target_precision``/``novelty_prior``: replace the calibrated
+        ones (answered precision wanted, share of novel images expected; no re-indexing needed).
         ``classes`` (zero-shot/blend): labels to answer with instead of the index's, as names or as a mapping
         label -> name used in the prompts (``{"Motorbikes": "motorbike"}``).
         """
@@ -330,7 +350,29 @@ class Index:
                 f"the {mode} calibration of {self.path} was fitted with k={cal.params.get('k')}; thresholds do "
                 f"not transfer to k={k}: drop -k, classify uncalibrated (--raw), or recalibrate with that k"
             )
-        return preds if cal is None else cal.apply(preds)
+        if cal is None:
+            return preds
+        if cal.decision is None:
+            if target_precision is not None or novelty_prior is not None:
+                raise BadInput(f"{self.path} was calibrated before precision could change at classify time; "
+                               f"recalibrate it: visrec calibrate {self.path}")  # fmt: skip
+            return cal.apply(preds)
+        nov = self.novelty_scores(emb.vectors, cal.decision.novelty_name)
+        return cal.apply(preds, nov, target_precision, novelty_prior)
+
+    def novelty_scores(self, vectors: np.ndarray, name: str) -> np.ndarray:
+        """``(q,)`` novelty scores of query vectors by the score ``name`` fitted at calibration time."""
+        from visrec.classify.novelty import GaussianNovelty
+
+        if name not in ("mahalanobis", "relative_mahalanobis"):
+            raise BadInput(f"{self.path}: novelty score {name!r} is not stored with the index; recalibrate it")
+        if self._novelty is None:
+            p = self.gen / "novelty.npz"
+            if not p.exists():
+                raise NotCalibrated(f"{self.path} lacks novelty.npz; recalibrate it: visrec calibrate {self.path}")
+            with np.load(p, allow_pickle=False) as z:
+                self._novelty = GaussianNovelty.from_arrays(dict(z), relative=name == "relative_mahalanobis")
+        return self._novelty.score(vectors)
 
 
 def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:
@@ -342,5 +384,8 @@ def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:
         "unknown_rejected",
         "target_met",
         "n_held_out",
+        "novelty_prior",
+        "reasons",
+        "below_target",
     )
     return {k: d.get(k) for k in keys}

@@ -301,6 +301,7 @@ def _derived_files(
 ) -> dict[str, bytes]:
     """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items."""
     from visrec.classify import CalibrationOptions, PrototypeClassifier, calibrate_leave_one_group_out
+    from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index.recognize import make_classifier_from_params
 
     _, vecs, labels, groups = _labels_and_groups(store)
@@ -314,14 +315,37 @@ def _derived_files(
     if cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
         # harsh a picture of a new class, so new classes are simulated from three classes on.
-        opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3)
+        opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3,
+                                  novelty=DEFAULT_NOVELTY)  # fmt: skip
         cals = {}
         for mode in CALIBRATED_MODES:
             clf = make_classifier_from_params(mode, {})
             cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts).to_dict()
         files["calibration.json"] = json.dumps(cals, indent=1).encode()
+        files.update(novelty_files(vecs, labels, cals))
         report.calibration = {m: _brief(c) for m, c in cals.items()}
     return files
+
+
+def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dict[str, Any]) -> dict[str, bytes]:
+    """``{"novelty.npz": ...}``: the novelty score the calibrations decide with, fitted on every labeled item
+    (first label of each), as float32 arrays; empty when no calibration has an open-set decision."""
+    import io
+
+    from visrec.classify.novelty import GaussianNovelty, create_novelty
+
+    names = {c["decision"]["novelty"] for c in cals.values() if c.get("decision")}
+    if not names:
+        return {}
+    if len(names) > 1:
+        raise BadInput(f"calibrations use different novelty scores {sorted(names)}; calibrate them together")
+    labeled = [i for i, lab in enumerate(labels) if lab]
+    score = create_novelty(names.pop()).fit(vecs[labeled], [labels[i][0] for i in labeled])
+    if not isinstance(score, GaussianNovelty):
+        return {}
+    buf = io.BytesIO()
+    np.savez(buf, **score.to_arrays())  # type: ignore[arg-type]
+    return {"novelty.npz": buf.getvalue()}
 
 
 def _brief(cal: dict[str, Any]) -> dict[str, Any]:
@@ -350,9 +374,11 @@ def _writer(store: VectorStore, joint: VectorStore | None, files: dict[str, byte
     return write
 
 
-def save_calibration(index_path: str | Path, calibrations: dict[str, dict[str, Any]]) -> None:
+def save_calibration(
+    index_path: str | Path, calibrations: dict[str, dict[str, Any]], files: dict[str, bytes] | None = None
+) -> None:
     """Store calibrations (mode -> ``Calibration.to_dict()``) in a new generation of the index, merged with
-    the modes already calibrated."""
+    the modes already calibrated, plus derived ``files`` (name -> bytes, e.g. ``novelty.npz``)."""
     folder = IndexFolder.open(index_path)
     with folder.writer():
         gen = folder.generation_dir
@@ -362,10 +388,13 @@ def save_calibration(index_path: str | Path, calibrations: dict[str, dict[str, A
         merged = json.loads(p.read_text()) if p.exists() else {}
         merged.update(calibrations)
         data = json.dumps(merged, indent=1).encode()
-        keep = [p.name for p in gen.iterdir() if p.name != "calibration.json"]
+        extra = dict(files or {})
+        keep = [p.name for p in gen.iterdir() if p.name != "calibration.json" and p.name not in extra]
 
         def write(tmp: Path) -> None:
             folder.carry_over(tmp, keep)
             (tmp / "calibration.json").write_bytes(data)
+            for name, blob in extra.items():
+                (tmp / name).write_bytes(blob)
 
         folder.commit(write, count=folder.manifest.count)
