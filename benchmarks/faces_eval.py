@@ -8,6 +8,13 @@ the face crop (each alone and fused, the fusion weights fitted out-of-fold by 5-
 
 ``--embedders dlib-resnet,facenet-512`` instead compares face embedders side by side on the same faces (found once
 by the first detector): verification, rank-1, clustering and embedding ms per face, with ratios to the first.
+
+``--open-set K`` instead measures what ``faces index`` stores and how identification treats strangers: each
+photo's face as ``faces index`` keeps it; folds of K people left out of a face index of the others, whose photos
+are then identified (share named, by the stored open-set rule and by the per-pair rule at FAR 1e-3); the same
+photos cut to tight face crops (the box of their face), detected the old way (plain, largest face) and as
+``faces index`` does now (padded, main face), counting false faces stored and detections dropped; and dlib's raw
+Euclidean distance against the cosine distance of the normalised descriptors (``--dlib-scale`` alone).
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ import numpy as np
 from visrec.cluster import ClusterConfig, cluster, cluster_quality
 from visrec.data import load_image
 from visrec.faces import FACE_DETECTORS, FACE_EMBEDDERS, FacePipeline, Faces, create_face_pipeline
-from visrec.faces.calibrate import best_accuracy, calibrate, distance_matrix
+from visrec.faces.calibrate import best_accuracy, calibrate, distance_matrix, pair_distances
 from visrec.faces.fusion import face_crops, fit_fusion
-from visrec.faces.pipeline import DEFAULT_THRESHOLDS
+from visrec.faces.openset import calibrate_open_set
+from visrec.faces.pipeline import DEFAULT_THRESHOLDS, PhotoFaces
 
 Vecs = dict[str, np.ndarray]
 
@@ -234,6 +242,79 @@ def compare_embedders(root: Path, detector: str, names: list[str]) -> dict[str, 
     return out
 
 
+def labeled_faces(root: Path, pipe: FacePipeline) -> dict[str, tuple[str, PhotoFaces]]:
+    """``path -> (person, faces kept)`` for every labeled photo where ``faces index`` keeps a face."""
+    out = {}
+    for r in csv.DictReader((root / "manifest.csv").open()):
+        found = pipe.find_labeled(load_image(root / r["path"]))
+        if len(found.faces):
+            out[r["path"]] = (r["label"], found)
+    return out
+
+
+def open_set(found: dict[str, tuple[str, PhotoFaces]], k: int, fpir: float) -> dict[str, Any]:
+    """Strangers named by a face index of the other people: folds of ``k`` people left out in turn."""
+    labels = [lab for lab, _ in found.values()]
+    vecs = np.array([f.vectors[0] for _, f in found.values()])
+    people = sorted(set(labels))
+    n_folds = -(-len(people) // k)
+    named = {"open_set": 0, "pair_far_0.001": 0}
+    probes, fnir = 0, []
+    for j in range(n_folds):
+        out = set(people[j::n_folds])
+        g = np.array([lab not in out for lab in labels])
+        glab = [lab for lab in labels if lab not in out]
+        ident = calibrate_open_set(vecs[g], glab, fpir)
+        fnir.append(ident.fnir)
+        dist, same = pair_distances(vecs[g], glab)
+        nearest = distance_matrix(vecs[~g], vecs[g]).min(1)
+        named["open_set"] += int((nearest <= ident.threshold).sum())
+        named["pair_far_0.001"] += int((nearest <= calibrate(dist, same, 1e-3).threshold).sum())
+        probes += int((~g).sum())
+    return {
+        "people": len(people), "left_out_per_fold": k, "folds": n_folds, "stranger_probes": probes,
+        "target_fpir": fpir, "strangers_named": {m: round(n / probes, 4) for m, n in named.items()},
+        "fnir_in_gallery_mean": round(float(np.mean(fnir)), 4),
+    }  # fmt: skip
+
+
+def tight_crops(root: Path, found: dict[str, tuple[str, PhotoFaces]], pipe: FacePipeline) -> dict[str, Any]:
+    """Each photo cut to its face's box: false faces stored by the old and the current ``faces index`` rule."""
+    old = {"false_face_stored": 0, "no_face": 0, "extra_detections_kept_with_all_faces": 0}
+    new = {"false_face_stored": 0, "no_face": 0, "dropped_reported": 0}
+    for path, (_, f) in found.items():
+        image = load_image(root / path)
+        x0, y0, x1, y1 = (round(float(c)) for c in f.faces.xyxy[0])
+        crop = np.ascontiguousarray(image[max(0, y0) : y1, max(0, x0) : x1])
+        side = min(crop.shape[:2])
+        plain = pipe.detector.detect(crop)
+        old["no_face"] += int(len(plain) == 0)
+        old["false_face_stored"] += int(len(plain) > 0 and float(np.sqrt(plain.areas.max())) < side / 2)
+        old["extra_detections_kept_with_all_faces"] += max(0, len(plain) - 1)
+        now = pipe.find_labeled(crop)
+        new["no_face"] += int(len(now.faces) == 0)
+        new["false_face_stored"] += int(len(now.faces) > 0 and float(np.sqrt(now.faces.areas[0])) < side / 2)
+        new["dropped_reported"] += now.dropped
+    return {"crops": len(found), "old_plain_largest": old, "faces_index_now": new}
+
+
+def dlib_scale(root: Path, found: dict[str, tuple[str, PhotoFaces]]) -> dict[str, Any]:
+    """dlib's raw Euclidean distance vs the cosine distance of the normalised descriptors, over all photo pairs."""
+    from visrec.faces.dlib_backend import DlibResNetEmbedder
+
+    emb = DlibResNetEmbedder()
+    raw = np.array([emb.embed_raw(load_image(root / p), f.faces)[0] for p, (_, f) in found.items()], np.float64)
+    iu = np.triu_indices(len(raw), k=1)
+    euclid = distance_matrix(raw, raw, "euclidean")[iu]
+    cos = distance_matrix(raw, raw)[iu]
+    near = np.abs(euclid - 0.6) <= 0.05
+    return {
+        "pairs": len(euclid), "raw_norm_median": round(float(np.median(np.linalg.norm(raw, axis=1))), 4),
+        "cosine_median_at_raw_0.55_0.65": round(float(np.median(cos[near])), 4), "pairs_there": int(near.sum()),
+        "raw_same_rule_0.6_as_cosine_fit": round(float(np.interp(0.6, np.sort(euclid), np.sort(cos))), 4),
+    }  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     default = Path(__file__).resolve().parents[1].parent / "shared/data/deepface_celebs"
@@ -244,8 +325,21 @@ def main() -> None:
     ap.add_argument("--draw", type=Path, default=None, help="write the multi-face photos with boxes here")
     ap.add_argument("--fit-box", action="store_true", help="also measure the BlazeFace -> dlib box mapping")
     ap.add_argument("--embedders", default=None, help="comma-separated: only compare these embedders side by side")
+    ap.add_argument("--open-set", type=int, default=0, help="people left out per fold (0: skip this evaluation)")
+    ap.add_argument("--fpir", type=float, default=1e-2, help="target FPIR of the open-set rule")
+    ap.add_argument("--dlib-scale", action="store_true", help="only compare dlib's raw and cosine distances")
     args = ap.parse_args()
     root = Path(args.data)
+    if args.open_set or args.dlib_scale:
+        pipe = create_face_pipeline(args.detectors.split(",")[0], args.embedder)
+        found = labeled_faces(root, pipe)
+        res: dict[str, Any] = {"pipeline": pipe.describe(), "photos_with_face": len(found)}
+        if args.open_set:
+            res["open_set"] = open_set(found, args.open_set, args.fpir)
+            res["tight_crops"] = tight_crops(root, found, pipe)
+        res["dlib_scale"] = dlib_scale(root, found) if args.embedder == "dlib-resnet" else None
+        print(json.dumps(res, indent=1))
+        return
     if args.embedders:
         names = args.embedders.split(",")
         print(json.dumps(compare_embedders(root, args.detectors.split(",")[0], names), indent=1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from visrec.errors import BadInput, EmptyDataset
 from visrec.index.inputs import encode_files, filter_dataset, open_dataset, resolve_encoder
 from visrec.index.pipeline import IndexConfig, IndexingReport, Progress
 from visrec.types import LabeledSet, Prediction
+
+if TYPE_CHECKING:
+    from visrec.classify import ClassNames
 
 
 def index(
@@ -89,20 +92,42 @@ def _gather(inputs: Sequence[Path], where: str | None) -> tuple[list[Path], list
     return files, None
 
 
+def class_names(spec: str) -> list[str]:
+    """Zero-shot classes from ``--classes``: comma-separated ``Label=name`` / ``name`` items, or a text file of
+    such items (one per line or comma-separated; blank lines and ``#`` comments skipped)."""
+    path = Path(spec)
+    if path.is_file():
+        lines = [ln.split("#", 1)[0] for ln in path.read_text(encoding="utf-8").splitlines()]
+        items = [c.strip() for ln in lines for c in ln.split(",") if c.strip()]
+        if not items:
+            raise BadInput(f"{path}: no class in the file; write one 'Label=name' per line")
+        return items
+    return [c.strip() for c in spec.split(",") if c.strip()]
+
+
+def calibrate_hint(index_path: Path, mode: str) -> str:
+    """The command that calibrates ``mode`` (``visrec calibrate`` does knn and prototype unless told)."""
+    return f"visrec calibrate {index_path}" + ("" if mode in ("knn", "prototype") else f" --modes {mode}")
+
+
 def classify(
     index_path: Path,
     inputs: Sequence[Path],
     mode: str = "knn",
     k: int | None = None,
     where: str | None = None,
-    classes: Sequence[str] | None = None,
+    classes: ClassNames | None = None,
     calibrated: bool = True,
     target_precision: float | None = None,
     novelty_prior: float | None = None,
 ) -> ClassifyResult:
     """Classify images (or a labeled dataset, then also summarise accuracy) against an index;
-    ``target_precision``/``novelty_prior`` replace the calibrated ones."""
-    from visrec.eval import summarize
+    ``target_precision``/``novelty_prior`` replace the calibrated ones.
+
+    With ``classes`` (zero-shot/blend) answers are their labels (:func:`visrec.classify.class_prompts`) and a
+    labeled dataset is scored on its images of those labels.
+    """
+    from visrec.classify import class_prompts
     from visrec.index import Index
 
     idx = Index(index_path)
@@ -117,19 +142,36 @@ def classify(
     notes = []
     use_cal = calibrated and classes is None and mode in idx.calibration_data()
     if calibrated and not use_cal:
-        notes.append(f"no calibration for mode {mode!r}: raw scores, no unknown (run: visrec calibrate {index_path})")
+        hint = (
+            "calibration applies to the index's own labels" if classes else f"run: {calibrate_hint(index_path, mode)}"
+        )
+        notes.append(f"no calibration for mode {mode!r}: raw scores, no unknown ({hint})")
     preds = idx.classify(emb, mode, k, use_cal, classes, target_precision, novelty_prior)
     res = ClassifyResult([str(files[i]) for i in kept], preds, None, skipped, None, notes)
     if truths is not None:
         res.truths = [tuple(truths[i]) for i in kept]
-        known = set(idx.labels()) | set(classes or ())
-        scored = [i for i, t in enumerate(res.truths) if set(t) & known]
-        if scored:
-            s = summarize([res.truths[i] for i in scored], [preds[i] for i in scored])
-            res.summary = s.to_dict()
-        if len(scored) < len(res.truths):
-            notes.append(f"{len(res.truths) - len(scored)} images have labels the index does not know (not scored)")
+        known = set(class_prompts(classes)) if classes else set(idx.labels())
+        res.summary = _score(res.truths, preds, known, notes)
     return res
+
+
+def _score(
+    truths: list[tuple[str, ...]], preds: list[Prediction], known: set[str], notes: list[str]
+) -> dict[str, Any] | None:
+    """Summary of the predictions of images whose truth is among ``known`` (None if none); notes what is not."""
+    from visrec.eval import summarize
+
+    seen = {t for ts in truths for t in ts}
+    unmatched = sorted(known - seen)
+    if unmatched:
+        notes.append(
+            f"{len(unmatched)} class(es) match no label of these images ({', '.join(unmatched[:5])}): their answers "
+            "are never right; map each to the dataset's label with --classes 'Label=name,...'"
+        )
+    scored = [i for i, t in enumerate(truths) if set(t) & known]
+    if len(scored) < len(truths):
+        notes.append(f"{len(truths) - len(scored)} images have labels that are not among the classes (not scored)")
+    return summarize([truths[i] for i in scored], [preds[i] for i in scored]).to_dict() if scored else None
 
 
 def calibrate(

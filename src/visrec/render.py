@@ -146,11 +146,23 @@ def text_hits(res: Any, encoder: str) -> None:
     out.print(t)
 
 
+def short_paths(paths: list[str]) -> list[str]:
+    """The fewest trailing path parts that tell the rows apart (``cat/0.jpg`` and ``dog/0.jpg``, not ``0.jpg``)."""
+    parts = [Path(p).parts for p in paths]
+    longest = max((len(q) for q in parts), default=1)
+    for n in range(1, longest + 1):
+        tails = ["/".join(q[-n:]) for q in parts]
+        if len(set(tails)) == len(set(paths)):
+            return tails
+    return list(paths)
+
+
 def classification(res: Any, show: int) -> None:
     t = Table()
     for col in ("path", "answer", "confidence", "score", "truth"):
         t.add_column(col)
-    for i, (p, pred) in enumerate(zip(res.paths, res.predictions, strict=True)):
+    names = short_paths(res.paths)
+    for i, (name, pred) in enumerate(zip(names, res.predictions, strict=True)):
         if i >= show:
             break
         why = f"{pred.reason}, closest " if pred.reason else ""
@@ -161,7 +173,7 @@ def classification(res: Any, show: int) -> None:
         )
         conf = "-" if math.isnan(pred.calibrated) else f"{pred.calibrated:.2f}"
         truth = ", ".join(res.truths[i]) if res.truths is not None else ""
-        t.add_row(Path(p).name, ans, conf, f"{pred.score:.3f}", truth)
+        t.add_row(name, ans, conf, f"{pred.score:.3f}", truth)
     if show > 0:
         out.print(t)
     if len(res.paths) > show > 0:

@@ -102,7 +102,16 @@ def test_cli_index_identify_verify(people: Path, tmp_path: Path) -> None:
     app, idx = _app(), tmp_path / "idx"
     res = run(app, ["faces", "index", str(people), "--out", str(idx), *FAKE])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["people"] == 2
+    built = json.loads(res.output)
+    assert built["people"] == 2 and built["dropped_faces"] == 0
+    ident = built["calibration"]["identification"]  # the rule `faces identify` uses, and what it bounds in words
+    assert ident["strangers"] == 6 and ident["fpir"] == 0.0 and "no stranger was named" in ident["bounds"]
+    from visrec.cli import app as main_app
+
+    res = run(main_app, ["info", str(idx)])  # `visrec info` on a face index shows both rules
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["identification"]["threshold"] == ident["threshold"] and info["skipped"]["no_face"] == 1
     stranger = _save(tmp_path / "q" / "green.png", (30, 200, 30), 0)
     drawn = tmp_path / "drawn.png"
     res = run(app, ["faces", "identify", str(idx), str(stranger), "--out", str(drawn), "--detector", "test-fake"])

@@ -115,9 +115,11 @@ def test_identify_against_the_face_index(index_path: Path, face_index: Path) -> 
     c = client(index_path, faces=face_index)
     info = c.get("/api/faces").json()
     assert info["available"] and info["people"] == 3 and info["faces"] == 5
+    assert info["identification"]["strangers"] == 5  # each face searched against the index without its person
     r = c.post("/api/faces/identify", files={"file": photo("Jeff", "img21.jpg")})
     faces = r.json()["faces"]
     assert r.status_code == 200 and [f["label"] for f in faces] == ["Jeff"]
+    assert r.json()["threshold_source"] == "calibrated at FPIR 0.01"
     r = c.post("/api/faces/identify", files={"file": photo("Elon", "img67.jpg")})
     assert r.status_code == 200 and [f["label"] for f in r.json()["faces"]] == [None]
     assert c.post("/api/faces/identify", files={"file": blank_png()}).json()["faces"] == []

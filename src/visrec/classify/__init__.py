@@ -18,8 +18,10 @@ from visrec.classify.thresholds import ClassThresholds, ConfidenceMap, fit_confi
 from visrec.classify.zeroshot import (
     DEFAULT_TEMPLATES,
     ZEROSHOT_SCORES,
+    ClassNames,
     ZeroShotClassifier,
     ZeroShotConfig,
+    class_prompts,
     prompt_vectors,
 )
 from visrec.registry import Registry
@@ -40,6 +42,7 @@ __all__ = [
     "BlendConfig",
     "Calibration",
     "CalibrationOptions",
+    "ClassNames",
     "ClassThresholds",
     "Classifier",
     "ConfidenceMap",
@@ -51,6 +54,7 @@ __all__ = [
     "ZeroShotConfig",
     "calibrate_held_out",
     "calibrate_leave_one_group_out",
+    "class_prompts",
     "fit_confidence",
     "per_class_thresholds",
     "prompt_vectors",

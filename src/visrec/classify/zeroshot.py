@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,32 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 """Prompt ensemble (``{}`` = class name), in the spirit of CLIP's prompt ensembling."""
 
 ZEROSHOT_SCORES = ("softmax", "cosine")
+
+ClassNames = Mapping[str, str] | Sequence[str]
+"""Zero-shot classes: label -> name put in the prompts, or plain names that are both."""
+
+
+def class_prompts(classes: ClassNames) -> dict[str, str]:
+    """``{label: prompt name}`` of zero-shot classes, in order.
+
+    ``classes``: a mapping, or a sequence of ``"label=name"`` / ``"name"`` items (``Motorbikes=motorbike``:
+    answers say ``Motorbikes``, the label a dataset uses, while the prompts say "a photo of a motorbike.").
+    """
+    if isinstance(classes, Mapping):
+        pairs = [(str(k).strip(), str(v).strip()) for k, v in classes.items()]
+    else:
+        pairs = []
+        for item in classes:
+            label, _, name = str(item).partition("=")
+            pairs.append((label.strip(), name.strip() or label.strip()))
+    bad = [f"{lab}={name}" for lab, name in pairs if not lab or not name]
+    if bad or not pairs:
+        raise BadInput(f"zero-shot classes need a label and a name each ('Label=name' or 'name'); got {bad or []}")
+    labels = [lab for lab, _ in pairs]
+    dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dup:
+        raise BadInput(f"zero-shot classes list a label twice: {', '.join(dup)}; give each label once")
+    return dict(pairs)
 
 
 def prompt_vectors(

@@ -57,18 +57,33 @@ def _pipeline(detector: str, embedder: str) -> Any:
 def index_cmd(
     root: Path = typer.Argument(..., help="One sub-folder of photos per person."),
     out: Path = typer.Option(..., "--out", "-o", help="Face index folder to write."),
-    all_faces: bool = typer.Option(False, "--all-faces", help="Index every face of a photo, not only the largest."),
+    all_faces: bool = typer.Option(
+        False,
+        "--all-faces",
+        help="Index every face of a photo at least half the main face's size, not only the main (largest, "
+        "most central) face.",
+    ),
     far: float = typer.Option(
-        1e-3, "--far", help="Target false-accept rate of the stored threshold (1e-3 keeps strangers unknown)."
+        1e-3,
+        "--far",
+        help="`faces verify`: share of pairs of two different people called the same person (per pair).",
+    ),
+    fpir: float = typer.Option(
+        1e-2,
+        "--fpir",
+        help="`faces identify`: share of photos of people NOT in the index that get a name anyway (measured by "
+        "leaving the index's own people out); lower keeps more strangers unknown and misses more known people.",
     ),
     detector: str = DETECTOR,
     embedder: str = EMBEDDER,
 ) -> None:
-    """Index labeled faces and calibrate the same-person threshold from the identities."""
-    from visrec.faces.ops import index_faces
+    """Index labeled faces (one per photo) and calibrate verification and identification from the identities."""
+    from visrec.faces.ops import identification_summary, index_faces
 
-    g = index_faces(root, out, _pipeline(detector, embedder), all_faces, far)
+    g = index_faces(root, out, _pipeline(detector, embedder), all_faces, far, fpir)
     cal = g.calibration.to_dict() if g.calibration else None
+    if cal is not None:
+        cal["identification"] = identification_summary(g.calibration)
     if g.calibration is not None and g.calibration.auc < 0.9:
         render.warn(
             f"{root}: same-person and different-person distances barely separate (AUC {g.calibration.auc:.2f}): "
@@ -80,6 +95,7 @@ def index_cmd(
             "faces": len(g.rows),
             "people": len(set(g.labels)),
             "skipped": g.skipped,
+            "dropped_faces": len(g.skipped.get("dropped_faces", [])),
             "calibration": cal,
         }
     )

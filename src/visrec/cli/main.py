@@ -110,7 +110,12 @@ def classify_cmd(
     mode: str = typer.Option("knn", "--mode", "-m", help="knn | prototype | zeroshot | blend."),
     k: int = typer.Option(None, "-k", min=1, help="Neighbours for knn (default: the calibrated value)."),
     where: str = WHERE,
-    classes: str = typer.Option(None, "--classes", help="Comma-separated class names for zeroshot/blend."),
+    classes: str = typer.Option(
+        None,
+        "--classes",
+        help="zeroshot/blend: comma-separated classes, each 'Label=name' (answer Label, prompt 'a photo of a "
+        "name') or just 'name'; or a file with one per line. Labels are what a labeled dataset is scored on.",
+    ),
     raw: bool = typer.Option(False, "--raw", help="Skip the calibrated unknown decision."),
     target_precision: float = typer.Option(
         None, "--target-precision", min=0.01, max=1.0, help="Precision wanted on answers (default: calibrated)."
@@ -125,7 +130,7 @@ def classify_cmd(
     unclear which). On a labeled dataset, also print top-1 accuracy, macro-F1 and the unknown rate."""
     from visrec import ops
 
-    names = [c.strip() for c in classes.split(",")] if classes else None
+    names = ops.class_names(classes) if classes else None
     result = ops.classify(index, inputs, mode, k, where, names, not raw, target_precision, novelty_prior)
     _emit(as_json, result.to_dict(), lambda: render.classification(result, show))
 
@@ -154,8 +159,14 @@ def calibrate_cmd(
 @app.command("info")
 @_command
 def info_cmd(index: Path = typer.Argument(..., help="Index folder."), as_json: bool = JSON) -> None:
-    """Show what an index holds: counts per label, encoder, store, calibration."""
+    """Show what an index holds: counts per label, encoder, store, calibration (face index: its two rules)."""
     from visrec.index import Index
+
+    if (index / "faces.json").is_file():
+        from visrec.faces.ops import face_index_info
+
+        print_json(face_index_info(index))
+        return
 
     info = Index(index).info()
     _emit(as_json, info, lambda: render.info(info))

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from visrec.errors import BadInput, NotCalibrated
+
+if TYPE_CHECKING:
+    from visrec.faces.openset import OpenSetCalibration
 
 SCHEMA = 1
 
@@ -55,24 +58,35 @@ def eer(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     far, tar, thr = roc(distances, same)
     frr = 1.0 - tar
     i = int(np.argmin(np.abs(far - frr)))
-    return float((far[i] + frr[i]) / 2.0), float(thr[i]) if np.isfinite(thr[i]) else float(thr[i + 1])
+    return float((far[i] + frr[i]) / 2.0), _midway(thr, i)
+
+
+def _midway(thr: np.ndarray, i: int) -> float:
+    """A threshold accepting exactly the ROC point ``i``'s pairs, midway between its distance and the next one.
+
+    ``thr`` are the ROC's thresholds (``-inf`` first, then every distinct distance). Sitting between neighbouring
+    distances, never on one, a distance recomputed a rounding error higher is decided the same way.
+    """
+    d = thr[1:]
+    margin = max(1e-6, 1e-3 * float(np.abs(d).max()))
+    if i + 1 >= len(thr):
+        return float(thr[i] + margin)
+    if not np.isfinite(thr[i]):  # nothing accepted: below the smallest distance
+        return float(thr[i + 1] - margin)
+    return float((thr[i] + thr[i + 1]) / 2.0)
 
 
 def threshold_for_far(distances: np.ndarray, same: np.ndarray, target_far: float) -> tuple[float, float]:
     """The largest threshold whose FAR is <= ``target_far``, and the TAR there: ``(threshold, tar)``.
 
-    With too few different pairs to resolve ``target_far`` the threshold is the strictest one (below every
-    different pair's distance).
+    The threshold lies midway between the last accepted distance and the next one. With too few different pairs to
+    resolve ``target_far`` it is the strictest one (below every different pair's distance).
     """
     if not 0.0 <= target_far <= 1.0:
         raise BadInput(f"target FAR must be within [0, 1], got {target_far}")
     far, tar, thr = roc(distances, same)
-    ok = np.nonzero(far <= target_far)[0]
-    i = int(ok[-1])
-    if not np.isfinite(thr[i]):  # nothing accepted: sit just below the closest different pair
-        d, s = _check(distances, same)
-        return float(np.nextafter(d[~s].min(), -np.inf)), 0.0
-    return float(thr[i]), float(tar[i])
+    i = int(np.nonzero(far <= target_far)[0][-1])
+    return _midway(thr, i), float(tar[i])
 
 
 def best_accuracy(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
@@ -106,7 +120,12 @@ def fit_platt(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Calibration:
-    """A calibrated verification rule, stored as JSON (``to_json`` / ``from_json``)."""
+    """A calibrated verification rule, stored as JSON (``to_dict`` / ``from_dict``).
+
+    ``threshold`` decides whether two photos show the same person (bounds false accepts per pair at
+    ``target_far``). ``identification``, when present, is the rule for naming a face against a whole index
+    (bounds the share of strangers named at all); :attr:`identify_threshold` picks it.
+    """
 
     metric: str
     threshold: float
@@ -122,6 +141,12 @@ class Calibration:
     n_different: int
     tar_at_far: dict[str, float] = field(default_factory=dict)
     schema: int = SCHEMA
+    identification: OpenSetCalibration | None = None
+
+    @property
+    def identify_threshold(self) -> float:
+        """The distance up to which identification names the nearest person (open-set rule when calibrated)."""
+        return self.identification.threshold if self.identification is not None else self.threshold
 
     def probability(self, distance: float | np.ndarray) -> np.ndarray:
         """Calibrated P(same person) for distances (float64 array of the same shape)."""
@@ -140,8 +165,12 @@ class Calibration:
         """Inverse of :meth:`to_dict`; raises ``NotCalibrated`` for another schema or missing keys."""
         if data.get("schema") != SCHEMA:
             raise NotCalibrated(f"calibration schema {data.get('schema')!r} is not {SCHEMA}; recalibrate")
+        from visrec.faces.openset import OpenSetCalibration
+
+        ident = data.get("identification")
         try:
-            return Calibration(**{**data, "platt": tuple(data["platt"])})
+            ident = OpenSetCalibration.from_dict(ident) if ident is not None else None
+            return Calibration(**{**data, "platt": tuple(data["platt"]), "identification": ident})
         except (KeyError, TypeError) as e:
             raise NotCalibrated(f"calibration file is incomplete ({e}); recalibrate") from None
 

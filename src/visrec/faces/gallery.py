@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from visrec.errors import BadImage, BadInput, IndexCorrupt, ManifestMismatch
 from visrec.faces.calibrate import Calibration, calibrate, distance_matrix, pair_distances
+from visrec.faces.openset import DEFAULT_FPIR, calibrate_open_set
 from visrec.faces.pipeline import FacePipeline
 
 SCHEMA = 1
@@ -49,12 +50,17 @@ class FaceGallery:
     def labels(self) -> list[str]:
         return [str(r["label"]) for r in self.rows]
 
-    def calibrate(self, target_far: float = 1e-3) -> Calibration | None:
-        """Calibrate from all same/different pairs of the gallery (None when there are no same pairs)."""
+    def calibrate(self, target_far: float = 1e-3, target_fpir: float = DEFAULT_FPIR) -> Calibration | None:
+        """Calibrate verification from all same/different pairs of the gallery (at ``target_far`` per pair) and
+        identification by leaving identities out (at ``target_fpir``, the share of strangers named).
+
+        None when there are no same pairs.
+        """
         dist, same = pair_distances(self.vectors, self.labels)
         if not same.any() or same.all():
             return None
-        self.calibration = calibrate(dist, same, target_far)
+        ident = calibrate_open_set(self.vectors, self.labels, target_fpir)
+        self.calibration = replace(calibrate(dist, same, target_far), identification=ident)
         return self.calibration
 
     def match(self, vectors: np.ndarray, threshold: float) -> list[tuple[str | None, str, float, float | None]]:
@@ -112,33 +118,40 @@ class FaceGallery:
 
 
 def build_gallery(
-    items: Iterable[tuple[Path, str]], pipeline: FacePipeline, all_faces: bool = False, target_far: float = 1e-3
+    items: Iterable[tuple[Path, str]],
+    pipeline: FacePipeline,
+    all_faces: bool = False,
+    target_far: float = 1e-3,
+    target_fpir: float = DEFAULT_FPIR,
 ) -> FaceGallery:
-    """Embed faces of ``(path, person)`` items (largest face per photo unless ``all_faces``) and calibrate.
+    """Embed the faces of ``(path, person)`` items and calibrate (see :meth:`FacePipeline.find_labeled`).
 
-    Unreadable files and photos with no face are listed in ``skipped`` (``bad_image`` / ``no_face``).
+    One face per photo (its main face) unless ``all_faces``. Unreadable files, photos with no face and photos
+    whose other detections were dropped are listed in ``skipped`` (``bad_image`` / ``no_face`` /
+    ``dropped_faces``, the last once per dropped detection).
     """
     from visrec.data import load_image
 
     vecs: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
-    skipped: dict[str, list[str]] = {"bad_image": [], "no_face": []}
+    skipped: dict[str, list[str]] = {"bad_image": [], "no_face": [], "dropped_faces": []}
     for path, label in items:
         try:
             image = load_image(path)
         except BadImage:
             skipped["bad_image"].append(str(path))
             continue
-        faces, v = pipeline.find(image, largest_only=not all_faces)
-        if len(faces) == 0:
+        found = pipeline.find_labeled(image, all_faces)
+        if len(found.faces) == 0:
             skipped["no_face"].append(str(path))
-        for i in range(len(faces)):
-            rows.append({"label": label, "path": str(path), "box": [round(float(x), 1) for x in faces.xyxy[i]]})
-            vecs.append(v[i])
+        skipped["dropped_faces"] += [str(path)] * found.dropped
+        for i in range(len(found.faces)):
+            rows.append({"label": label, "path": str(path), "box": [round(float(x), 1) for x in found.faces.xyxy[i]]})
+            vecs.append(found.vectors[i])
     dim = pipeline.embedder.dim
     gallery = FaceGallery(np.array(vecs, np.float32).reshape(-1, dim), rows, pipeline.describe(), None, skipped)
     if len(set(gallery.labels)) > 1:
-        gallery.calibrate(target_far)
+        gallery.calibrate(target_far, target_fpir)
     return gallery
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from visrec.errors import BadInput, EmptyDataset
 from visrec.faces.calibrate import Calibration, distance_matrix
 from visrec.faces.gallery import FaceGallery, FaceMatch, build_gallery
+from visrec.faces.openset import DEFAULT_FPIR
 from visrec.faces.pipeline import FacePipeline
 
 
@@ -26,9 +27,11 @@ def person_items(root: Path) -> list[tuple[Path, str]]:
     return items
 
 
-def index_faces(root: Path, out: Path, pipeline: FacePipeline, all_faces: bool, target_far: float) -> FaceGallery:
+def index_faces(
+    root: Path, out: Path, pipeline: FacePipeline, all_faces: bool, target_far: float, target_fpir: float = DEFAULT_FPIR
+) -> FaceGallery:
     """Build and save a face index of ``root`` (one folder per person) in ``out``."""
-    gallery = build_gallery(person_items(root), pipeline, all_faces, target_far)
+    gallery = build_gallery(person_items(root), pipeline, all_faces, target_far, target_fpir)
     if not gallery.rows:
         raise EmptyDataset(f"{root}: no face found in any photo; check the photos (faces >= ~40 px)")
     gallery.save(out)
@@ -62,12 +65,38 @@ def identify(gallery: FaceGallery, image_path: Path, pipeline: FacePipeline) -> 
     gallery.check_pipeline(pipeline)
     image = load_image(image_path)
     faces, vecs = pipeline.find(image)
-    thr = gallery.calibration.threshold if gallery.calibration else pipeline.default_threshold
+    thr = gallery.calibration.identify_threshold if gallery.calibration else pipeline.default_threshold
     matches = gallery.match(vecs, thr) if len(faces) else []
     h, w = image.shape[:2]
     boxes = np.clip(np.asarray(faces.xyxy, np.float64), 0.0, [w, h, w, h])  # a face at the edge: box inside the photo
     out = [FaceMatch(tuple(float(x) for x in boxes[i]), *m) for i, m in enumerate(matches)]  # type: ignore[arg-type]
     return image, out
+
+
+def face_index_info(folder: Path) -> dict[str, Any]:
+    """What a face index holds: people, faces, pipeline, skipped photos and both calibrated rules."""
+    g = FaceGallery.load(folder)
+    cal = g.calibration
+    return {
+        "index": str(folder), "kind": "faces", "people": len(set(g.labels)), "faces": len(g.rows),
+        "pipeline": g.pipeline, "skipped": {k: len(v) for k, v in g.skipped.items()},
+        "verification": None if cal is None else {"threshold": cal.threshold, "target_far": cal.target_far,
+                                                  "tar_at_threshold": cal.tar_at_threshold, "auc": cal.auc},
+        "identification": identification_summary(cal),
+    }  # fmt: skip
+
+
+def identification_summary(cal: Calibration | None) -> dict[str, Any] | None:
+    """The open-set identification rule in words and figures (None when the index has none)."""
+    ident = None if cal is None else cal.identification
+    if ident is None:
+        return None
+    bound = (
+        f"at most {ident.target_fpir:.1%} of photos of people not in the index get a name"
+        if ident.target_fpir >= ident.resolution
+        else f"{ident.strangers} stranger searches cannot resolve {ident.target_fpir:.1%}: no stranger was named"
+    )
+    return ident.to_dict() | {"bounds": bound}
 
 
 def draw_matches(image: np.ndarray, matches: Sequence[FaceMatch]) -> Image.Image:

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from visrec.index.recognize import MODES  # noqa: F401  (re-exported)
 from visrec.index.snapshot import Snapshot, manifest_signature
 from visrec.stores import VectorStore
 from visrec.types import Embeddings, Hit, Prediction
+
+if TYPE_CHECKING:
+    from visrec.classify import ClassNames
 
 log = logging.getLogger(__name__)
 
@@ -357,14 +360,15 @@ class Index:
         self,
         mode: str = "knn",
         k: int | None = None,
-        classes: Sequence[str] | None = None,
+        classes: ClassNames | None = None,
         snap: Snapshot | None = None,
     ) -> Any:
         """The classifier of ``mode`` set up from this index (stored options unless overridden)."""
+        from visrec.classify import class_prompts
         from visrec.index.recognize import make_classifier
 
         s = snap or self.snapshot()
-        key = (mode, k, tuple(classes) if classes else None)
+        key = (mode, k, tuple(class_prompts(classes).items()) if classes else None)
         if key in s.classifiers:
             return s.classifiers[key]
         cal = self.calibration(mode, s)
@@ -381,7 +385,7 @@ class Index:
         mode: str = "knn",
         k: int | None = None,
         calibrated: bool = True,
-        classes: Sequence[str] | None = None,
+        classes: ClassNames | None = None,
         target_precision: float | None = None,
         novelty_prior: float | None = None,
     ) -> list[Prediction]:
@@ -391,7 +395,8 @@ class Index:
         fall to unknown (``label=None``, ``reason`` novel or ambiguous) when it is below the threshold;
         without calibration data they are raw. ``target_precision``/``novelty_prior``: replace the calibrated
         ones (answered precision wanted, share of novel images expected; no re-indexing needed).
-        ``classes`` (zero-shot/blend): class names to score instead of the index's labels.
+        ``classes`` (zero-shot/blend): labels to answer with instead of the index's, as names or as a mapping
+        label -> name used in the prompts (``{"Motorbikes": "motorbike"}``).
         """
         from visrec.index.recognize import predict
 
@@ -406,7 +411,9 @@ class Index:
         cal = self.calibration(mode, s) if calibrated and classes is None else None
         if calibrated and cal is None and classes is None and not s.calibration_data():
             raise NotCalibrated(
-                f"{self.path} has no calibration; run: visrec calibrate {self.path}  (or pass calibrated=False)"
+                f"{self.path} has no calibration; run: visrec calibrate {self.path}"
+                + ("" if mode in ("knn", "prototype") else f" --modes {mode}")
+                + "  (or pass calibrated=False)"
             )
         if cal is not None and k is not None and cal.params.get("k", k) != k:
             raise BadInput(

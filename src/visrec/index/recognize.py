@@ -14,7 +14,7 @@ from visrec.stores.base import VectorStore
 from visrec.types import Embeddings, Prediction
 
 if TYPE_CHECKING:
-    from visrec.classify import Classifier
+    from visrec.classify import Classifier, ClassNames
 
 MODES = ("knn", "prototype", "zeroshot", "blend")
 
@@ -49,10 +49,15 @@ def _text_vectors(index: OpenedIndex, classes: Sequence[str]) -> np.ndarray:
 
 
 def make_classifier(
-    index: OpenedIndex, mode: str, params: dict[str, Any], classes: Sequence[str] | None = None
+    index: OpenedIndex, mode: str, params: dict[str, Any], classes: ClassNames | None = None
 ) -> Classifier:
-    """The ``mode`` classifier for ``index`` with ``params`` (as stored with a calibration)."""
-    from visrec.classify import BlendClassifier, KnnClassifier, PrototypeClassifier, ZeroShotClassifier
+    """The ``mode`` classifier for ``index`` with ``params`` (as stored with a calibration).
+
+    ``classes`` (zero-shot/blend): labels to answer with, each with the name its prompts use
+    (:func:`visrec.classify.class_prompts`); default the index's labels. Blend keeps the image prototype of every
+    such label the index holds.
+    """
+    from visrec.classify import BlendClassifier, KnnClassifier, PrototypeClassifier, ZeroShotClassifier, class_prompts
 
     opts = {k: v for k, v in params.items() if k != "mode"}
     if mode == "knn":
@@ -63,13 +68,14 @@ def make_classifier(
             raise VisrecError(f"{index.path} holds no labeled image, so it has no class prototypes")
         return PrototypeClassifier.from_arrays(names, protos, **opts)
     if mode in ("zeroshot", "blend"):
-        cls = list(classes) if classes else names
-        if not cls:
+        if not classes and not names:
             raise BadInput("zero-shot needs class names: the index has no labels, pass classes=[...]")
+        prompts = class_prompts(classes if classes else names)
+        cls, text = list(prompts), _text_vectors(index, list(prompts.values()))
         if mode == "zeroshot":
-            return ZeroShotClassifier(cls, _text_vectors(index, cls), **opts)
+            return ZeroShotClassifier(cls, text, **opts)
         zs_opts = {k: v for k, v in opts.items() if k in ("temperature", "top_k")}
-        zs = ZeroShotClassifier(cls, _text_vectors(index, cls), **zs_opts)
+        zs = ZeroShotClassifier(cls, text, **zs_opts)
         keep = [i for i, n in enumerate(names) if n in cls]
         proto = PrototypeClassifier.from_arrays([names[i] for i in keep], protos[keep])
         return BlendClassifier(zs, proto, **opts)

@@ -72,6 +72,12 @@ class FaceService:
             return float(cal.threshold), f"calibrated at FAR {cal.target_far:g}"
         return float(self.pipeline().default_threshold), "default"
 
+    def _identify_threshold(self) -> tuple[float, str]:
+        cal = self.gallery.calibration if self.gallery is not None else None
+        if cal is not None and cal.identification is not None:
+            return float(cal.identify_threshold), f"calibrated at FPIR {cal.identification.target_fpir:g}"
+        return self._threshold()
+
     def verify(self, a: Upload, b: Upload) -> dict[str, Any]:
         """Same person? The largest face of each upload: boxes (xyxy pixels), cosine distance, calibrated
         probability (None without a calibrated face index), the decision and the threshold used."""
@@ -103,22 +109,26 @@ class FaceService:
             )
         self.gallery.check_pipeline(self.pipeline())
         faces, vecs = self.find(up.pixels)
-        thr, _ = self._threshold()
+        thr, _ = self._identify_threshold()
         matches = self.gallery.match(vecs, thr) if len(faces) else []
         return [FaceMatch((*(float(x) for x in faces.xyxy[i]),), *m) for i, m in enumerate(matches)]  # type: ignore[arg-type]
 
     def identify_dict(self, up: Upload) -> dict[str, Any]:
         """:meth:`identify` as JSON: one entry per face (``xyxy``, ``label``, ``candidate``, ``distance``...)."""
         matches = self.identify(up)
-        thr, source = self._threshold()
+        thr, source = self._identify_threshold()
         return {"query": up.name, "faces": [asdict(m) for m in matches], "threshold": thr, "threshold_source": source}
 
     def info(self) -> dict[str, Any]:
-        """Whether faces work here, how to install them if not, and what the face index holds."""
+        """Whether faces work here, how to install them if not, and what the face index holds (with its open-set
+        identification rule)."""
+        from visrec.faces.ops import identification_summary
+
         g = self.gallery
         cal = g.calibration if g is not None else None
         return {
             "available": faces_missing() is None, "install": faces_missing(),
             "people": len(set(g.labels)) if g is not None else 0, "faces": len(g.rows) if g is not None else 0,
             "calibrated_threshold": None if cal is None else float(cal.threshold),
+            "identification": identification_summary(cal),
         }  # fmt: skip
