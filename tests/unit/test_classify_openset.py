@@ -8,6 +8,7 @@ decision must deliver the asked precision on a fresh stream with novel images at
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +208,21 @@ def test_target_verdict_tolerates_small_sample_noise_but_not_a_clear_miss() -> N
     assert not bad.met and bad.below == ("a",) and "mistaken for b" in bad.reasons[0]
     low = target_verdict(0.95, 0.80, {}, {}, {"a": 2})
     assert not low.met and "below the 95% target" in low.reasons[0] and "fewer than 5" in low.reasons[1]
+
+
+def test_a_tiny_index_of_near_duplicate_classes_builds_and_answers(tmp_path: Path) -> None:
+    # Three classes of four near-identical images: some leave-classes-out folds hold out the groups of every
+    # other class, so they have nothing to fit; the build must still calibrate (it failed with a numpy error).
+    from tests.fixtures_images import make_labeled_tree
+    from visrec.data import load_dataset
+    from visrec.encoders import create_encoder
+    from visrec.index import Index
+    from visrec.index.pipeline import IndexConfig
+    from visrec.index.writer import build_index
+
+    make_labeled_tree(tmp_path / "data", ("amber", "blue", "green"), per_class=4, size=40)
+    build_index(load_dataset(tmp_path / "data"), tmp_path / "i.vrx", create_encoder("fake"), IndexConfig())
+    with Index(tmp_path / "i.vrx") as idx:
+        first = sorted((tmp_path / "data" / "blue").iterdir())[0]
+        pred = idx.classify(idx.encode([first]))[0]
+    assert pred.candidate == "blue" and np.isfinite(pred.calibrated)

@@ -378,5 +378,7 @@ def calibrate_leave_one_group_out(
     if opts.novelty and unknown and isinstance(clf, (KnnClassifier, PrototypeClassifier)):
         from visrec.classify.openset_fit import fit_open_set
 
-        return fit_open_set(data, rows, known, unknown, opts, clf.params())
+        cal = fit_open_set(data, rows, known, unknown, opts, clf.params())
+        if cal is not None:
+            return cal
     return fit_calibration(known, truths, unknown, opts, "leave-one-group-out", clf.params())

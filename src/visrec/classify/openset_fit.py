@@ -76,6 +76,8 @@ def held_out_novelty(
         full.fit(vectors, labs.tolist())
     for f in range(int(class_fold.max()) + 1):
         fit = (class_fold != f) & (group_fold != f)
+        if not fit.any():  # every other class's groups are held out here (tiny indexes): no score this fold
+            continue
         if isinstance(full, GaussianNovelty):
             score: NoveltyScore = full.with_means(vectors[fit], labs[fit].tolist())
         else:
@@ -96,9 +98,10 @@ def fit_open_set(
     unknown: Sequence[Prediction],
     opts: CalibrationOptions,
     params: dict[str, Any],
-) -> Calibration:
+) -> Calibration | None:
     """A calibration with an open-set decision from leave-one-group-out predictions of ``rows``: ``known``
-    (without the item's group) and ``unknown`` (without its class), plus held-out novelty scores."""
+    (without the item's group) and ``unknown`` (without its class), plus held-out novelty scores; None when no
+    held-out item could be scored (an index too small for leave-classes-out folds)."""
     from visrec.classify.calibration import Calibration, class_figures, confusions
     from visrec.classify.novelty import create_novelty
 
@@ -108,6 +111,8 @@ def fit_open_set(
     primary = [data.labels[i][0] for i in labeled]
     k_nov, n_nov = held_out_novelty(lambda: create_novelty(str(opts.novelty)), data.vectors[labeled], primary,
                                     data.gid[labeled], pos[rows], opts.seed)  # fmt: skip
+    if not (np.isfinite(k_nov).any() and np.isfinite(n_nov).any()):
+        return None
     truths = [data.labels[i] for i in rows]
     kh = _held(known, k_nov, [p.candidate in t for p, t in zip(known, truths, strict=True)])
     nh = _held(unknown, n_nov, [False] * len(unknown))
