@@ -55,7 +55,8 @@ class BackboneOptions:
     Image: ``input_size`` (px), ``crop`` (``"center"`` | ``"none"``), ``resample`` (``"bilinear"`` |
     ``"bicubic"``). Features: ``stages`` (pooled blocks, concatenated), ``pooling`` (``"gem"`` | ``"avg"``),
     ``gem_p``, ``flip`` (average with the mirrored image). Text side: ``bridge`` (False gives an image-only
-    encoder with ``joint_dim=None``), ``bridge_temperature``, ``bridge_top_k``. ``batch_size``: images per
+    encoder with ``joint_dim=None``), ``bridge_temperature``, ``bridge_top_k``, ``bridge_class_text`` (see
+    :data:`visrec.encoders.bridge.CLASS_TEXTS`). ``batch_size``: images per
     forward pass (at most ``PER_CORE_BATCH`` when many images run one single-threaded inference per core).
     """
 
@@ -69,6 +70,7 @@ class BackboneOptions:
     bridge: bool = True
     bridge_temperature: float = 3.0
     bridge_top_k: int = 5
+    bridge_class_text: str = "name"
     batch_size: int = 32
 
     def graph_config(self) -> dict[str, Any]:
@@ -130,7 +132,11 @@ class BackboneEncoder:
             from visrec.encoders.bridge import LabelBridge
 
             try:
-                self.bridge = LabelBridge(temperature=opts.bridge_temperature, top_k=opts.bridge_top_k)
+                self.bridge = LabelBridge(
+                    temperature=opts.bridge_temperature,
+                    top_k=opts.bridge_top_k,
+                    class_text=opts.bridge_class_text,
+                )
             except MissingWeights as exc:
                 raise MissingWeights(f"{exc} (or create the encoder with bridge=False: no text side)") from exc
         self.joint_dim = self.bridge.dim if self.bridge is not None else None

@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from visrec.encoders.text import MiniLMTextEncoder
 
 DEFAULT_PROMPT = "a photo of a {}"
+CLASS_TEXTS = ("name", "synonyms", "gloss", "synonyms+gloss")
+"""What describes each ImageNet class: ``name`` = its readable name only; ``synonyms`` = the name and every
+WordNet lemma of its synset ("toilet paper", "toilet tissue", "bathroom tissue"); ``gloss`` = the name and
+"name, gloss" (WordNet's short definition); ``synonyms+gloss`` = both. A class's vector is the renormalised
+mean of its texts' MiniLM vectors, each text put in the bridge's ``prompt``."""
 
 
 def imagenet_class_names() -> tuple[str, ...]:
@@ -52,6 +57,41 @@ def imagenet_class_names() -> tuple[str, ...]:
     if len(names) != 1000:
         raise DimensionMismatch(f"resources/imagenet_classes.txt holds {len(names)} names, expected 1000")
     return names
+
+
+def imagenet_wordnet() -> tuple[tuple[tuple[str, ...], str], ...]:
+    """Per ImageNet-1k class, in index order: ``(WordNet lemmas, gloss)`` (``resources/imagenet_wordnet.tsv``)."""
+    text = resources.files("visrec").joinpath("resources/imagenet_wordnet.tsv").read_text(encoding="utf-8")
+    rows = [line.split("\t") for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if len(rows) != 1000 or any(len(r) != 3 for r in rows):
+        raise DimensionMismatch(f"resources/imagenet_wordnet.tsv holds {len(rows)} rows, expected 1000 of 3 fields")
+    return tuple((tuple(x.strip() for x in lemmas.split(",") if x.strip()), gloss.strip()) for _, lemmas, gloss in rows)
+
+
+def class_texts(mode: str) -> list[list[str]]:
+    """The texts that describe each of the 1000 ImageNet classes under ``mode`` (one of :data:`CLASS_TEXTS`)."""
+    if mode not in CLASS_TEXTS:
+        raise BadInput(f"bridge class_text must be one of {list(CLASS_TEXTS)}, got {mode!r}")
+    names = imagenet_class_names()
+    if mode == "name":
+        return [[n] for n in names]
+    out = []
+    for name, (lemmas, gloss) in zip(names, imagenet_wordnet(), strict=True):
+        texts = [name]
+        if "synonyms" in mode:
+            # Lemmas with a capitalised second word are mostly Latin binomials ("Tinca tinca"): no help in prompts.
+            seen = {name.lower()}
+            for lemma in (x.replace("_", " ") for x in lemmas):
+                words = lemma.split()
+                if lemma.lower() not in seen and not (
+                    len(words) == 2 and words[0][:1].isupper() and words[1].islower()
+                ):
+                    seen.add(lemma.lower())
+                    texts.append(lemma)
+        if "gloss" in mode:
+            texts.append(f"{name}, {gloss}")
+        out.append(texts)
+    return out
 
 
 class LabelBridge:
@@ -68,6 +108,7 @@ class LabelBridge:
         temperature: float = 3.0,
         top_k: int = 5,
         prompt: str = DEFAULT_PROMPT,
+        class_text: str = "name",
     ) -> None:
         if temperature <= 0:
             raise BadInput(f"bridge temperature must be > 0, got {temperature}")
@@ -75,6 +116,8 @@ class LabelBridge:
             raise BadInput(f"bridge top_k must be between 0 (all classes) and 1000, got {top_k}")
         if "{}" not in prompt:
             raise BadInput(f"the bridge prompt must contain '{{}}' where the class name goes, got {prompt!r}")
+        if class_text not in CLASS_TEXTS:
+            raise BadInput(f"bridge class_text must be one of {list(CLASS_TEXTS)}, got {class_text!r}")
         if text is None:
             from visrec.encoders.text import MiniLMTextEncoder
 
@@ -83,28 +126,37 @@ class LabelBridge:
         self.temperature = float(temperature)
         self.top_k = int(top_k)
         self.prompt = prompt
+        self.class_text = class_text
         self.dim = text.dim
         self._classes: np.ndarray | None = None
 
     def config(self) -> dict[str, Any]:
         """JSON facts that change the joint vectors (part of the image encoder's fingerprint)."""
-        return {
+        cfg: dict[str, Any] = {
             "text": self.text.fingerprint,
             "temperature": self.temperature,
             "top_k": self.top_k,
             "prompt": self.prompt,
         }
+        if self.class_text != "name":  # absent for "name": indexes built before the option keep their fingerprint
+            cfg["class_text"] = self.class_text
+        return cfg
 
     def class_vectors(self) -> np.ndarray:
         """``(1000, 384)`` float32 unit MiniLM vectors of the class prompts (cached on disk)."""
         if self._classes is not None:
             return self._classes
-        prompts = [self.prompt.format(name) for name in imagenet_class_names()]
+        texts = class_texts(self.class_text)
+        prompts = [self.prompt.format(t) for per_class in texts for t in per_class]
         key = hashlib.sha256("\n".join([self.text.fingerprint, *prompts]).encode()).hexdigest()[:16]
         path = cache_dir() / f"imagenet-prompts-{key}.npy"
         vectors = _load_npy(path, (1000, self.dim))
         if vectors is None:
-            vectors = self.text.encode(prompts)
+            per_prompt = self.text.encode(prompts).astype(np.float64)
+            owner = np.repeat(np.arange(1000), [len(t) for t in texts])
+            sums = np.zeros((1000, per_prompt.shape[1]))
+            np.add.at(sums, owner, per_prompt)
+            vectors = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
             buf = io.BytesIO()
             np.save(buf, vectors, allow_pickle=False)
             atomic_write_bytes(path, buf.getvalue())
