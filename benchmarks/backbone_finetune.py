@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data" / "naruto_roboflow")
     parser.add_argument("--work", type=Path, default=Path("/tmp/visrec-ft"))
-    parser.add_argument("--unfreeze", default="2,4")
+    parser.add_argument("--unfreeze", default="2")
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=600.0)
     args = parser.parse_args()
@@ -51,7 +51,7 @@ def main() -> None:
         res = finetune_encoder(index, out, cfg, SplitOptions())
         rows.append((f"backbone --unfreeze {n}", res["before"], res["after"], res["seconds"], os.getloadavg()[0]))
         print(json.dumps(res["training"]), flush=True)
-        print(f"  peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+        print(f"  peak RSS {res['peak_rss_mb']:.0f} MB, CPU {res['cpu_seconds']:.0f} s", flush=True)
     print(f"\n{'method':24s} {'top1 before->after':>20s} {'mAP@R before->after':>22s} {'seconds':>8s} {'load':>5s}")
     for what, b, a, secs, load in rows:
         print(

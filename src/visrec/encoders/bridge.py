@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from visrec.encoders.text import MiniLMTextEncoder
 
 DEFAULT_PROMPT = "a photo of a {}"
+SPACES = ("text", "classes")
 CLASS_TEXTS = ("name", "synonyms", "gloss", "synonyms+gloss")
 """What describes each ImageNet class: ``name`` = its readable name only; ``synonyms`` = the name and every
 WordNet lemma of its synset ("toilet paper", "toilet tissue", "bathroom tissue"); ``gloss`` = the name and
@@ -95,11 +96,20 @@ def class_texts(mode: str) -> list[list[str]]:
 
 
 class LabelBridge:
-    """Maps ``(n, 1000)`` ImageNet logits to ``(n, 384)`` unit vectors in the MiniLM text space.
+    """Maps ``(n, 1000)`` ImageNet logits, and free texts, into one joint space.
 
-    ``temperature`` sharpens (<1) or flattens (>1) the class distribution; ``top_k`` keeps only the k most
-    probable classes of each image (0 keeps all). The 1000 prompt vectors are computed once per machine
-    and cached in the cache folder as ``.npy`` (keyed by the text encoder's fingerprint and the prompts).
+    ``space="text"``: the MiniLM sentence space (384-d): an image is the probability-weighted mean of its likely
+    classes' text vectors, a text its MiniLM vector. ``space="classes"``: the ImageNet class space (1000-d): an
+    image is ``sqrt(p)`` of its class probabilities ``p``; a text is ``sqrt(q)`` where ``q`` is the softmax, at
+    ``text_temperature``, of its MiniLM cosines to the 1000 class vectors -- which ImageNet classes the text
+    describes. The cosine of the two is the Bhattacharyya coefficient of ``p`` and ``q``: a text scores an image
+    by how much of the image's probability falls on the classes it names, undiluted by the fuzzy similarity of
+    MiniLM to every unrelated class (measured on the train splits: ``benchmarks/bridge_eval.py``).
+
+    ``temperature`` sharpens (<1) or flattens (>1) the image's class distribution; ``top_k`` keeps only the k most
+    probable classes of each image (0 keeps all). ``class_text`` chooses the texts of each class
+    (:data:`CLASS_TEXTS`). The 1000 class vectors are computed once per machine and cached in the cache folder
+    as ``.npy`` (keyed by the text encoder's fingerprint and the prompts).
     """
 
     def __init__(
@@ -109,6 +119,8 @@ class LabelBridge:
         top_k: int = 5,
         prompt: str = DEFAULT_PROMPT,
         class_text: str = "name",
+        space: str = "text",
+        text_temperature: float = 0.08,
     ) -> None:
         if temperature <= 0:
             raise BadInput(f"bridge temperature must be > 0, got {temperature}")
@@ -118,6 +130,10 @@ class LabelBridge:
             raise BadInput(f"the bridge prompt must contain '{{}}' where the class name goes, got {prompt!r}")
         if class_text not in CLASS_TEXTS:
             raise BadInput(f"bridge class_text must be one of {list(CLASS_TEXTS)}, got {class_text!r}")
+        if space not in SPACES:
+            raise BadInput(f"bridge space must be one of {list(SPACES)}, got {space!r}")
+        if text_temperature <= 0:
+            raise BadInput(f"bridge text_temperature must be > 0, got {text_temperature}")
         if text is None:
             from visrec.encoders.text import MiniLMTextEncoder
 
@@ -127,7 +143,9 @@ class LabelBridge:
         self.top_k = int(top_k)
         self.prompt = prompt
         self.class_text = class_text
-        self.dim = text.dim
+        self.space = space
+        self.text_temperature = float(text_temperature)
+        self.dim = 1000 if space == "classes" else text.dim
         self._classes: np.ndarray | None = None
 
     def config(self) -> dict[str, Any]:
@@ -138,8 +156,12 @@ class LabelBridge:
             "top_k": self.top_k,
             "prompt": self.prompt,
         }
-        if self.class_text != "name":  # absent for "name": indexes built before the option keep their fingerprint
+        # Absent at their old defaults, so indexes built before these options keep their fingerprint.
+        if self.class_text != "name":
             cfg["class_text"] = self.class_text
+        if self.space != "text":
+            cfg["space"] = self.space
+            cfg["text_temperature"] = self.text_temperature
         return cfg
 
     def class_vectors(self) -> np.ndarray:
@@ -150,7 +172,7 @@ class LabelBridge:
         prompts = [self.prompt.format(t) for per_class in texts for t in per_class]
         key = hashlib.sha256("\n".join([self.text.fingerprint, *prompts]).encode()).hexdigest()[:16]
         path = cache_dir() / f"imagenet-prompts-{key}.npy"
-        vectors = _load_npy(path, (1000, self.dim))
+        vectors = _load_npy(path, (1000, self.text.dim))
         if vectors is None:
             per_prompt = self.text.encode(prompts).astype(np.float64)
             owner = np.repeat(np.arange(1000), [len(t) for t in texts])
@@ -164,7 +186,7 @@ class LabelBridge:
         return vectors
 
     def project(self, logits: np.ndarray) -> np.ndarray:
-        """``(n, 1000)`` logits -> ``(n, 384)`` float32 unit vectors in the text space."""
+        """``(n, 1000)`` logits -> ``(n, dim)`` float32 unit vectors in the joint space."""
         if logits.ndim != 2 or logits.shape[1] != 1000:
             raise DimensionMismatch(f"bridge expects (n, 1000) ImageNet logits, got {logits.shape}")
         z = logits.astype(np.float64) / self.temperature
@@ -174,12 +196,21 @@ class LabelBridge:
         if 0 < self.top_k < 1000:
             drop = np.argpartition(probs, -self.top_k, axis=1)[:, : -self.top_k]
             np.put_along_axis(probs, drop, 0.0, axis=1)
-        joint = (probs @ self.class_vectors().astype(np.float64)).astype(np.float32)
+        if self.space == "classes":
+            joint = np.sqrt(probs).astype(np.float32)
+        else:
+            joint = (probs @ self.class_vectors().astype(np.float64)).astype(np.float32)
         return joint / np.maximum(np.linalg.norm(joint, axis=1, keepdims=True), 1e-12)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """``(n, 384)`` MiniLM vectors of free texts (the query side of the bridge)."""
-        return self.text.encode(texts)
+        """``(n, dim)`` float32 unit vectors of free texts (the query side of the bridge)."""
+        vectors = self.text.encode(texts)
+        if self.space == "text":
+            return vectors
+        sims = vectors.astype(np.float64) @ self.class_vectors().astype(np.float64).T / self.text_temperature
+        q = np.exp(sims - sims.max(axis=1, keepdims=True)) if len(sims) else sims
+        q = np.sqrt(q / np.maximum(q.sum(axis=1, keepdims=True), 1e-300))
+        return (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def _load_npy(path: Any, shape: tuple[int, int]) -> np.ndarray | None:

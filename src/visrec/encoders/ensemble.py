@@ -154,8 +154,11 @@ def _text_space(encoder: Encoder) -> str | None:
     if encoder.joint_dim is None:
         return None
     bridge = getattr(encoder, "bridge", None)
-    text = getattr(bridge, "text", None)
-    return f"bridge:{text.fingerprint}:{encoder.joint_dim}" if text is not None else encoder.fingerprint
+    if bridge is None:
+        return encoder.fingerprint
+    # Everything of the bridge's config except its image-side sharpening decides what a text maps to.
+    text_side = {k: v for k, v in bridge.config().items() if k not in ("temperature", "top_k")}
+    return f"bridge:{sorted(text_side.items())}:{encoder.joint_dim}"
 
 
 def create(
