@@ -7,7 +7,7 @@ Usage::
 Each measurement runs in a fresh subprocess (so its peak memory is its own), and the parts are interleaved
 ``--rounds`` times; the best round of each is kept (other load on the machine only ever slows a round down).
 
-- ``visrec``: :func:`visrec.build.build_index` from the JPEG files to a saved index (default encoder, session
+- ``visrec``: :func:`visrec.index.writer.build_index` from the JPEG files to a saved index (default encoder, session
   created before the clock starts), three times in one process: the first call pays one-time lazy imports, the
   best of the next two is the steady state. Images/s = images / wall time of the whole call (all stages: scan
   and hash, decode, embed, store, calibration, commit). The folder indexed holds every image of ``--data``
@@ -64,9 +64,9 @@ def image_files(data: Path) -> list[Path]:
 
 
 def part_visrec(data: Path, runtime: str | None = None) -> dict[str, Any]:
-    from visrec.build import build_index
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
+    from visrec.index.writer import build_index
 
     if runtime:
         os.environ["VISREC_RUNTIME"] = runtime

@@ -55,7 +55,8 @@ def synthetic(n: int, dim: int, seed: int, clusters: int = 1000) -> np.ndarray:
 def write_index(path: Path, n: int) -> None:
     """An index folder of ``n`` synthetic items, as ``build_index`` would write it (without calibration)."""
     from visrec.encoders import create_encoder
-    from visrec.stores import IndexFolder, create_store
+    from visrec.index.folder import IndexFolder
+    from visrec.stores import create_store
 
     enc: Any = create_encoder()
     info = {"describe": enc.describe(), "fingerprint": enc.fingerprint, "name": enc.name}

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from visrec.errors import BadInput
-from visrec.indexing import Progress
+from visrec.index.pipeline import Progress
 from visrec.types import LabeledSet
 
 NARUTO = Path("shared") / "data" / "naruto_roboflow"
@@ -120,11 +120,11 @@ def run(
     sample: bool = False,
 ) -> DemoResult:
     """Index the train split of ``data`` (see the module docstring) into ``out`` and evaluate the test split."""
-    from visrec.build import build_index
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
     from visrec.eval import summarize
     from visrec.index import Index
+    from visrec.index.writer import build_index
 
     src = data or (None if sample else find_shared_naruto())
     if src is None:

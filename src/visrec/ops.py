@@ -9,58 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from visrec.encoders.base import Encoder
-from visrec.errors import BadImage, BadInput, EmptyDataset
-from visrec.indexing import IndexConfig, IndexingReport, Progress, record_metadata
+from visrec.errors import BadInput, EmptyDataset
+from visrec.index.inputs import encode_files, filter_dataset, open_dataset, resolve_encoder
+from visrec.index.pipeline import IndexConfig, IndexingReport, Progress
 from visrec.types import LabeledSet, Prediction
-
-
-def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
-    """Records of ``ds`` matching the filter expression ``where`` (any field or manifest column)."""
-    if not where:
-        return ds
-    from visrec.stores import parse_filter
-
-    flt = parse_filter(where)
-    kept = [r for r in ds.records if flt.matches(record_metadata(r))]
-    if not kept:
-        raise EmptyDataset(f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images)")
-    return ds.subset(kept)
-
-
-def open_dataset(path: Path, fmt: str | None = None, where: str | None = None) -> LabeledSet:
-    """Load a dataset and apply a filter."""
-    from visrec.data import load_dataset
-
-    return filter_dataset(load_dataset(path, fmt), where)
-
-
-def checkpoint_options(name: str | None, checkpoint: str | None) -> dict[str, Any]:
-    """Encoder options for ``--checkpoint``: a model folder or cache id for ``hf-clip``; ``ARCH:FILE`` (e.g.
-    ``ViT-B-32:/models/clip.pt``) for ``open-clip``."""
-    if not checkpoint:
-        return {}
-    if name == "hf-clip":
-        return {"model": checkpoint}
-    if name == "open-clip":
-        arch, sep, path = checkpoint.partition(":")
-        if not sep or not arch or not path:
-            raise BadInput(
-                f"--checkpoint {checkpoint!r}: open-clip needs ARCH:FILE, e.g. --checkpoint ViT-B-32:/models/clip.pt"
-            )
-        return {"model": arch, "pretrained": path}
-    raise BadInput(f"--checkpoint applies to --encoder hf-clip or open-clip, not {name or 'the default encoder'!r}")
-
-
-def resolve_encoder(out: Path, name: str | None, checkpoint: str | None) -> Encoder:
-    """The encoder to index with: the named one, else the one the existing index recorded, else the default."""
-    from visrec.encoders import DEFAULT_ENCODER, create_encoder, encoder_from_info
-    from visrec.stores import IndexFolder
-
-    opts = checkpoint_options(name, checkpoint)
-    if name is None and IndexFolder.is_index(out):
-        return encoder_from_info(IndexFolder.open(out).manifest.encoder.get("describe", {}))
-    return create_encoder(name or DEFAULT_ENCODER, **opts)
 
 
 def index(
@@ -74,10 +26,16 @@ def index(
     progress: Progress | None = None,
 ) -> IndexingReport:
     """Index (or update) ``out`` from the dataset at ``dataset``."""
-    from visrec.build import build_index
+    from visrec.data import read_dataset
+    from visrec.index.writer import build_index
 
-    ds = open_dataset(dataset, fmt, where)
-    return build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress)
+    loaded, load = read_dataset(dataset, fmt)
+    ds = filter_dataset(loaded, where)
+    report = build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress)
+    for s in load.skipped:  # image files no reader here decodes (.heic...) belong in the run's skipped list
+        if s.reason == "unsupported-format":
+            report.skipped.setdefault(s.reason, []).append(str(Path(dataset) / s.path))
+    return report
 
 
 @dataclass
@@ -126,22 +84,6 @@ def _gather(inputs: Sequence[Path], where: str | None) -> tuple[list[Path], list
     return files, None
 
 
-def encode_files(idx: Any, files: Sequence[Path]) -> tuple[Any, list[int], list[tuple[str, str]]]:
-    """Encode readable files with the index's encoder: (Embeddings, kept positions, skipped (path, reason))."""
-    from visrec.data import load_image
-
-    arrays, kept, skipped = [], [], []
-    for i, f in enumerate(files):
-        try:
-            arrays.append(load_image(f, draft_size=idx.encoder.input_size))
-            kept.append(i)
-        except BadImage as bad:
-            skipped.append((str(f), bad.reason))
-    if not arrays:
-        raise EmptyDataset(f"none of the {len(files)} images could be read: {skipped[:3]}")
-    return idx.encoder.encode_images(arrays, ids=[str(files[i]) for i in kept]), kept, skipped
-
-
 def classify(
     index_path: Path,
     inputs: Sequence[Path],
@@ -184,9 +126,9 @@ def calibrate(
     target_precision: float = 0.95,
 ) -> dict[str, dict[str, Any]]:
     """Calibrate ``modes`` (on a labeled held-out set, or leave-one-group-out on the index) and store them."""
-    from visrec.build import save_calibration
     from visrec.classify import CalibrationOptions
     from visrec.index import Index
+    from visrec.index.writer import save_calibration
 
     idx = Index(index_path)
     opts = CalibrationOptions(target_precision=target_precision)
@@ -222,8 +164,8 @@ def _held_out(idx: Any, held_out: Path, where: str | None, mode: str, opts: Any)
 
 
 def _loo(idx: Any, mode: str, opts: Any) -> Any:
-    from visrec.build import _labels_and_groups
     from visrec.classify import calibrate_leave_one_group_out
+    from visrec.index.writer import _labels_and_groups
 
     ids, vecs, labels, groups = _labels_and_groups(idx.store)
     joint = None

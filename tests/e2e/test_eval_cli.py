@@ -25,7 +25,7 @@ IMG_CHECK = """<script>window.addEventListener('load', () => {
 });</script>"""
 
 
-def cli(*args: str, ok: bool = True, module: str = "visrec.cli_eval") -> subprocess.CompletedProcess[str]:
+def cli(*args: str, ok: bool = True, module: str = "visrec.cli.eval") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200"}
     res = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300, env=env)
     if ok:

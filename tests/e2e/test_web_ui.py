@@ -1,5 +1,6 @@
 """`visrec serve` driven in headless Chromium: upload images on the Search, Classify, Scene and Faces tabs, cluster
-a server folder on the Cluster tab, check the results shown, and take a screenshot of each tab (set
+a server folder on the Cluster tab, check the results shown, check that the API docs render their operations with
+every request outside the server refused (offline), and take a screenshot of each tab (set
 VISREC_SCREENSHOT_DIR=docs to refresh the README's pictures). Faces use ../shared/data/deepface_celebs and dlib
 when both are here (the photos are read in place, never copied)."""
 
@@ -60,9 +61,9 @@ def _face_index(out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from visrec.build import build_index
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
+    from visrec.index.writer import build_index
 
     root = tmp_path_factory.mktemp("data")
     make_labeled_tree(root / "images", CLASSES, per_class=8, size=96)
@@ -71,6 +72,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "GRADIO_ANALYTICS_ENABLED": "False"}
     cmd = [sys.executable, "-m", "visrec.cli", "serve", str(out), "--port", str(port), "--writable"]
+    cmd += ["--allow-root", str(root / "images")]
     cmd += _face_index(root / "faces")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -236,3 +238,25 @@ def test_cluster_tab_groups_a_server_folder(page: object, server: tuple[str, Pat
         timeout=30_000,
     )
     _shot(pg, "cluster", tmp_path)
+
+
+def test_api_docs_render_their_operations_offline(page: object, server: tuple[str, Path]) -> None:
+    url = server[0]
+    docs = page.context.browser.new_page()  # type: ignore[attr-defined]
+    outside: list[str] = []
+
+    def only_this_server(route: object) -> None:
+        request_url = route.request.url  # type: ignore[attr-defined]
+        if request_url.startswith(url):
+            route.continue_()  # type: ignore[attr-defined]
+        else:
+            outside.append(request_url)
+            route.abort()  # type: ignore[attr-defined]
+
+    docs.route("**/*", only_this_server)
+    docs.goto(url + "/docs")
+    docs.locator(".opblock").first.wait_for(timeout=30_000)
+    paths = docs.locator(".opblock-summary-path").all_inner_texts()
+    assert {"/api/search/image", "/api/classify", "/api/scene", "/api/cluster"} <= {p.strip() for p in paths}
+    assert outside == []  # nothing fetched from a CDN
+    docs.close()

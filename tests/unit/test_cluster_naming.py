@@ -11,7 +11,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from visrec.cli_faces import register
+from visrec.cli.faces import register
 from visrec.cluster import Clustering
 from visrec.cluster.naming import NamingConfig, name_by_neighbors, name_by_text, name_clusters
 from visrec.errors import DimensionMismatch
@@ -79,9 +79,9 @@ def _tree(root: Path, colours: dict[str, tuple[int, int, int]], n: int = 3) -> P
 
 
 def test_cli_cluster_name_from_an_image_index(tmp_path: Path) -> None:
-    from visrec.build import build_index
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
+    from visrec.index.writer import build_index
 
     labeled = _tree(tmp_path / "labeled", {"red": (220, 20, 20), "blue": (20, 20, 220)})
     build_index(load_dataset(labeled), tmp_path / "idx", create_encoder("fake"))

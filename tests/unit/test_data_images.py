@@ -6,6 +6,7 @@ import hashlib
 import resource
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from tests.fixtures_images import (
     noise_image,
 )
 from visrec.data import IMAGE_EXTENSIONS, file_facts, is_image_file, load_image, to_rgb_array
-from visrec.data.images import decode_file
+from visrec.data.images import decode_bytes, decode_file, header_size
 from visrec.errors import BadImage, BadInput
 
 REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "unreadable")
@@ -87,9 +88,31 @@ def test_bomb_refused_from_header_without_decoding(tmp_path: Path) -> None:
         with pytest.raises(BadImage) as info:
             fn(path, max_pixels=1_000_000)
         assert info.value.reason == "too-large"
-        assert "--max-pixels" in info.value.detail
+        assert "pixel limit" in info.value.detail
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 40_000
+
+
+def test_pillow_bomb_warning_becomes_the_too_large_skip(tmp_path: Path) -> None:
+    # 9500 x 9500 = 90.25 Mpx: over Pillow's limit (89.5 Mpx, where it only warns and decodes) and under ours
+    path = make_decompression_bomb(tmp_path / "warn.png", 9500, 9500)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(BadImage) as info:
+            load_image(path)
+    assert info.value.reason == "too-large" and "warn.png" in str(info.value) and "safety limit" in str(info.value)
+    assert not [w for w in seen if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_decode_bytes_names_the_given_file(tmp_path: Path) -> None:
+    data = (make_bad_images(tmp_path)["truncated"]).read_bytes()
+    with pytest.raises(BadImage) as info:
+        decode_bytes(data, "holiday.jpg")
+    assert str(info.value).startswith("holiday.jpg") and str(tmp_path) not in str(info.value)
+    ok = tmp_path / "ok.png"
+    Image.fromarray(noise_image(20, seed=1)).save(ok)
+    assert header_size(ok.read_bytes(), "ok.png") == (20, 20)
+    assert np.array_equal(np.asarray(decode_bytes(ok.read_bytes(), "ok.png").image), load_image(ok))
 
 
 def test_huge_bomb_refused_with_default_limit(tmp_path: Path) -> None:

@@ -66,6 +66,16 @@ def test_folder_images_in_root_are_reported_not_labeled(tmp_path: Path) -> None:
     assert report.to_dict()["skipped"][0]["path"] == "stray.jpg"
 
 
+def test_undecodable_image_files_are_listed_as_skipped_not_ignored(tmp_path: Path) -> None:
+    make_labeled_tree(tmp_path, classes=("a", "b"), per_class=1, size=8)
+    (tmp_path / "a" / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (tmp_path / "b" / "notes.txt").write_text("not an image")
+    ds, report = read_dataset(tmp_path, "folders")
+    assert len(ds) == 2 and report.counts() == {"unsupported-format": 1} and report.ignored == 1
+    entry = report.to_dict()["skipped"][0]
+    assert entry["path"] == "a/IMG_0001.HEIC" and "convert it to JPEG" in entry["detail"]
+
+
 def test_split_folders_with_label_folders_set_split(tmp_path: Path) -> None:
     make_labeled_tree(tmp_path / "train", classes=("cat", "dog"), per_class=2, size=8)
     make_labeled_tree(tmp_path / "test", classes=("cat", "dog"), per_class=1, size=8)
@@ -258,3 +268,13 @@ def test_real_cifar_manifest_and_folder_view_agree() -> None:
     assert sum(r.split == "test" for r in ds) == 1000
     folders = load_dataset(root / "images")
     assert folders.classes == ds.classes and len(folders) == 3000
+
+
+def test_index_run_summary_counts_undecodable_image_files(tmp_path: Path) -> None:
+    from visrec import ops
+
+    make_labeled_tree(tmp_path / "d", classes=("a", "b"), per_class=2, size=16)
+    (tmp_path / "d" / "a" / "beach.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    report = ops.index(tmp_path / "d", tmp_path / "idx.vrx", encoder="fake")
+    assert report.count == 4 and report.n_skipped == 1
+    assert report.skipped == {"unsupported-format": [str(tmp_path / "d" / "a" / "beach.heic")]}

@@ -14,7 +14,7 @@ from visrec.errors import BadInput
 from visrec.eval.outputs import write_report
 from visrec.eval.runner import EvalConfig, evaluate
 from visrec.eval.splits import plan_split
-from visrec.ops import open_dataset
+from visrec.index.inputs import open_dataset
 
 CLASSES = ("amber", "blue", "crimson")
 PER_CLASS = 8

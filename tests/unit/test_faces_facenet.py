@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from visrec.cli_faces import register
+from visrec.cli.faces import register
 from visrec.data import load_image
 from visrec.errors import BadInput, ManifestMismatch, MissingExtra
 from visrec.faces import FaceGallery, FacePipeline, Faces, create_face_pipeline, distance_matrix

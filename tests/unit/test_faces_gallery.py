@@ -12,7 +12,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from visrec.cli_faces import register
+from visrec.cli.faces import register
 from visrec.faces import FACE_DETECTORS, FACE_EMBEDDERS, FaceGallery, Faces, build_gallery, create_face_pipeline
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch
-from visrec.stores import IndexFolder, create_store, l2_normalize, load_store
-from visrec.stores.folder import write_json
+from visrec.index.folder import IndexFolder, write_json
+from visrec.stores import create_store, l2_normalize, load_store
 
 ENCODER = {"name": "fake-8", "fingerprint": "abc123", "describe": {"size": 32}}
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -122,8 +122,9 @@ CRASHING_WRITER = """
 import os, sys, time
 from pathlib import Path
 import numpy as np
-import visrec.stores.folder as F
-from visrec.stores import IndexFolder, create_store, l2_normalize
+import visrec.index.folder as F
+from visrec.index.folder import IndexFolder
+from visrec.stores import create_store, l2_normalize
 
 path, point = Path(sys.argv[1]), sys.argv[2]
 

@@ -17,12 +17,12 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_images import class_colour, make_bad_images, make_labeled_tree, noise_image
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import ManifestMismatch
 from visrec.index import Index
-from visrec.indexing import IndexConfig
+from visrec.index.pipeline import IndexConfig
+from visrec.index.writer import build_index
 
 CLASSES = ("amber", "blue", "crimson", "green")
 
@@ -111,10 +111,10 @@ def test_encoder_mismatch_is_refused(tree: Path, tmp_path: Path) -> None:
 def test_second_writer_is_refused(tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "idx.vrx"
     _build(tree, out)
-    from visrec.stores import IndexFolder
+    from visrec.index.folder import IndexFolder
 
     holder = IndexFolder.open(out)
-    code = f"from visrec.stores import IndexFolder; IndexFolder.open({str(out)!r}).writer().__enter__()"
+    code = f"from visrec.index.folder import IndexFolder; IndexFolder.open({str(out)!r}).writer().__enter__()"
     with holder.writer():
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert "IndexBusy" in res.stderr
@@ -126,10 +126,10 @@ def test_second_writer_is_refused(tree: Path, tmp_path: Path) -> None:
 _SLOW_BUILD = textwrap.dedent(
     """
     import sys, time
-    from visrec.build import build_index
+    from visrec.index.writer import build_index
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
-    from visrec.indexing import IndexConfig
+    from visrec.index.pipeline import IndexConfig
 
     enc = create_encoder("fake")
     real = enc.encode_images

@@ -91,9 +91,9 @@ def test_config_is_checked_before_ray_starts() -> None:
 def test_cli_index_with_ray_equals_the_single_process_index(ray_local: Any, folder: LabeledSet, tmp_path: Path) -> None:
     """`visrec index --engine ray`, run as a user runs it (a second driver joining this loopback Ray), stores
     the vectors and metadata the single-process path stores, and reports the same unreadable files."""
-    from visrec.build import build_index
     from visrec.encoders import create_encoder
     from visrec.index import Index
+    from visrec.index.writer import build_index
 
     try:
         encoder = create_encoder("efficientnet-lite0")

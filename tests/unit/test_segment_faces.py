@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput, MissingExtra, StageOrderError
 from visrec.faces.base import Faces
 from visrec.index import Index
-from visrec.indexing import IndexConfig
+from visrec.index.pipeline import IndexConfig
+from visrec.index.writer import build_index
 from visrec.segment import SEGMENTERS, Segmenter
 from visrec.segment.faces_first import FaceRegionConfig, FaceRegionSegmenter, create_detector, expand_boxes
 from visrec.segment.scene import SceneAnalyzer

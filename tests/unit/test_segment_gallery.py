@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput
 from visrec.index import Index
-from visrec.indexing import IndexConfig
+from visrec.index.pipeline import IndexConfig
+from visrec.index.writer import build_index
 from visrec.segment.gallery import GalleryConfig, GallerySegmenter, balanced_batch
 from visrec.segment.proposals import fit_stride, jitter_windows, sliding_windows
 from visrec.segment.scene import SceneAnalyzer, SceneConfig, relative_labels

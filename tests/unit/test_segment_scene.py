@@ -11,12 +11,12 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput
 from visrec.index import Index
-from visrec.indexing import IndexConfig
+from visrec.index.pipeline import IndexConfig
+from visrec.index.writer import build_index
 from visrec.segment.draw import annotate
 from visrec.segment.evaluate import evaluate_presence, presence_scores
 from visrec.segment.masks import box_ioa
@@ -99,7 +99,7 @@ def test_presence_scores_and_evaluation(index: Index, tmp_path: Path) -> None:
 def test_scene_eval_command_takes_the_acceptance_rule(index: Index, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from visrec.cli_scene import app
+    from visrec.cli.scene import app
 
     Image.fromarray(scene()).save(tmp_path / "s1.png")
     (tmp_path / "labels.json").write_text(json.dumps({"s1.png": ["blue", "crimson"]}))

@@ -25,7 +25,7 @@ from PIL import Image
 
 from visrec.encoders.preprocess import ImagePrep, parallel_batches
 from visrec.errors import BadImage, MissingWeights
-from visrec.indexing import ordered_map
+from visrec.index.pipeline import ordered_map
 
 PREP = ImagePrep(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -128,10 +128,11 @@ def test_fast_encoder_path_matches_plain_path(encoder: Any, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_build_index_stores_the_plain_encoder_vectors(encoder: Any, tmp_path: Path) -> None:
-    from visrec.build import build_index
     from visrec.data import load_dataset
-    from visrec.indexing import IndexConfig
-    from visrec.stores import IndexFolder, load_store
+    from visrec.index.folder import IndexFolder
+    from visrec.index.pipeline import IndexConfig
+    from visrec.index.writer import build_index
+    from visrec.stores import load_store
 
     paths = _big_jpegs(tmp_path / "data" / "photo", 5)
     report = build_index(load_dataset(tmp_path / "data"), tmp_path / "x.vrx", encoder, IndexConfig(batch_size=2))
@@ -287,11 +288,12 @@ def test_per_core_path_caps_the_batch_and_keeps_the_embeddings(encoder: Any) -> 
 
 @pytest.mark.slow
 def test_build_index_stores_the_perceptual_hash_of_visrec_data(encoder: Any, tmp_path: Path) -> None:
-    from visrec.build import build_index
     from visrec.data import load_dataset
     from visrec.data.dedup import image_hash
-    from visrec.indexing import IndexConfig
-    from visrec.stores import IndexFolder, load_store
+    from visrec.index.folder import IndexFolder
+    from visrec.index.pipeline import IndexConfig
+    from visrec.index.writer import build_index
+    from visrec.stores import load_store
 
     paths = _big_jpegs(tmp_path / "data" / "photo", 3)
     for i, side in enumerate((175, 700)):  # decoded at full size, and at 1/2 in draft mode

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tests.fixtures_images import make_labeled_tree
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput, ManifestMismatch
 from visrec.index import Index
-from visrec.indexing import IndexConfig
+from visrec.index.pipeline import IndexConfig
+from visrec.index.writer import build_index
 from visrec.train import (
     FinetuneConfig,
     LoopConfig,

@@ -11,11 +11,11 @@ import pytest
 
 from tests.fixtures_images import make_labeled_tree
 from tests.unit.train_synthetic import synthetic_split
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput
-from visrec.indexing import IndexConfig
+from visrec.index.pipeline import IndexConfig
+from visrec.index.writer import build_index
 from visrec.train import FinetuneConfig, LoopConfig, finetune_lit, load_adapter, save_adapter
 from visrec.train.lit import fit_lit, label_texts, text_figures
 from visrec.train.loop import project

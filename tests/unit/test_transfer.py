@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from tests.fixtures_images import make_labeled_tree
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.distributed.transfer import export_index, export_store, import_index, import_store, parquet_info
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput
 from visrec.index import Index
-from visrec.indexing import IndexConfig
+from visrec.index.pipeline import IndexConfig
+from visrec.index.writer import build_index
 from visrec.stores import create_store, l2_normalize
 
 pytest.importorskip("pyarrow", reason="pip install 'visrec[milvus]' for Parquet export / import")
@@ -75,7 +75,7 @@ def test_cli_export_then_import(faiss_index: Path, tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from visrec.cli_scale import register
+    from visrec.cli.scale import register
 
     app = typer.Typer()
     register(app)

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
+from visrec.index.writer import build_index
 from visrec.web import ServeConfig, Service
 from visrec.web.api import create_api
 
@@ -113,7 +113,7 @@ def test_add_folder_reports_progress_and_keeps_existing_items(index_path: Path, 
     more = tmp_path / "more"
     make_labeled_tree(more, ("violet",), per_class=5, size=48, seed=3)
     (more / "violet" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    svc = Service(ServeConfig(copy, writable=True))
+    svc = Service(ServeConfig(copy, writable=True, allow_roots=(tmp_path,)))
     seen: list[tuple[int, int]] = []
     rep = svc.add_folder(more, progress=lambda d, n: seen.append((d, n)), batch=2)
     assert rep["added"] == 5 and rep["count"] == 29 and rep["skipped"][0][1] in ("truncated", "corrupt", "not-an-image")

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.fixtures_images import make_labeled_tree
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
+from visrec.index.writer import build_index
 from visrec.web import ServeConfig, Service
 from visrec.web.api import create_api
 
@@ -73,7 +73,7 @@ def test_without_the_faces_extra_the_answer_is_503_with_the_install_command(
     assert r.status_code == 503 and "pip install 'visrec[faces]'" in r.json()["error"]
     d = index_path.parent / "some"
     d.mkdir(exist_ok=True)
-    r = client(index_path, writable=True).post("/api/cluster", json={"folder": str(d), "what": "faces"})
+    r = client(index_path, allow_roots=(d,)).post("/api/cluster", json={"folder": str(d), "what": "faces"})
     assert r.status_code == 503 and "visrec[faces]" in r.json()["error"]
 
 
@@ -129,7 +129,7 @@ def test_cluster_faces_of_a_folder(index_path: Path, tmp_path: Path) -> None:
         (tmp_path / person).mkdir()
         for f in sorted((DATA / person).glob("*.jpg")):
             (tmp_path / person / f.name).symlink_to(f)  # the photos stay where they are
-    c = client(index_path, writable=True)
+    c = client(index_path, allow_roots=(tmp_path, DATA))  # the links resolve into DATA, which must be allowed too
     job = c.post("/api/cluster", json={"folder": str(tmp_path), "what": "faces"}).json()["job"]
     body = c.get(f"/api/cluster/{job}", params={"wait": 60}).json()
     assert body["status"] == "done" and sorted(body["sizes"].values()) == [2, 2]

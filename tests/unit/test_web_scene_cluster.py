@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
-from visrec.build import build_index
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
+from visrec.index.writer import build_index
 from visrec.web import ServeConfig, Service
 from visrec.web.api import create_api
 from visrec.web.jobs import ClusterJobs
@@ -106,15 +106,15 @@ def test_scene_malformed_requests_are_clear_4xx(data: tuple[Path, Path]) -> None
 
 
 def test_cluster_needs_folder_access(data: tuple[Path, Path]) -> None:
-    r = client(Service(ServeConfig(data[0]))).post("/api/cluster", json={"folder": str(data[1])})
-    assert r.status_code == 403 and "--writable" in r.json()["error"]
+    r = client(Service(ServeConfig(data[0], writable=True))).post("/api/cluster", json={"folder": str(data[1])})
+    assert r.status_code == 403 and "--allow-root" in r.json()["error"]
 
 
 def test_cluster_job_groups_the_folders_and_serves_sheets(data: tuple[Path, Path], tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     shutil.copytree(data[1], folder)
     (folder / "amber" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    c = client(Service(ServeConfig(data[0], writable=True)))
+    c = client(Service(ServeConfig(data[0], allow_roots=(tmp_path,))))
     r = c.post("/api/cluster", json={"folder": str(folder), "method": "kmeans", "k": 3})
     assert r.status_code == 202 and r.json()["status"] in ("running", "done")
     job = r.json()["job"]
@@ -131,7 +131,7 @@ def test_cluster_job_groups_the_folders_and_serves_sheets(data: tuple[Path, Path
 
 
 def test_cluster_malformed_requests_and_failures_are_reported(data: tuple[Path, Path], tmp_path: Path) -> None:
-    c = client(Service(ServeConfig(data[0], writable=True)))
+    c = client(Service(ServeConfig(data[0], allow_roots=(tmp_path, data[1]))))
     assert c.post("/api/cluster", json={}).status_code == 422
     assert c.post("/api/cluster", json={"folder": str(data[1]), "what": "videos"}).status_code == 422
     assert c.post("/api/cluster", json={"folder": str(data[1]), "k": 0}).status_code == 422
@@ -146,7 +146,7 @@ def test_cluster_malformed_requests_and_failures_are_reported(data: tuple[Path, 
 
 
 def test_a_second_cluster_job_waits_for_the_first(data: tuple[Path, Path]) -> None:
-    service = Service(ServeConfig(data[0], writable=True))
+    service = Service(ServeConfig(data[0], allow_roots=(data[1],)))
     gate = threading.Event()
 
     def held_encoder() -> object:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,14 @@ from visrec.errors import BadImage, BadInput
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 """Lower-case file suffixes (with the dot) that readers treat as images; matching is case-insensitive."""
 
+UNDECODABLE_IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".heic", ".heif", ".jxl", ".psd", ".svg", ".cr2", ".cr3", ".nef", ".arw", ".dng", ".orf", ".rw2", ".raf"}
+)
+"""Suffixes of image formats the reader cannot decode (HEIC, JPEG XL, camera raw...): dataset readers list such
+files as skipped (reason ``"unsupported-format"``) instead of ignoring them like other non-image files."""
+
 DEFAULT_MAX_PIXELS = 100_000_000
+_OPEN_LOCK = threading.Lock()  # warnings filters are process-wide: one header parse changes them at a time
 
 # Magic numbers of the formats above: a file that starts like an image but that Pillow cannot identify
 # has a damaged header ("corrupt"), not the wrong content ("not-an-image").
@@ -78,17 +87,18 @@ def _looks_cut_short(data: bytes) -> bool:
 def _bomb_detail(exc: BaseException) -> str:
     return (
         f"{exc} It was refused without decoding; if you trust the file, downscale it with another tool "
-        "(Pillow's own limit applies above --max-pixels)"
+        f"(Pillow's own safety limit of {Image.MAX_IMAGE_PIXELS} pixels applies whatever the pixel limit)"
     )
 
 
 def _open_header(data: bytes, path: Path, max_pixels: int) -> Image.Image:
     """Parse the header only (no pixel decoding) and refuse images over ``max_pixels``."""
     try:
-        im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise BadImage(str(path), "too-large", _bomb_detail(exc)) from exc
-    except Image.DecompressionBombWarning as exc:  # only reached when warnings are turned into errors
+        with _OPEN_LOCK, warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it, then decodes anyway: refuse those too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage(str(path), "too-large", _bomb_detail(exc)) from exc
     except UnidentifiedImageError as exc:
         if _looks_cut_short(data):
@@ -111,7 +121,7 @@ def _open_header(data: bytes, path: Path, max_pixels: int) -> Image.Image:
             str(path),
             "too-large",
             f"{im.width}x{im.height} = {pixels} pixels is over the limit of {max_pixels}; "
-            "raise --max-pixels if you trust this file, or downscale it",
+            "downscale it, or raise the pixel limit (max_pixels; visrec serve --max-megapixels) if you trust it",
         )
     return im
 
@@ -254,7 +264,26 @@ def decode_file(
     threads decoding at once scale with the cores.
     """
     p = Path(path)
-    data = _read_bytes(p)
+    return decode_bytes(_read_bytes(p), p, draft_size=draft_size, max_pixels=max_pixels)
+
+
+def header_size(data: bytes, name: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` of encoded image bytes from the header only (no pixel decoding, EXIF not applied);
+    raises ``BadImage`` like :func:`decode_bytes` (``"too-large"`` over ``max_pixels``), naming ``name``."""
+    if not data:
+        raise BadImage(str(name), "empty", "the file has zero bytes; re-export or re-download it")
+    im = _open_header(data, Path(name), max_pixels)
+    return im.width, im.height
+
+
+def decode_bytes(
+    data: bytes, name: str | Path, *, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """:func:`decode_file` for the bytes of a file already read (an upload): ``name`` is only used in the
+    ``BadImage`` errors, so they name the file the user knows instead of a temporary path."""
+    p = Path(name)
+    if not data:
+        raise BadImage(str(p), "empty", "the file has zero bytes; re-export or re-download it")
     im = _open_header(data, p, max_pixels)
     width, height = im.size
     _load(im, p, draft_size)

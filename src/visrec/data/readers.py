@@ -15,7 +15,7 @@ from typing import Any
 
 from natsort import natsorted
 
-from visrec.data.images import is_image_file
+from visrec.data.images import UNDECODABLE_IMAGE_EXTENSIONS, is_image_file
 from visrec.errors import BadInput, EmptyDataset
 from visrec.types import ImageRecord, LabeledSet
 
@@ -69,6 +69,9 @@ class LoadReport:
         }
 
 
+_UNSUPPORTED = "an image format this reader cannot decode (HEIC, JPEG XL, camera raw...); convert it to JPEG or PNG"
+
+
 def _is_hidden(rel: Path) -> bool:
     return any(part.startswith(".") or part in _JUNK_DIRS for part in rel.parts)
 
@@ -117,7 +120,10 @@ def read_folders(root: str | Path) -> tuple[LabeledSet, LoadReport]:
     ignored = 0
     for rel, is_image in iter_files(root):
         if not is_image:
-            ignored += 1
+            if rel.suffix.lower() in UNDECODABLE_IMAGE_EXTENSIONS:
+                skipped.append(Skipped(rel.as_posix(), "unsupported-format", _UNSUPPORTED))
+            else:
+                ignored += 1
             continue
         parts = rel.parts
         if len(parts) <= depth:

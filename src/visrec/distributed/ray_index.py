@@ -1,10 +1,10 @@
-"""The embed stage of :func:`visrec.build.build_index` on Ray Data (``visrec index --engine ray``).
+"""The embed stage of :func:`visrec.index.writer.build_index` on Ray Data (``visrec index --engine ray``).
 
-Same contract as :func:`visrec.indexing.embed_items`: the images to (re-)embed go through the Ray pipeline of
+Same contract as :func:`visrec.index.pipeline.embed_items`: the images to (re-)embed go through the Ray pipeline of
 :mod:`visrec.distributed.ray_engine` (decoding at the encoder's input size, a pool of encoder actors); the
 vectors come back to this process and are written to the index's resumable shards as they arrive, with the
 metadata the single-process path records (perceptual hash of the decoded pixels, displayed size). Unreadable
-files are reported in the :class:`~visrec.indexing.IndexingReport` under their reason.
+files are reported in the :class:`~visrec.index.pipeline.IndexingReport` under their reason.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from visrec.types import Embeddings
 
 if TYPE_CHECKING:
     from visrec.encoders.base import Encoder
-    from visrec.indexing import IndexConfig, IndexingReport, Progress, ShardWriter, _Item
+    from visrec.index.pipeline import IndexConfig, IndexingReport, Progress, ShardWriter, _Item
 
 
 class _Shards:

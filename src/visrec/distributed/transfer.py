@@ -136,7 +136,8 @@ def _new_store(backend: str, dim: int, part: str, options: Mapping[str, Any], en
 
 def export_index(index: str | Path, out: str | Path, *, batch_size: int = 10_000) -> int:
     """Export the current generation of the index folder ``index`` to ``out`` (and its joint sibling)."""
-    from visrec.stores import IndexFolder, load_store
+    from visrec.index.folder import IndexFolder
+    from visrec.stores import load_store
 
     folder = IndexFolder.open(index)
     gen, m = folder.generation_dir, folder.manifest
@@ -156,7 +157,7 @@ def import_index(src: str | Path, index: str | Path, backend: str = "faiss", **s
 
     ``store_options`` go to the store (e.g. ``uri=`` for milvus). Returns the number of items.
     """
-    from visrec.stores import IndexFolder
+    from visrec.index.folder import IndexFolder
 
     src, index = Path(src), Path(index)
     info = parquet_info(src)

@@ -1,6 +1,6 @@
 """Run an evaluation: index the train side, classify and retrieve the test side, per encoder and mode.
 
-For each encoder a temporary index of the train images is built with :func:`visrec.build.build_index`
+For each encoder a temporary index of the train images is built with :func:`visrec.index.writer.build_index`
 (calibrated leave-one-group-out, as ``visrec index`` does), or a given index is reused. The test images are
 encoded once; every classifier mode is scored on the same embeddings; retrieval ranks the index's images.
 The result is a JSON-ready dict with stable keys (see :data:`SCHEMA`).
@@ -148,7 +148,7 @@ def evaluate_index(idx: Any, test: LabeledSet, cfg: EvalConfig, unknown_files: S
     """Figures of one index on the labeled ``test`` images: per mode classification, coverage, open-set,
     latency; per index retrieval and encoding speed. Test images whose labels the index lacks go to the
     open-set side together with ``unknown_files``."""
-    from visrec.ops import encode_files
+    from visrec.index.inputs import encode_files
 
     classes = sorted(idx.labels())
     recs = [r for r in test.records if set(r.labels) & set(classes)]
@@ -186,10 +186,10 @@ def evaluate_index(idx: Any, test: LabeledSet, cfg: EvalConfig, unknown_files: S
 
 def evaluate_encoder(name: str, plan: SplitPlan, cfg: EvalConfig, workdir: Path) -> dict[str, Any]:
     """Build a temporary index of ``plan.train`` with encoder ``name`` under ``workdir``, then evaluate it."""
-    from visrec.build import build_index
     from visrec.encoders import create_encoder
     from visrec.index import Index
-    from visrec.indexing import IndexConfig
+    from visrec.index.pipeline import IndexConfig
+    from visrec.index.writer import build_index
 
     enc = create_encoder(name)
     out = workdir / f"{name.replace('/', '_')}.vrx"
@@ -251,8 +251,8 @@ def evaluate_source(
     """
     from visrec.errors import BadInput
     from visrec.eval.splits import plan_split
-    from visrec.ops import open_dataset
-    from visrec.stores import IndexFolder
+    from visrec.index.folder import IndexFolder
+    from visrec.index.inputs import open_dataset
 
     is_index = IndexFolder.is_index(source)
     if is_index and data is None:

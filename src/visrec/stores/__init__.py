@@ -1,7 +1,7 @@
 """Vector stores: stable string ids -> L2-normalised float32 vectors + metadata, searched by inner product.
 
 Backends are registered in :data:`STORES` and load lazily (importing this package imports neither FAISS nor
-torch). On disk a store lives in a generation of an :class:`IndexFolder`.
+torch). On disk a store lives in a generation of an index folder (:class:`visrec.index.IndexFolder`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from visrec.registry import Registry
 from visrec.stores._common import l2_normalize
 from visrec.stores.base import Metadata, VectorStore
 from visrec.stores.filters import Filter, parse_filter
-from visrec.stores.folder import IndexFolder, Manifest
 
 STORES: Registry[VectorStore] = Registry("store")
 STORES.register("exact", "visrec.stores.exact:ExactStore", help="brute-force numpy; exact; fine to a few 100k vectors")
@@ -24,8 +23,6 @@ STORES.register("milvus", "visrec.stores.milvus_store:MilvusStore", help="Milvus
 __all__ = [
     "STORES",
     "Filter",
-    "IndexFolder",
-    "Manifest",
     "Metadata",
     "VectorStore",
     "create_store",

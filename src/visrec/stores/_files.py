@@ -13,7 +13,7 @@ from typing import Any
 
 from visrec.errors import BadInput
 
-log = logging.getLogger("visrec.stores.folder")
+log = logging.getLogger("visrec.index.folder")
 
 TMP_PREFIX = ".tmp-"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -1,7 +1,7 @@
 """Cached embeddings to train on: an index's stored vectors with their labels, cut into train / val / test.
 
 Training never runs the image encoder: it reads the vectors an index already holds (a dataset is first indexed
-with :func:`visrec.build.build_index`, which embeds each image once and resumes if interrupted). The three sides
+with :func:`visrec.index.writer.build_index`, which embeds each image once and resumes if interrupted). The three sides
 are leak-free: near-duplicate groups (the pHash the index stores per image) never straddle two sides.
 
 * test: ``split_field="auto"`` takes the manifest column ``grouped_split`` when the images have one, else cuts

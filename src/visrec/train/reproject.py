@@ -30,10 +30,11 @@ def reproject_index(
     Refuses (``ManifestMismatch``) an index built by another encoder than the adapter's base, and (``BadInput``)
     an ``out`` that already exists. Returns a summary (count, dims, encoder fingerprint, calibration figures).
     """
-    from visrec.build import _derived_files, _writer
     from visrec.index import Index
-    from visrec.indexing import IndexConfig, IndexingReport
-    from visrec.stores import IndexFolder, create_store
+    from visrec.index.folder import IndexFolder
+    from visrec.index.pipeline import IndexConfig, IndexingReport
+    from visrec.index.writer import _derived_files, _writer
+    from visrec.stores import create_store
     from visrec.train.data import read_index
 
     out = Path(out)

@@ -183,10 +183,10 @@ def prepare_index(
 ) -> Path:  # fmt: skip
     """The index to train on: ``source`` itself when it is an index folder, else ``index`` built (or updated:
     only new or changed images are embedded) from the dataset ``source`` with the index pipeline."""
-    from visrec.build import build_index
-    from visrec.indexing import IndexConfig
-    from visrec.ops import open_dataset, resolve_encoder
-    from visrec.stores import IndexFolder
+    from visrec.index.folder import IndexFolder
+    from visrec.index.inputs import open_dataset, resolve_encoder
+    from visrec.index.pipeline import IndexConfig
+    from visrec.index.writer import build_index
 
     if IndexFolder.is_index(source):
         return Path(source)

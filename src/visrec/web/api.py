@@ -1,17 +1,22 @@
 """The REST API (FastAPI): search, classify, scene, faces, cluster, index info/add/delete, health.
 
-JSON in and out, multipart uploads.
+JSON in and out, multipart uploads. With a token, every route but ``/api/health`` needs ``Authorization: Bearer
+<token>``; the docs (``/docs``, ``/redoc``, ``/openapi.json``, served from files installed with the package, so
+they work offline) take it too, or the token as the password of the browser's login prompt.
 
 Errors are JSON ``{"error": message}`` with a 4xx status; a request never gets a 500 for bad input.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from typing import Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, Security, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
 from visrec.errors import (
@@ -26,8 +31,11 @@ from visrec.errors import (
 )
 from visrec.web.faces import NoFaceIndex
 from visrec.web.jobs import ClusterBusy, JobNotFound
-from visrec.web.routes import add_routes, read_upload
+from visrec.web.routes import add_routes, image_slot, read_upload
 from visrec.web.service import ReadOnly, Service, UploadTooLarge
+
+BEARER = HTTPBearer(auto_error=False, description="The token given to `visrec serve --token`.")
+DOCS_ASSETS = "/docs-assets"
 
 _STATUS: list[tuple[type[Exception], int]] = [
     (UploadTooLarge, 413),
@@ -67,21 +75,23 @@ def create_api(service: Service) -> FastAPI:
         version="0.1.0",
         description="Search, classify and analyse images against a visrec index; verify and identify faces; "
         "cluster a folder.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
 
     @app.exception_handler(VisrecError)
     async def _visrec_error(_: Request, exc: VisrecError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
 
-    def auth(authorization: str | None = Header(default=None)) -> None:
+    def auth(request: Request, _: Any = Security(BEARER)) -> None:
         token = service.config.token
-        if token is None:
-            return
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if token is not None and not bearer_ok(request.headers.get("authorization"), token):
             raise HTTPException(401, "missing or wrong API token: send 'Authorization: Bearer <token>'")
 
     guarded = [Depends(auth)]
+    heavy = [*guarded, image_slot(service)]
+    add_docs(app, service.config.token)
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -91,7 +101,7 @@ def create_api(service: Service) -> FastAPI:
     def info() -> dict[str, Any]:
         return service.info()
 
-    @app.post("/api/search/image", dependencies=guarded)
+    @app.post("/api/search/image", dependencies=heavy)
     async def search_image(
         file: UploadFile = File(...), k: int = Form(10, ge=1, le=1000), where: str | None = Form(None)
     ) -> dict[str, Any]:
@@ -107,7 +117,7 @@ def create_api(service: Service) -> FastAPI:
     ) -> dict[str, Any]:
         return service.search_text(q, k, where, route)
 
-    @app.post("/api/classify", dependencies=guarded)
+    @app.post("/api/classify", dependencies=heavy)
     async def classify(
         file: UploadFile = File(...),
         mode: str = Form("knn", pattern="^(knn|prototype|zeroshot|blend)$"),
@@ -116,7 +126,7 @@ def create_api(service: Service) -> FastAPI:
         up = await read_upload(service, file)
         return {"query": up.name, **service.classify(up, mode, k)}
 
-    @app.post("/api/index/add", dependencies=guarded)
+    @app.post("/api/index/add", dependencies=heavy)
     async def add(files: list[UploadFile] = File(...), label: str | None = Form(None)) -> dict[str, Any]:
         if len(files) > 100:
             raise BadInput(f"{len(files)} files in one request; send at most 100")
@@ -129,3 +139,70 @@ def create_api(service: Service) -> FastAPI:
 
     add_routes(app, service, guarded)
     return app
+
+
+def bearer_ok(header: str | None, token: str) -> bool:
+    """True for exactly ``Bearer <token>`` (the scheme in any case, one space, nothing around the token)."""
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+
+def basic_ok(header: str | None, token: str) -> bool:
+    """True for HTTP Basic credentials whose password is the token (any user name): the browser's login prompt."""
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")[2]
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(password.encode(), token.encode())
+
+
+def add_docs(app: FastAPI, token: str | None) -> None:
+    """``/docs`` (Swagger UI), ``/redoc`` and ``/openapi.json``, behind the token when one is set, with their
+    scripts served from the ``fastapi-offline`` package's files under ``/docs-assets`` (no CDN)."""
+    from importlib.resources import files
+    from pathlib import Path
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    def docs_auth(request: Request) -> None:
+        header = request.headers.get("authorization")
+        if token is not None and not (bearer_ok(header, token) or basic_ok(header, token)):
+            raise HTTPException(
+                401, "the API docs need the token: as the password of the login prompt (any user name)",
+                headers={"WWW-Authenticate": 'Basic realm="visrec API docs (password: the API token)"'},
+            )  # fmt: skip
+
+    try:
+        assets = Path(str(files("fastapi_offline") / "static"))
+    except ModuleNotFoundError:
+        assets = None
+    if assets is not None:
+        app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    locked = [Depends(docs_auth)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=locked)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    def page(html: HTMLResponse) -> HTMLResponse:
+        if assets is None:
+            raise MissingExtra("fastapi-offline", "web", "the API docs page")
+        return html
+
+    @app.get("/docs", include_in_schema=False, dependencies=locked)
+    def docs() -> HTMLResponse:
+        return page(get_swagger_ui_html(
+            openapi_url="/openapi.json", title="visrec API", swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        ))  # fmt: skip
+
+    @app.get("/redoc", include_in_schema=False, dependencies=locked)
+    def redoc() -> HTMLResponse:
+        return page(get_redoc_html(
+            openapi_url="/openapi.json", title="visrec API", redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False,
+        ))  # fmt: skip

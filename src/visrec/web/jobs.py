@@ -39,13 +39,15 @@ class JobNotFound(BadInput):
 @dataclass(frozen=True)
 class ClusterRequest:
     """``folder``: a folder on the server (recursive); ``what``: images | faces; ``method``: agglomerative |
-    hdbscan | kmeans; ``k``: clusters (None: automatic); ``threshold``: agglomerative cosine distance."""
+    hdbscan | kmeans; ``k``: clusters (None: automatic); ``threshold``: agglomerative cosine distance;
+    ``allowed``: which files may be read (symlinks resolved); the others are skipped as ``outside-allowed-roots``."""
 
     folder: Path
     what: str = "images"
     method: str = "agglomerative"
     k: int | None = None
     threshold: float | None = None
+    allowed: Callable[[Path], bool] | None = None
 
     def __post_init__(self) -> None:
         from visrec.cluster import ClusterConfig
@@ -86,7 +88,10 @@ class ClusterJob:
             return self._thumbs[item]
         if self.request.what != "images" or item not in (self.result.assignment if self.result else {}):
             raise JobNotFound(f"job {self.id} has no item {item!r}")
-        return load_image(self.request.folder / item, draft_size=THUMB)
+        path = self.request.folder / item
+        if self.request.allowed is not None and not self.request.allowed(path):  # a symlink changed since
+            raise JobNotFound(f"job {self.id}: item {item!r} now lies outside the allowed folders")
+        return load_image(path, draft_size=THUMB)
 
     def sheet(self, name: str) -> Any:
         """A PIL contact sheet of a cluster (up to 48 items)."""
@@ -131,6 +136,10 @@ class ClusterJob:
 
         req = self.request
         files = image_files(req.folder)
+        if req.allowed is not None:
+            inside = [f for f in files if req.allowed(f)]
+            self.skipped += [[str(f), "outside-allowed-roots"] for f in files if f not in set(inside)]
+            files = inside
         self.total, self.stage = len(files), "embedding"
         if req.what == "faces":
             pipe = faces.pipeline()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import FastAPI, File, Form, Path, Query, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,17 @@ async def read_upload(service: Service, file: UploadFile, draft_size: int | None
     if len(data) > limit:
         raise UploadTooLarge(f"{file.filename}: over the upload limit of {limit} bytes")
     return await run_in_threadpool(service.decode, file.filename or "upload", data, draft_size)
+
+
+def image_slot(service: Service) -> Any:
+    """A route dependency holding one of the service's image slots for the whole request (see
+    :meth:`Service.image_slot`): concurrent image requests beyond ``max_concurrent`` wait their turn."""
+
+    async def slot() -> AsyncIterator[None]:
+        async with service.image_slot():
+            yield
+
+    return Depends(slot)
 
 
 def png_bytes(image: Any) -> bytes:
@@ -43,6 +55,7 @@ class ClusterBody(BaseModel):
 
 def add_routes(app: FastAPI, service: Service, guarded: list[Any]) -> None:
     """Add ``/api/scene``, ``/api/faces/*`` and ``/api/cluster*`` to ``app`` (all behind ``guarded``)."""
+    heavy = [*guarded, image_slot(service)]
 
     async def scene_of(file: UploadFile, segmenter: str, mode: str, min_score: float, unknown: bool) -> Any:
         up = await read_upload(service, file, None)  # full size: boxes are in the uploaded file's pixels
@@ -55,7 +68,7 @@ def add_routes(app: FastAPI, service: Service, guarded: list[Any]) -> None:
         "unknown": Form(False),
     }
 
-    @app.post("/api/scene", dependencies=guarded)
+    @app.post("/api/scene", dependencies=heavy)
     async def scene(
         file: UploadFile = File(...),
         segmenter: str = scene_form["segmenter"],
@@ -67,7 +80,7 @@ def add_routes(app: FastAPI, service: Service, guarded: list[Any]) -> None:
         up, res = await scene_of(file, segmenter, mode, min_score, unknown)
         return {"query": up.name, **res.to_dict()}
 
-    @app.post("/api/scene/annotated", dependencies=guarded, response_class=Response, responses=PNG)
+    @app.post("/api/scene/annotated", dependencies=heavy, response_class=Response, responses=PNG)
     async def scene_annotated(
         file: UploadFile = File(...),
         segmenter: str = scene_form["segmenter"],
@@ -87,14 +100,14 @@ def add_routes(app: FastAPI, service: Service, guarded: list[Any]) -> None:
         face_index = service.config.faces
         return {**service.faces.info(), "index": str(face_index) if face_index else None}
 
-    @app.post("/api/faces/verify", dependencies=guarded)
+    @app.post("/api/faces/verify", dependencies=heavy)
     async def faces_verify(a: UploadFile = File(...), b: UploadFile = File(...)) -> dict[str, Any]:
         """Same person? Largest face of each photo: distance, decision, threshold (and probability if calibrated)."""
         up_a = await read_upload(service, a, None)  # full size: boxes are in the uploaded file's pixels
         up_b = await read_upload(service, b, None)
         return await run_in_threadpool(service.faces.verify, up_a, up_b)
 
-    @app.post("/api/faces/identify", dependencies=guarded)
+    @app.post("/api/faces/identify", dependencies=heavy)
     async def faces_identify(file: UploadFile = File(...)) -> dict[str, Any]:
         """Every face of the photo -> a person of the face index (``--faces``) or unknown (``label`` null)."""
         up = await read_upload(service, file, None)
@@ -102,7 +115,7 @@ def add_routes(app: FastAPI, service: Service, guarded: list[Any]) -> None:
 
     @app.post("/api/cluster", dependencies=guarded, status_code=202)
     def cluster_start(body: ClusterBody) -> dict[str, Any]:
-        """Start clustering a server folder in the background (needs ``--writable``); poll the returned job."""
+        """Start clustering a server folder (under an ``--allow-root``) in the background; poll the returned job."""
         job = service.cluster_folder(body.folder, what=body.what, method=body.method, k=body.k,
                                      threshold=body.threshold)  # fmt: skip
         return job.to_dict(items=False)

@@ -1,15 +1,17 @@
 """What the HTTP API and the UI share: an opened index, upload checks, and the calls they make.
 
-Uploads are size- and type-checked, written only inside a temporary folder that is removed at once, decoded with
-the same safe reader as files on disk, and never fetched from URLs. Scene analysis and faces work on uploads only;
-clustering reads a folder on the server, allowed (like indexing a folder) only when the server is writable.
+Uploads are size-, type- and pixel-checked, decoded in memory with the same safe reader as files on disk (never
+written to disk), and never fetched from URLs. Scene analysis and faces work on uploads only; clustering and indexing
+a folder read folders on the server, allowed only under the roots named at start (``--allow-root``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import tempfile
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from visrec.errors import BadImage, BadInput, VisrecError
 from visrec.web.faces import FaceService
 
 DEFAULT_MAX_UPLOAD = 10 * 2**20
+DEFAULT_MAX_PIXELS = 40_000_000  # per uploaded image: ~120 MB of RGB while it is decoded
+DEFAULT_MAX_CONCURRENT = 2  # image requests processed at once; the others wait their turn
 SCENE_LONG_SIDE = 1024  # scene analysis shrinks to this anyway (SceneConfig.long_side)
 FACE_DRAFT = 1280  # the dlib detector shrinks to this longer side before detecting
 ENCODER_DRAFT = -1  # decode() default: draft JPEGs down to the encoder's input size
@@ -36,9 +40,14 @@ class ReadOnly(VisrecError):
     exit_code = 2
 
 
+class FolderNotAllowed(ReadOnly):
+    """A server folder outside the roots allowed at start (or any folder, when none was allowed)."""
+
+
 @dataclass(frozen=True)
 class Upload:
-    """A decoded upload: RGB ``uint8`` pixels ``(h, w, 3)`` and facts about the file."""
+    """A decoded upload: RGB ``uint8`` pixels ``(h, w, 3)`` (maybe reduced, see :meth:`Service.decode`) and facts
+    about the file (``width`` x ``height``: its full displayed size)."""
 
     name: str
     pixels: np.ndarray
@@ -57,6 +66,13 @@ class ServeConfig:
     token: str | None = None
     report: Path | None = None
     faces: Path | None = None
+    allow_roots: tuple[Path, ...] = ()
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1 or self.max_concurrent < 1:
+            raise BadInput(f"max_pixels and max_concurrent must be >= 1, got {self.max_pixels}, {self.max_concurrent}")
 
 
 class Service:
@@ -73,15 +89,49 @@ class Service:
         self.face_gallery = FaceGallery.load(config.faces) if config.faces is not None else None
         self._faces = FaceService(self.face_gallery)
         self.clusters = ClusterJobs(lambda: self.index.encoder, self._faces)
+        self._roots = tuple(Path(r).resolve() for r in config.allow_roots)
+        self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    @asynccontextmanager
+    async def image_slot(self) -> AsyncIterator[None]:
+        """Hold one of the ``max_concurrent`` slots for image requests while a request decodes and uses its images
+        (the others wait), so N concurrent requests cost at most ``max_concurrent`` requests' memory."""
+        loop = asyncio.get_running_loop()
+        slots = self._slots.setdefault(loop, asyncio.Semaphore(self.config.max_concurrent))
+        async with slots:
+            yield
+
+    def folder(self, folder: str | Path) -> Path:
+        """``folder`` with symlinks resolved, if it lies under a root allowed at start; else ``FolderNotAllowed``."""
+        if not self._roots:
+            raise FolderNotAllowed(
+                "folders on the server are off: restart with visrec serve ... --allow-root DIR (the folders that "
+                "clustering and indexing may read)"
+            )
+        resolved = Path(folder).expanduser().resolve()
+        if not any(resolved.is_relative_to(r) for r in self._roots):
+            raise FolderNotAllowed(
+                f"{folder}: outside the folders this server may read; give a folder under {self.roots_text()}"
+            )
+        return resolved
+
+    def allowed(self, path: Path) -> bool:
+        """True when ``path`` (symlinks resolved) lies under an allowed root."""
+        return any(path.resolve().is_relative_to(r) for r in self._roots)
+
+    def roots_text(self) -> str:
+        return ", ".join(str(r) for r in self._roots) or "(none)"
 
     def decode(self, name: str, data: bytes, draft_size: int | None = ENCODER_DRAFT) -> Upload:
-        """Check and decode uploaded bytes; raises ``UploadTooLarge`` or ``BadImage`` naming the file.
+        """Check and decode uploaded bytes in memory; raises ``UploadTooLarge`` or ``BadImage`` naming the file
+        (its own base name, never a server path). Images over ``max_pixels`` are refused from their header.
 
-        ``draft_size``: JPEGs decode at a reduced scale keeping both sides >= this (default: the encoder's input
-        size; None: full size).
+        ``draft_size``: the image is decoded (JPEG draft mode) or reduced (other formats, by an integer factor)
+        keeping both sides >= this (default: the encoder's input size; None: full size).
         """
-        from visrec.data import load_image
+        from visrec.data.images import decode_bytes
 
+        name = Path(name).name or "upload"
         limit = self.config.max_upload_bytes
         if len(data) > limit:
             raise UploadTooLarge(f"{name}: {len(data)} bytes is over the upload limit of {limit} bytes")
@@ -89,13 +139,13 @@ class Service:
         if suffix not in IMAGE_EXTENSIONS:
             allowed = ", ".join(sorted(IMAGE_EXTENSIONS))
             raise BadInput(f"{name}: not an accepted image type; send one of {allowed}")
-        with tempfile.TemporaryDirectory(prefix="visrec-upload-") as tmp:
-            path = Path(tmp) / f"upload{suffix}"
-            path.write_bytes(data)
-            draft = self.index.encoder.input_size if draft_size == ENCODER_DRAFT else draft_size
-            pixels = load_image(path, draft_size=draft)
-        h, w = pixels.shape[:2]
-        return Upload(Path(name).name, pixels, hashlib.sha256(data).hexdigest(), w, h)
+        draft = self.index.encoder.input_size if draft_size == ENCODER_DRAFT else draft_size
+        decoded = decode_bytes(data, name, draft_size=draft, max_pixels=self.config.max_pixels)
+        image = decoded.image
+        if draft is not None and (factor := min(image.size) // draft) >= 2:
+            image = image.reduce(factor)  # what JPEG draft mode does for the other formats
+        return Upload(name, np.array(image, dtype=np.uint8), hashlib.sha256(data).hexdigest(), decoded.width,
+                      decoded.height)  # fmt: skip
 
     def search_image(self, up: Upload, k: int = 10, where: str | None = None) -> list[dict[str, Any]]:
         return [h.to_dict() for h in self.index.search_images([up.pixels], k, where)[0]]
@@ -141,13 +191,12 @@ class Service:
     def cluster_folder(self, folder: str | Path, **options: Any) -> Any:
         """Start clustering the images (or faces) of a folder on this machine in the background; returns the job.
 
-        Reading server folders is allowed only when the server is writable, as for indexing a folder.
+        Only folders under the roots allowed at start (``allow_roots``) can be read; files that resolve outside
+        them (symlinks) are skipped.
         """
         from visrec.web.jobs import ClusterRequest
 
-        if not self.config.writable:
-            raise ReadOnly("clustering a server folder needs folder access: restart with visrec serve ... --writable")
-        request = ClusterRequest(Path(folder), **options)
+        request = ClusterRequest(self.folder(folder), **options, allowed=self.allowed)
         if request.what == "faces":
             self._faces.pipeline()  # a missing faces extra fails the request, not the job
         return self.clusters.start(request)
@@ -155,7 +204,7 @@ class Service:
     def add(self, uploads: list[Upload], label: str | None) -> dict[str, Any]:
         """Add uploaded images (optionally labeled) to the index."""
         from visrec.data import image_hash
-        from visrec.edit import edit_index, upload_metadata
+        from visrec.index.edit import edit_index, upload_metadata
 
         self._require_writable()
         ids = [f"upload/{u.sha256[:16]}" for u in uploads]
@@ -172,13 +221,15 @@ class Service:
         """Add every image of a dataset folder on this machine (labels from its layout), batch by batch.
 
         ``progress(done, total)`` is called after each batch. Existing items are kept; the folder's images get ids
-        ``<folder name>/<relative path>`` and their absolute path, so the UI can show them.
+        ``<folder name>/<relative path>`` and their absolute path, so the UI can show them. Only folders under the
+        allowed roots can be read; files resolving outside them (symlinks) are skipped as ``outside-allowed-roots``.
         """
         from visrec.data import image_hash, load_dataset, load_image
-        from visrec.edit import edit_index
+        from visrec.index.edit import edit_index
 
         self._require_writable()
-        ds = load_dataset(Path(folder))
+        root = self.folder(folder)
+        ds = load_dataset(root)
         enc = self.index.encoder
         skipped: list[list[str]] = []
         added = 0
@@ -186,13 +237,16 @@ class Service:
             arrays, ids, metas = [], [], []
             for r in ds.records[start : start + batch]:
                 path = ds.abspath(r).resolve()
+                if not self.allowed(path):
+                    skipped.append([str(path), "outside-allowed-roots"])
+                    continue
                 try:
-                    arr = load_image(path, draft_size=enc.input_size)
+                    arr = load_image(path, draft_size=enc.input_size, max_pixels=self.config.max_pixels)
                 except BadImage as bad:
                     skipped.append([str(path), bad.reason])
                     continue
                 arrays.append(arr)
-                ids.append(f"{Path(folder).name}/{r.id}")
+                ids.append(f"{root.name}/{r.id}")
                 h, w = arr.shape[:2]
                 metas.append({"path": str(path), "labels": list(r.labels), "split": r.split, "sha256": "",
                               "width": w, "height": h, "group": None,
@@ -207,7 +261,7 @@ class Service:
 
     def delete(self, ids: list[str]) -> dict[str, Any]:
         """Delete items by id."""
-        from visrec.edit import edit_index
+        from visrec.index.edit import edit_index
 
         self._require_writable()
         return self._write(lambda: edit_index(self.config.index, delete=ids))

@@ -106,7 +106,7 @@ def build_ui(service: Service) -> Any:
         rep = service.delete(wanted)
         return f"removed {rep['removed']}; {rep['count']} items", counts()
 
-    with gr.Blocks(title="visrec") as ui:
+    with gr.Blocks(title="visrec", delete_cache=(3600, 3600)) as ui:  # uploads and results kept for an hour
         gr.Markdown(f"# visrec\nIndex `{service.config.index}` — {service.index.store.count()} images")
         with gr.Tab("Search"):
             with gr.Row():
@@ -154,9 +154,11 @@ def build_ui(service: Service) -> Any:
                 a_btn = gr.Button("Add")
                 a_out = gr.Markdown()
                 a_btn.click(guard(add), [files, label], [a_out, table])
-                folder = gr.Textbox(label="or index a folder on the server (folder per label)")
-                f_btn = gr.Button("Index folder")
-                f_btn.click(guard(add_folder), [folder], [a_out, table])
+                if service.config.allow_roots:
+                    where = f"under {service.roots_text()}"
+                    folder = gr.Textbox(label=f"or index a folder on the server {where} (folder per label)")
+                    f_btn = gr.Button("Index folder")
+                    f_btn.click(guard(add_folder), [folder], [a_out, table])
                 del_ids = gr.Textbox(label="ids to delete (one per line)", lines=3)
                 d_btn = gr.Button("Delete", variant="stop")
                 d_btn.click(guard(delete), [del_ids], [a_out, table])

@@ -196,13 +196,16 @@ def cluster_tab(service: Service, guard: Guard) -> None:
             return "no clustering job yet", gr.update(choices=[], value=None), []
         return shown(job)
 
-    if not service.config.writable:
+    if not service.config.allow_roots:
         gr.Markdown(
             "Clustering reads a folder on the server, which this server does not allow: restart with "
-            "`--writable` (the same switch that allows indexing a folder), or use `visrec cluster FOLDER`."
+            "`--allow-root DIR` (the folders it may read), or use `visrec cluster FOLDER`."
         )
         return
-    gr.Markdown("Group the images (or the faces) of a folder on the server; runs in the background.")
+    gr.Markdown(
+        f"Group the images (or the faces) of a folder on the server under {service.roots_text()}; runs in the "
+        "background."
+    )
     with gr.Row():
         folder = gr.Textbox(label="folder on the server", elem_id="cluster-folder", scale=3)
         what = gr.Radio(["images", "faces"], value="images", label="cluster")

@@ -1,6 +1,6 @@
 """``visrec scene`` and ``visrec scene-eval``: recognise every region of a scene against an index.
 
-Register on the main app with one line: ``visrec.cli_scene.register(app)``.
+Register on the main app with one line: ``visrec.cli.scene.register(app)``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from visrec import render
-from visrec.cli_common import command, print_json
+from visrec.cli.common import command, print_json
 
 INDEX = typer.Argument(..., help="Index folder built with: visrec index DATASET --out INDEX.")
 SEGMENTER = typer.Option(

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from visrec.build import _derived_files, _load_current, _writer
 from visrec.errors import BadInput, ManifestMismatch
-from visrec.indexing import IndexConfig, IndexingReport
+from visrec.index.folder import IndexFolder
+from visrec.index.pipeline import IndexConfig, IndexingReport
+from visrec.index.writer import _derived_files, _load_current, _writer
 from visrec.types import Embeddings
 
 
@@ -41,8 +42,6 @@ def edit_index(
     timeout: float = 10.0,
 ) -> IndexingReport:
     """Upsert ``add`` (with one metadata dict per row) and delete ``delete`` ids, in one new generation."""
-    from visrec.stores import IndexFolder
-
     cfg = config or IndexConfig()
     folder = IndexFolder.open(path)
     report = IndexingReport(path=str(path))

@@ -1,6 +1,6 @@
 """``visrec finetune`` and ``visrec reproject``: adapt the embedding to the user's labels, then re-project an index.
 
-Register on the main app with one line: ``visrec.cli_finetune.register(app)``.
+Register on the main app with one line: ``visrec.cli.finetune.register(app)``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from visrec import render
-from visrec.cli_common import command, print_json, split_names
+from visrec.cli.common import command, print_json, split_names
 
 METHOD_HELP = (
     "linear | mlp (classifier heads, cross-entropy) | arcface | triplet | infonce | supcon (metric projections) | "

@@ -13,8 +13,8 @@ from typing import Any
 import typer
 
 from visrec import render
-from visrec.cli_common import command, print_json
-from visrec.cli_scale import ENGINE, RAY_ADDRESS, STORE
+from visrec.cli.common import command, print_json
+from visrec.cli.scale import ENGINE, RAY_ADDRESS, STORE
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -60,7 +60,7 @@ def index_cmd(
 ) -> None:
     """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
     from visrec import ops
-    from visrec.indexing import IndexConfig
+    from visrec.index.pipeline import IndexConfig
 
     cfg = IndexConfig(store=store, batch_size=batch_size, workers=workers, calibrate=calibrate,
                       target_precision=target_precision, engine=engine, ray_address=ray_address)  # fmt: skip
@@ -193,7 +193,12 @@ def serve_cmd(
     port: int = typer.Option(7860, "--port", min=1, max=65535),
     token: str = typer.Option(None, "--token", envvar="VISREC_API_TOKEN", help="API token (Bearer)."),
     writable: bool = typer.Option(False, "--writable", help="Allow adding and deleting images."),
+    allow_root: list[Path] = typer.Option(
+        [], "--allow-root", help="A folder (repeatable) under which clustering and indexing may read; none: off."
+    ),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
+    max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.01, help="Largest accepted image."),
+    max_concurrent: int = typer.Option(2, "--max-concurrent", min=1, help="Image requests processed at once."),
     ui: bool = typer.Option(True, "--ui/--no-ui", help="Serve the web UI at / beside the API."),
     report: Path = typer.Option(None, "--report", help="A `visrec compare` report.html to show in the Compare tab."),
     faces: Path = typer.Option(None, "--faces", help="A face index (`visrec faces index`) to identify faces against."),
@@ -212,24 +217,28 @@ def serve_cmd(
         raise BadInput(f"binding {host} exposes the index beyond this machine: set --token or VISREC_API_TOKEN")
     import uvicorn
 
-    cfg = ServeConfig(index, writable, int(max_upload_mb * 2**20), token, report, faces)
+    for root in allow_root:
+        if not root.is_dir():
+            raise BadInput(f"--allow-root {root}: not a folder on this machine; give an existing folder")
+    cfg = ServeConfig(index, writable, int(max_upload_mb * 2**20), token, report, faces, tuple(allow_root),
+                      int(max_megapixels * 1e6), max_concurrent)  # fmt: skip
     render.err.print(f"serving {index} on http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(create_app(cfg, ui=ui), host=host, port=port, log_level="warning")  # type: ignore[arg-type]
 
 
-from visrec.cli_eval import register as _register_eval  # noqa: E402  (commands defined in their own module)
+from visrec.cli.eval import register as _register_eval  # noqa: E402  (commands defined in their own module)
 
 _register_eval(app)
-from visrec.cli_faces import register as _register_faces  # noqa: E402
+from visrec.cli.faces import register as _register_faces  # noqa: E402
 
 _register_faces(app)
-from visrec.cli_scene import register as _register_scene  # noqa: E402
+from visrec.cli.scene import register as _register_scene  # noqa: E402
 
 _register_scene(app)
-from visrec.cli_finetune import register as _register_finetune  # noqa: E402
+from visrec.cli.finetune import register as _register_finetune  # noqa: E402
 
 _register_finetune(app)
-from visrec.cli_scale import register as _register_scale  # noqa: E402
+from visrec.cli.scale import register as _register_scale  # noqa: E402
 
 _register_scale(app, wrap=_command)
 

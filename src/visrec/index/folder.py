@@ -31,6 +31,7 @@ from typing import Any
 import filelock
 
 from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch
+from visrec.index.manifest import MANIFEST, Manifest, check_manifest, read_manifest
 from visrec.stores._files import (
     TMP_PREFIX,
     check_name,
@@ -41,7 +42,6 @@ from visrec.stores._files import (
     write_json,
     write_json_atomic,
 )
-from visrec.stores.manifest import MANIFEST, Manifest, check_manifest, read_manifest
 
 __all__ = ["IndexFolder", "Manifest", "gen_name", "write_json", "write_json_atomic"]
 

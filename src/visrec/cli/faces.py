@@ -1,6 +1,6 @@
 """``visrec faces index|verify|identify|cluster`` and ``visrec cluster``: faces and clustering on the command line.
 
-Register on the main app with one line: ``visrec.cli_faces.register(app)``.
+Register on the main app with one line: ``visrec.cli.faces.register(app)``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from visrec import render
-from visrec.cli_common import command, print_json
+from visrec.cli.common import command, print_json
 from visrec.errors import BadInput
 
 faces_app = typer.Typer(help="Faces: index people, verify two photos, identify every face, cluster faces.")

@@ -15,7 +15,8 @@ import numpy as np
 
 from visrec.encoders.base import Encoder
 from visrec.errors import BadInput, EmptyDataset
-from visrec.indexing import (
+from visrec.index.folder import IndexFolder
+from visrec.index.pipeline import (
     IndexConfig,
     IndexingReport,
     Progress,
@@ -24,15 +25,14 @@ from visrec.indexing import (
     plan_changes,
     timed,
 )
+from visrec.stores.base import VectorStore
 from visrec.types import LabeledSet
 
 CALIBRATED_MODES = ("knn", "prototype")
 MIN_LABELED_FOR_CALIBRATION = 10
 
 
-def _open_or_create(out: Path, encoder: Encoder, backend: str) -> Any:
-    from visrec.stores import IndexFolder
-
+def _open_or_create(out: Path, encoder: Encoder, backend: str) -> IndexFolder:
     if (out / "manifest.json").exists():
         folder = IndexFolder.open(out)
         folder.check_encoder(encoder.fingerprint, encoder.name)
@@ -47,7 +47,7 @@ def _open_or_create(out: Path, encoder: Encoder, backend: str) -> Any:
     )
 
 
-def _load_current(folder: Any) -> tuple[Any, Any]:
+def _load_current(folder: IndexFolder) -> tuple[VectorStore | None, VectorStore | None]:
     from visrec.stores import load_store
 
     gen = folder.generation_dir
@@ -58,7 +58,7 @@ def _load_current(folder: Any) -> tuple[Any, Any]:
     return load_store(backend, gen / "store"), joint
 
 
-def _stored_metadata(store: Any) -> dict[str, dict[str, Any]]:
+def _stored_metadata(store: VectorStore | None) -> dict[str, dict[str, Any]]:
     metas: dict[str, dict[str, Any]] = {}
     if store is not None:
         for ids, _, ms in store.export():
@@ -106,7 +106,9 @@ class _Assembly:
         if self.encoder.joint_dim is not None:
             self.joint.append(np.stack([r[1] for _, r in rows]))  # type: ignore[misc]
 
-    def stores(self, backend: str, options: dict[str, Any], previous: Path | None) -> tuple[Any, Any]:
+    def stores(
+        self, backend: str, options: dict[str, Any], previous: Path | None
+    ) -> tuple[VectorStore, VectorStore | None]:
         """The next generation's store (and joint store); ``previous``: the current generation's folder."""
         enc = self.encoder
         vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, enc.dim), np.float32)
@@ -122,7 +124,7 @@ class _Assembly:
 def _filled(
     backend: str, dim: int, options: dict[str, Any], previous: Path | None, part: str,
     items: tuple[list[str], np.ndarray, list[dict[str, Any]]],
-) -> Any:  # fmt: skip
+) -> VectorStore:  # fmt: skip
     """A store of ``backend`` holding exactly ``items``; a Milvus collection at a URI is updated in place."""
     from visrec.stores import create_store
 
@@ -138,7 +140,7 @@ def _filled(
     return store
 
 
-def _store_target(folder: Any, requested: dict[str, Any], encoder: Encoder) -> tuple[dict[str, Any], bool]:
+def _store_target(folder: IndexFolder, requested: dict[str, Any], encoder: Encoder) -> tuple[dict[str, Any], bool]:
     """Options of the next generation's stores (the Milvus URI asked for, else the saved one), and whether
     they move the vectors to another collection. A new collection is checked now, before any embedding."""
     backend, gen = folder.manifest.store, folder.generation_dir
@@ -266,7 +268,7 @@ def _nothing_indexed(dataset: LabeledSet, report: IndexingReport) -> str:
     return f"{dataset.root}: none of the {len(dataset)} images could be indexed (skipped: {reasons})"
 
 
-def _labels_and_groups(store: Any) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None]]:
+def _labels_and_groups(store: VectorStore) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None]]:
     from visrec.data.dedup import near_duplicate_groups
 
     ids: list[str] = []
@@ -288,10 +290,12 @@ def _labels_and_groups(store: Any) -> tuple[list[str], np.ndarray, list[tuple[st
     return ids, matrix, labels, groups
 
 
-def _derived_files(store: Any, joint: Any, cfg: IndexConfig, report: IndexingReport) -> dict[str, bytes]:
+def _derived_files(
+    store: VectorStore, joint: VectorStore | None, cfg: IndexConfig, report: IndexingReport
+) -> dict[str, bytes]:
     """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items."""
     from visrec.classify import CalibrationOptions, PrototypeClassifier, calibrate_leave_one_group_out
-    from visrec.recognize import make_classifier_from_params
+    from visrec.index.recognize import make_classifier_from_params
 
     _, vecs, labels, groups = _labels_and_groups(store)
     files: dict[str, bytes] = {}
@@ -327,7 +331,7 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _writer(store: Any, joint: Any, files: dict[str, bytes]) -> Callable[[Path], None]:
+def _writer(store: VectorStore, joint: VectorStore | None, files: dict[str, bytes]) -> Callable[[Path], None]:
     def write(tmp: Path) -> None:
         (tmp / "store").mkdir()
         store.save(tmp / "store")
@@ -343,8 +347,6 @@ def _writer(store: Any, joint: Any, files: dict[str, bytes]) -> Callable[[Path],
 def save_calibration(index_path: str | Path, calibrations: dict[str, dict[str, Any]]) -> None:
     """Store calibrations (mode -> ``Calibration.to_dict()``) in a new generation of the index, merged with
     the modes already calibrated."""
-    from visrec.stores import IndexFolder
-
     folder = IndexFolder.open(index_path)
     with folder.writer():
         gen = folder.generation_dir

@@ -1,6 +1,6 @@
 """``visrec eval`` and ``visrec compare``: evaluate encoders and classifier modes on a labeled split.
 
-Register on the main app with one line: ``visrec.cli_eval.register(app)``.
+Register on the main app with one line: ``visrec.cli.eval.register(app)``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from visrec import render
-from visrec.cli_common import command, print_json, split_names
+from visrec.cli.common import command, print_json, split_names
 
 SOURCE = typer.Argument(..., help="Labeled dataset (a temporary index is built per encoder) or an index folder.")
 DATA = typer.Option(None, "--data", help="With an index: the labeled dataset holding the test images.")

@@ -1,6 +1,6 @@
 """An index folder opened for use: search by image or text, classify with an honest "unknown", calibrate.
 
-An ``Index`` is read-only; :func:`visrec.build.build_index` writes one. Files of a generation:
+An ``Index`` is read-only; :func:`visrec.index.writer.build_index` writes one. Files of a generation:
 ``store/`` (image-space vectors + metadata), ``joint/`` (vectors in the text-shared space, when the encoder has
 one), ``prototypes.npy`` + ``prototypes.json`` (class means) and ``calibration.json`` (one entry per mode).
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from visrec.encoders.base import Encoder, ImageLike, TextEncoder
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
-from visrec.recognize import MODES  # noqa: F401  (re-exported)
+from visrec.index.recognize import MODES  # noqa: F401  (re-exported)
 from visrec.types import Embeddings, Hit, Prediction
 
 
@@ -57,7 +57,8 @@ class Index:
     """A built index, opened read-only. Cheap to open: vectors are memory-mapped, the encoder loads lazily."""
 
     def __init__(self, path: str | Path, encoder: Encoder | None = None, mmap: bool = True) -> None:
-        from visrec.stores import IndexFolder, load_store
+        from visrec.index.folder import IndexFolder
+        from visrec.stores import load_store
 
         self.folder = IndexFolder.open(path)
         gen = self.folder.generation_dir
@@ -121,7 +122,7 @@ class Index:
 
     def labels(self) -> dict[str, int]:
         """Images per label."""
-        from visrec.indexing import count_labels
+        from visrec.index.pipeline import count_labels
 
         return count_labels(list(self.metadata().values()))
 
@@ -246,7 +247,7 @@ class Index:
 
     def classifier(self, mode: str = "knn", k: int | None = None, classes: Sequence[str] | None = None) -> Any:
         """The classifier of ``mode`` set up from this index (stored options unless overridden)."""
-        from visrec.recognize import make_classifier
+        from visrec.index.recognize import make_classifier
 
         key = (mode, k, tuple(classes) if classes else None)
         if key in self._classifiers:
@@ -273,7 +274,7 @@ class Index:
         fall to unknown (``label=None``) below their class threshold; without calibration data they are raw.
         ``classes`` (zero-shot/blend): class names to score instead of the index's labels.
         """
-        from visrec.recognize import predict
+        from visrec.index.recognize import predict
 
         emb = images if isinstance(images, Embeddings) else self.encode(images)
         if emb.encoder_id != self.encoder_info.get("fingerprint"):

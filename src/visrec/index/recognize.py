@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from visrec.encoders.base import Encoder
 from visrec.errors import BadInput, VisrecError
+from visrec.stores.base import VectorStore
 from visrec.types import Embeddings, Prediction
 
 if TYPE_CHECKING:
     from visrec.classify import Classifier
-    from visrec.index import Index
 
 MODES = ("knn", "prototype", "zeroshot", "blend")
 
 
-def _text_vectors(index: Index, classes: Sequence[str]) -> np.ndarray:
+class OpenedIndex(Protocol):
+    """What the classifiers need of an opened index (:class:`visrec.index.reader.Index` is one)."""
+
+    store: VectorStore
+    joint: VectorStore | None
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def encoder_info(self) -> dict[str, Any]: ...
+
+    @property
+    def encoder(self) -> Encoder: ...
+
+    def prototypes(self) -> tuple[np.ndarray, list[str]]: ...
+
+    def metadata(self) -> dict[str, dict[str, Any]]: ...
+
+
+def _text_vectors(index: OpenedIndex, classes: Sequence[str]) -> np.ndarray:
     from visrec.classify import prompt_vectors
 
     if index.joint is None:
@@ -27,7 +49,7 @@ def _text_vectors(index: Index, classes: Sequence[str]) -> np.ndarray:
 
 
 def make_classifier(
-    index: Index, mode: str, params: dict[str, Any], classes: Sequence[str] | None = None
+    index: OpenedIndex, mode: str, params: dict[str, Any], classes: Sequence[str] | None = None
 ) -> Classifier:
     """The ``mode`` classifier for ``index`` with ``params`` (as stored with a calibration)."""
     from visrec.classify import BlendClassifier, KnnClassifier, PrototypeClassifier, ZeroShotClassifier
@@ -54,13 +76,13 @@ def make_classifier(
     raise BadInput(f"unknown classifier mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
-def neighbor_labels(index: Index, ids: np.ndarray) -> list[list[tuple[str, ...]]]:
+def neighbor_labels(index: OpenedIndex, ids: np.ndarray) -> list[list[tuple[str, ...]]]:
     """Label tuples of a ``(q, k)`` array of neighbour ids (``()`` for padding and unlabeled items)."""
     metas = index.metadata()
     return [[tuple(metas[str(i)].get("labels", ())) if i != "" else () for i in row] for row in ids]
 
 
-def predict(index: Index, clf: Classifier, emb: Embeddings, mode: str) -> list[Prediction]:
+def predict(index: OpenedIndex, clf: Classifier, emb: Embeddings, mode: str) -> list[Prediction]:
     """Uncalibrated predictions of ``clf`` for query embeddings ``emb``."""
     from visrec.classify import BlendClassifier, KnnClassifier, ZeroShotClassifier
 

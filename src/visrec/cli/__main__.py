@@ -1,0 +1,5 @@
+"""``python -m visrec.cli``."""
+
+from visrec.cli.main import main
+
+main()

@@ -1,0 +1,82 @@
+"""What an index takes in: datasets (filtered), the encoder to index them with, and query files to encode.
+
+Shared by the write path (:mod:`visrec.index.writer` callers), evaluation and training, below the CLI operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from visrec.encoders.base import Encoder
+from visrec.errors import BadImage, BadInput, EmptyDataset
+from visrec.index.pipeline import record_metadata
+from visrec.types import Embeddings, LabeledSet
+
+if TYPE_CHECKING:
+    from visrec.index.reader import Index
+
+
+def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
+    """Records of ``ds`` matching the filter expression ``where`` (any field or manifest column)."""
+    if not where:
+        return ds
+    from visrec.stores import parse_filter
+
+    flt = parse_filter(where)
+    kept = [r for r in ds.records if flt.matches(record_metadata(r))]
+    if not kept:
+        raise EmptyDataset(f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images)")
+    return ds.subset(kept)
+
+
+def open_dataset(path: Path, fmt: str | None = None, where: str | None = None) -> LabeledSet:
+    """Load a dataset and apply a filter."""
+    from visrec.data import load_dataset
+
+    return filter_dataset(load_dataset(path, fmt), where)
+
+
+def checkpoint_options(name: str | None, checkpoint: str | None) -> dict[str, Any]:
+    """Encoder options for ``--checkpoint``: a model folder or cache id for ``hf-clip``; ``ARCH:FILE`` (e.g.
+    ``ViT-B-32:/models/clip.pt``) for ``open-clip``."""
+    if not checkpoint:
+        return {}
+    if name == "hf-clip":
+        return {"model": checkpoint}
+    if name == "open-clip":
+        arch, sep, path = checkpoint.partition(":")
+        if not sep or not arch or not path:
+            raise BadInput(
+                f"--checkpoint {checkpoint!r}: open-clip needs ARCH:FILE, e.g. --checkpoint ViT-B-32:/models/clip.pt"
+            )
+        return {"model": arch, "pretrained": path}
+    raise BadInput(f"--checkpoint applies to --encoder hf-clip or open-clip, not {name or 'the default encoder'!r}")
+
+
+def resolve_encoder(out: Path, name: str | None, checkpoint: str | None) -> Encoder:
+    """The encoder to index with: the named one, else the one the existing index recorded, else the default."""
+    from visrec.encoders import DEFAULT_ENCODER, create_encoder, encoder_from_info
+    from visrec.index.folder import IndexFolder
+
+    opts = checkpoint_options(name, checkpoint)
+    if name is None and IndexFolder.is_index(out):
+        return encoder_from_info(IndexFolder.open(out).manifest.encoder.get("describe", {}))
+    return create_encoder(name or DEFAULT_ENCODER, **opts)
+
+
+def encode_files(idx: Index, files: Sequence[Path]) -> tuple[Embeddings, list[int], list[tuple[str, str]]]:
+    """Encode readable files with the index's encoder: (Embeddings, kept positions, skipped (path, reason))."""
+    from visrec.data import load_image
+
+    arrays, kept, skipped = [], [], []
+    for i, f in enumerate(files):
+        try:
+            arrays.append(load_image(f, draft_size=idx.encoder.input_size))
+            kept.append(i)
+        except BadImage as bad:
+            skipped.append((str(f), bad.reason))
+    if not arrays:
+        raise EmptyDataset(f"none of the {len(files)} images could be read: {skipped[:3]}")
+    return idx.encoder.encode_images(arrays, ids=[str(files[i]) for i in kept]), kept, skipped
