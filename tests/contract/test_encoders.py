@@ -102,6 +102,7 @@ BACKENDS = [
     pytest.param("hf-clip", id="hf-clip"),
     pytest.param("open-clip", id="open-clip"),
     pytest.param("adapted", id="adapted"),
+    pytest.param("finetuned", id="finetuned", marks=SLOW),
 ]
 # An ensemble is not registered under its own name: any registered encoders joined by "+" make one.
 ENSEMBLES = [
@@ -121,7 +122,19 @@ def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_adapter(Adapter("linear", {"image": head}, base), tmp_path_factory.mktemp("adapter"))
 
 
+@pytest.fixture(scope="session")
+def finetuned_dir(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+    """EfficientNet-Lite0's own weights saved as ``visrec finetune --unfreeze`` saves a fine-tuned encoder."""
+    from visrec.train.tail import TailConfig, TailResult, save_backbone
+
+    base = create_encoder("efficientnet-lite0")
+    record = TailResult(0, 0, "not trained", 0.0, 0.0, [], [], 0)
+    return save_backbone(base.build_torch(), base, tmp_path_factory.mktemp("finetuned"), record, TailConfig())  # type: ignore[attr-defined]
+
+
 def _options(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if name == "finetuned":
+        return {"model": str(request.getfixturevalue("finetuned_dir"))}
     if name == "hf-clip":
         return {"model": str(request.getfixturevalue("tiny_clip_dir"))}
     if name == "adapted":

@@ -39,12 +39,12 @@ ENCODERS.register(
 ENCODERS.register(
     "efficientnet-lite1",
     "visrec.encoders.efficientnet:create_lite1",
-    help="EfficientNet-Lite1 ImageNet features (240 px); text search through the MiniLM label bridge",
+    help="EfficientNet-Lite1 ImageNet features (256 px); text search through the MiniLM label bridge",
 )
 ENCODERS.register(
     "efficientnet-lite2",
     "visrec.encoders.efficientnet:create_lite2",
-    help="EfficientNet-Lite2 ImageNet features (260 px); text search through the MiniLM label bridge",
+    help="EfficientNet-Lite2 ImageNet features (256 px); text search through the MiniLM label bridge",
 )
 ENCODERS.register(
     "mobilenet-v2",

@@ -36,7 +36,7 @@ EFFICIENTNET_LITE0 = BackboneSpec(
 )
 
 
-# Lite1 and Lite2: the same family, deeper (and for Lite2 wider) and trained at 240 / 260 px.
+# Lite1 and Lite2: the same family, deeper (and for Lite2 wider), trained at 240 / 260 px, run at 256 px.
 EFFICIENTNET_LITE1 = BackboneSpec(
     name="efficientnet-lite1",
     weights=PackagedWeights(
@@ -50,8 +50,8 @@ EFFICIENTNET_LITE1 = BackboneSpec(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     stages={"stage5": 112, "stage6": 192, "stage7": 320, "head": 1280},
-    description="EfficientNet-Lite1 (ImageNet-1k, 240 px), ONNX Runtime; joint space via the MiniLM label bridge",
-    defaults={"input_size": 240},
+    description="EfficientNet-Lite1 (ImageNet-1k, run at 256 px), ONNX Runtime; joint space via the label bridge",
+    defaults={"input_size": 256},  # trained at 240 px; inputs here are multiples of 32
 )
 EFFICIENTNET_LITE2 = BackboneSpec(
     name="efficientnet-lite2",
@@ -66,8 +66,8 @@ EFFICIENTNET_LITE2 = BackboneSpec(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     stages={"stage5": 120, "stage6": 208, "stage7": 352, "head": 1280},
-    description="EfficientNet-Lite2 (ImageNet-1k, 260 px), ONNX Runtime; joint space via the MiniLM label bridge",
-    defaults={"input_size": 260},
+    description="EfficientNet-Lite2 (ImageNet-1k, run at 256 px), ONNX Runtime; joint space via the label bridge",
+    defaults={"input_size": 256},  # trained at 260 px; inputs here are multiples of 32
 )
 
 

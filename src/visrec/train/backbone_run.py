@@ -75,10 +75,11 @@ def finetune_encoder(index_path: str | Path, out: str | Path, cfg: TailConfig, s
 def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibrate: bool = True) -> dict[str, Any]:
     """Write ``out``: every item of the index at ``index_path`` re-embedded from its file with ``encoder`` (ids,
     labels and metadata kept; prototypes and calibration recomputed). The source index is left untouched."""
-    from visrec.build import _derived_files, _writer
     from visrec.index import Index
-    from visrec.indexing import IndexConfig, IndexingReport
-    from visrec.stores import IndexFolder, create_store
+    from visrec.index.folder import IndexFolder
+    from visrec.index.pipeline import IndexConfig, IndexingReport
+    from visrec.index.writer import _derived_files, _writer
+    from visrec.stores import create_store
     from visrec.train.data import read_index
 
     out = Path(out)
