@@ -104,7 +104,8 @@ class LabelBridge:
     ``text_temperature``, of its MiniLM cosines to the 1000 class vectors -- which ImageNet classes the text
     describes. The cosine of the two is the Bhattacharyya coefficient of ``p`` and ``q``: a text scores an image
     by how much of the image's probability falls on the classes it names, undiluted by the fuzzy similarity of
-    MiniLM to every unrelated class (measured on the train splits: ``benchmarks/bridge_eval.py``).
+    MiniLM to every unrelated class. Better zero-shot over a label set (``benchmarks/bridge_eval.py``), but a
+    single text's ``q`` is flat, so ranking images for one text favours images with spread-out ``p``.
 
     ``temperature`` sharpens (<1) or flattens (>1) the image's class distribution; ``top_k`` keeps only the k most
     probable classes of each image (0 keeps all). ``class_text`` chooses the texts of each class
