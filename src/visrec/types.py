@@ -201,7 +201,10 @@ class Prediction:
     ``label`` is None when the answer is *unknown* (below the calibrated threshold of the best class).
     ``candidate`` is the best class before the unknown decision. ``score`` is the raw score of the classifier
     (its meaning depends on ``mode``); ``calibrated`` is the estimated probability that ``candidate`` is
-    right (NaN when the index was never calibrated). ``top_k`` lists ``(label, raw score)`` best first.
+    right (NaN when the index was never calibrated), the very confidence the unknown decision compared with
+    ``threshold``. ``top_k`` lists ``(label, raw score)`` best first. ``reason`` says why an answer is unknown:
+    ``"novel"`` (none of the classes), ``"ambiguous"`` (one of them, unclear which) or ``"low score"`` (an older
+    calibration that cannot tell the two apart); None for answered or uncalibrated predictions.
     """
 
     label: str | None
@@ -211,6 +214,7 @@ class Prediction:
     top_k: tuple[tuple[str, float], ...]
     mode: str
     threshold: float | None = None
+    reason: str | None = None
 
     @property
     def is_unknown(self) -> bool:
@@ -223,6 +227,7 @@ class Prediction:
             "score": round(self.score, 6),
             "calibrated": None if np.isnan(self.calibrated) else round(self.calibrated, 6),
             "threshold": self.threshold,
+            "reason": self.reason,
             "mode": self.mode,
             "top_k": [[lab, round(s, 6)] for lab, s in self.top_k],
         }

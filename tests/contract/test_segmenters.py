@@ -28,7 +28,11 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
     return Index(tmp / "idx.vrx")
 
 
-FINDS_ANY_SHAPE = {"proposals", "gallery"}  # class-agnostic backends; a COCO detector need not box a square
+FINDS_ANY_SHAPE = {
+    "proposals",
+    "gallery",
+    "mobilesam",
+}  # class-agnostic backends; a COCO detector need not box a square
 FINDS_NO_FACE = {"faces"}  # face detectors: a flat square on a gray ground holds no face, so no region
 
 
@@ -44,12 +48,16 @@ def _tiny_sam() -> Segmenter:
     return SamSegmenter(cfg, model=build_sam(tiny))
 
 
-def _make(name: str, index: Index) -> Segmenter:
+def _make(name: str, index: Index, tmp_path_factory: pytest.TempPathFactory) -> Segmenter:
     options: dict[str, Any] = {"index": index} if name == "gallery" else {}
     if name == "sam":
         return _tiny_sam()
+    cache = tmp_path_factory.getbasetemp() / "visrec-cache"  # the session's cache: MobileSAM is exported once
+    cache.mkdir(exist_ok=True)
     try:
-        return create_segmenter(name, **options)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("VISREC_CACHE_DIR", str(cache))
+            return create_segmenter(name, **options)
     except (MissingWeights, MissingExtra) as e:  # weights installed apart (see the backend module docstring)
         pytest.skip(f"{name}: {e}")
 
@@ -61,8 +69,8 @@ def _square_scene() -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", SEGMENTERS.names())
-def test_segmenter_contract(name: str, index: Index) -> None:
-    seg = _make(name, index)
+def test_segmenter_contract(name: str, index: Index, tmp_path_factory: pytest.TempPathFactory) -> None:
+    seg = _make(name, index, tmp_path_factory)
     assert isinstance(seg, Segmenter)
     with pytest.raises(StageOrderError, match="set_image"):
         seg.regions()
@@ -80,8 +88,8 @@ def test_segmenter_contract(name: str, index: Index) -> None:
 
 
 @pytest.mark.parametrize("name", SEGMENTERS.names())
-def test_segmenter_survives_a_tiny_image(name: str, index: Index) -> None:
-    seg = _make(name, index)
+def test_segmenter_survives_a_tiny_image(name: str, index: Index, tmp_path_factory: pytest.TempPathFactory) -> None:
+    seg = _make(name, index, tmp_path_factory)
     seg.set_image(np.zeros((3, 3, 3), np.uint8))
     assert len(seg.regions()) <= 1
 

@@ -32,6 +32,7 @@ def test_demo_on_shipped_photos_recognises_and_searches(tmp_path: Path) -> None:
     assert by_label["route"] == "labels"
     assert by_text["route"] == "joint"
     assert [h["labels"] for h in by_text["hits"]] == [["flower"]] * 5  # the ImageNet-label bridge at work
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.vrx"]  # the sample photos live in the cache
 
 
 def test_demo_on_naruto_beats_the_baseline(tmp_path: Path) -> None:

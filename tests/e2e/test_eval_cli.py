@@ -58,10 +58,15 @@ def test_eval_writes_json_and_html(report: dict[str, Any]) -> None:
 def test_compare_prints_one_table(manifest: Path, tmp_path: Path) -> None:
     res = cli("compare", str(manifest), "--encoder", "fake", "--modes", "knn,prototype", "--out", str(tmp_path))
     lines = res.stdout.splitlines()
-    assert sum("score /1000" in line for line in lines) == 1
-    assert any("fake" in line and " knn " in line for line in lines)
-    assert any("fake" in line and " prototype " in line for line in lines)
-    assert (tmp_path / "report.html").is_file()
+    assert sum("mAP@R" in line and "search" in line for line in lines) == 1
+    rows = [line for line in lines if line.strip().startswith("fake")]
+    assert any(" knn " in line for line in rows) and any(" prototype " in line for line in rows)
+    assert max(len(line) for line in rows) <= 100  # was 134-140 columns
+    assert "image-search score out of 1000" in " ".join(res.stdout.split())  # the legend
+    assert "RSS MiB" not in res.stdout and (tmp_path / "report.html").is_file()
+    wide = cli("compare", str(manifest), "--encoder", "fake", "--modes", "knn,prototype", "--out", str(tmp_path),
+               "--wide")  # fmt: skip
+    assert "RSS MiB" in wide.stdout
 
 
 def test_compare_needs_two_runs_and_bad_field_is_exit_2(manifest: Path, tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ def _blobs(k: int = 4, per: int = 12, dim: int = 16, seed: int = 0) -> tuple[np.
 @pytest.mark.parametrize(
     "cfg",
     [
+        ClusterConfig("spectral", k=4),
+        ClusterConfig("spectral"),
         ClusterConfig("agglomerative", k=4),
         ClusterConfig("agglomerative"),
         ClusterConfig("agglomerative", distance_threshold=0.3),
@@ -42,7 +44,29 @@ def test_labels_are_numbered_by_cluster_size() -> None:
 
 
 def test_bad_config_and_too_large_k() -> None:
-    with pytest.raises(BadInput, match="agglomerative, hdbscan, kmeans"):
-        ClusterConfig("spectral")
+    with pytest.raises(BadInput, match="spectral, agglomerative, hdbscan, kmeans"):
+        ClusterConfig("dbscan")
+    with pytest.raises(BadInput, match="eigengap, silhouette"):
+        ClusterConfig(auto="elbow")
     with pytest.raises(BadInput, match="more than the 3"):
         cluster(np.eye(3, dtype=np.float32), ClusterConfig("kmeans", k=5))
+
+
+def _frames(classes: int = 4, scenes: int = 8, per: int = 4, seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """Video-like data: each class is several tight groups of near-identical frames (scenes) around its centre."""
+    rng = np.random.default_rng(seed)
+    rows, truth = [], []
+    for c, centre in enumerate(rng.normal(size=(classes, 32))):
+        for scene in centre + rng.normal(0, 0.35, (scenes, 32)):
+            rows.append(scene + rng.normal(0, 0.03, (per, 32)))
+            truth += [c] * per
+    return np.concatenate(rows).astype(np.float32), truth
+
+
+def test_automatic_k_finds_the_classes_not_the_scenes() -> None:
+    x, truth = _frames()
+    labels = cluster(x, ClusterConfig())  # the default: spectral, eigengap k
+    q = cluster_quality(labels, truth)
+    assert q["clusters"] == 4 and q["nmi"] > 0.95, q
+    before = cluster(x, ClusterConfig("agglomerative", auto="silhouette"))
+    assert len(set(before.tolist())) > 8  # the former rule split the classes into their scenes

@@ -25,7 +25,7 @@ from visrec.data import IMAGE_EXTENSIONS, file_facts, is_image_file, load_image,
 from visrec.data.images import decode_bytes, decode_file, header_size
 from visrec.errors import BadImage, BadInput
 
-REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "unreadable")
+REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "missing")
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +49,10 @@ def test_each_bad_file_raises_its_reason_with_a_fix(bad: dict[str, Path], reason
         assert reason in str(info.value)
 
 
-def test_missing_file_is_unreadable(tmp_path: Path) -> None:
+def test_missing_file_is_missing(tmp_path: Path) -> None:
     with pytest.raises(BadImage) as info:
         load_image(tmp_path / "nope.jpg")
-    assert info.value.reason == "unreadable"
+    assert info.value.reason == "missing" and "does not exist" in str(info.value)
 
 
 def test_folder_given_as_image_is_unreadable(tmp_path: Path) -> None:

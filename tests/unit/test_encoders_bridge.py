@@ -155,3 +155,13 @@ def test_class_space_scores_a_text_by_the_image_probability_on_its_classes(cache
     assert scores[0] > scores[1]
     with pytest.raises(BadInput, match="space"):
         LabelBridge(text, space="pixels")  # type: ignore[arg-type]
+
+
+def test_concepts_name_what_the_bridge_reads_and_sees(cache: Path) -> None:
+    bridge = LabelBridge(_StubText(), temperature=1.0, top_k=1)  # type: ignore[arg-type]
+    logits = np.zeros((1, 1000), np.float32)
+    logits[0, 3] = 5.0
+    names = imagenet_class_names()
+    seen = bridge.concepts(bridge.project(logits), top=2)
+    assert seen == [(names[3], names[11])]  # the image's class first (then its stub twin, 11 % 8 == 3)
+    assert bridge.concepts(bridge.encode_texts(["a photo of a tench"]))[0][0] == names[0]

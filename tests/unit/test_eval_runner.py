@@ -96,6 +96,9 @@ def test_figures_per_mode(result: dict) -> None:
     assert len(knn["coverage"]["coverage"]) == 7
     assert knn["open_set"]["n_unknown"] == 4 and knn["open_set"]["n_known"] == 7
     assert knn["latency"]["p95_ms"] >= knn["latency"]["p50_ms"] > 0
+    pts = knn["trade_off"]["points"]
+    assert knn["trade_off"]["default"] in [p["target"] for p in pts]
+    assert pts[0]["known_answered"] >= pts[-1]["known_answered"]  # asking more precision answers less
     r = enc["retrieval"]
     assert r["top1"] >= 6 / 7 and 0 <= r["score_1000"] <= 1000 and len(r["cmc"]) >= 10
     assert enc["index_bytes"] > 0 and enc["peak_rss_mb"] > 0
@@ -109,5 +112,6 @@ def test_report_files(result: dict, tmp_path: Path) -> None:
     page = Path(written["html"]).read_text()
     assert page.index("LEAKAGE") < page.index("Comparison")  # the warning is at the top
     plots = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', page)
-    assert len(plots) == 2 * 2 + 3  # confusion + per-class per mode, coverage, PR, CMC
+    assert len(plots) == 2 * 2 + 4  # confusion + per-class per mode, coverage, PR, CMC, precision/coverage trade-off
+    assert page.count("default") >= 2  # the trade-off table marks the calibrated operating point of each mode
     assert len(list((tmp_path / "rep" / "plots").glob("*.png"))) == len(plots)

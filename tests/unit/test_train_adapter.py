@@ -94,5 +94,11 @@ def test_reprojected_index_keeps_labels_and_answers_queries(index: Path, trained
     assert image is not None
     pred = new.classify([image], calibrated=False)[0]
     assert pred.label == Path(image).parent.name
+    # recalibrated in the new space: the novelty model has the adapter's width and the decision answers
+    cal = new.calibration("knn")
+    assert cal is not None and cal.decision is not None
+    assert new.novelty_scores(new.encode([image]).vectors, cal.decision.novelty_name).shape == (1,)
+    calibrated = new.classify([image])[0]
+    assert calibrated.candidate == Path(image).parent.name and calibrated.threshold is not None
     with pytest.raises(BadInput, match="already exists"):
         reproject_index(index, load_adapter(trained), out)

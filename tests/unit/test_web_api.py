@@ -42,7 +42,7 @@ def test_health_info_and_search(index_path: Path) -> None:
     c = client(index_path)
     assert c.get("/api/health").json()["count"] == 24
     assert c.get("/api/index").json()["labels"] == {c_: 8 for c_ in CLASSES}
-    r = c.post("/api/search/image", files={"file": ("q.png", png(1), "image/png")}, data={"k": "3"})
+    r = c.post("/api/search/image?k=3", files={"file": ("q.png", png(1), "image/png")})
     assert r.status_code == 200 and [h["labels"] for h in r.json()["hits"]] == [["blue"]] * 3
     r = c.get("/api/search/text", params={"q": "crimson", "k": 2})
     assert r.json()["route"] == "labels" and [h["labels"] for h in r.json()["hits"]] == [["crimson"]] * 2
@@ -72,9 +72,7 @@ def test_upload_limits_and_types(index_path: Path) -> None:
 def test_malformed_requests_are_4xx(index_path: Path) -> None:
     c = client(index_path)
     assert c.post("/api/classify").status_code == 422  # no file
-    assert (
-        c.post("/api/classify", files={"file": ("q.png", png(0), "image/png")}, data={"mode": "x"}).status_code == 422
-    )
+    assert c.post("/api/classify?mode=x", files={"file": ("q.png", png(0), "image/png")}).status_code == 422
     assert c.get("/api/search/text").status_code == 422
     assert c.get("/api/search/text", params={"q": "blue", "where": "label =="}).status_code == 400
     assert c.get("/api/search/text", params={"q": "blue", "k": 0}).status_code == 422
@@ -134,3 +132,37 @@ def test_the_ui_asks_for_the_token_when_one_is_set(index_path: Path) -> None:
     assert ui.post("/login", data={"username": "me", "password": "s3cret"}).status_code == 200
     assert ui.get("/config").status_code == 200
     assert TestClient(create_app(ServeConfig(index_path))).get("/config").status_code == 200  # type: ignore[arg-type]
+
+
+def test_both_searches_take_k_in_the_query_and_refuse_it_in_the_form(index_path: Path) -> None:
+    c = client(index_path)
+    image = {"file": ("q.png", png(1), "image/png")}
+    assert len(c.post("/api/search/image", params={"k": 2}, files=image).json()["hits"]) == 2
+    assert len(c.get("/api/search/text", params={"q": "blue", "k": 2}).json()["hits"]) == 2
+    r = c.post("/api/search/image", files=image, data={"k": "2"})  # once silently ignored
+    assert r.status_code == 400 and "/api/search/image?k=2" in r.json()["error"]
+    r = c.post("/api/classify", files=image, data={"mode": "prototype"})
+    assert r.status_code == 400 and "query string" in r.json()["error"]
+
+
+def test_every_error_has_one_shape(index_path: Path) -> None:
+    c = client(index_path, token="s3cret")
+    auth = {"Authorization": "Bearer s3cret"}
+    responses = {
+        "bad token": c.get("/api/index"),
+        "validation": c.get("/api/search/text", params={"q": "blue", "k": 0}, headers=auth),
+        "missing file": c.post("/api/classify", headers=auth),
+        "bad filter": c.get("/api/search/text", params={"q": "blue", "where": "label =="}, headers=auth),
+        "no route": c.get("/api/nope", headers=auth),
+        "bad json": c.post("/api/index/delete", json={"nope": 1}, headers=auth),
+    }
+    for what, r in responses.items():
+        body = r.json()
+        assert 400 <= r.status_code < 500 and list(body) == ["error"] and isinstance(body["error"], str), what
+    assert "k (query)" in responses["validation"].json()["error"]
+    assert "file (body)" in responses["missing file"].json()["error"]
+
+
+def test_index_info_names_the_runtime_that_runs(index_path: Path) -> None:
+    enc = client(index_path).get("/api/index").json()["encoder"]
+    assert enc["runtime"] in ("openvino", "onnxruntime")

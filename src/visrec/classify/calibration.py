@@ -15,13 +15,17 @@ from typing import Any
 import numpy as np
 
 from visrec.classify.base import NO_CANDIDATE, check_vectors
+from visrec.classify.decision import LOW_SCORE, NOVEL, OpenSetDecision
 from visrec.classify.knn import KnnClassifier
 from visrec.classify.loo import Classifier, LooData, chunked_left_out, sample_queries
+from visrec.classify.prototype import PrototypeClassifier
+from visrec.classify.target import NOVEL_IMAGES, target_verdict
 from visrec.classify.thresholds import ConfidenceMap, fit_confidence, per_class_thresholds
 from visrec.errors import BadInput, EmptyDataset
 from visrec.types import Prediction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ class CalibrationOptions:
     max_queries: int = 3000
     seed: int = 0
     chunk_size: int = 512
+    novelty: str | None = None
+    novelty_prior: float = 0.1
+    shrink: float = 10.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target_precision <= 1.0:
@@ -51,6 +58,8 @@ class CalibrationOptions:
             raise BadInput("min_support, max_queries and chunk_size must be >= 1")
         if not self.unknown_weight >= 0.0:
             raise BadInput(f"unknown_weight must be >= 0, got {self.unknown_weight}")
+        if not 0.0 <= self.novelty_prior < 1.0:
+            raise BadInput(f"novelty_prior must be in [0, 1), got {self.novelty_prior}")
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,11 @@ class Calibration:
     ``confidence``: raw score -> P(correct); ``n_held_out``/``n_unknown``: real and simulated-unknown
     predictions used; ``precision``: weighted share of correct answers among accepted ones; ``coverage``:
     share of held-out (known-class) predictions accepted; ``unknown_rejected``: share of simulated unknowns
-    turned into "unknown"; ``target_met``: whether the global threshold reached the target;
-    ``below_target``: classes whose own threshold could not; ``params``: the classifier options.
+    turned into "unknown"; ``target_met``: whether the target was reached overall and by every class (see
+    :mod:`visrec.classify.target`); ``below_target``: classes clearly under it; ``reasons``: why it was not
+    met; ``class_precision``: held-out precision per answered class; ``params``: the classifier options.
+    ``decision``: the open-set decision (novel / ambiguous, precision at a novelty prior; see
+    :mod:`visrec.classify.decision`) when the calibration has one, else the raw-score thresholds decide.
     """
 
     mode: str
@@ -80,29 +92,76 @@ class Calibration:
     target_met: bool
     below_target: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+    class_precision: dict[str, float] = field(default_factory=dict)
+    novelty_prior: float = 0.0
+    decision: OpenSetDecision | None = None
+    _points: dict[tuple[float, float], Any] = field(default_factory=dict, compare=False, repr=False)
 
     def threshold_for(self, label: str) -> float:
         """Threshold of class ``label`` (the global one for a class never predicted during calibration)."""
         return self.thresholds.get(label, self.global_threshold)
 
-    def apply(self, predictions: Sequence[Prediction]) -> list[Prediction]:
-        """Fill ``calibrated`` and ``threshold``; a candidate below its class threshold becomes unknown.
+    def operating_point(self, target_precision: float | None = None, novelty_prior: float | None = None) -> Any:
+        """The :class:`visrec.classify.decision.OperatingPoint` at a target precision and novelty prior (the
+        calibrated ones by default); raises ``BadInput`` for a calibration without an open-set decision."""
+        if self.decision is None:
+            raise BadInput(f"this {self.mode} calibration has no open-set decision; recalibrate the index")
+        key = (
+            self.target_precision if target_precision is None else float(target_precision),
+            self.novelty_prior if novelty_prior is None else float(novelty_prior),
+        )
+        if key not in self._points:  # one pass over the held-out stream per (precision, prior)
+            self._points[key] = self.decision.operating_point(*key)
+        return self._points[key]
 
-        Raises ``BadInput`` when a prediction comes from another mode than the one calibrated.
+    def apply(
+        self,
+        predictions: Sequence[Prediction],
+        novelty: np.ndarray | None = None,
+        target_precision: float | None = None,
+        novelty_prior: float | None = None,
+    ) -> list[Prediction]:
+        """Fill ``calibrated``, ``threshold`` and ``reason``; a candidate that fails the decision becomes unknown.
+
+        With an open-set decision, ``novelty`` ``(q,)`` holds each query's novelty score and
+        ``target_precision``/``novelty_prior`` may replace the calibrated ones (no refit needed). Raises
+        ``BadInput`` when a prediction comes from another mode than the one calibrated.
         """
-        out = []
         for p in predictions:
             if p.mode != self.mode:
                 raise BadInput(
                     f"this calibration is for mode {self.mode!r} but a prediction has mode {p.mode!r}; "
                     f"calibrate the {p.mode!r} classifier first"
                 )
+        if self.decision is not None:
+            if novelty is None or len(novelty) != len(predictions):
+                raise BadInput("this calibration decides with novelty scores: pass one per prediction")
+            return self._decide(predictions, np.asarray(novelty, np.float64), target_precision, novelty_prior)
+        out = []
+        for p in predictions:
             if p.candidate == NO_CANDIDATE:
                 out.append(replace(p, label=None, calibrated=0.0))
                 continue
             t = self.threshold_for(p.candidate)
             label = p.candidate if p.score >= t else None
-            out.append(replace(p, label=label, calibrated=float(self.confidence(p.score)), threshold=t))
+            out.append(replace(p, label=label, calibrated=float(self.confidence(p.score)), threshold=t,
+                               reason=None if label else LOW_SCORE))  # fmt: skip
+        return out
+
+    def _decide(self, predictions: Sequence[Prediction], novelty: np.ndarray, target: float | None,
+                prior: float | None) -> list[Prediction]:  # fmt: skip
+        assert self.decision is not None
+        pi = self.novelty_prior if prior is None else prior
+        tau = self.operating_point(target, pi).tau
+        scores = np.array([p.score for p in predictions], np.float64)
+        answered, conf, reasons = self.decision.decide(scores, [p.candidate for p in predictions], novelty, tau, pi)
+        out = []
+        for p, a, c, r in zip(predictions, answered, conf, reasons, strict=True):
+            if p.candidate == NO_CANDIDATE:
+                out.append(replace(p, label=None, calibrated=0.0, threshold=tau, reason=NOVEL))
+            else:
+                out.append(replace(p, label=p.candidate if a else None, calibrated=float(c), threshold=tau, reason=r))
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,13 +183,21 @@ class Calibration:
             "target_met": self.target_met,
             "below_target": list(self.below_target),
             "params": dict(self.params),
+            "reasons": list(self.reasons),
+            "class_precision": {k: _json_float(v) for k, v in self.class_precision.items()},
+            "novelty_prior": self.novelty_prior,
+            "decision": None if self.decision is None else self.decision.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         """Inverse of :meth:`to_dict`; raises ``BadInput`` on another schema version or missing keys."""
-        if data.get("schema") != SCHEMA_VERSION:
-            raise BadInput(f"calibration schema {data.get('schema')!r} is not supported (expected {SCHEMA_VERSION})")
+        if data.get("schema") not in READABLE_SCHEMAS:
+            raise BadInput(
+                f"calibration schema {data.get('schema')!r} is not supported (expected one of {READABLE_SCHEMAS}); "
+                "recalibrate with: visrec calibrate INDEX"
+            )
+        dec = data.get("decision")
         try:
             return cls(
                 mode=str(data["mode"]),
@@ -148,6 +215,10 @@ class Calibration:
                 target_met=bool(data["target_met"]),
                 below_target=tuple(str(x) for x in data.get("below_target", ())),
                 params=dict(data.get("params", {})),
+                reasons=tuple(str(x) for x in data.get("reasons", ())),
+                class_precision={str(k): _float_or_nan(v) for k, v in data.get("class_precision", {}).items()},
+                novelty_prior=float(data.get("novelty_prior", 0.0)),
+                decision=None if dec is None else OpenSetDecision.from_dict(dec),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BadInput(f"calibration data is incomplete or malformed: {e!r}") from e
@@ -163,6 +234,32 @@ def _float_or_nan(x: Any) -> float:
 
 def _rate(num: float, den: float) -> float:
     return float(num / den) if den > 0 else float("nan")
+
+
+def class_figures(
+    cand: np.ndarray, accepted: np.ndarray, correct: np.ndarray, weights: np.ndarray
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Per answered class: weighted precision of its accepted held-out answers, and how many there were."""
+    prec: dict[str, float] = {}
+    answers: dict[str, int] = {}
+    for c in sorted(set(cand.tolist())):
+        r = accepted & (cand == c)
+        answers[c] = int(r.sum())
+        prec[c] = _rate(float(np.sum(weights[r] * correct[r])), float(np.sum(weights[r])))
+    return prec, answers
+
+
+def confusions(
+    cand: Sequence[str], truth: Sequence[str], wrong: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, str]:
+    """For each candidate class, the true class that carries most (weighted) of its accepted wrong answers."""
+    w = np.ones(len(cand)) if weights is None else weights
+    counts: dict[str, dict[str, float]] = {}
+    for c, t, bad, wi in zip(cand, truth, wrong, w, strict=True):
+        if bad:
+            counts.setdefault(c, {}).setdefault(t, 0.0)
+            counts[c][t] += float(wi)
+    return {c: max(d, key=lambda k: d[k]) for c, d in counts.items()}
 
 
 def fit_calibration(
@@ -192,6 +289,14 @@ def fit_calibration(
     is_unknown = np.array([r[3] for r in rows], bool)
     th = per_class_thresholds(cand, scores, correct, options.target_precision, options.min_support, weights)
     accepted = scores >= np.array([th.threshold_for(c) for c in cand])
+    precision = _rate(float(np.sum(weights * (accepted & correct))), float(np.sum(weights * accepted)))
+    class_precision, answers = class_figures(np.asarray(cand, dtype=object), accepted, correct, weights)
+    truth_of = [next(iter(t), "") for t in truths] + [NOVEL_IMAGES] * len(unknown)
+    kept_truth = [t for t, r in zip(truth_of, [*known, *unknown], strict=True) if r.candidate != NO_CANDIDATE]
+    confused = confusions(cand, kept_truth, accepted & ~correct, weights)
+    verdict = target_verdict(
+        options.target_precision, precision, class_precision, answers, th.support, confused, options.min_support
+    )
     return Calibration(
         mode=modes.pop(),
         method=method,
@@ -202,12 +307,14 @@ def fit_calibration(
         n_held_out=len(known),
         n_unknown=len(unknown),
         unknown_weight=options.unknown_weight,
-        precision=_rate(float(np.sum(weights * (accepted & correct))), float(np.sum(weights * accepted))),
+        precision=precision,
         coverage=_rate(float(np.sum(accepted & ~is_unknown)), float(len(known))),
         unknown_rejected=_rate(float(np.sum(~accepted & is_unknown)), float(np.sum(is_unknown))),
-        target_met=th.target_met,
-        below_target=th.below_target,
+        target_met=verdict.met,
+        below_target=verdict.below,
         params=dict(params or {}),
+        reasons=verdict.reasons,
+        class_precision=class_precision,
     )
 
 
@@ -247,8 +354,10 @@ def calibrate_leave_one_group_out(
     ``vectors``: ``(n, d)`` float32 unit rows of every indexed item (unlabeled ones take part as neighbours);
     ``labels[i]``: label tuple of item ``i``; ``groups[i]``: its near-duplicate group id (None = its own).
     Each sampled labeled item is predicted from the others without its whole group and, when
-    ``options.simulate_unknown``, once more without its whole class (a simulated unknown). ``classifier``
-    defaults to ``KnnClassifier()``; zero-shot and blend classifiers also need ``joint`` ``(n, dj)`` vectors.
+    ``options.simulate_unknown``, once more without its whole class (a simulated unknown). With
+    ``options.novelty`` (kNN and prototype), the result holds an open-set decision whose novelty scores come
+    from leave-classes-out folds (:mod:`visrec.classify.openset_fit`). ``classifier`` defaults to
+    ``KnnClassifier()``; zero-shot and blend classifiers also need ``joint`` ``(n, dj)`` vectors.
     """
     clf: Classifier = classifier if classifier is not None else KnnClassifier()
     opts = options or CalibrationOptions()
@@ -257,10 +366,17 @@ def calibrate_leave_one_group_out(
     data = LooData.build(vecs, labels, groups, jnt)
     rows = sample_queries(data.labels, opts.max_queries, opts.seed)
     if rows.size == 0:
-        raise EmptyDataset("cannot calibrate: none of the items has a label")
+        raise EmptyDataset(
+            "cannot calibrate: none of the items has a label; calibration needs labeled images (a folder per "
+            "label or a manifest with a label column)"
+        )
     known = chunked_left_out(clf, data, rows, False, opts.chunk_size)
     unknown: list[Prediction] = []
     if opts.simulate_unknown and opts.unknown_weight > 0:
         unknown = chunked_left_out(clf, data, rows, True, opts.chunk_size)
     truths = [data.labels[i] for i in rows]
+    if opts.novelty and unknown and isinstance(clf, (KnnClassifier, PrototypeClassifier)):
+        from visrec.classify.openset_fit import fit_open_set
+
+        return fit_open_set(data, rows, known, unknown, opts, clf.params())
     return fit_calibration(known, truths, unknown, opts, "leave-one-group-out", clf.params())

@@ -23,6 +23,7 @@ def command(interrupted: str = "interrupted") -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            render.show_notices()
             try:
                 return fn(*args, **kwargs)
             except VisrecError as e:

@@ -27,6 +27,7 @@ UNKNOWN = typer.Option(None, "--unknown", help="Images of none of the classes (f
 OUT = typer.Option(Path("eval-report"), "--out", "-o", help="Folder for eval.json, report.html and plots/.")
 RAW = typer.Option(False, "--raw", help="Skip the calibrated unknown decision.")
 STORE = typer.Option("exact", "--store", help="Vector store of the temporary indexes: exact | faiss.")
+WIDE = typer.Option(False, "--wide", help="Print every column (latency, memory, index size) in the terminal.")
 WHERE = typer.Option(None, "--where", help="Filter expression applied to the dataset first.")
 PLOTS = typer.Option(True, "--plots/--no-plots", help="Also save each plot as a PNG.")
 JSON = typer.Option(False, "--json", help="Print the JSON result instead of a table.")
@@ -44,31 +45,48 @@ def _unknown_files(paths: list[Path] | None) -> tuple[Path, ...]:
     return tuple(files)
 
 
-def _print_table(result: dict[str, Any], written: dict[str, str]) -> None:
+def _print_table(result: dict[str, Any], written: dict[str, str], wide: bool = False) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    from visrec.eval.report import format_table
+    from visrec.eval.report import LEGEND, TERMINAL_KEYS, format_table
 
     for w in result["warnings"]:
-        render.out.print(f"[bold red]{w}[/]", highlight=False)
+        render.out.print(w, style="bold red", highlight=False)
     sp = result["split"]
     render.out.print(f"split: {sp['rule']} ({sp['train']} train, {sp['test']} test)", highlight=False)
-    cells = format_table(result["table"])
+    cells = format_table(result["table"], None if wide else TERMINAL_KEYS)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for j, title in enumerate(cells[0]):
         table.add_column(title, justify="left" if j < 2 else "right", overflow="fold")
     for row in cells[1:]:
         table.add_row(*row)
     # Piped output has no terminal width to respect: keep every row on one line.
-    (render.out if render.out.is_terminal else Console(width=200)).print(table)
-    render.out.print(f"report: {written['html']}  json: {written['json']}", highlight=False)
+    (render.out if render.out.is_terminal else Console(width=200, markup=False)).print(table)
+    render.out.print(LEGEND, style="dim", highlight=False)
+    _print_trade_off(result)
+    more = "" if wide else " (--wide: every column)"
+    render.out.print(f"report: {written['html']}  json: {written['json']}{more}", highlight=False)
+
+
+def _print_trade_off(result: dict[str, Any]) -> None:
+    """One line per mode: precision / known answered / unknown rejected at each target, default marked."""
+    for e in result["encoders"]:
+        for m, d in e["modes"].items():
+            t = d.get("trade_off")
+            if not t:
+                continue
+            pts = [f"{'*' if p['target'] == t['default'] else ''}{p['target']:.1%}: "
+                   f"{p['precision']:.1%}/{p['known_answered']:.1%}/{p['unknown_rejected']:.1%}"
+                   for p in t["points"]]  # fmt: skip
+            render.out.print(f"{m} target -> precision/known answered/unknown rejected (* default, change with "
+                             f"classify --target-precision): " + ", ".join(pts), highlight=False)  # fmt: skip
 
 
 def _run(source: Path, data: Path | None, split_field: str, train: str, test: str, modes: str, encoders: str,
          unknown: list[Path] | None, out: Path, raw: bool, store: str, where: str | None, plots: bool,
-         as_json: bool) -> None:  # fmt: skip
+         as_json: bool, wide: bool = False) -> None:  # fmt: skip
     from visrec.eval.outputs import write_report
     from visrec.eval.runner import EvalConfig, evaluate_source
 
@@ -80,7 +98,7 @@ def _run(source: Path, data: Path | None, split_field: str, train: str, test: st
         saved = json.loads(Path(written["json"]).read_text())
         print_json(saved | {"written": written})
     else:
-        _print_table(result, written)
+        _print_table(result, written, wide)
 
 
 @_command
@@ -99,10 +117,11 @@ def eval_cmd(
     where: str = WHERE,
     plots: bool = PLOTS,
     as_json: bool = JSON,
+    wide: bool = WIDE,
 ) -> None:
     """Evaluate on a labeled split: accuracy, per-class F1, confusion, coverage, retrieval (top-k, 1000-point
     score, mAP@R, CMC), open-set rejection, speed and memory; writes eval.json and a self-contained report.html."""
-    _run(source, data, split_field, train, test, modes, encoders, unknown, out, raw, store, where, plots, as_json)
+    _run(source, data, split_field, train, test, modes, encoders, unknown, out, raw, store, where, plots, as_json, wide)
 
 
 @_command
@@ -121,11 +140,12 @@ def compare_cmd(
     where: str = WHERE,
     plots: bool = PLOTS,
     as_json: bool = JSON,
+    wide: bool = WIDE,
 ) -> None:
     """Compare classifier modes and/or encoders side by side on the same split: one table, one report."""
     if len(split_names(modes)) * len(split_names(encoders)) < 2:
         raise typer.BadParameter("compare needs at least two modes or two encoders (e.g. --modes knn,prototype)")
-    _run(source, data, split_field, train, test, modes, encoders, unknown, out, raw, store, where, plots, as_json)
+    _run(source, data, split_field, train, test, modes, encoders, unknown, out, raw, store, where, plots, as_json, wide)
 
 
 def register(app: typer.Typer) -> None:
@@ -134,7 +154,7 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare_cmd)
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec evaluation commands.")
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="visrec evaluation commands.")
 register(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,9 @@ from visrec import render
 from visrec.cli.common import command, print_json
 from visrec.errors import BadInput
 
-faces_app = typer.Typer(help="Faces: index people, verify two photos, identify every face, cluster faces.")
+faces_app = typer.Typer(
+    rich_markup_mode=None, help="Faces: index people, verify two photos, identify every face, cluster faces."
+)
 
 DETECTOR = typer.Option(
     "blazeface", "--detector", help="Face detector: blazeface (default) | blazeface-short | dlib-hog | dlib-cnn (slow)."
@@ -22,7 +24,13 @@ DETECTOR = typer.Option(
 EMBEDDER = typer.Option(
     "dlib-resnet", "--embedder", help="Face embedder: dlib-resnet (128-d, default) | facenet-512 (FaceNet, 512-d)."
 )
-METHOD = typer.Option("agglomerative", "--method", "-m", help="agglomerative | hdbscan | kmeans.")
+METHOD = typer.Option(
+    None,
+    "--method",
+    "-m",
+    help="spectral | agglomerative | hdbscan | kmeans (default: spectral with automatic k for images; for faces, "
+    "agglomerative at the face verification threshold; agglomerative whenever --threshold is given).",
+)
 K = typer.Option(None, "--k", help="Number of clusters (default: automatic).")
 PREVIOUS = typer.Option(None, "--keep-edits", help="A previous clusters.json whose manual edits to replay.")
 NAME_FROM = typer.Option(
@@ -117,9 +125,10 @@ def identify_cmd(
     print_json({"image": str(image), "faces": [asdict(m) for m in matches], "drawn": str(out) if out else None})
 
 
-def _cluster_cfg(method: str, k: int | None, threshold: float | None) -> Any:
+def _cluster_cfg(method: str | None, k: int | None, threshold: float | None, default: str = "spectral") -> Any:
     from visrec.cluster import ClusterConfig
 
+    method = method or ("agglomerative" if threshold is not None else default)
     return ClusterConfig(method=method, k=k, distance_threshold=threshold)
 
 
@@ -186,9 +195,10 @@ def faces_cluster_cmd(
     source = _source(name_from, "faces")
     pipe = _pipeline(detector, embedder)
     ids, vecs, crops = embed_faces(root, pipe)
-    if threshold is None and k is None and method == "agglomerative":
+    if threshold is None and k is None and method in (None, "agglomerative"):
         threshold = pipe.default_threshold
-    result, skipped = finish(ids, vecs, _cluster_cfg(method, k, threshold), {"faces": pipe.describe()}, previous)
+    cfg = _cluster_cfg(method, k, threshold, default="agglomerative")
+    result, skipped = finish(ids, vecs, cfg, {"faces": pipe.describe()}, previous)
     names = _name(result, ids, vecs, None, source, (name_k, name_share, name_dist))
     _write(result, skipped, out, crops.__getitem__, names)
 

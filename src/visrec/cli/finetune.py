@@ -40,7 +40,7 @@ def _print(res: Any, out: Path, reprojected: dict[str, Any] | None) -> None:
     for row in res.rows():
         table.add_row(row["what"], *[f"{100 * row[c]:.1f}%" if c in row else "-" for c in cols])
     # Piped output has no terminal width to respect: keep every row on one line.
-    (render.out if render.out.is_terminal else Console(width=200)).print(table)
+    (render.out if render.out.is_terminal else Console(width=200, markup=False)).print(table)
     t = res.training
     render.out.print(f"trained {t.epochs} epochs in {t.seconds:.1f} s, kept epoch {t.best_epoch}; {t.stopped}",
                      highlight=False)  # fmt: skip
@@ -186,7 +186,9 @@ def register(app: typer.Typer) -> None:
     app.command("reproject")(reproject_cmd)
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec fine-tuning commands.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="visrec fine-tuning commands."
+)
 register(app)
 
 if __name__ == "__main__":  # pragma: no cover

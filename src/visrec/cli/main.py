@@ -18,10 +18,13 @@ from visrec.cli.scale import ENGINE, RAY_ADDRESS, STORE
 
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
-    help="visrec: index labeled images, then search, classify and recognise in new ones.",
+    rich_markup_mode=None,  # help text is printed as written: "[list]" stays "[list]"
+    help="visrec: index labeled images, then search, classify and recognise in new ones. "
+    "Shell completion: visrec --install-completion.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Inspect a dataset: formats, near-duplicates, split leakage.")
+data_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Inspect a dataset: formats, near-duplicates, split leakage."
+)
 app.add_typer(data_app, name="data")
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -56,6 +59,9 @@ def index_cmd(
     target_precision: float = typer.Option(0.95, "--target-precision", min=0.01, max=1.0),
     engine: str = ENGINE,
     ray_address: str = RAY_ADDRESS,
+    rehash: bool = typer.Option(
+        False, "--rehash", help="Hash every file (a full check); by default unchanged size+mtime+inode skips it."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
@@ -63,7 +69,8 @@ def index_cmd(
     from visrec.index.pipeline import IndexConfig
 
     cfg = IndexConfig(store=store, batch_size=batch_size, workers=workers, calibrate=calibrate,
-                      target_precision=target_precision, engine=engine, ray_address=ray_address)  # fmt: skip
+                      target_precision=target_precision, engine=engine, ray_address=ray_address,
+                      rehash=rehash)  # fmt: skip
     with render.progress(enabled=not as_json) as bar:
         report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar)
     _emit(as_json, report.to_dict(), lambda: render.indexing_report(report))
@@ -105,15 +112,21 @@ def classify_cmd(
     where: str = WHERE,
     classes: str = typer.Option(None, "--classes", help="Comma-separated class names for zeroshot/blend."),
     raw: bool = typer.Option(False, "--raw", help="Skip the calibrated unknown decision."),
+    target_precision: float = typer.Option(
+        None, "--target-precision", min=0.01, max=1.0, help="Precision wanted on answers (default: calibrated)."
+    ),
+    novelty_prior: float = typer.Option(
+        None, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."
+    ),
     show: int = typer.Option(20, "--show", help="Rows of per-image results to print (human output)."),
     as_json: bool = JSON,
 ) -> None:
-    """Classify images: label, calibrated confidence, or "unknown". On a labeled dataset, also print
-    top-1 accuracy, macro-F1 and the unknown rate."""
+    """Classify images: label, calibrated confidence, or "unknown" (novel: none of the classes; ambiguous:
+    unclear which). On a labeled dataset, also print top-1 accuracy, macro-F1 and the unknown rate."""
     from visrec import ops
 
     names = [c.strip() for c in classes.split(",")] if classes else None
-    result = ops.classify(index, inputs, mode, k, where, names, not raw)
+    result = ops.classify(index, inputs, mode, k, where, names, not raw, target_precision, novelty_prior)
     _emit(as_json, result.to_dict(), lambda: render.classification(result, show))
 
 
@@ -125,12 +138,16 @@ def calibrate_cmd(
     where: str = WHERE,
     modes: str = typer.Option("knn,prototype", "--modes", help="Comma-separated modes to calibrate."),
     target_precision: float = typer.Option(0.95, "--target-precision", min=0.01, max=1.0),
+    novelty_prior: float = typer.Option(
+        0.1, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."
+    ),
     as_json: bool = JSON,
 ) -> None:
-    """Calibrate per-class thresholds to a target precision; below them the answer is "unknown"."""
+    """Calibrate the unknown decision to a target precision on answers, with novel images at a prior."""
     from visrec import ops
 
-    cals = ops.calibrate(index, held_out, where, [m.strip() for m in modes.split(",")], target_precision)
+    modes_ = [m.strip() for m in modes.split(",")]
+    cals = ops.calibrate(index, held_out, where, modes_, target_precision, novelty_prior)
     _emit(as_json, cals, lambda: render.calibration(cals))
 
 

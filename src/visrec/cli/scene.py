@@ -20,7 +20,7 @@ SEGMENTER = typer.Option(
     "--segmenter",
     "-s",
     help="gallery (windows like the index's images) | faces (one region per detected face; faces extra) | "
-    "proposals | nanodet (COCO object boxes) | sam; see docs/scene.md.",
+    "proposals | nanodet (COCO object boxes) | mobilesam (MobileSAM masks) | sam; see docs/scene.md.",
 )
 LONG_SIDE = typer.Option(1024, "--long-side", help="Shrink the image so its longer side is at most this (0: never).")
 MODE = typer.Option("knn", "--mode", "-m", help="Classifier mode of the index: knn | prototype.")
@@ -144,7 +144,9 @@ def register(app: typer.Typer) -> None:
     app.command("scene-eval")(scene_eval_cmd)
 
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="visrec scene analysis commands.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="visrec scene analysis commands."
+)
 register(app)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
 """Decode image files into RGB ``uint8`` arrays, mapping every failure to a ``BadImage`` with a stable reason.
 
-Reasons: ``"empty"``, ``"not-an-image"``, ``"truncated"``, ``"corrupt"``, ``"too-large"``, ``"unreadable"``.
+Reasons: ``"missing"``, ``"empty"``, ``"not-an-image"``, ``"truncated"``, ``"corrupt"``, ``"too-large"``,
+``"unreadable"``.
 Nothing here changes Pillow's global settings (``LOAD_TRUNCATED_IMAGES``, ``MAX_IMAGE_PIXELS``).
 """
 
@@ -60,7 +61,7 @@ def _read_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise BadImage(str(path), "unreadable", "the file does not exist; check the path") from exc
+        raise BadImage(str(path), "missing", "the file does not exist; check the path") from exc
     except IsADirectoryError as exc:
         raise BadImage(str(path), "unreadable", "this is a folder, not an image file") from exc
     except OSError as exc:

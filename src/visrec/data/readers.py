@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,11 +83,15 @@ def iter_files(root: Path) -> Iterator[tuple[Path, bool]]:
     Hidden files and folders (``.git``, ``._x.jpg``) and ``__MACOSX`` are not yielded. Dangling symlinks
     with image names are yielded (decoding reports them as ``unreadable`` instead of losing them silently).
     """
-    entries = [p for p in root.rglob("*") if not p.is_dir()]
-    for p in natsorted(entries, key=lambda q: q.relative_to(root).as_posix()):
-        rel = p.relative_to(root)
-        if not _is_hidden(rel):
-            yield rel, is_image_file(rel)
+    rels: list[str] = []
+    for folder, dirs, files in os.walk(root):  # one scandir per folder: no stat per file, symlinked dirs not entered
+        dirs[:] = [d for d in dirs if not (d.startswith(".") or d in _JUNK_DIRS)]
+        base = os.path.relpath(folder, root)
+        prefix = "" if base == "." else base.replace(os.sep, "/") + "/"
+        rels += [prefix + f for f in files if not f.startswith(".")]
+    for rel in natsorted(rels):
+        path = Path(rel)
+        yield path, is_image_file(path)
 
 
 def _require_dir(root: Path) -> None:

@@ -183,9 +183,12 @@ class BackboneEncoder:
             return self._session
 
     def warm_up(self) -> None:
-        """Export (first use only) and open both sessions now, so the first encode call is not the slow one."""
+        """Export (first use only) and open both sessions and the bridge's class vectors now, so the first encode
+        call is not the slow one."""
         self.session()
         self.batch_session()
+        if self.bridge is not None:
+            self.bridge.class_vectors()
 
     def batch_session(self) -> Session:
         """Single-threaded inferences over the same graph, one per core at once (OpenVINO: one stream per core)."""

@@ -203,6 +203,16 @@ class LabelBridge:
             joint = (probs @ self.class_vectors().astype(np.float64)).astype(np.float32)
         return joint / np.maximum(np.linalg.norm(joint, axis=1, keepdims=True), 1e-12)
 
+    def concepts(self, vectors: np.ndarray, top: int = 3) -> list[tuple[str, ...]]:
+        """The ``top`` ImageNet class names nearest each ``(n, dim)`` joint vector (a query, or an image's
+        projection): what the bridge reads a query as, or sees in an image. In the class space a vector's largest
+        entries are its classes."""
+        names = imagenet_class_names()
+        v = np.atleast_2d(vectors)
+        scores = v if self.space == "classes" else v @ self.class_vectors().T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
+        return [tuple(names[j] for j in row) for row in order]
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """``(n, dim)`` float32 unit vectors of free texts (the query side of the bridge)."""
         vectors = self.text.encode(texts)

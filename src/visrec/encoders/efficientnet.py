@@ -32,7 +32,7 @@ EFFICIENTNET_LITE0 = BackboneSpec(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     stages={"stage5": 112, "stage6": 192, "stage7": 320, "head": 1280},
-    description="EfficientNet-Lite0 (ImageNet-1k), ONNX Runtime; joint space via the MiniLM label bridge",
+    description="EfficientNet-Lite0 (ImageNet-1k); joint space via the MiniLM label bridge",
 )
 
 

@@ -27,7 +27,7 @@ MOBILENET_V2 = BackboneSpec(
     mean=(0.485, 0.456, 0.406),
     std=(0.229, 0.224, 0.225),
     stages={"stage5": 96, "stage6": 160, "stage7": 320, "head": 1280},
-    description="MobileNetV2 (torchvision IMAGENET1K_V1), ONNX Runtime; joint space via the MiniLM label bridge",
+    description="MobileNetV2 (torchvision IMAGENET1K_V1); joint space via the MiniLM label bridge",
     # Measured (benchmarks/encoder_accuracy.py): adding stage 6 hurts MobileNetV2, unlike EfficientNet-Lite0.
     defaults={"stages": ("head",)},
 )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
 OPSET = 18
+log = logging.getLogger(__name__)
 
 
 class ExportError(VisrecError):
@@ -42,6 +43,11 @@ def cached_onnx(path: Path, export: Callable[[Path], None]) -> Path:
         if is_intact(path):  # another process finished while we waited
             return path
         tmp = temp_path_for(path)
+        log.info(
+            "preparing a model once (ONNX export of %s, about a minute on a small CPU); later runs reuse it from %s",
+            path.stem.rsplit("-", 1)[0],
+            path.parent,
+        )
         try:
             export(tmp)
             publish(tmp, path)

@@ -116,10 +116,31 @@ def cmc_figure(curves: Mapping[str, Sequence[float]], title: str = "") -> Any:
     return fig
 
 
+def trade_off_figure(curves: Mapping[str, Mapping[str, Any]], title: str = "") -> Any:
+    """Precision on answered against share of known images answered, one line per name, the calibrated
+    default operating point marked."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name, c in curves.items():
+        pts = c["points"]
+        line = ax.plot([p["known_answered"] for p in pts], [p["precision"] for p in pts], marker=".", label=name)
+        d = next(p for p in pts if p["target"] == c["default"])
+        ax.plot([d["known_answered"]], [d["precision"]], marker="*", markersize=14, color=line[0].get_color())
+        ax.annotate(f"default (target {c['default']:.0%})", (d["known_answered"], d["precision"]),
+                    textcoords="offset points", xytext=(6, -12))  # fmt: skip
+    ax.set_xlabel("known test images answered")
+    ax.set_ylabel("precision on answered (known + unknown images)")
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title(title or "precision / coverage trade-off (star: default)")
+    return fig
+
+
 def report_figures(result: Mapping[str, Any]) -> dict[str, Any]:
     """Every plot of an evaluation result (:func:`visrec.eval.runner.evaluate`), by file stem."""
     figs: dict[str, Any] = {}
-    coverage, pr, cmc = {}, {}, {}
+    coverage, pr, cmc, trade = {}, {}, {}, {}
     for e in result["encoders"]:
         cmc[e["encoder"]] = e["retrieval"]["cmc"]
         for m, d in e["modes"].items():
@@ -129,9 +150,13 @@ def report_figures(result: Mapping[str, Any]) -> dict[str, Any]:
             figs[f"per_class_{stem}"] = per_class_figure(d["classification"], f"per class: {name}")
             coverage[name] = d["coverage"]
             pr[name] = _correctness_pr(d["coverage"])
+            if d.get("trade_off"):
+                trade[name] = d["trade_off"]
     figs["coverage"] = coverage_figure(coverage)
     figs["precision_recall"] = pr_figure(pr, "precision-recall of right answers, by confidence")
     figs["cmc"] = cmc_figure(cmc)
+    if trade:
+        figs["trade_off"] = trade_off_figure(trade)
     return figs
 
 

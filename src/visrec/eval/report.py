@@ -28,10 +28,19 @@ object-fit:contain;background:#eee}
 TABLE_COLUMNS = (
     ("encoder", "encoder", "{}"), ("mode", "mode", "{}"), ("top1", "top-1", "{:.1%}"),
     ("top1_raw", "raw top-1", "{:.1%}"), ("macro_f1", "macro-F1", "{:.1%}"), ("unknown_rate", "unknown", "{:.1%}"),
-    ("score_1000", "score /1000", "{:.0f}"), ("map_at_r", "mAP@R", "{:.3f}"), ("images_per_s", "img/s", "{:.1f}"),
+    ("score_1000", "search", "{:.0f}"), ("map_at_r", "mAP@R", "{:.3f}"), ("images_per_s", "img/s", "{:.1f}"),
     ("p50_ms", "p50 ms", "{:.1f}"), ("p95_ms", "p95 ms", "{:.1f}"), ("peak_rss_mb", "RSS MiB", "{:.0f}"),
     ("index_mb", "idx MiB", "{:.2f}"),
 )  # fmt: skip
+TERMINAL_KEYS = ("encoder", "mode", "top1", "top1_raw", "macro_f1", "unknown_rate", "score_1000", "map_at_r",
+                 "images_per_s", "p95_ms")  # fmt: skip
+"""The columns a terminal shows by default (``--wide`` and the HTML report show all of ``TABLE_COLUMNS``)."""
+LEGEND = (
+    "top-1: right answers, unknown counted wrong; raw top-1: before the unknown decision; unknown: share answered "
+    "unknown; search: image-search score out of 1000 (600 x top-1 + 300 x top-5 + 100 x top-10 of the nearest "
+    "images' labels); mAP@R: mean average precision over the R images of the query's label; img/s: indexing speed; "
+    "p50/p95 ms: one-image query latency; RSS / idx MiB: peak memory and index size."
+)
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -57,11 +66,13 @@ def thumbnail_uri(path: str | Path, size: int = THUMB) -> str | None:
     return data_uri(buf.getvalue(), "image/jpeg")
 
 
-def format_table(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """Header plus one formatted row per table entry (shared by the HTML report and the terminal)."""
-    out = [[title for _, title, _ in TABLE_COLUMNS]]
+def format_table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None) -> list[list[str]]:
+    """Header plus one formatted row per table entry (shared by the HTML report and the terminal); ``keys``
+    picks columns of ``TABLE_COLUMNS`` (default: all)."""
+    cols = [c for c in TABLE_COLUMNS if keys is None or c[0] in keys]
+    out = [[title for _, title, _ in cols]]
     for r in rows:
-        out.append([fmt.format(r[key]) if r.get(key) is not None else "-" for key, _, fmt in TABLE_COLUMNS])
+        out.append([fmt.format(r[key]) if r.get(key) is not None else "-" for key, _, fmt in cols])
     return out
 
 
@@ -104,6 +115,17 @@ def _open_set_html(enc: Mapping[str, Any]) -> str:
     return _table_html(rows, 1) if len(rows) > 1 else ""
 
 
+def _trade_off_html(enc: Mapping[str, Any]) -> str:
+    rows = [["mode", "target", "precision", "known answered", "unknown rejected", "held-out precision", ""]]
+    for m, d in enc["modes"].items():
+        t = d.get("trade_off")
+        for p in (t or {}).get("points", []):
+            mark = "<- default" if p["target"] == t["default"] else ""
+            rows.append([m, f"{p['target']:.1%}", f"{p['precision']:.1%}", f"{p['known_answered']:.1%}",
+                         f"{p['unknown_rejected']:.1%}", f"{p['held_out_precision']:.1%}", mark])  # fmt: skip
+    return _table_html(rows, 1) if len(rows) > 1 else ""
+
+
 def render_html(result: Mapping[str, Any], figures: Mapping[str, Any], gallery_root: Path | None = None) -> str:
     """The report page for an evaluation ``result`` and its ``figures`` (name -> matplotlib Figure)."""
     sp = result["split"]
@@ -111,17 +133,20 @@ def render_html(result: Mapping[str, Any], figures: Mapping[str, Any], gallery_r
     body += [f"<div class=warn>{html.escape(w)}</div>" for w in result.get("warnings", [])]
     body.append(f"<p>split: {html.escape(sp['rule'])} ({sp['train']} train, {sp['test']} test; "
                 f"{sp['n_leaked']} test images with a near-duplicate in train)</p>")  # fmt: skip
-    body += ["<h2>Comparison</h2>", _table_html(format_table(result["table"]))]
+    body += ["<h2>Comparison</h2>", _table_html(format_table(result["table"])), f"<p>{html.escape(LEGEND)}</p>"]
     for enc in result["encoders"]:
         r = enc["retrieval"]
         body.append(f"<h2>{html.escape(str(enc['encoder']))}: retrieval</h2>")
-        body.append(_table_html([["top-1", "top-5", "top-10", "score /1000", "P@5", "P@10", "mAP@R"],
+        body.append(_table_html([["top-1", "top-5", "top-10", "search /1000", "P@5", "P@10", "mAP@R"],
                                  [f"{r['top1']:.1%}", f"{r['top5']:.1%}", f"{r['top10']:.1%}",
                                   f"{r['score_1000']:.0f}", f"{r['precision@5']:.3f}", f"{r['precision@10']:.3f}",
                                   f"{r['map_at_r']:.3f}"]], 0))  # fmt: skip
         opens = _open_set_html(enc)
         if opens:
             body += ["<h3>open set</h3>", opens]
+        trade = _trade_off_html(enc)
+        if trade:
+            body += ["<h3>precision / coverage trade-off (changeable at classify time)</h3>", trade]
     body.append("<h2>Plots</h2><div class=plots>")
     body += [f'<img src="{data_uri(figure_png(f), "image/png")}" alt="{html.escape(n)}">' for n, f in figures.items()]
     body.append("</div><h2>Worst failures (most confident wrong answers)</h2>")

@@ -144,6 +144,31 @@ def _open_set(idx: Any, unknown: Embeddings | None, modes: Sequence[str], cal: d
     return out
 
 
+TRADE_OFF_TARGETS = (0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99)
+
+
+def trade_off(idx: Any, mode: str, emb: Embeddings, truths: Sequence[Sequence[str]],
+              unknown: Embeddings | None) -> dict[str, Any] | None:  # fmt: skip
+    """Precision on answered / share of known answered / share of unknown rejected, on the test stream (known
+    test images plus the unknown ones as given) and as predicted on the held-out calibration stream, for a
+    range of target precisions; ``default`` is the calibrated operating point. None without a decision."""
+    cal = idx.calibration(mode)
+    if cal is None or cal.decision is None:
+        return None
+    points = []
+    for t in sorted({*TRADE_OFF_TARGETS, cal.target_precision}):
+        kp = idx.classify(emb, mode, target_precision=t)
+        up = idx.classify(unknown, mode, target_precision=t) if unknown is not None and len(unknown) else []
+        right = sum(p.label is not None and p.label in tr for p, tr in zip(kp, truths, strict=True))
+        answered = sum(p.label is not None for p in [*kp, *up])
+        op = cal.operating_point(t)
+        points.append({"target": t, "precision": right / answered if answered else float("nan"),
+                       "known_answered": float(np.mean([p.label is not None for p in kp])),
+                       "unknown_rejected": float(np.mean([p.label is None for p in up])) if up else float("nan"),
+                       "held_out_precision": op.precision, "held_out_coverage": op.coverage})  # fmt: skip
+    return {"default": cal.target_precision, "novelty_prior": cal.novelty_prior, "points": points}
+
+
 def evaluate_index(idx: Any, test: LabeledSet, cfg: EvalConfig, unknown_files: Sequence[Path] = ()) -> dict[str, Any]:
     """Figures of one index on the labeled ``test`` images: per mode classification, coverage, open-set,
     latency; per index retrieval and encoding speed. Test images whose labels the index lacks go to the
@@ -169,6 +194,7 @@ def evaluate_index(idx: Any, test: LabeledSet, cfg: EvalConfig, unknown_files: S
         cls, cov = _mode_figures(preds[m], truths, classes)
         modes[m] = {"calibrated": cal[m], "classification": cls, "coverage": cov,
                     "open_set": opens.get(m), "latency": lat[m],
+                    "trade_off": trade_off(idx, m, emb, truths, unk) if cal[m] else None,
                     "failures": _failures(idx, emb, preds[m], truths, cfg.failures)}  # fmt: skip
     return {
         "encoder": idx.encoder_info.get("name"),

@@ -73,6 +73,11 @@ class FaceGallery:
     def save(self, folder: str | Path) -> None:
         """Write the index folder (created if needed)."""
         out = Path(folder)
+        if _is_image_index(out):
+            raise BadInput(
+                f"{out} is an image index (visrec index); write the face index to a folder of its own, "
+                f"e.g. --out {out.with_suffix('.faces')}"
+            )
         out.mkdir(parents=True, exist_ok=True)
         np.save(out / "faces.npy", self.vectors.astype(np.float32))
         meta = {"schema": SCHEMA, "pipeline": self.pipeline, "rows": self.rows, "skipped": self.skipped}
@@ -85,7 +90,13 @@ class FaceGallery:
         """Read an index folder written by :meth:`save`."""
         src = Path(folder)
         if not (src / "faces.json").is_file():
-            raise BadInput(f"{src} is not a face index; build one with `visrec faces index DIR --out {src}`")
+            # never advise writing face files into an image index
+            target = src.with_suffix(".faces") if _is_image_index(src) or src.exists() else src
+            kind = "an image index (visrec index)" if _is_image_index(src) else "not a face index"
+            raise BadInput(
+                f"{src} is {kind}; face commands need a face index: build one with "
+                f"`visrec faces index PHOTOS_DIR --out {target}` (one sub-folder of photos per person)"
+            )
         meta = json.loads((src / "faces.json").read_text())
         if meta.get("schema") != SCHEMA:
             raise IndexCorrupt(f"{src}: face index schema {meta.get('schema')!r} is not {SCHEMA}; rebuild it")
@@ -129,3 +140,10 @@ def build_gallery(
     if len(set(gallery.labels)) > 1:
         gallery.calibrate(target_far)
     return gallery
+
+
+def _is_image_index(folder: Path) -> bool:
+    """Whether ``folder`` holds an image index (its ``manifest.json``) rather than a face index."""
+    from visrec.index.folder import IndexFolder
+
+    return IndexFolder.is_index(folder) and not (folder / "faces.json").is_file()

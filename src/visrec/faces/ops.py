@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from visrec.errors import BadInput, EmptyDataset
 from visrec.faces.calibrate import Calibration, distance_matrix
@@ -72,13 +72,13 @@ def identify(gallery: FaceGallery, image_path: Path, pipeline: FacePipeline) -> 
 
 def draw_matches(image: np.ndarray, matches: Sequence[FaceMatch]) -> Image.Image:
     """A copy of the RGB image with a box and name (green) or "unknown" (red) per face."""
-    im = Image.fromarray(image).copy()
-    pen = ImageDraw.Draw(im)
-    width = max(2, im.width // 300)
+    from visrec.drawing import draw_box, pen_for
+
+    im = Image.fromarray(image).convert("RGB")
+    pen = pen_for(im.size)
     for m in matches:
         colour = (0, 200, 0) if m.label else (230, 0, 0)
-        pen.rectangle(m.xyxy, outline=colour, width=width)
-        pen.text((m.xyxy[0] + width, m.xyxy[1] + width), f"{m.label or 'unknown'} {m.distance:.2f}", fill=colour)
+        draw_box(im, m.xyxy, f"{m.label or 'unknown'} {m.distance:.2f}", colour, pen)
     return im
 
 

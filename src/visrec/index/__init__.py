@@ -4,8 +4,9 @@ Write path: :mod:`~visrec.index.inputs` (datasets and encoders in) -> :mod:`~vis
 changes, decode, embed, resumable shards) -> :mod:`~visrec.index.writer` (``build_index``, ``save_calibration``:
 one atomic commit per change) and :mod:`~visrec.index.edit` (single items, uploads).
 
-Read path: :mod:`~visrec.index.reader` (``Index``: open, search, classify) -> :mod:`~visrec.index.recognize`
-(the classifiers set up from an opened index).
+Read path: :mod:`~visrec.index.reader` (``Index``: open, search, classify; follows commits) ->
+:mod:`~visrec.index.snapshot` (one generation, pinned by a reader lease of :mod:`~visrec.index.leases`) ->
+:mod:`~visrec.index.recognize` (the classifiers set up from an opened index).
 
 On disk: :mod:`~visrec.index.folder` (``IndexFolder``: generations, the write lock, crash-safe commits) and
 :mod:`~visrec.index.manifest` (the versioned ``manifest.json``). Vectors live in :mod:`visrec.stores` backends.

@@ -67,7 +67,7 @@ def edit_index(
             if joint is not None and add.joint is not None:
                 joint.upsert(list(add.ids), add.joint, [{"path": m["path"]} for m in metadata])
         if report.removed or report.added or report.updated:
-            files = _derived_files(store, joint, cfg, report)
+            files = _derived_files(store, joint, cfg, report, folder)
             folder.commit(_writer(store, joint, files), count=store.count())
         report.count = store.count()
     return report

@@ -6,10 +6,12 @@ Layout::
       manifest.json      format, schema_version, encoder, dim, store backend, count, current generation, ...
       gen-000007/        the current generation: the store's files plus any JSON other stages commit
       work/              persistent scratch (e.g. resumable encoding shards), kept until cleared
+      leases/            one file per open reader: the generation it reads (see visrec.index.leases)
       .lock              the write lock (filelock)
 
 A commit writes a complete new generation into a ``.tmp-*`` folder, fsyncs it, renames it to ``gen-NNNNNN``,
-then atomically replaces ``manifest.json`` (the switch point), then deletes the other generations. A crash
+then atomically replaces ``manifest.json`` (the switch point), then deletes the other generations that no
+reader holds (a reader's generation goes when its last reader moves on or closes). A crash
 at any point leaves the previous generation current and readable; readers ignore leftovers (``.tmp-*``
 entries and generations the manifest does not name) and the next writer removes them.
 """
@@ -30,7 +32,8 @@ from typing import Any
 
 import filelock
 
-from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch
+from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch, VisrecError
+from visrec.index import leases
 from visrec.index.manifest import MANIFEST, Manifest, check_manifest, read_manifest
 from visrec.stores._files import (
     TMP_PREFIX,
@@ -209,14 +212,53 @@ class IndexFolder:
             self._lock.release()
 
     def cleanup(self) -> list[Path]:
-        """Remove leftovers (``.tmp-*`` entries, generations other than the current one). Needs the lock."""
+        """Remove leftovers: ``.tmp-*`` entries and generations other than the current one that no live reader
+        holds a lease on (see :mod:`visrec.index.leases`). Needs the lock."""
         with self.writer():
             current = gen_name(self._manifest.generation)
-            stale = [
-                p for p in self.path.iterdir()
-                if p.name.startswith(TMP_PREFIX) or (_GEN_RE.match(p.name) and p.name != current)
-            ]  # fmt: skip
-            return [p for p in stale if remove(p)]
+            pinned = {gen_name(g) for g in leases.held(self.path)}
+            removed = []
+            for p in self.path.iterdir():
+                if _GEN_RE.match(p.name) and p.name != current and p.name not in pinned:
+                    doomed = self.path / f"{TMP_PREFIX}old-{p.name}-{uuid.uuid4().hex[:8]}"
+                    os.rename(p, doomed)  # gone for readers at once, however long the deletion takes
+                    if remove(doomed):
+                        removed.append(p)
+                elif p.name.startswith(TMP_PREFIX) and remove(p):
+                    removed.append(p)
+            return removed
+
+    def pin(self) -> tuple[Manifest, Path, leases.Lease | None]:
+        """The current manifest and generation folder, with a reader lease on it (None: the folder is not
+        writable, see :mod:`visrec.index.leases`). ``BadInput`` when nothing was committed yet."""
+        for _ in range(100):
+            m = self.refresh()
+            if not m.generation:
+                raise BadInput(
+                    f"{self.path}: the index is empty; add images with: visrec index DATASET --out {self.path}"
+                )
+            lease = leases.take(self.path, m.generation)
+            again = self.refresh()
+            gen_dir = self.path / gen_name(m.generation)
+            if again.generation == m.generation and gen_dir.is_dir():
+                return m, gen_dir, lease
+            if lease is not None:
+                lease.release()
+            if again.generation == m.generation:  # current but missing: damaged
+                self._check_generation()
+        raise IndexBusy(f"{self.path} changed 100 times while being opened; try again when writes settle")
+
+    def release(self, lease: leases.Lease | None) -> None:
+        """Drop a reader lease; deletes its generation when superseded, unheld and no writer is busy."""
+        if lease is None:
+            return
+        lease.release()
+        try:
+            if read_manifest(self.path).generation != lease.generation:
+                with self.writer(timeout=0):
+                    pass  # taking the lock cleans up
+        except (VisrecError, OSError):
+            pass  # a writer is busy (it cleans up itself) or the folder is gone
 
     def commit(self, write: Callable[[Path], None], *, count: int, extra: Mapping[str, Any] | None = None) -> Path:
         """Write a new generation with ``write(folder)`` and switch to it atomically; returns its folder.

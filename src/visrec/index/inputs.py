@@ -16,6 +16,7 @@ from visrec.types import Embeddings, LabeledSet
 
 if TYPE_CHECKING:
     from visrec.index.reader import Index
+    from visrec.stores.filters import Filter
 
 
 def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
@@ -25,10 +26,26 @@ def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:
     from visrec.stores import parse_filter
 
     flt = parse_filter(where)
-    kept = [r for r in ds.records if flt.matches(record_metadata(r))]
+    metas = [record_metadata(r) for r in ds.records]
+    kept = [r for r, m in zip(ds.records, metas, strict=True) if flt.matches(m)]
     if not kept:
-        raise EmptyDataset(f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images)")
+        raise EmptyDataset(
+            f"{ds.root}: no image matches --where {where!r} (of {len(ds)} images){unknown_fields(flt, metas)}"
+        )
     return ds.subset(kept)
+
+
+def unknown_fields(flt: Filter, metas: Sequence[dict[str, Any]]) -> str:
+    """``"; no image has the field 'splt' (fields here: ...)"`` for filter fields no record carries, else ``""``."""
+    from visrec.stores.filters import COLUMNS, LABEL_FIELDS
+
+    present = {*LABEL_FIELDS, *(c for c in COLUMNS if any(m.get(c) is not None for m in metas))}
+    present |= {k for m in metas for k in m["extra"]}
+    missing = sorted(set(flt.fields) - present)
+    if not missing:
+        return ""
+    names = ", ".join(repr(f) for f in missing)
+    return f"; no image has the field {names} (fields here: {', '.join(sorted(present))})"
 
 
 def open_dataset(path: Path, fmt: str | None = None, where: str | None = None) -> LabeledSet:
@@ -70,13 +87,17 @@ def encode_files(idx: Index, files: Sequence[Path]) -> tuple[Embeddings, list[in
     """Encode readable files with the index's encoder: (Embeddings, kept positions, skipped (path, reason))."""
     from visrec.data import load_image
 
-    arrays, kept, skipped = [], [], []
+    arrays, kept, bad = [], [], []
     for i, f in enumerate(files):
         try:
             arrays.append(load_image(f, draft_size=idx.encoder.input_size))
             kept.append(i)
-        except BadImage as bad:
-            skipped.append((str(f), bad.reason))
+        except BadImage as e:
+            bad.append(e)
     if not arrays:
-        raise EmptyDataset(f"none of the {len(files)} images could be read: {skipped[:3]}")
+        if len(files) == 1:
+            raise EmptyDataset(str(bad[0]))
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise EmptyDataset(f"none of the {len(files)} images could be used: " + "; ".join(map(str, bad[:3])) + more)
+    skipped = [(b.path, b.reason) for b in bad]
     return idx.encoder.encode_images(arrays, ids=[str(files[i]) for i in kept]), kept, skipped

@@ -45,7 +45,8 @@ class IndexConfig:
     ``store``: a backend name (``faiss``, ``exact``, ``milvus``) or a Milvus URI (``milvus://host:19530/coll``,
     ``milvus-lite:///path.db``), used when the index is created (an existing index keeps its backend).
     ``engine``: where images are embedded, ``local`` (decoding threads, this process) or ``ray`` (Ray Data at
-    ``ray_address``, or a local Ray on 127.0.0.1 when None).
+    ``ray_address``, or a local Ray on 127.0.0.1 when None). ``rehash``: hash every file, even those whose
+    size, modification time and inode match what is stored (a full check; otherwise only changed files are read).
     """
 
     store: str = "faiss"
@@ -57,6 +58,7 @@ class IndexConfig:
     target_precision: float = 0.95
     engine: str = "local"
     ray_address: str | None = None
+    rehash: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -108,6 +110,7 @@ def record_metadata(record: ImageRecord, stat: os.stat_result | None = None) -> 
     if stat is not None:
         extra["size"] = str(stat.st_size)
         extra["mtime_ns"] = str(stat.st_mtime_ns)
+        extra["inode"] = str(stat.st_ino)
     return {
         "path": record.path,
         "labels": list(record.labels),
@@ -136,38 +139,52 @@ class _Plan:
     remove: list[str]
 
 
-_VOLATILE = ("phash", "size", "mtime_ns")
+_STAT_KEYS = ("size", "mtime_ns", "inode")
 
 
 def _same_meta(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same metadata, and the same file facts (size, mtime, inode: kept current so the next scan skips the file)."""
     keys = ("path", "labels", "split", "group")
-    ea = {k: v for k, v in a.get("extra", {}).items() if k not in _VOLATILE}
-    eb = {k: v for k, v in b.get("extra", {}).items() if k not in _VOLATILE}
+    ea = {k: v for k, v in a.get("extra", {}).items() if k != "phash"}
+    eb = {k: v for k, v in b.get("extra", {}).items() if k != "phash"}
     return all(a.get(k) == b.get(k) for k in keys) and ea == eb
 
 
+def _unchanged_file(old: dict[str, Any] | None, st: os.stat_result) -> bool:
+    """Whether the stored (size, mtime_ns, inode) match ``st`` (an entry stored without an inode matches on the
+    other two)."""
+    if not old:
+        return False
+    ex = old.get("extra", {})
+    now = {"size": str(st.st_size), "mtime_ns": str(st.st_mtime_ns), "inode": str(st.st_ino)}
+    return all(ex.get(k) == now[k] for k in _STAT_KEYS if k != "inode" or "inode" in ex)
+
+
 def plan_changes(
-    dataset: LabeledSet, stored: dict[str, dict[str, Any]], report: IndexingReport, workers: int = 2
+    dataset: LabeledSet,
+    stored: dict[str, dict[str, Any]],
+    report: IndexingReport,
+    workers: int = 2,
+    rehash: bool = False,
 ) -> _Plan:
     """Decide which records need embedding: new files, changed content (sha256) and changed metadata.
 
-    A file whose size and mtime match what is stored is not re-hashed.
+    A file whose size, mtime and inode match what is stored is not re-hashed (unless ``rehash``); one whose
+    facts changed but whose content did not gets its stored facts refreshed (a metadata-only update).
     """
 
     def scan(rec: ImageRecord) -> _Item | BadImage:
         path = dataset.abspath(rec)
         try:
             st = path.stat()
+        except FileNotFoundError:
+            return BadImage(str(path), "missing", "the file does not exist (moved or deleted since it was listed?)")
         except OSError as e:
             return BadImage(str(path), "unreadable", f"{e.strerror or e}; check the path and permissions")
         if st.st_size == 0:
             return BadImage(str(path), "empty", "the file has zero bytes; re-export or delete it")
         old = stored.get(rec.id)
-        ex = old.get("extra", {}) if old else {}
-        if old and ex.get("size") == str(st.st_size) and ex.get("mtime_ns") == str(st.st_mtime_ns):
-            sha = old["sha256"]
-        else:
-            sha = _sha256(path)
+        sha = old["sha256"] if old and not rehash and _unchanged_file(old, st) else _sha256(path)
         meta = record_metadata(rec, st)
         meta["sha256"] = sha
         return _Item(rec, path, meta)

@@ -3,12 +3,19 @@
 An ``Index`` is read-only; :func:`visrec.index.writer.build_index` writes one. Files of a generation:
 ``store/`` (image-space vectors + metadata), ``joint/`` (vectors in the text-shared space, when the encoder has
 one), ``prototypes.npy`` + ``prototypes.json`` (class means) and ``calibration.json`` (one entry per mode).
+
+Each query reads one pinned generation (a :class:`~visrec.index.snapshot.Snapshot`). Before a query the index
+checks ``manifest.json`` (one ``stat``) and, when a writer has committed, moves to the new generation; queries
+already running finish on the old one, whose files stay until its last reader lets go.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +24,13 @@ import numpy as np
 
 from visrec.encoders.base import Encoder, ImageLike, TextEncoder
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
+from visrec.index.folder import IndexFolder
 from visrec.index.recognize import MODES  # noqa: F401  (re-exported)
+from visrec.index.snapshot import Snapshot, manifest_signature
+from visrec.stores import VectorStore
 from visrec.types import Embeddings, Hit, Prediction
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,13 +38,19 @@ class TextSearchResult:
     """Hits for a text query and how they were found.
 
     ``route`` is ``"labels"`` when the query matched the index's label names (``matched`` lists the names and
-    their text similarity) or ``"joint"`` when it was searched in the encoder's image-text space.
+    their text similarity) or ``"joint"`` when it was searched in the encoder's image-text space. Through the
+    ImageNet label bridge, ``concepts`` are the classes the query is read as, ``seen_as`` the classes each hit
+    is seen as, and ``matches_query`` whether any hit is seen as the query's first concept (False: the index
+    probably holds nothing the query names); all empty / None otherwise.
     """
 
     query: str
     route: str
     matched: tuple[tuple[str, float], ...]
     hits: tuple[Hit, ...]
+    concepts: tuple[str, ...] = ()
+    seen_as: tuple[tuple[str, ...], ...] = ()
+    matches_query: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +58,9 @@ class TextSearchResult:
             "route": self.route,
             "matched_labels": [[n, round(s, 4)] for n, s in self.matched],
             "hits": [h.to_dict() for h in self.hits],
+            "concepts": list(self.concepts),
+            "seen_as": [list(c) for c in self.seen_as],
+            "matches_query": self.matches_query,
         }
 
 
@@ -54,27 +75,68 @@ def _hits(ids: np.ndarray, scores: np.ndarray, metas: dict[str, dict[str, Any]])
 
 
 class Index:
-    """A built index, opened read-only. Cheap to open: vectors are memory-mapped, the encoder loads lazily."""
+    """A built index, opened read-only. Cheap to open: vectors are memory-mapped, the encoder loads lazily.
+
+    Follows the folder: a generation committed by any writer is picked up before the next query.
+    """
 
     def __init__(self, path: str | Path, encoder: Encoder | None = None, mmap: bool = True) -> None:
-        from visrec.index.folder import IndexFolder
-        from visrec.stores import load_store
-
         self.folder = IndexFolder.open(path)
-        gen = self.folder.generation_dir
-        if gen is None:
-            raise BadInput(f"{path}: the index is empty; add images with: visrec index DATASET --out {path}")
-        self.gen = gen
-        backend = self.folder.manifest.store
-        self.store = load_store(backend, gen / "store", mmap=mmap)
-        self.joint = load_store(backend, gen / "joint", mmap=mmap) if (gen / "joint").exists() else None
+        self._mmap = mmap
         self._encoder = encoder
+        self._encoder_given = encoder is not None
         if encoder is not None:
             self.check_encoder(encoder)
         self._text_encoder: TextEncoder | None = None
-        self._calibration: dict[str, Any] | None = None
-        self._metas: dict[str, dict[str, Any]] | None = None
-        self._classifiers: dict[tuple[Any, ...], Any] = {}
+        self._swap = threading.Lock()
+        self._sig = manifest_signature(self.folder.path)
+        self._snap = Snapshot(self.folder, self._encoder_of_this(), mmap)
+
+    # ------------------------------------------------------------- snapshots
+    def snapshot(self) -> Snapshot:
+        """The generation the next query reads: the newest committed one (checked with one ``stat``)."""
+        sig = manifest_signature(self.folder.path)
+        if sig == self._sig or sig is None:
+            return self._snap
+        with self._swap:
+            if sig != self._sig:
+                self._move_to_newest(sig)
+        return self._snap
+
+    def _move_to_newest(self, sig: tuple[int, int, int]) -> None:
+        try:
+            manifest = self.folder.refresh()
+            if manifest.generation != self._snap.generation:
+                if manifest.encoder_fingerprint != self._snap.manifest.encoder_fingerprint:
+                    if self._encoder_given:
+                        self.check_encoder(self._encoder)  # type: ignore[arg-type]  # raises ManifestMismatch
+                    self._encoder = None
+                self._snap = Snapshot(self.folder, self._encoder_of_this(), self._mmap)
+            self._sig = sig
+        except (VisrecError, OSError) as e:  # keep answering from the pinned generation; retry next query
+            log.warning("%s: staying on generation %d (%s)", self.path, self._snap.generation, e)
+
+    def _encoder_of_this(self) -> Callable[[], Encoder]:
+        """``self.encoder`` without a reference cycle (a snapshot's lease goes as soon as it is dropped)."""
+        ref = weakref.ref(self)
+
+        def encoder() -> Encoder:
+            idx = ref()
+            if idx is None:
+                raise VisrecError("the Index this snapshot belongs to was closed")
+            return idx.encoder
+
+        return encoder
+
+    def close(self) -> None:
+        """Let go of the pinned generation (its files may then be deleted by the next writer)."""
+        self._snap.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ----------------------------------------------------------------- facts
     @property
@@ -82,12 +144,27 @@ class Index:
         return self.folder.path
 
     @property
+    def store(self) -> VectorStore:
+        """Image-space vectors + metadata of the current generation."""
+        return self.snapshot().store
+
+    @property
+    def joint(self) -> VectorStore | None:
+        """Joint (text-shared) vectors of the current generation, when the encoder has a text side."""
+        return self.snapshot().joint
+
+    @property
+    def gen(self) -> Path:
+        """Folder of the generation being read."""
+        return self.snapshot().gen
+
+    @property
     def encoder_info(self) -> dict[str, Any]:
-        return dict(self.folder.manifest.encoder)
+        return self.snapshot().encoder_info
 
     def file_of(self, hit: Hit) -> Path | None:
         """The image file of a hit, when the dataset it came from is still where it was indexed."""
-        root = self.folder.manifest.extra.get("dataset_root")
+        root = self.snapshot().manifest.extra.get("dataset_root")
         if Path(hit.path).is_absolute():
             p = Path(hit.path)
         elif not root or hit.path.startswith("upload/"):
@@ -112,29 +189,25 @@ class Index:
         return self._encoder
 
     def metadata(self) -> dict[str, dict[str, Any]]:
-        """Metadata of every item, by id (loaded once)."""
-        if self._metas is None:
-            metas: dict[str, dict[str, Any]] = {}
-            for ids, _, ms in self.store.export():
-                metas.update(zip(ids, ms, strict=True))
-            self._metas = metas
-        return self._metas
+        """Metadata of every item, by id (loaded once per generation)."""
+        return self.snapshot().metadata()
 
-    def labels(self) -> dict[str, int]:
+    def labels(self, snap: Snapshot | None = None) -> dict[str, int]:
         """Images per label."""
         from visrec.index.pipeline import count_labels
 
-        return count_labels(list(self.metadata().values()))
+        return count_labels(list((snap or self.snapshot()).metadata().values()))
 
     def info(self) -> dict[str, Any]:
         """A JSON-ready summary: counts, encoder, store, calibration."""
-        m = self.folder.manifest
-        cal = self.calibration_data()
+        s = self.snapshot()
+        m = s.manifest
+        cal = s.calibration_data()
         return {
             "path": str(self.path),
-            "count": self.store.count(),
-            "labels": self.labels(),
-            "unlabeled": sum(1 for x in self.metadata().values() if not x.get("labels")),
+            "count": s.store.count(),
+            "labels": self.labels(s),
+            "unlabeled": sum(1 for x in s.metadata().values() if not x.get("labels")),
             "encoder": {k: v for k, v in m.encoder.items() if k != "describe"} | m.encoder.get("describe", {}),
             "dim": m.dim,
             "joint_dim": m.joint_dim,
@@ -142,8 +215,20 @@ class Index:
             "generation": m.generation,
             "updated": m.updated,
             "calibrated_modes": sorted(cal),
-            "calibration": {k: _cal_summary(v) for k, v in cal.items()},
+            "calibration": {k: _cal_summary(v) | self._trade_off(k) for k, v in cal.items()},
         }
+
+    def _trade_off(self, mode: str) -> dict[str, Any]:
+        """Held-out precision / coverage at a few targets (only for calibrations with an open-set decision)."""
+        cal = self.calibration(mode)
+        if cal is None or cal.decision is None:
+            return {}
+        pts = []
+        for t in sorted({0.8, 0.9, 0.95, 0.99, cal.target_precision}):
+            op = cal.operating_point(t)
+            pts.append({"target": t, "precision": op.precision, "coverage": op.coverage,
+                        "novel_rejected": op.novel_rejected})  # fmt: skip
+        return {"trade_off": pts}
 
     # ---------------------------------------------------------------- search
     def encode(self, images: Sequence[ImageLike], progress: bool = False) -> Embeddings:
@@ -152,9 +237,26 @@ class Index:
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10, where: str | None = None) -> list[list[Hit]]:
         """Top-``k`` hits per query vector ``(q, dim)`` in the image space."""
-        nb = self.store.search(vectors, k, where)
-        metas = self.metadata()
+        s = self.snapshot()
+        hits = self._search(s, vectors, k, where)
+        if where and not any(hits) and s.metadata():
+            self._check_filter_fields(s, where)
+        return hits
+
+    @staticmethod
+    def _search(s: Snapshot, vectors: np.ndarray, k: int, where: str | None) -> list[list[Hit]]:
+        nb = s.store.search(vectors, k, where)
+        metas = s.metadata()
         return [_hits(nb.ids[i], nb.scores[i], metas) for i in range(len(nb.ids))]
+
+    def _check_filter_fields(self, s: Snapshot, where: str) -> None:
+        """Raise ``BadInput`` naming the fields of ``where`` that no indexed item has (a typo, e.g. ``splt``)."""
+        from visrec.index.inputs import unknown_fields
+        from visrec.stores import parse_filter
+
+        note = unknown_fields(parse_filter(where), [m | {"extra": m.get("extra") or {}} for m in s.metadata().values()])
+        if note:
+            raise BadInput(f"{self.path}: no item matches --where {where!r}{note}")
 
     def search_images(self, images: Sequence[ImageLike], k: int = 10, where: str | None = None) -> list[list[Hit]]:
         """Image -> image search: top-``k`` hits per query image."""
@@ -168,12 +270,14 @@ class Index:
             self._text_encoder = create_text_encoder()
         return self._text_encoder
 
-    def match_labels(self, query: str, min_similarity: float = 0.6) -> list[tuple[str, float]]:
+    def match_labels(
+        self, query: str, min_similarity: float = 0.6, snap: Snapshot | None = None
+    ) -> list[tuple[str, float]]:
         """Label names whose text similarity to ``query`` is at least ``min_similarity``, best first.
 
         A case-insensitive exact match (or the query naming the label as a word) scores 1.0.
         """
-        names = list(self.labels())
+        names = list(self.labels(snap))
         if not names:
             return []
         q = query.strip().lower()
@@ -198,66 +302,77 @@ class Index:
         """
         if route not in ("auto", "labels", "joint"):
             raise BadInput(f"route must be auto, labels or joint, got {route!r}")
-        matched = self.match_labels(query) if route in ("auto", "labels") else []
+        s = self.snapshot()
+        matched = self.match_labels(query, snap=s) if route in ("auto", "labels") else []
         if matched:
-            return TextSearchResult(query, "labels", tuple(matched), tuple(self._label_hits(matched, k, where)))
+            return TextSearchResult(query, "labels", tuple(matched), tuple(self._label_hits(s, matched, k, where)))
         if route == "labels":
             return TextSearchResult(query, "labels", (), ())
-        if self.joint is None:
+        if s.joint is None:
             raise VisrecError(
                 f"no label of this index matches {query!r} and its encoder "
-                f"({self.encoder_info.get('name')}) has no text side; try one of: {', '.join(self.labels())}"
+                f"({s.encoder_info.get('name')}) has no text side; try one of: {', '.join(self.labels(s))}"
             )
         q = self.encoder.encode_texts([query])
-        nb = self.joint.search(q, k, where)
-        return TextSearchResult(query, "joint", (), tuple(_hits(nb.ids[0], nb.scores[0], self.metadata())))
+        nb = s.joint.search(q, k, where)
+        hits = tuple(_hits(nb.ids[0], nb.scores[0], s.metadata()))
+        bridge = getattr(self.encoder, "bridge", None)
+        if bridge is None or not hits:
+            return TextSearchResult(query, "joint", (), hits)
+        concepts = bridge.concepts(q, top=3)[0]
+        seen = tuple(bridge.concepts(s.joint.get([h.id for h in hits])[0], top=bridge.top_k))
+        match = any(concepts[0] in seen_as for seen_as in seen)  # an image the bridge sees as the first concept
+        return TextSearchResult(query, "joint", (), hits, concepts, tuple(seen_as[:3] for seen_as in seen), match)
 
-    def _label_hits(self, matched: list[tuple[str, float]], k: int, where: str | None) -> list[Hit]:
-        protos, classes = self.prototypes()
+    def _label_hits(self, s: Snapshot, matched: list[tuple[str, float]], k: int, where: str | None) -> list[Hit]:
+        protos, classes = s.prototypes()
         hits: list[Hit] = []
         for name, _ in matched:
             cond = f"label == {json.dumps(name)}"
             cond = cond if where is None else f"({cond}) and ({where})"
-            hits += self.search_vectors(protos[classes.index(name)][None, :], k, cond)[0]
+            hits += self._search(s, protos[classes.index(name)][None, :], k, cond)[0]
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
     # -------------------------------------------------------------- classify
     def prototypes(self) -> tuple[np.ndarray, list[str]]:
         """Class mean vectors ``(c, dim)`` and their class names, as saved at build time."""
-        p = self.gen / "prototypes.npy"
-        if not p.exists():
-            return np.zeros((0, self.store.dim), np.float32), []
-        classes = json.loads((self.gen / "prototypes.json").read_text())["classes"]
-        return np.load(p, allow_pickle=False), list(classes)
+        return self.snapshot().prototypes()
 
     def calibration_data(self) -> dict[str, Any]:
         """The stored calibrations, by mode (empty when never calibrated)."""
-        if self._calibration is None:
-            p = self.gen / "calibration.json"
-            self._calibration = json.loads(p.read_text()) if p.exists() else {}
-        return self._calibration
+        return self.snapshot().calibration_data()
 
-    def calibration(self, mode: str) -> Any:
+    def calibration(self, mode: str, snap: Snapshot | None = None) -> Any:
         """The :class:`visrec.classify.Calibration` of ``mode``, or None."""
         from visrec.classify import Calibration
 
-        data = self.calibration_data().get(mode)
-        return None if data is None else Calibration.from_dict(data)
+        s = snap or self.snapshot()
+        if mode not in s.parsed:  # parsed once per generation: it holds held-out arrays and fitted maps
+            data = s.calibration_data().get(mode)
+            s.parsed[mode] = None if data is None else Calibration.from_dict(data)
+        return s.parsed[mode]
 
-    def classifier(self, mode: str = "knn", k: int | None = None, classes: Sequence[str] | None = None) -> Any:
+    def classifier(
+        self,
+        mode: str = "knn",
+        k: int | None = None,
+        classes: Sequence[str] | None = None,
+        snap: Snapshot | None = None,
+    ) -> Any:
         """The classifier of ``mode`` set up from this index (stored options unless overridden)."""
         from visrec.index.recognize import make_classifier
 
+        s = snap or self.snapshot()
         key = (mode, k, tuple(classes) if classes else None)
-        if key in self._classifiers:
-            return self._classifiers[key]
-        cal = self.calibration(mode)
+        if key in s.classifiers:
+            return s.classifiers[key]
+        cal = self.calibration(mode, s)
         params = dict(cal.params) if cal is not None else {}
         if k is not None and mode == "knn":
             params["k"] = k
-        clf = make_classifier(self, mode, params, classes)
-        self._classifiers[key] = clf  # zero-shot/blend classifiers hold encoded prompts: build them once
+        clf = make_classifier(s, mode, params, classes)
+        s.classifiers[key] = clf  # zero-shot/blend classifiers hold encoded prompts: build them once
         return clf
 
     def classify(
@@ -267,24 +382,29 @@ class Index:
         k: int | None = None,
         calibrated: bool = True,
         classes: Sequence[str] | None = None,
+        target_precision: float | None = None,
+        novelty_prior: float | None = None,
     ) -> list[Prediction]:
         """Classify images (or their embeddings) against the index.
 
         With ``calibrated`` (default) and a stored calibration, predictions carry a calibrated confidence and
-        fall to unknown (``label=None``) below their class threshold; without calibration data they are raw.
+        fall to unknown (``label=None``, ``reason`` novel or ambiguous) when it is below the threshold;
+        without calibration data they are raw. ``target_precision``/``novelty_prior``: replace the calibrated
+        ones (answered precision wanted, share of novel images expected; no re-indexing needed).
         ``classes`` (zero-shot/blend): class names to score instead of the index's labels.
         """
         from visrec.index.recognize import predict
 
         emb = images if isinstance(images, Embeddings) else self.encode(images)
-        if emb.encoder_id != self.encoder_info.get("fingerprint"):
+        s = self.snapshot()
+        if emb.encoder_id != s.encoder_info.get("fingerprint"):
             raise ManifestMismatch(
                 f"query embeddings come from encoder {emb.encoder_id}, the index from "
-                f"{self.encoder_info.get('fingerprint')}; encode queries with the index's encoder"
+                f"{s.encoder_info.get('fingerprint')}; encode queries with the index's encoder"
             )
-        preds = predict(self, self.classifier(mode, k, classes), emb, mode)
-        cal = self.calibration(mode) if calibrated and classes is None else None
-        if calibrated and cal is None and classes is None and not self.calibration_data():
+        preds = predict(s, self.classifier(mode, k, classes, s), emb, mode)
+        cal = self.calibration(mode, s) if calibrated and classes is None else None
+        if calibrated and cal is None and classes is None and not s.calibration_data():
             raise NotCalibrated(
                 f"{self.path} has no calibration; run: visrec calibrate {self.path}  (or pass calibrated=False)"
             )
@@ -293,7 +413,31 @@ class Index:
                 f"the {mode} calibration of {self.path} was fitted with k={cal.params.get('k')}; thresholds do "
                 f"not transfer to k={k}: drop -k, classify uncalibrated (--raw), or recalibrate with that k"
             )
-        return preds if cal is None else cal.apply(preds)
+        if cal is None:
+            return preds
+        if cal.decision is None:
+            if target_precision is not None or novelty_prior is not None:
+                raise BadInput(f"{self.path} was calibrated before precision could change at classify time; "
+                               f"recalibrate it: visrec calibrate {self.path}")  # fmt: skip
+            return cal.apply(preds)
+        nov = self.novelty_scores(emb.vectors, cal.decision.novelty_name, s)
+        return cal.apply(preds, nov, target_precision, novelty_prior)
+
+    def novelty_scores(self, vectors: np.ndarray, name: str, snap: Snapshot | None = None) -> np.ndarray:
+        """``(q,)`` novelty scores of query vectors by the score ``name`` fitted at calibration time (read from
+        the generation ``snap``, default the newest)."""
+        from visrec.classify.novelty import GaussianNovelty
+
+        if name not in ("mahalanobis", "relative_mahalanobis"):
+            raise BadInput(f"{self.path}: novelty score {name!r} is not stored with the index; recalibrate it")
+        s = snap or self.snapshot()
+        if s.novelty is None:
+            p = s.gen / "novelty.npz"
+            if not p.exists():
+                raise NotCalibrated(f"{self.path} lacks novelty.npz; recalibrate it: visrec calibrate {self.path}")
+            with np.load(p, allow_pickle=False) as z:
+                s.novelty = GaussianNovelty.from_arrays(dict(z), relative=name == "relative_mahalanobis")
+        return s.novelty.score(vectors)
 
 
 def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:
@@ -305,5 +449,8 @@ def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:
         "unknown_rejected",
         "target_met",
         "n_held_out",
+        "novelty_prior",
+        "reasons",
+        "below_target",
     )
     return {k: d.get(k) for k in keys}

@@ -30,6 +30,11 @@ from visrec.types import LabeledSet
 
 CALIBRATED_MODES = ("knn", "prototype")
 MIN_LABELED_FOR_CALIBRATION = 10
+RECALIBRATE_FRACTION = 0.1
+"""A commit keeps the previous calibration while the items added, changed or removed since it was fitted stay
+at most this share of the items it was fitted on and the classes are the same; past it, or with a new or lost
+class, the leave-one-group-out calibration (quadratic in the index size) runs again."""
+BASIS = "calibration_basis.json"
 
 
 def _open_or_create(out: Path, encoder: Encoder, backend: str) -> IndexFolder:
@@ -85,12 +90,15 @@ class _Assembly:
         self.vecs: list[np.ndarray] = []
         self.joint: list[np.ndarray] = []
         self.metas: list[dict[str, Any]] = []
+        self.unchanged: set[str] = set()  # taken from the old store with their stored metadata
         self.encoder = encoder
 
     def take_old(self, old: Any, old_joint: Any, ids: Sequence[str], metas: Sequence[dict[str, Any]] | None) -> None:
         if not ids:
             return
         vec, stored = old.get(list(ids))
+        if metas is None:
+            self.unchanged.update(ids)
         self.ids += list(ids)
         self.vecs.append(vec)
         self.metas += list(metas) if metas is not None else stored
@@ -112,20 +120,22 @@ class _Assembly:
         """The next generation's store (and joint store); ``previous``: the current generation's folder."""
         enc = self.encoder
         vecs = np.concatenate(self.vecs) if self.vecs else np.zeros((0, enc.dim), np.float32)
-        store = _filled(backend, enc.dim, options, previous, "store", (self.ids, vecs, self.metas))
+        same = frozenset(self.unchanged)
+        store = _filled(backend, enc.dim, options, previous, "store", (self.ids, vecs, self.metas), same)
         joint = None
         if enc.joint_dim is not None:
             jvecs = np.concatenate(self.joint) if self.joint else np.zeros((0, enc.joint_dim), np.float32)
             jmeta = [{"path": m["path"]} for m in self.metas]
-            joint = _filled(backend, enc.joint_dim, options, previous, "joint", (self.ids, jvecs, jmeta))
+            joint = _filled(backend, enc.joint_dim, options, previous, "joint", (self.ids, jvecs, jmeta), same)
         return store, joint
 
 
 def _filled(
     backend: str, dim: int, options: dict[str, Any], previous: Path | None, part: str,
-    items: tuple[list[str], np.ndarray, list[dict[str, Any]]],
+    items: tuple[list[str], np.ndarray, list[dict[str, Any]]], unchanged: frozenset[str] = frozenset(),
 ) -> VectorStore:  # fmt: skip
-    """A store of ``backend`` holding exactly ``items``; a Milvus collection at a URI is updated in place."""
+    """A store of ``backend`` holding exactly ``items``; a Milvus collection at a URI is updated in place
+    (only the rows not ``unchanged`` are written)."""
     from visrec.stores import create_store
 
     ids, vecs, metas = items
@@ -133,8 +143,11 @@ def _filled(
         from visrec.stores.milvus_store import fill_generation, part_options
 
         prev = None if previous is None else previous / part
-        return fill_generation(dim, part_options(part, options), prev, ids, vecs, metas)
+        return fill_generation(dim, part_options(part, options), prev, ids, vecs, metas, unchanged)
     store = create_store(backend, dim)
+    adopt = getattr(store, "adopt_trained", None)
+    if adopt is not None and previous is not None:
+        adopt(previous / part)  # a FAISS IVF index is refilled, not retrained, on every commit
     if ids:
         store.add(ids, vecs, metas)
     return store
@@ -191,7 +204,7 @@ def build_index(
         old, old_joint = _load_current(folder)
         stored = _stored_metadata(old)
         stop = timed(report, "scan")
-        plan = plan_changes(dataset, stored, report, cfg.workers)
+        plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash)
         stop()
         shards = ShardWriter(folder.work_dir, encoder.fingerprint)
         new = _embed_changes(plan, encoder, shards, cfg, report, progress)
@@ -209,7 +222,7 @@ def build_index(
             raise EmptyDataset(_nothing_indexed(dataset, report))
         stop = timed(report, "store")
         store, joint = asm.stores(folder.manifest.store, options, folder.generation_dir)
-        files = _derived_files(store, joint, cfg, report)
+        files = _derived_files(store, joint, cfg, report, folder)
         stop()
         stop = timed(report, "commit")
         folder.commit(
@@ -236,6 +249,12 @@ def _embed_changes(
     done = _shard_rows(shards)
     todo = [it for it in plan.embed if (it.record.id, it.meta["sha256"]) not in done]
     report.resumed = len(plan.embed) - len(todo)
+    warm_up = getattr(encoder, "warm_up", None)
+    if todo and callable(warm_up):
+        # the first run exports the models (about a minute): kept out of the images/s figure
+        stop = timed(report, "prepare")
+        warm_up()
+        stop()
     stop = timed(report, "embed")
     if cfg.engine == "ray":
         from visrec.distributed.ray_index import embed_items_with_ray
@@ -268,7 +287,9 @@ def _nothing_indexed(dataset: LabeledSet, report: IndexingReport) -> str:
     return f"{dataset.root}: none of the {len(dataset)} images could be indexed (skipped: {reasons})"
 
 
-def _labels_and_groups(store: VectorStore) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None]]:
+def _labels_and_groups(
+    store: VectorStore, with_groups: bool = True
+) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None]]:
     from visrec.data.dedup import near_duplicate_groups
 
     ids: list[str] = []
@@ -281,7 +302,7 @@ def _labels_and_groups(store: VectorStore) -> tuple[list[str], np.ndarray, list[
         labels += [tuple(m.get("labels", ())) for m in bmeta]
         hashes += [m.get("extra", {}).get("phash", "") for m in bmeta]
     groups: list[str | None] = [None] * len(ids)
-    have = [i for i, h in enumerate(hashes) if h]
+    have = [i for i, h in enumerate(hashes) if h] if with_groups else []
     if have:
         packed = np.stack([np.frombuffer(bytes.fromhex(hashes[i]), np.uint8) for i in have])
         for i, g in zip(have, near_duplicate_groups(packed), strict=True):
@@ -291,31 +312,85 @@ def _labels_and_groups(store: VectorStore) -> tuple[list[str], np.ndarray, list[
 
 
 def _derived_files(
-    store: VectorStore, joint: VectorStore | None, cfg: IndexConfig, report: IndexingReport
+    store: VectorStore,
+    joint: VectorStore | None,
+    cfg: IndexConfig,
+    report: IndexingReport,
+    previous: IndexFolder | None = None,
 ) -> dict[str, bytes]:
-    """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items."""
+    """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items;
+    the calibration of ``previous``'s current generation is kept while it is recent enough
+    (:data:`RECALIBRATE_FRACTION`)."""
     from visrec.classify import CalibrationOptions, PrototypeClassifier, calibrate_leave_one_group_out
+    from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index.recognize import make_classifier_from_params
 
-    _, vecs, labels, groups = _labels_and_groups(store)
+    _, vecs, labels, _ = _labels_and_groups(store, with_groups=False)
     files: dict[str, bytes] = {}
     labeled = [i for i, lab in enumerate(labels) if lab]
+    classes: list[str] = []
     if labeled:
         proto = PrototypeClassifier().fit(vecs[labeled], [labels[i] for i in labeled])
-        files["prototypes.json"] = json.dumps({"classes": list(proto.classes)}).encode()
+        classes = list(proto.classes)
+        files["prototypes.json"] = json.dumps({"classes": classes}).encode()
         files["prototypes.npy"] = _npy_bytes(proto.prototypes)
     n_classes = len({x for lab in labels for x in lab})
-    if cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
+    carried = _carry_calibration(previous, report, classes) if cfg.calibrate and previous is not None else None
+    if carried is not None:
+        files.update(carried)
+    elif cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
+        _, vecs, labels, groups = _labels_and_groups(store)
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
         # harsh a picture of a new class, so new classes are simulated from three classes on.
-        opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3)
+        opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3,
+                                  novelty=DEFAULT_NOVELTY)  # fmt: skip
         cals = {}
         for mode in CALIBRATED_MODES:
             clf = make_classifier_from_params(mode, {})
             cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts).to_dict()
         files["calibration.json"] = json.dumps(cals, indent=1).encode()
+        files.update(novelty_files(vecs, labels, cals))
+        files[BASIS] = json.dumps({"count": len(labeled), "changed": 0, "classes": classes}).encode()
         report.calibration = {m: _brief(c) for m, c in cals.items()}
     return files
+
+
+def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dict[str, Any]) -> dict[str, bytes]:
+    """``{"novelty.npz": ...}``: the novelty score the calibrations decide with, fitted on every labeled item
+    (first label of each), as float32 arrays; empty when no calibration has an open-set decision."""
+    import io
+
+    from visrec.classify.novelty import GaussianNovelty, create_novelty
+
+    names = {c["decision"]["novelty"] for c in cals.values() if c.get("decision")}
+    if not names:
+        return {}
+    if len(names) > 1:
+        raise BadInput(f"calibrations use different novelty scores {sorted(names)}; calibrate them together")
+    labeled = [i for i, lab in enumerate(labels) if lab]
+    score = create_novelty(names.pop()).fit(vecs[labeled], [labels[i][0] for i in labeled])
+    if not isinstance(score, GaussianNovelty):
+        return {}
+    buf = io.BytesIO()
+    np.savez(buf, **score.to_arrays())  # type: ignore[arg-type]
+    return {"novelty.npz": buf.getvalue()}
+
+
+def _carry_calibration(folder: IndexFolder, report: IndexingReport, classes: list[str]) -> dict[str, bytes] | None:
+    """The current calibration files with this commit's changes counted, or None when it must be refitted."""
+    gen = folder.generation_dir
+    basis = folder.read_json(BASIS)
+    if gen is None or not isinstance(basis, dict) or not (gen / "calibration.json").is_file():
+        return None
+    changed = int(basis.get("changed", 0)) + report.added + report.updated + report.removed + report.metadata_updated
+    if basis.get("classes") != classes or changed > RECALIBRATE_FRACTION * int(basis.get("count", 0)):
+        return None
+    data = (gen / "calibration.json").read_bytes()
+    report.calibration = {m: {**_brief(c), "carried_over": True} for m, c in json.loads(data).items()}
+    out = {"calibration.json": data, BASIS: json.dumps({**basis, "changed": changed}).encode()}
+    if (gen / "novelty.npz").is_file():  # the novelty model the carried calibration decides with
+        out["novelty.npz"] = (gen / "novelty.npz").read_bytes()
+    return out
 
 
 def _brief(cal: dict[str, Any]) -> dict[str, Any]:
@@ -344,9 +419,11 @@ def _writer(store: VectorStore, joint: VectorStore | None, files: dict[str, byte
     return write
 
 
-def save_calibration(index_path: str | Path, calibrations: dict[str, dict[str, Any]]) -> None:
+def save_calibration(
+    index_path: str | Path, calibrations: dict[str, dict[str, Any]], files: dict[str, bytes] | None = None
+) -> None:
     """Store calibrations (mode -> ``Calibration.to_dict()``) in a new generation of the index, merged with
-    the modes already calibrated."""
+    the modes already calibrated, plus derived ``files`` (name -> bytes, e.g. ``novelty.npz``)."""
     folder = IndexFolder.open(index_path)
     with folder.writer():
         gen = folder.generation_dir
@@ -356,10 +433,13 @@ def save_calibration(index_path: str | Path, calibrations: dict[str, dict[str, A
         merged = json.loads(p.read_text()) if p.exists() else {}
         merged.update(calibrations)
         data = json.dumps(merged, indent=1).encode()
-        keep = [p.name for p in gen.iterdir() if p.name != "calibration.json"]
+        extra = dict(files or {})
+        keep = [p.name for p in gen.iterdir() if p.name != "calibration.json" and p.name not in extra]
 
         def write(tmp: Path) -> None:
             folder.carry_over(tmp, keep)
             (tmp / "calibration.json").write_bytes(data)
+            for name, blob in extra.items():
+                (tmp / name).write_bytes(blob)
 
         folder.commit(write, count=folder.manifest.count)

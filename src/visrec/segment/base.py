@@ -68,6 +68,11 @@ SEGMENTERS.register(
     help="Segment-Anything automatic masks from your own checkpoint (checkpoint=PATH, arch=vit_b|vit_l|vit_h)",
 )
 SEGMENTERS.register(
+    "mobilesam",
+    "visrec.segment.mobilesam:MobileSamSegmenter",
+    help="MobileSAM masks: automatic (point grid) or prompted by another segmenter's boxes (prompter=nanodet)",
+)
+SEGMENTERS.register(
     "faces",
     "visrec.segment.faces_first:FaceRegionSegmenter",
     help="detector-first: one region per face found by a visrec.faces detector (default blazeface; faces extra)",

@@ -6,8 +6,9 @@ import colorsys
 import hashlib
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
+from visrec.drawing import draw_box, pen_for
 from visrec.errors import DimensionMismatch
 from visrec.segment.types import SceneResult
 
@@ -33,18 +34,11 @@ def annotate(image: np.ndarray, result: SceneResult) -> Image.Image:
     canvas = Image.fromarray(np.ascontiguousarray(image[..., :3])).convert("RGB")
     if result.regions.masks is not None:
         canvas = _outline_masks(canvas, result)
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    width = max(2, round(max(result.width, result.height) / 400))
+    pen = pen_for(canvas.size)
     for i in range(len(result)):
-        x0, y0, x1, y1 = (float(v) for v in result.regions.xyxy[i])
-        colour = label_colour(result.labels[i])
-        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=width)
+        box = tuple(float(v) for v in result.regions.xyxy[i])
         text = f"{result.labels[i] or 'unknown'} {float(result.scores[i]):.2f}"
-        tb = draw.textbbox((x0, y0), text, font=font)
-        ty = y0 - (tb[3] - tb[1]) - 4 if y0 > (tb[3] - tb[1]) + 4 else y0
-        draw.rectangle((x0, ty, x0 + (tb[2] - tb[0]) + 4, ty + (tb[3] - tb[1]) + 4), fill=colour)
-        draw.text((x0 + 2, ty + 1), text, fill=(0, 0, 0), font=font)
+        draw_box(canvas, box, text, label_colour(result.labels[i]), pen)  # type: ignore[arg-type]
     return canvas
 
 
@@ -54,5 +48,7 @@ def _outline_masks(canvas: Image.Image, result: SceneResult) -> Image.Image:
     for m, lab in zip(result.regions.masks, result.labels, strict=True):
         inner = m.copy()
         inner[1:-1, 1:-1] = m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+        colour = np.asarray(label_colour(lab), np.uint16)
+        arr[m] = ((arr[m].astype(np.uint16) * 3 + colour) // 4).astype(np.uint8)  # a light tint of the mask
         arr[m & ~inner] = label_colour(lab)
     return Image.fromarray(arr)

@@ -136,3 +136,38 @@ def masked_crop(image: np.ndarray, mask: np.ndarray, box: np.ndarray | None = No
 def scale_boxes(boxes: np.ndarray, factor: float) -> np.ndarray:
     """Boxes ``(n, 4)`` multiplied by ``factor`` (float32), e.g. to map a downscaled image's boxes back."""
     return (_boxes(boxes, "boxes") * factor).astype(np.float32)
+
+
+def remove_small_regions(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """``mask (h, w)`` bool with its holes smaller than ``min_area`` pixels filled and its islands smaller
+    than ``min_area`` removed (4-connectivity; the largest island is always kept, so a mask never empties
+    unless it was empty). A new array; ``mask`` is not changed. Works inside the mask's box (plus one pixel),
+    so its cost follows the mask's size, not the image's."""
+    if mask.ndim != 2:
+        raise DimensionMismatch(f"mask must be (h, w), got shape {mask.shape}")
+    out = mask.copy()
+    if min_area <= 0 or not mask.any():
+        return out
+    x0, y0, x1, y1 = (int(v) for v in masks_to_boxes(mask[None])[0])
+    h, w = mask.shape
+    y0, x0, y1, x1 = max(0, y0 - 1), max(0, x0 - 1), min(h, y1 + 1), min(w, x1 + 1)
+    out[y0:y1, x0:x1] = _clean(np.pad(mask[y0:y1, x0:x1], 1), min_area)[1:-1, 1:-1]
+    return out
+
+
+def _clean(m: np.ndarray, min_area: int) -> np.ndarray:
+    """Fill small holes and drop small islands of ``m``, whose border is background (padded)."""
+    from scipy import ndimage
+
+    holes, n = ndimage.label(~m)
+    if n > 1:  # component 1 holds the padded border: it is the outside, never a hole
+        sizes = np.bincount(holes.ravel())
+        fill = np.nonzero(sizes < min_area)[0]
+        m = m | np.isin(holes, fill[fill > 1])
+    islands, n = ndimage.label(m)
+    if n > 1:
+        sizes = np.bincount(islands.ravel())
+        sizes[0] = 0
+        drop = np.nonzero((sizes < min_area) & (np.arange(len(sizes)) != np.argmax(sizes)))[0]
+        m = m & ~np.isin(islands, drop[drop > 0])
+    return m

@@ -21,7 +21,7 @@ import types
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -100,7 +100,22 @@ def stability_scores(logits: np.ndarray, threshold: float = 0.0, offset: float =
     return np.divide(inter, union, out=np.zeros(len(flat)), where=union > 0)
 
 
-def select_masks(logits: np.ndarray, iou_pred: np.ndarray, cfg: SamConfig) -> np.ndarray:
+class MaskFilters(Protocol):
+    """The filter settings :func:`select_masks` reads (``SamConfig`` and ``MobileSamConfig`` have them)."""
+
+    @property
+    def pred_iou_thresh(self) -> float: ...
+    @property
+    def stability_thresh(self) -> float: ...
+    @property
+    def stability_offset(self) -> float: ...
+    @property
+    def nms_iou(self) -> float: ...
+    @property
+    def max_regions(self) -> int: ...
+
+
+def select_masks(logits: np.ndarray, iou_pred: np.ndarray, cfg: MaskFilters) -> np.ndarray:
     """Indices of the candidate masks that pass both filters, are not empty and survive box NMS, best
     predicted IoU first (at most ``cfg.max_regions``)."""
     stable = stability_scores(logits, 0.0, cfg.stability_offset)

@@ -44,7 +44,9 @@ class SceneConfig:
     more confident region of another label by more than this (of the smaller box) is dropped;
     ``keep_unknown``: keep regions recognised as nobody; ``min_score``: drop labelled regions below it;
     ``accept``: ``"relative"`` or ``"calibrated"`` (see the module docstring); ``margin``/``floor``: the
-    relative rule's distance to the scene's best raw score and its absolute minimum."""
+    relative rule's distance to the scene's best raw score and its absolute minimum; ``context``: with masked
+    crops, also embed each region's box grown by this share of its size per side, background kept (a context
+    crop, in the same batch), and recognise the mean of the two views' embeddings (0: masked crop only)."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -57,14 +59,15 @@ class SceneConfig:
     accept: str = "relative"
     margin: float = 0.02
     floor: float = 0.76
+    context: float = 0.0
 
     def __post_init__(self) -> None:
         if self.long_side < 0 or self.batch_size < 1:
             raise BadInput(f"long_side must be >= 0 and batch_size >= 1, got {self.long_side}, {self.batch_size}")
         if self.accept not in ACCEPT_RULES:
             raise BadInput(f"accept must be one of {', '.join(ACCEPT_RULES)}, got {self.accept!r}")
-        if self.margin < 0:
-            raise BadInput(f"margin must be >= 0, got {self.margin}")
+        if self.margin < 0 or self.context < 0:
+            raise BadInput(f"margin and context must be >= 0, got {self.margin}, {self.context}")
 
 
 def downscale(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
@@ -84,6 +87,25 @@ def region_crops(image: np.ndarray, regions: Regions, masked: bool) -> list[np.n
     return [crop(image, b, min_side=2) for b in regions.xyxy]
 
 
+def context_crops(image: np.ndarray, regions: Regions, context: float) -> list[np.ndarray]:
+    """One unmasked crop per region: its box grown by ``context`` of its width / height on each side."""
+    b = regions.xyxy.astype(np.float64)
+    grow = np.repeat(b[:, 2:] - b[:, :2], 2, axis=0).reshape(-1, 4) * context
+    grown = b + np.concatenate([-grow[:, :2], grow[:, 2:]], 1)
+    return [crop(image, g, min_side=2) for g in grown]
+
+
+def fuse_views(emb: Embeddings, n: int) -> Embeddings:
+    """The mean of two views per region (rows ``i`` and ``n + i`` of ``emb``), re-normalised to unit length."""
+
+    def mean(v: np.ndarray) -> np.ndarray:
+        m = v[:n] + v[n:]
+        return (m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    joint = None if emb.joint is None else mean(emb.joint)
+    return Embeddings(mean(emb.vectors), emb.ids[:n], emb.encoder_id, joint)
+
+
 def confidence(pred: Prediction) -> float:
     """The calibrated probability when there is one, else the raw score."""
     return pred.score if np.isnan(pred.calibrated) else pred.calibrated
@@ -98,8 +120,15 @@ def relative_labels(preds: list[Prediction], margin: float, floor: float) -> lis
     return [p.candidate if p.score >= cut else None for p in preds]
 
 
-def resolve_overlaps(boxes: np.ndarray, labels: list[str | None], scores: np.ndarray, cfg: SceneConfig) -> list[int]:
-    """Indices of the regions to keep, most confident first, merging same-label ones in place.
+def resolve_overlaps(
+    boxes: np.ndarray,
+    labels: list[str | None],
+    scores: np.ndarray,
+    cfg: SceneConfig,
+    joined: dict[int, list[int]] | None = None,
+) -> list[int]:
+    """Indices of the regions to keep, most confident first, merging same-label ones in place (``joined``,
+    when given, receives ``{kept index: [indices merged into it]}``).
 
     Same label and IoU > ``merge_iou`` (or one inside the other): the weaker joins the stronger, whose box
     grows to their union (``boxes`` is updated). Different labels and overlap > ``suppress_ioa``: the weaker
@@ -115,6 +144,8 @@ def resolve_overlaps(boxes: np.ndarray, labels: list[str | None], scores: np.nda
             merge = same & ((iou > cfg.merge_iou) | (ioa > 0.9))
             if labels[i] is not None and merge.any():
                 k = kept[int(np.argmax(merge))]
+                if joined is not None:
+                    joined.setdefault(k, []).append(i)
                 boxes[k, :2] = np.minimum(boxes[k, :2], boxes[i, :2])
                 boxes[k, 2:] = np.maximum(boxes[k, 2:], boxes[i, 2:])
                 continue
@@ -166,7 +197,12 @@ class SceneAnalyzer:
             emb = cached
         else:
             crops = region_crops(image, regions, self.config.masked)
+            views = self.config.context > 0 and self.config.masked and regions.masks is not None
+            if views:  # masked and context crops of every region in one batch
+                crops += context_crops(image, regions, self.config.context)
             emb = self.index.encoder.encode_images(crops, batch_size=self.config.batch_size)
+            if views:
+                emb = fuse_views(emb, len(regions))
         calibrated = self.config.accept == "calibrated" and bool(self.index.calibration_data())
         return list(self.index.classify(emb, self.config.mode, calibrated=calibrated))
 
@@ -186,9 +222,13 @@ class SceneAnalyzer:
             if (lab is None and cfg.keep_unknown) or (lab and scores[i] >= cfg.min_score)
         ]
         boxes = regions.xyxy[ok].copy()  # resolve_overlaps grows merged boxes in place
-        sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg) if ok else []
+        joined: dict[int, list[int]] = {}
+        sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg, joined) if ok else []
         keep = [ok[j] for j in sub]
-        masks = None if regions.masks is None else _upscale_masks(regions.masks[keep], hw)
+        masks = None
+        if regions.masks is not None:  # merged regions of one label: the union of their masks
+            union = [np.logical_or.reduce(regions.masks[[ok[m] for m in [j, *joined.get(j, [])]]]) for j in sub]
+            masks = _upscale_masks(np.stack(union) if union else regions.masks[:0], hw)
         out = Regions(scale_boxes(boxes[sub].reshape(-1, 4), factor), regions.scores[keep], masks)
         return SceneResult(
             out,

@@ -113,24 +113,30 @@ class SceneResult:
 
     def to_coco(self, file_name: str = "image", image_id: int = 1) -> dict[str, Any]:
         """COCO-style detections: ``images``, ``categories`` (known labels found, plus ``unknown``) and
-        ``annotations`` with ``bbox`` as ``[x, y, w, h]``, ``area``, ``score`` and ``category_id``."""
+        ``annotations`` with ``bbox`` as ``[x, y, w, h]``, ``area``, ``score`` and ``category_id``; when the
+        regions have masks, each annotation's ``segmentation`` is the mask as COCO's compressed RLE
+        (pycocotools-compatible) and ``area`` its pixel count."""
+        from visrec.segment.rle import mask_to_rle
+
         names = [*sorted({lab for lab in self.labels if lab is not None}), "unknown"]
         cat = {n: i + 1 for i, n in enumerate(names)}
         anns = []
         for i in range(len(self)):
             x0, y0, x1, y1 = (float(v) for v in self.regions.xyxy[i])
             lab = self.labels[i]
-            anns.append(
-                {
-                    "id": i + 1,
-                    "image_id": image_id,
-                    "category_id": cat[lab if lab is not None else "unknown"],
-                    "bbox": [round(x0, 1), round(y0, 1), round(x1 - x0, 1), round(y1 - y0, 1)],
-                    "area": round((x1 - x0) * (y1 - y0), 1),
-                    "score": round(float(self.scores[i]), 4),
-                    "iscrowd": 0,
-                }
-            )
+            ann: dict[str, Any] = {
+                "id": i + 1,
+                "image_id": image_id,
+                "category_id": cat[lab if lab is not None else "unknown"],
+                "bbox": [round(x0, 1), round(y0, 1), round(x1 - x0, 1), round(y1 - y0, 1)],
+                "area": round((x1 - x0) * (y1 - y0), 1),
+                "score": round(float(self.scores[i]), 4),
+                "iscrowd": 0,
+            }
+            if self.regions.masks is not None:
+                ann["segmentation"] = mask_to_rle(self.regions.masks[i])
+                ann["area"] = int(self.regions.masks[i].sum())
+            anns.append(ann)
         return {
             "images": [{"id": image_id, "file_name": file_name, "width": self.width, "height": self.height}],
             "categories": [{"id": cat[n], "name": n} for n in names],

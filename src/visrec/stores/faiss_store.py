@@ -95,6 +95,7 @@ class FaissStore(BaseStore):
         self._trained_n = 0
         self._fids = np.zeros(0, np.int64)
         self._next_fid = 0
+        self._adopted: tuple[Any, int] | None = None  # (empty trained IVF index, vectors it was trained on)
 
     def options(self) -> dict[str, Any]:
         return {"ivf_threshold": self.ivf_threshold, "nlist": self.nlist, "nprobe": self.nprobe,
@@ -117,7 +118,9 @@ class FaissStore(BaseStore):
             if self._kind == "ivf" and self.ivf_threshold // 2 <= n <= 4 * self._trained_n:
                 return self._index
         self._index = None  # free the old one before building
-        if n >= self.ivf_threshold:
+        if n >= self.ivf_threshold and self._adopted is not None and n <= 4 * self._adopted[1]:
+            self._index, self._kind, self._trained_n = self._fill_adopted(), "ivf", self._adopted[1]
+        elif n >= self.ivf_threshold:
             self._index, self._kind, self._trained_n = self._build_ivf(), "ivf", n
         else:
             self._index, self._kind = faiss.IndexFlatIP(self.dim), "flat"
@@ -140,6 +143,32 @@ class FaissStore(BaseStore):
         for b0 in range(0, n, ADD_CHUNK):
             index.add_with_ids(np.ascontiguousarray(x[b0 : b0 + ADD_CHUNK]), self._fids[b0 : b0 + ADD_CHUNK])
         log.info("trained IVF index: %d vectors, nlist=%d, %d training points", n, nlist, n_train)
+        return index
+
+    def adopt_trained(self, folder: Path) -> bool:
+        """Reuse the IVF centroids of the store saved in ``folder`` (e.g. the previous generation of an index):
+        when this store needs an IVF index, its vectors are added to those centroids instead of training new
+        ones (training dominates a commit: 23-27 s at 20k vectors here). Used while this store holds at most 4x
+        the vectors the centroids were trained on. Returns whether there was a usable trained index."""
+        try:
+            info = json.loads((Path(folder) / "faiss.json").read_text(encoding="utf-8"))
+            index = faiss.read_index(str(Path(folder) / "faiss.index"))
+        except (OSError, ValueError, RuntimeError):
+            return False
+        if index.d != self.dim or not index.is_trained or not hasattr(index, "nlist"):
+            return False
+        index.reset()  # keep the centroids, drop the vectors
+        self._adopted = (index, int(info.get("trained_n", index.nlist)))
+        return True
+
+    def _fill_adopted(self) -> Any:
+        assert self._adopted is not None
+        index = self._adopted[0]
+        index.reset()
+        x = self._mat.view
+        for b0 in range(0, len(x), ADD_CHUNK):
+            index.add_with_ids(np.ascontiguousarray(x[b0 : b0 + ADD_CHUNK]), self._fids[b0 : b0 + ADD_CHUNK])
+        log.info("filled a reused IVF index: %d vectors, nlist=%d", len(x), index.nlist)
         return index
 
     def _nprobe(self) -> int:

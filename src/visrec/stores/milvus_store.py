@@ -324,19 +324,22 @@ def claim_collection(dim: int, options: Mapping[str, Any], previous: Path | None
 
 def fill_generation(
     dim: int, options: Mapping[str, Any], previous: Path | None, ids: list[str], vectors: np.ndarray,
-    metadata: list[dict[str, Any]],
+    metadata: list[dict[str, Any]], unchanged: frozenset[str] = frozenset(),
 ) -> MilvusStore:  # fmt: skip
     """A store at ``options["uri"]`` holding exactly these items, for the next generation of an index folder.
 
     When ``previous`` (the store folder of the index's current generation) points at the same collection, the
-    collection is brought up to date in place: ids no longer listed are deleted, the others upserted. Any
-    other collection must be new or empty (``BadInput`` otherwise), so an index never adopts foreign data.
+    collection is brought up to date in place: ids no longer listed are deleted, the others upserted except
+    ``unchanged`` ones (same vector and metadata as stored). Any other collection must be new or empty
+    (``BadInput`` otherwise), so an index never adopts foreign data, and gets every item.
     """
     store = MilvusStore(dim, **options)
-    if not mio.points_at(previous, store.target):
+    same = mio.points_at(previous, store.target)
+    if not same:
         require_empty(store, "indexing into it")
     keep = set(ids)
     store.delete([i for i in store.ids() if i not in keep])
-    if ids:
-        store.upsert(ids, vectors, metadata)
+    rows = [r for r, i in enumerate(ids) if not (same and i in unchanged)]
+    if rows:
+        store.upsert([ids[r] for r in rows], vectors[rows], [metadata[r] for r in rows])
     return store

@@ -1,10 +1,13 @@
 """The REST API (FastAPI): search, classify, scene, faces, cluster, index info/add/delete, health.
 
-JSON in and out, multipart uploads. With a token, every route but ``/api/health`` needs ``Authorization: Bearer
+JSON in and out, multipart uploads. Options of the search and classify endpoints go in the query string
+(``/api/search/image?k=3``, ``/api/search/text?q=dog&k=3``); the body carries only the file.
+With a token, every route but ``/api/health`` needs ``Authorization: Bearer
 <token>``; the docs (``/docs``, ``/redoc``, ``/openapi.json``, served from files installed with the package, so
 they work offline) take it too, or the token as the password of the browser's login prompt.
 
-Errors are JSON ``{"error": message}`` with a 4xx status; a request never gets a 500 for bad input.
+Every error, ours or the framework's (validation, authentication, unknown route), is JSON ``{"error": message}``
+with a 4xx status; a request never gets a 500 for bad input.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import hmac
 from typing import Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, Security, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visrec.errors import (
     BadImage,
@@ -64,6 +69,24 @@ def status_of(exc: Exception) -> int:
     return 500
 
 
+def validation_message(errors: Any) -> str:
+    """FastAPI's validation errors as one sentence: ``k (query): Input should be greater than or equal to 1``."""
+    parts = []
+    for e in errors:
+        where, *name = [str(p) for p in e.get("loc", ())] or ["request"]
+        parts.append(f"{'.'.join(name) or where} ({where}): {e.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def query_options_only(request: Request) -> None:
+    """Refuse options sent as form fields where they belong in the query string (they would be ignored)."""
+    form = await request.form()
+    misplaced = sorted(k for k in form if k != "file")
+    if misplaced:
+        example = "&".join(f"{k}={form[k]}" for k in misplaced)
+        raise BadInput(f"send {', '.join(misplaced)} in the query string ({request.url.path}?{example}), not the form")
+
+
 class DeleteRequest(BaseModel):
     ids: list[str]
 
@@ -84,6 +107,14 @@ def create_api(service: Service) -> FastAPI:
     async def _visrec_error(_: Request, exc: VisrecError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": validation_message(exc.errors())}, status_code=422)
+
     def auth(request: Request, _: Any = Security(BEARER)) -> None:
         token = service.config.token
         if token is not None and not bearer_ok(request.headers.get("authorization"), token):
@@ -101,9 +132,11 @@ def create_api(service: Service) -> FastAPI:
     def info() -> dict[str, Any]:
         return service.info()
 
-    @app.post("/api/search/image", dependencies=heavy)
+    query_only = [*heavy, Depends(query_options_only)]
+
+    @app.post("/api/search/image", dependencies=query_only)
     async def search_image(
-        file: UploadFile = File(...), k: int = Form(10, ge=1, le=1000), where: str | None = Form(None)
+        file: UploadFile = File(...), k: int = Query(10, ge=1, le=1000), where: str | None = None
     ) -> dict[str, Any]:
         up = await read_upload(service, file)
         return {"query": up.name, "hits": service.search_image(up, k, where or None)}
@@ -117,11 +150,11 @@ def create_api(service: Service) -> FastAPI:
     ) -> dict[str, Any]:
         return service.search_text(q, k, where, route)
 
-    @app.post("/api/classify", dependencies=heavy)
+    @app.post("/api/classify", dependencies=query_only)
     async def classify(
         file: UploadFile = File(...),
-        mode: str = Form("knn", pattern="^(knn|prototype|zeroshot|blend)$"),
-        k: int | None = Form(None, ge=1, le=1000),
+        mode: str = Query("knn", pattern="^(knn|prototype|zeroshot|blend)$"),
+        k: int | None = Query(None, ge=1, le=1000),
     ) -> dict[str, Any]:
         up = await read_upload(service, file)
         return {"query": up.name, **service.classify(up, mode, k)}

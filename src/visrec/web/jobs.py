@@ -38,13 +38,14 @@ class JobNotFound(BadInput):
 
 @dataclass(frozen=True)
 class ClusterRequest:
-    """``folder``: a folder on the server (recursive); ``what``: images | faces; ``method``: agglomerative |
-    hdbscan | kmeans; ``k``: clusters (None: automatic); ``threshold``: agglomerative cosine distance;
-    ``allowed``: which files may be read (symlinks resolved); the others are skipped as ``outside-allowed-roots``."""
+    """``folder``: a folder on the server (recursive); ``what``: images | faces; ``method``: spectral |
+    agglomerative | hdbscan | kmeans (None: spectral for images, agglomerative for faces or with a threshold);
+    ``k``: clusters (None: automatic); ``threshold``: agglomerative cosine distance; ``allowed``: which files may
+    be read (symlinks resolved); the others are skipped as ``outside-allowed-roots``."""
 
     folder: Path
     what: str = "images"
-    method: str = "agglomerative"
+    method: str | None = None
     k: int | None = None
     threshold: float | None = None
     allowed: Callable[[Path], bool] | None = None
@@ -54,9 +55,16 @@ class ClusterRequest:
 
         if self.what not in WHAT:
             raise BadInput(f"cannot cluster {self.what!r}; use images or faces")
-        ClusterConfig(method=self.method, k=self.k, distance_threshold=self.threshold)  # validates method and k
+        ClusterConfig(method=self.chosen_method, k=self.k, distance_threshold=self.threshold)  # validates them
         if not self.folder.is_dir():
             raise BadInput(f"{self.folder}: not a folder on the server; give the path of a folder of images")
+
+    @property
+    def chosen_method(self) -> str:
+        """``method``, or the default for what is clustered."""
+        if self.method:
+            return self.method
+        return "agglomerative" if self.what == "faces" or self.threshold is not None else "spectral"
 
 
 class ClusterJob:
@@ -107,7 +115,7 @@ class ClusterJob:
         cl = self.clusters()
         out: dict[str, Any] = {
             "job": self.id, "status": self.status, "stage": self.stage, "done": self.done, "total": self.total,
-            "folder": str(self.request.folder), "what": self.request.what, "method": self.request.method,
+            "folder": str(self.request.folder), "what": self.request.what, "method": self.request.chosen_method,
             "error": self.error or None, "skipped": self.skipped, "seconds": round(self.seconds, 2),
             "sizes": {k: len(v) for k, v in cl.items()},
         }  # fmt: skip
@@ -146,7 +154,7 @@ class ClusterJob:
             ids, vecs = self._embed_faces(files, faces)
             info: dict[str, Any] = {"faces": pipe.describe()}
             threshold = req.threshold
-            if threshold is None and req.k is None and req.method == "agglomerative":
+            if threshold is None and req.k is None and req.chosen_method == "agglomerative":
                 threshold = pipe.default_threshold
         else:
             enc = encoder()
@@ -155,7 +163,7 @@ class ClusterJob:
         if not ids:
             raise EmptyDataset(f"{req.folder}: no {'face' if req.what == 'faces' else 'readable image'} to cluster")
         self.stage = "clustering"
-        cfg = ClusterConfig(method=req.method, k=req.k, distance_threshold=threshold)
+        cfg = ClusterConfig(method=req.chosen_method, k=req.k, distance_threshold=threshold)
         self.result, _ = finish(ids, vecs, cfg, info | {"root": str(req.folder)}, None)
 
     def _embed_images(self, files: list[Path], enc: Any, batch: int = 32) -> tuple[list[str], np.ndarray]:

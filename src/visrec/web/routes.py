@@ -48,7 +48,11 @@ class ClusterBody(BaseModel):
 
     folder: str = Field(..., min_length=1, max_length=4096, description="Path of a folder on the server.")
     what: Literal["images", "faces"] = Field("images", description="Cluster whole images or every face in them.")
-    method: Literal["agglomerative", "hdbscan", "kmeans"] = "agglomerative"
+    method: Literal["spectral", "agglomerative", "hdbscan", "kmeans"] | None = Field(
+        None,
+        description="Default: spectral (automatic k) for images, agglomerative at the verification threshold "
+        "for faces.",
+    )
     k: int | None = Field(None, ge=1, le=1000, description="Number of clusters (default: automatic).")
     threshold: float | None = Field(None, gt=0, le=2, description="Agglomerative cosine distance instead of k.")
 

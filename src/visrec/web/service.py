@@ -165,7 +165,10 @@ class Service:
         return {"prediction": pred.to_dict(), "calibrated": calibrated, "nearest": [h.to_dict() for h in near]}
 
     def info(self) -> dict[str, Any]:
-        return self.index.info()
+        """The index's summary, with the inference runtime this server runs its encoder on."""
+        info = self.index.info()
+        info["encoder"] = info["encoder"] | {"runtime": getattr(self.index.encoder, "runtime", "onnxruntime")}
+        return info
 
     def scene(
         self, up: Upload, segmenter: str = "gallery", mode: str = "knn", min_score: float = 0.0, unknown: bool = False

@@ -77,7 +77,8 @@ def build_ui(service: Service) -> Any:
     def classify(image: np.ndarray | None, mode: str) -> tuple[str, list[Any], str]:
         res = service.classify(_upload(service, image), mode)
         p = res["prediction"]
-        answer = p["label"] if p["label"] is not None else f"unknown (closest: {p['candidate']})"
+        why = f"{p['reason']}; " if p.get("reason") else ""
+        answer = p["label"] if p["label"] is not None else f"unknown ({why}closest: {p['candidate']})"
         conf = "uncalibrated" if p["calibrated"] is None else f"confidence {p['calibrated']:.2f}"
         return f"{answer}", _gallery(service, res["nearest"]), f"{conf}; raw score {p['score']:.3f}"
 

@@ -183,7 +183,8 @@ def cluster_tab(service: Service, guard: Guard) -> None:
     def run(folder: str, what: str, method: str, k: float, progress: Any = gr.Progress()) -> tuple[str, Any, list[Any]]:
         if not folder.strip():
             raise VisrecError("type the path of a folder on the server")
-        job = service.cluster_folder(folder.strip(), what=what, method=method, k=int(k) if k else None)
+        chosen = None if method == "default" else method  # spectral for images, threshold for faces
+        job = service.cluster_folder(folder.strip(), what=what, method=chosen, k=int(k) if k else None)
         while not job.wait(0.5):
             progress((job.done, max(job.total, 1)), desc=job.stage)
         if job.status == "failed":
@@ -209,7 +210,7 @@ def cluster_tab(service: Service, guard: Guard) -> None:
     with gr.Row():
         folder = gr.Textbox(label="folder on the server", elem_id="cluster-folder", scale=3)
         what = gr.Radio(["images", "faces"], value="images", label="cluster")
-        method = gr.Dropdown(list(METHODS), value="agglomerative", label="method")
+        method = gr.Dropdown(["default", *METHODS], value="default", label="method")
         k = gr.Number(0, label="clusters (0: automatic)", precision=0, minimum=0)
     with gr.Row():
         btn = gr.Button("Cluster", variant="primary", elem_id="cluster-button")

@@ -1,0 +1,152 @@
+"""Automatic k for clustering, rule against rule, on every labeled dev set: k found vs the true count, NMI, purity.
+
+Usage: ``python benchmarks/cluster_auto_k.py [DATA_ROOT] [--per-class 40] [--caltech-classes 12] [--cache DIR]``
+(DATA_ROOT defaults to ``../shared/data``). Sets: ``naruto_roboflow`` (all 391 images), ``cifar10_subset`` and
+``caltech101_dev`` (subsampled: ``--per-class`` images of each class, ``--caltech-classes`` classes drawn with a
+fixed seed) with the default image encoder, and the faces of ``deepface_celebs`` (dlib pipeline, as
+``visrec faces cluster`` embeds them). ``--cache`` keeps the vectors between runs (``.npy`` + JSON ids).
+
+Rules: the former default (agglomerative, k of the best silhouette), the default (spectral clustering of the
+neighbour graph, k at its eigengap), and mixtures of the two, plus Ward's largest height ratio; on faces also
+``visrec faces cluster``'s default (agglomerative at the verification threshold). Prints one JSON line per set
+(k found, true count, NMI, purity per rule), then per rule the mean |k - true| and mean NMI over the image sets
+and, apart, over the faces (whose count includes background faces of other people: see docs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.cluster import cluster_quality
+from visrec.cluster.algorithms import ClusterConfig, cluster, eigengap_k, neighbour_graph
+
+K_RANGE = (2, 30)
+
+
+def _sample(root: Path, per_class: int, classes: int | None, seed: int = 0) -> tuple[list[Path], list[str]]:
+    """Up to ``per_class`` images of each folder under ``root/images`` (``classes`` folders drawn at random)."""
+    rng = np.random.default_rng(seed)
+    folders = sorted(p for p in (root / "images").iterdir() if p.is_dir() and p.name != "BACKGROUND_Google")
+    if classes is not None and classes < len(folders):
+        folders = [folders[i] for i in sorted(rng.choice(len(folders), classes, replace=False))]
+    files: list[Path] = []
+    for f in folders:
+        imgs = sorted(p for p in f.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if per_class and len(imgs) > per_class:
+            imgs = [imgs[i] for i in sorted(rng.choice(len(imgs), per_class, replace=False))]
+        files += imgs
+    return files, [p.parent.name for p in files]
+
+
+def _cached(cache: Path | None, name: str, make: Callable[[], tuple[np.ndarray, list[str]]]) -> Any:
+    if cache is not None and (cache / f"{name}.npy").is_file():
+        return np.load(cache / f"{name}.npy"), json.loads((cache / f"{name}.json").read_text())
+    vecs, truth = make()
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.save(cache / f"{name}.npy", vecs)
+        (cache / f"{name}.json").write_text(json.dumps(truth))
+    return vecs, truth
+
+
+def image_sets(data: Path, per_class: int, caltech_classes: int, cache: Path | None) -> dict[str, Any]:
+    from visrec.encoders import create_encoder
+
+    enc = create_encoder()
+    plans = {
+        "naruto_roboflow": (data / "naruto_roboflow", 0, None),
+        "cifar10_subset": (data / "cifar10_subset", per_class, None),
+        "caltech101_dev": (data / "caltech101_dev", per_class, caltech_classes),
+    }
+    out = {}
+    for name, (root, per, classes) in plans.items():
+        files, truth = _sample(root, per, classes)
+        out[name] = _cached(cache, name, lambda f=files, t=truth: (enc.encode_images(f).vectors, t))
+    return out
+
+
+def face_set(data: Path, cache: Path | None) -> Any:
+    from visrec.cluster.run import folder_labels
+    from visrec.faces import create_face_pipeline
+    from visrec.faces.ops import embed_faces
+
+    def make() -> tuple[np.ndarray, list[str]]:
+        ids, vecs, _ = embed_faces(
+            data / "deepface_celebs" / "images", create_face_pipeline("blazeface", "dlib-resnet")
+        )
+        return vecs, folder_labels(ids) or []
+
+    return _cached(cache, "deepface_celebs_faces", make)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def rules(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Labels from each automatic-k rule on unit vectors ``x (n, d)``."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    before = ClusterConfig("agglomerative", k_range=K_RANGE, auto="silhouette")
+    graph = neighbour_graph(x)
+    k_gap = eigengap_k(graph, K_RANGE)
+    ward = linkage(x, method="ward")
+    h = np.sort(ward[:, 2])
+    ks = np.arange(K_RANGE[0], min(K_RANGE[1], len(x) - 1) + 1)
+    k_ward = int(ks[np.argmax(h[len(x) - ks] / np.maximum(h[len(x) - ks - 1], 1e-12))])
+    return {
+        "agglomerative, silhouette k (before)": cluster(x, before),
+        "spectral, eigengap k (default)": cluster(x, ClusterConfig("spectral", k_range=K_RANGE)),
+        "agglomerative, eigengap k": cluster(x, ClusterConfig("agglomerative", k=k_gap)),
+        "spectral, silhouette k": cluster(x, ClusterConfig("spectral", k_range=K_RANGE, auto="silhouette")),
+        "ward, largest height ratio": fcluster(ward, k_ward, criterion="maxclust"),
+    }
+
+
+def face_rules(x: np.ndarray) -> dict[str, np.ndarray]:
+    """``visrec faces cluster``'s default (agglomerative at the face verification threshold) beside the rules."""
+    from visrec.faces.pipeline import DEFAULT_THRESHOLDS
+
+    cfg = ClusterConfig("agglomerative", distance_threshold=DEFAULT_THRESHOLDS["dlib-resnet"])
+    return {"agglomerative at the verification threshold (faces default)": cluster(x, cfg), **rules(x)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--per-class", type=int, default=40)
+    ap.add_argument("--caltech-classes", type=int, default=12)
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--no-faces", action="store_true")
+    args = ap.parse_args()
+    sets = image_sets(args.data, args.per_class, args.caltech_classes, args.cache)
+    if not args.no_faces:
+        sets["deepface_celebs (faces)"] = face_set(args.data, args.cache)
+    report: dict[str, Any] = {"sets": {}, "rules": {}, "faces": {}}
+    for name, (vecs, truth) in sets.items():
+        true_k = len(set(truth))
+        row = {"n": len(truth), "true_k": true_k}
+        for rule, labels in (face_rules if "faces" in name else rules)(_unit(vecs)).items():
+            q = cluster_quality([int(v) for v in labels], truth)
+            row[rule] = {"k": len(set(labels.tolist())), "nmi": round(q["nmi"], 3), "purity": round(q["purity"], 3)}
+            agg = report["faces" if "faces" in name else "rules"].setdefault(rule, {"abs_k_error": [], "nmi": []})
+            agg["abs_k_error"].append(abs(row[rule]["k"] - true_k))
+            agg["nmi"].append(row[rule]["nmi"])
+        report["sets"][name] = row
+        print(json.dumps({name: row}), flush=True)
+    for part in ("rules", "faces"):
+        for agg in report[part].values():
+            agg["mean_abs_k_error"] = round(float(np.mean(agg["abs_k_error"])), 2)
+            agg["mean_nmi"] = round(float(np.mean(agg["nmi"])), 3)
+    print(json.dumps({"image sets, per rule": report["rules"], "faces, per rule": report["faces"]}))
+
+
+if __name__ == "__main__":
+    main()

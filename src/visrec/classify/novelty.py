@@ -1,0 +1,209 @@
+"""Novelty scores: how unlike every indexed class a query looks (higher = more likely none of them).
+
+One small strategy interface, :class:`NoveltyScore` (``fit(vectors, labels)`` then ``score(queries)``), with
+scores from the open-set literature that work on frozen features:
+
+* ``"kth_distance"``: cosine distance to the ``k``-th nearest labeled item (Sun et al. 2022, "Out-of-distribution
+  detection with deep nearest neighbors"). Needs nothing beyond the neighbours the kNN vote already fetched.
+* ``"mahalanobis"``: smallest Mahalanobis distance to a class mean under one shared, shrunk (Ledoit-Wolf)
+  covariance, in a PCA-reduced space (Lee et al. 2018).
+* ``"relative_mahalanobis"``: the same minus the Mahalanobis distance to one Gaussian over all items (Ren et
+  al. 2021), which removes the part of the distance that is about "unusual photo" rather than "unseen class".
+* ``"max_cosine"``: one minus the best cosine to an item (the plain cut-off; kept as the baseline).
+
+All are pure numpy on ``(n, d)`` float32 unit rows; :data:`NOVELTY_SCORES` names them. Which one is the
+default is decided by ``benchmarks/novelty_scores.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from visrec.classify.base import check_vectors
+from visrec.errors import BadInput, StageOrderError
+
+_CHUNK = 1 << 22  # query x item similarities held at once
+_FEW = 16
+"""Up to this many queries the Gaussian score runs on one BLAS thread: a single query's small products took
+~80 ms when BLAS threads competed for a loaded CPU, ~2-5 ms on one thread."""
+
+
+class NoveltyScore(Protocol):
+    """``fit`` on labeled vectors, then ``score`` queries: ``(q,)`` float64, higher = more novel."""
+
+    name: str
+
+    def fit(self, vectors: np.ndarray, labels: Sequence[str]) -> NoveltyScore: ...
+
+    def score(self, queries: np.ndarray) -> np.ndarray: ...
+
+
+def kth_similarity(queries: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+    """``(q,)`` cosine of each query's ``k``-th most similar row of ``items`` (``(n, d)`` unit rows).
+
+    ``k`` is clipped to ``n``; chunked so that at most ~4M similarities are held at once.
+    """
+    kk = min(k, items.shape[0])
+    out = np.empty(queries.shape[0], np.float64)
+    step = max(1, _CHUNK // max(1, items.shape[0]))
+    for s in range(0, queries.shape[0], step):
+        sims = queries[s : s + step] @ items.T
+        out[s : s + step] = -np.partition(-sims, kk - 1, axis=1)[:, kk - 1]
+    return out
+
+
+class KthDistance:
+    """Cosine distance ``1 - s_k`` to the ``k``-th nearest fitted item (``k=1``: the ``max_cosine`` baseline)."""
+
+    def __init__(self, k: int = 5) -> None:
+        if k < 1:
+            raise BadInput(f"k must be >= 1, got {k}")
+        self.k = k
+        self.name = "max_cosine" if k == 1 else "kth_distance"
+        self._items: np.ndarray | None = None
+
+    def fit(self, vectors: np.ndarray, labels: Sequence[str]) -> KthDistance:
+        """Keep the ``(n, d)`` unit rows (labels are not used)."""
+        self._items = check_vectors("vectors", vectors)
+        if self._items.shape[0] == 0:
+            raise BadInput("a novelty score needs at least one fitted vector")
+        return self
+
+    def score(self, queries: np.ndarray) -> np.ndarray:
+        """``(q,)`` float64 ``1 - cos`` to the ``k``-th nearest fitted item."""
+        if self._items is None:
+            raise StageOrderError("call fit(vectors, labels) before score(queries)")
+        q = check_vectors("queries", queries, self._items.shape[1])
+        return 1.0 - kth_similarity(q, self._items, self.k)
+
+
+def _principal_axes(centred: np.ndarray, dims: int) -> np.ndarray:
+    """``(dims, d)`` leading principal axes of ``(n, d)`` centred rows, from the ``(d, d)`` scatter matrix
+    (memory ``d^2`` whatever ``n``)."""
+    scatter = np.zeros((centred.shape[1], centred.shape[1]))
+    for s in range(0, centred.shape[0], 8192):
+        block = centred[s : s + 8192]
+        scatter += block.T @ block
+    _, vecs = np.linalg.eigh(scatter)
+    return np.ascontiguousarray(vecs[:, ::-1][:, :dims].T)
+
+
+class GaussianNovelty:
+    """Class-conditional Gaussians with one shared Ledoit-Wolf covariance in a PCA space of ``dims`` axes.
+
+    Score: ``min_c (z - mu_c)^T P (z - mu_c)`` with ``P`` the inverse shared covariance; ``relative`` subtracts
+    ``(z - mu_0)^T P_0 (z - mu_0)`` of one Gaussian fitted to every item. ``dims`` is clipped to what the data
+    supports (items minus classes).
+    """
+
+    def __init__(self, dims: int = 512, relative: bool = False) -> None:
+        if dims < 1:
+            raise BadInput(f"dims must be >= 1, got {dims}")
+        self.dims = dims
+        self.relative = relative
+        self.name = "relative_mahalanobis" if relative else "mahalanobis"
+        self.state: dict[str, np.ndarray] | None = None
+        self._fast: dict[str, np.ndarray] | None = None
+        self._blas: Any = None
+
+    def fit(self, vectors: np.ndarray, labels: Sequence[str]) -> GaussianNovelty:
+        """Fit PCA, class means and the shrunk covariances on ``(n, d)`` rows with one label each."""
+        from sklearn.covariance import ledoit_wolf
+
+        x = check_vectors("vectors", vectors).astype(np.float64)
+        labs = np.asarray([str(v) for v in labels], dtype=object)
+        if labs.shape != (x.shape[0],):
+            raise BadInput(f"got {x.shape[0]} vectors but {labs.size} labels; give one label per vector")
+        classes, inv = np.unique(labs, return_inverse=True)
+        if x.shape[0] < classes.size + 2:
+            raise BadInput(f"a Gaussian novelty score needs more items than classes + 1, got {x.shape[0]}")
+        mean = x.mean(axis=0)
+        dims = int(min(self.dims, x.shape[0] - classes.size - 1, x.shape[1]))
+        vt = _principal_axes(x - mean, dims)
+        z = (x - mean) @ vt.T
+        mus = np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])
+        within = ledoit_wolf(z - mus[inv], assume_centered=True)[0]
+        total = ledoit_wolf(z)[0]
+        self._fast = None
+        self.state = {"mean": mean, "axes": vt, "means": mus, "precision": np.linalg.pinv(within),
+                      "mean0": z.mean(axis=0), "precision0": np.linalg.pinv(total)}  # fmt: skip
+        return self
+
+    def with_means(self, vectors: np.ndarray, labels: Sequence[str]) -> GaussianNovelty:
+        """A copy whose class means come from ``vectors``/``labels`` only, keeping this fit's axes and
+        covariances: held-out scores then live on the same scale as this fit's (see ``openset_fit``)."""
+        if self.state is None:
+            raise StageOrderError("call fit(vectors, labels) before with_means(...)")
+        z = (check_vectors("vectors", vectors).astype(np.float64) - self.state["mean"]) @ self.state["axes"].T
+        labs = np.asarray([str(v) for v in labels], dtype=object)
+        classes, inv = np.unique(labs, return_inverse=True)
+        out = GaussianNovelty(self.dims, self.relative)
+        means = np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])
+        out.state = dict(self.state) | {"means": means}
+        return out
+
+    def score(self, queries: np.ndarray) -> np.ndarray:
+        """``(q,)`` float64 (relative) Mahalanobis distance to the nearest class mean."""
+        if self.state is None:
+            raise StageOrderError("call fit(vectors, labels) before score(queries)")
+        if self._fast is None:  # per-fit constants in float32, computed once rather than per query
+            st = self.state
+            mp = st["means"] @ st["precision"]
+            f32 = {k: np.ascontiguousarray(v, np.float32) for k, v in st.items()}
+            self._fast = f32 | {"axes_t": np.ascontiguousarray(st["axes"].T, np.float32),
+                                "means_quad": (mp * st["means"]).sum(axis=1).astype(np.float32)}  # fmt: skip
+        q = check_vectors("queries", queries, self.state["mean"].shape[0])
+        if q.shape[0] > _FEW:
+            return self._score(q, self._fast)
+        if self._blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._blas = ThreadpoolController()
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._score(q, self._fast)
+
+    def _score(self, q: np.ndarray, st: dict[str, np.ndarray]) -> np.ndarray:
+        z = (q - st["mean"]) @ st["axes_t"]
+        zp = z @ st["precision"]
+        quad = (zp * z).sum(axis=1)[:, None] - 2.0 * zp @ st["means"].T + st["means_quad"][None, :]
+        out = quad.min(axis=1).astype(np.float64)
+        if self.relative:
+            d0 = z - st["mean0"]
+            out = out - ((d0 @ st["precision0"]) * d0).sum(axis=1)
+        return np.asarray(out, np.float64)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as named float32 arrays (for ``np.savez``; no pickle)."""
+        if self.state is None:
+            raise StageOrderError("call fit(vectors, labels) before saving a novelty score")
+        return {k: v.astype(np.float32) for k, v in self.state.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], relative: bool = False) -> GaussianNovelty:
+        """A fitted score from :meth:`to_arrays` output; raises ``BadInput`` when an array is missing."""
+        missing = sorted({"mean", "axes", "means", "precision", "mean0", "precision0"} - set(arrays))
+        if missing:
+            raise BadInput(f"novelty state lacks arrays {missing}; recalibrate the index")
+        out = cls(dims=int(arrays["axes"].shape[0]), relative=relative)
+        out.state = {k: np.ascontiguousarray(arrays[k], np.float64) for k in arrays}
+        return out
+
+
+DEFAULT_NOVELTY = "mahalanobis"
+"""Chosen by ``benchmarks/novelty_scores.py`` (leave-classes-out on caltech101_dev's train split; see docs)."""
+
+NOVELTY_SCORES = ("kth_distance", "relative_mahalanobis", "mahalanobis", "max_cosine")
+
+
+def create_novelty(name: str, **options: Any) -> NoveltyScore:
+    """A novelty score by name (see :data:`NOVELTY_SCORES`); ``options``: ``k`` or ``dims``."""
+    if name == "kth_distance":
+        return KthDistance(k=int(options.get("k", 5)))
+    if name == "max_cosine":
+        return KthDistance(k=1)
+    if name in ("mahalanobis", "relative_mahalanobis"):
+        return GaussianNovelty(dims=int(options.get("dims", 512)), relative=name == "relative_mahalanobis")
+    raise BadInput(f"unknown novelty score {name!r}; choose one of {', '.join(NOVELTY_SCORES)}")

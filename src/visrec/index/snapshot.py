@@ -1,0 +1,122 @@
+"""One generation of an index, pinned and opened: what every query of an :class:`~visrec.index.reader.Index`
+reads, so a query never mixes two generations and a writer's commit never pulls files from under it.
+
+The stores are opened (vectors memory-mapped, metadata in SQLite) and the small files (prototypes, calibration)
+read when the snapshot opens; the reader lease (:mod:`visrec.index.leases`) is dropped when the snapshot is
+closed or garbage-collected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visrec.encoders.base import Encoder
+from visrec.errors import IndexCorrupt
+from visrec.index.folder import IndexFolder
+from visrec.index.manifest import MANIFEST, Manifest
+from visrec.stores import VectorStore, load_store
+
+Signature = tuple[int, int, int]
+
+
+def manifest_signature(root: Path) -> Signature | None:
+    """``(inode, mtime_ns, size)`` of ``manifest.json``: changes whenever a writer commits (atomic replace)."""
+    try:
+        st = os.stat(root / MANIFEST)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class Snapshot:
+    """A pinned, opened generation; satisfies :class:`visrec.index.recognize.OpenedIndex`."""
+
+    def __init__(self, folder: IndexFolder, encoder: Callable[[], Encoder], mmap: bool = True) -> None:
+        manifest, gen, lease = folder.pin()
+        try:
+            self.store: VectorStore = load_store(manifest.store, gen / "store", mmap=mmap)
+            self.joint: VectorStore | None = (
+                load_store(manifest.store, gen / "joint", mmap=mmap) if (gen / "joint").exists() else None
+            )
+            self._protos = _read_prototypes(gen, self.store.dim)
+            self._calibration = _read_json(gen / "calibration.json")
+        except BaseException:
+            folder.release(lease)
+            raise
+        self.manifest: Manifest = manifest
+        self.gen = gen
+        self._root = folder.path
+        self._encoder = encoder
+        self._metas: dict[str, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+        self.classifiers: dict[tuple[Any, ...], Any] = {}
+        self.parsed: dict[str, Any] = {}  # mode -> Calibration, parsed once per generation
+        self.novelty: Any = None  # the fitted novelty score (novelty.npz), loaded on first use
+        self._finalizer = weakref.finalize(self, folder.release, lease)
+
+    @property
+    def generation(self) -> int:
+        return self.manifest.generation
+
+    @property
+    def path(self) -> Path:
+        return self._root
+
+    @property
+    def encoder_info(self) -> dict[str, Any]:
+        return dict(self.manifest.encoder)
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._encoder()
+
+    def prototypes(self) -> tuple[np.ndarray, list[str]]:
+        """Class mean vectors ``(c, dim)`` float32 and their class names."""
+        return self._protos[0], list(self._protos[1])
+
+    def calibration_data(self) -> dict[str, Any]:
+        return self._calibration
+
+    def metadata(self) -> dict[str, dict[str, Any]]:
+        """Metadata of every item, by id (read from the store once)."""
+        with self._lock:
+            if self._metas is None:
+                metas: dict[str, dict[str, Any]] = {}
+                for ids, _, ms in self.store.export():
+                    metas.update(zip(ids, ms, strict=True))
+                self._metas = metas
+        return self._metas
+
+    def close(self) -> None:
+        """Drop the reader lease now (also done when the snapshot is garbage-collected)."""
+        self._finalizer()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise IndexCorrupt(f"{path} cannot be read ({e}); recalibrate or re-index") from None
+    return dict(data)
+
+
+def _read_prototypes(gen: Path, dim: int) -> tuple[np.ndarray, list[str]]:
+    p = gen / "prototypes.npy"
+    if not p.exists():
+        return np.zeros((0, dim), np.float32), []
+    classes = _read_json(gen / "prototypes.json").get("classes", [])
+    try:
+        protos = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise IndexCorrupt(f"{p} cannot be read ({e}); re-index the folder") from None
+    return protos, list(classes)

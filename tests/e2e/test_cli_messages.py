@@ -1,0 +1,89 @@
+"""What the CLI says when something is wrong: the user's words survive, and the advice leads somewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.fixtures_images import make_labeled_tree
+from visrec.cli import app
+
+CLASSES = ("[v2] amber", "blue", "crimson")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr (whitespace collapsed: Rich wraps long lines)."""
+    res = CliRunner().invoke(app, list(args))
+    return res.exit_code, " ".join(res.stdout.split()), " ".join(res.stderr.split())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    make_labeled_tree(root, CLASSES, per_class=6, size=40)
+    return root
+
+
+@pytest.fixture(scope="module")
+def index(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("idx") / "idx.vrx"
+    code, _, err = run("index", str(data), "--out", str(out), "--encoder", "fake")
+    assert code == 0, err
+    return out
+
+
+def test_square_brackets_in_paths_and_labels_survive(index: Path, data: Path, tmp_path: Path) -> None:
+    code, _, err = run("index", str(tmp_path / "data" / "[old]" / "images"), "--out", str(tmp_path / "x.vrx"))
+    assert code == 2 and "data/[old]/images" in err
+    code, out, _ = run("classify", str(index), str(data / "[v2] amber" / "[v2] amber_0.jpg"))
+    assert code == 0 and "[v2] amber" in out  # a label in a table
+    code, _, err = run("classify", str(index), str(data), "--where", 'label == "[v3] none"')
+    assert code == 2 and 'label == "[v3] none"' in err
+    code, _, err = run("search", str(index), "--text", "x", "--where", "label ==")
+    assert code == 2 and "[list]" in err  # the filter grammar's own words
+
+
+def test_a_missing_file_is_named_as_missing(index: Path, tmp_path: Path) -> None:
+    code, _, err = run("classify", str(index), str(tmp_path / "frame.jpg"))
+    assert code == 2 and "frame.jpg" in err and "does not exist" in err
+    assert "[(" not in err and "unreadable" not in err  # no Python repr, no vague reason
+
+
+def test_an_unknown_filter_field_is_named(index: Path, data: Path) -> None:
+    code, _, err = run("classify", str(index), str(data), "--where", 'splt == "test"')
+    assert code == 2 and "no image has the field 'splt'" in err and "fields here: " in err
+    query = str(data / "blue" / "blue_0.jpg")
+    code, _, err = run("search", str(index), "--image", query, "--where", 'splt == "test"')
+    assert code == 2 and "no image has the field 'splt'" in err  # the index's filter, too
+    code, _, err = run("classify", str(index), query, "--where", 'label == "blue"')
+    assert code == 2 and "--where" in err and "dataset" in err  # not silently ignored
+
+
+def test_an_index_without_labels_gets_advice_that_works(tmp_path: Path) -> None:
+    make_labeled_tree(tmp_path / "photos", ("x",), per_class=4, size=40)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in (tmp_path / "photos" / "x").iterdir():
+        p.rename(flat / p.name)
+    code, _, err = run("index", str(flat), "--out", str(tmp_path / "u.vrx"), "--encoder", "fake")
+    assert code == 0, err
+    code, _, err = run("classify", str(tmp_path / "u.vrx"), str(flat / "x_0.jpg"))
+    assert code == 2 and "no labeled image" in err and "visrec search" in err
+    assert "visrec calibrate" not in err  # calibrating an unlabeled index fails too
+
+
+def test_face_commands_never_advise_writing_into_an_image_index(index: Path) -> None:
+    import numpy as np
+
+    from visrec.errors import BadInput
+    from visrec.faces.gallery import FaceGallery
+
+    with pytest.raises(BadInput) as info:
+        FaceGallery.load(index)
+    assert "image index" in str(info.value) and f"--out {index.with_suffix('.faces')}" in str(info.value)
+    gallery = FaceGallery(np.zeros((0, 128), np.float32), [], {}, None, {})
+    with pytest.raises(BadInput, match="folder of its own"):
+        gallery.save(index)
+    assert not (index / "faces.npy").exists()
