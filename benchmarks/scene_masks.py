@@ -3,7 +3,7 @@ seconds each segmenter takes per 1024-px scene.
 
 Usage::
 
-    python benchmarks/scene_masks.py [ANNOTATIONS] [--segmenter proposals ...] [--json]
+    python benchmarks/scene_masks.py [ANNOTATIONS] [--segmenter proposals ...] [--index INDEX] [--json]
 
 ANNOTATIONS defaults to ``../shared/data/voc_labelme_mini/annotations_coco.json`` (3 VOC photos, 12 objects with
 polygon masks). Every segmenter that needs no index is run with masks on (``proposals`` by default), side by
@@ -13,6 +13,7 @@ at IoU >= 0.5, the mean number of regions per image, and the mean wall-clock and
 Besides the registered names, ``mobilesam+nanodet`` (MobileSAM masks from NanoDet's boxes only) and
 ``mobilesam+nanodet+grid`` (those plus the automatic grid) are accepted. Three photos give no score, only a
 sanity check; CPU seconds are the process's (all threads), less sensitive to other jobs than wall-clock time.
+``--index``: the index the ``gallery`` segmenter compares windows with (needed for ``--segmenter gallery``).
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
-def _create(spec: str) -> Any:
+def _create(spec: str, index: Any = None) -> Any:
     from visrec.segment import create_segmenter
 
+    if spec == "gallery":
+        return create_segmenter(spec, index=index)
     name, options = VARIANTS.get(spec, (spec, {}))
     return create_segmenter(name, **options)
 
@@ -72,6 +75,7 @@ def main() -> None:
     ap.add_argument("annotations", nargs="?", default=str(DEFAULT))
     ap.add_argument("--segmenter", action="append", help="registered segmenter or variant (repeatable)")
     ap.add_argument("--no-timing", action="store_true", help="skip the 1024-px timing pass")
+    ap.add_argument("--index", help="index folder for the gallery segmenter")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -79,7 +83,14 @@ def main() -> None:
 
     images = load_coco_instances(Path(args.annotations))
     names = args.segmenter or ["proposals"]
-    segmenters = [_create(n) for n in names]
+    index = None
+    if args.index:
+        from visrec.index import Index
+
+        index = Index(args.index)
+    if "gallery" in names and index is None:
+        raise SystemExit("--segmenter gallery needs --index INDEX")
+    segmenters = [_create(n, index) for n in names]
     reports = [evaluate_masks(s, images, n) for s, n in zip(segmenters, names, strict=True)]
     timing = [(0.0, 0.0) if args.no_timing else _seconds(s, [i.path for i in images]) for s in segmenters]
     if args.json:

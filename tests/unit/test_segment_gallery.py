@@ -103,3 +103,15 @@ def test_both_acceptance_rules_run_and_bad_ones_are_refused(index: Index) -> Non
     assert strict.present() <= set(CLASSES) and (strict.width, strict.height) == (640, 180)
     with pytest.raises(BadInput, match="accept"):
         SceneConfig(accept="loose")
+
+
+def test_confidence_rule_follows_the_index_calibration(index: Index) -> None:
+    assert index.calibration("knn") is not None
+    loose = SceneAnalyzer(index, config=SceneConfig(accept="confidence", min_confidence=0.0)).analyze(_wide_scene())
+    assert loose.present() and all(0.0 <= s <= 1.0 for s in loose.scores)  # scores are P(correct), named
+    none = SceneAnalyzer(index, config=SceneConfig(accept="confidence", min_confidence=1.01)).analyze(_wide_scene())
+    assert not none.present()
+    cal = index.calibration("knn")
+    for lab, cand, s in zip(loose.labels, loose.candidates, loose.scores, strict=True):
+        assert lab == cand and s >= 0.0
+    assert cal.confidence(1.0) >= cal.confidence(0.0)  # the map is monotone: a higher raw score is no less sure

@@ -1,4 +1,4 @@
-"""``visrec scene`` and ``visrec scene-eval``: recognise every region of a scene against an index.
+"""``visrec scene``, ``scene-eval`` and ``scene-gen``: recognise every region of a scene against an index.
 
 Register on the main app with one line: ``visrec.cli.scene.register(app)``.
 """
@@ -13,6 +13,7 @@ import typer
 
 from visrec import render
 from visrec.cli.common import command, print_json
+from visrec.errors import BadInput
 
 INDEX = typer.Argument(..., help="Index folder built with: visrec index DATASET --out INDEX.")
 SEGMENTER = typer.Option(
@@ -28,13 +29,17 @@ MIN_SCORE = typer.Option(0.0, "--min-score", help="Drop labelled regions whose c
 UNKNOWN = typer.Option(False, "--unknown/--no-unknown", help="Also report regions recognised as nobody.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ACCEPT = typer.Option(
-    "relative",
+    "absolute",
     "--accept",
-    help="relative: keep regions scoring near the scene's best (and >= --floor) | calibrated: the index's "
-    "per-class unknown thresholds (strict; fitted on whole images, not crops).",
+    help="relative: keep regions scoring near the scene's best (and >= --floor) | calibrated: each region by the "
+    "index's open-set decision | absolute: each region whose raw score is >= --floor | confidence: each region "
+    "whose held-out P(correct) on the index is >= --min-confidence.",
 )
 MARGIN = typer.Option(0.02, "--margin", help="relative: keep regions within this raw score of the scene's best.")
-FLOOR = typer.Option(0.76, "--floor", help="relative: the lowest raw score that names a region.")
+MIN_CONF = typer.Option(0.3, "--min-confidence", help="confidence: the lowest P(correct) that names a region.")
+FLOOR = typer.Option(
+    0.8, "--floor", help="relative, absolute (and confidence on an uncalibrated index): the lowest raw score."
+)
 
 
 _command = command("interrupted; nothing was written")
@@ -70,6 +75,7 @@ def scene_cmd(
     accept: str = ACCEPT,
     margin: float = MARGIN,
     floor: float = FLOOR,
+    min_confidence: float = MIN_CONF,
     as_json: bool = JSON,
 ) -> None:
     """Find the regions of IMAGE and recognise each against INDEX ("Naruto here, Sakura there")."""
@@ -85,6 +91,7 @@ def scene_cmd(
         accept=accept,
         margin=margin,
         floor=floor,
+        min_confidence=min_confidence,
     )
     result = _analyzer(index, segmenter, cfg).analyze(rgb)
     if out is not None:
@@ -114,13 +121,27 @@ def scene_eval_cmd(
     accept: str = ACCEPT,
     margin: float = MARGIN,
     floor: float = FLOOR,
+    min_confidence: float = MIN_CONF,
     as_json: bool = JSON,
 ) -> None:
-    """Image-level presence precision / recall / F1 of the index's labels over labelled scenes."""
+    """Presence precision / recall / F1 over labelled scenes; with boxed scenes (SCENES/annotations.json, as
+    written by scene-gen), also box recall / precision at IoU 0.5 and label accuracy."""
     from visrec.segment.evaluate import evaluate_presence, load_labels
 
-    cfg = _config(long_side=long_side, mode=mode, min_score=min_score, accept=accept, margin=margin, floor=floor)
+    cfg = _config(
+        long_side=long_side,
+        mode=mode,
+        min_score=min_score,
+        accept=accept,
+        margin=margin,
+        floor=floor,
+        min_confidence=min_confidence,
+    )
     analyzer = _analyzer(index, segmenter, cfg)
+    coco = scenes / "annotations.json"
+    if labels is None and not (scenes / "manual_labels.json").is_file() and coco.is_file():
+        _box_eval(analyzer, coco, as_json)
+        return
     rep = evaluate_presence(
         analyzer, scenes, load_labels(labels or scenes / "manual_labels.json"), min_score, not all_files
     )
@@ -138,10 +159,73 @@ def scene_eval_cmd(
     render.out.print(f"{len(rep.scenes)} scenes, {rep.seconds:.2f} s per scene", highlight=False)
 
 
+def _box_eval(analyzer: Any, coco: Path, as_json: bool) -> None:
+    from visrec.segment.box_eval import evaluate_boxes
+
+    rep = evaluate_boxes(analyzer, coco)
+    if as_json:
+        print_json(rep.to_dict())
+        return
+    m, p = rep.metrics, rep.presence
+    render.out.print(
+        f"boxes @ IoU 0.5: recall {m['recall']:.3f}  precision {m['precision']:.3f}  label accuracy "
+        f"{m['label_accuracy']:.3f}  (objects {m['objects']}, named regions {m['regions']})\n"
+        f"with the right label: recall {m['correct_recall']:.3f}  precision {m['correct_precision']:.3f}  "
+        f"F1 {m['correct_f1']:.3f}\npresence: P {p['precision']:.3f}  R {p['recall']:.3f}  F1 {p['f1']:.3f}\n"
+        f"{rep.scenes} scenes, {rep.seconds:.2f} s per scene",
+        highlight=False,
+    )
+
+
+@_command
+def scene_gen_cmd(
+    source: Path = typer.Argument(..., help="Index folder or labelled dataset whose (training) images are pasted."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write images/ and annotations.json into."),
+    n: int = typer.Option(50, "--n", min=1, help="Number of scenes."),
+    crowded: bool = typer.Option(False, "--crowded", help="10-18 objects of 40-100 px on 640x480 scenes."),
+    backgrounds: Path = typer.Option(
+        None, "--backgrounds", help="Folder of photos to crop backgrounds from (default: generated textures)."
+    ),
+    where: str = typer.Option(None, "--where", help="Dataset filter, e.g. 'split == \"train\"' (datasets only)."),
+    shape: str = typer.Option("rect", "--shape", help="rect: paste whole images | ellipse: their inscribed ellipse."),
+    seed: int = typer.Option(0, "--seed", help="Scenes are a function of the seed."),
+) -> None:
+    """Generate scenes for tuning: SOURCE's labelled images pasted on backgrounds, with COCO boxes and masks."""
+    from dataclasses import replace
+
+    from visrec.data.images import is_image_file, load_image
+    from visrec.segment import synth
+
+    cfg = replace(synth.CROWDED if crowded else synth.SynthConfig(), shape=shape, seed=seed)
+    if (source / "manifest.json").is_file():
+        from visrec.index import Index
+
+        if where:
+            raise BadInput("--where filters datasets; an index holds what it was built from")
+        items = synth.index_items(Index(source))
+    else:
+        from visrec.ops import open_dataset
+
+        items = synth.dataset_items(open_dataset(source, where=where))
+    photos = []
+    if backgrounds is not None:
+        files = sorted(p for p in backgrounds.rglob("*") if is_image_file(p))
+        if not files:
+            raise BadInput(f"{backgrounds}: no image file found to crop backgrounds from")
+        photos = [load_image(p) for p in files]
+    coco = synth.generate(items, out, n, cfg, photos)
+    render.out.print(
+        f"{out}: {n} scenes, {len(coco['annotations'])} objects of {len(coco['categories'])} labels "
+        f"(from {len(items)} images); evaluate with: visrec scene-eval INDEX {out}",
+        highlight=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``scene`` and ``scene-eval`` to the main CLI app."""
+    """Add ``scene``, ``scene-eval`` and ``scene-gen`` to the main CLI app."""
     app.command("scene")(scene_cmd)
     app.command("scene-eval")(scene_eval_cmd)
+    app.command("scene-gen")(scene_gen_cmd)
 
 
 app = typer.Typer(

@@ -62,7 +62,7 @@ class SceneResult:
 
     ``regions``: the kept regions (their ``scores`` are the segmenter's); ``labels``: one per region, None for
     unknown; ``candidates``: the best class before the unknown decision; ``scores``: ``(n,)`` float32 confidence
-    of each label (the raw classifier score under the scene-relative rule, the calibrated probability under
+    of each label (the raw classifier score under the absolute and relative rules, the calibrated probability under
     the calibrated rule when the index is calibrated);
     ``width``/``height``: the input image's size; ``timings``: seconds per stage.
     """

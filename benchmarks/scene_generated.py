@@ -1,0 +1,244 @@
+"""Choose the scene pipeline's rule and window budget on generated scenes; compare with a sliding-window baseline.
+
+Usage::
+
+    python benchmarks/scene_generated.py KIND=INDEX:COCO [KIND=INDEX:COCO ...] [--limit 30] [--segmenters a,b]
+
+Each KIND names generated scenes (``visrec scene-gen``, COCO ``annotations.json``) and the index to recognise
+them with (built from *other* training images than the ones pasted, so that a pasted crop is never its own
+nearest neighbour). For every segmenter configuration, each scene is segmented and its regions recognised
+once; then every acceptance rule of the grid is applied to the same predictions and scored at box IoU 0.5
+(:mod:`visrec.segment.box_eval`). The rule chosen is the one with the best mean label-correct F1 over the
+kinds (one default must serve every kind). The baseline: one square window at the median true object size
+(known from the ground truth: an oracle size), stride half a window, each window named by its best class,
+class-agnostic NMS at IoU 0.3, top N per scene where N is the median number of objects per scene (oracle
+too). Prints one JSON object: per kind and segmenter, windows embedded, seconds per scene, and the figures of
+the chosen rule, of the shipped default (``default``, and ``default_beats_baseline``: whether its label-correct
+F1 is at least the baseline's) and of the baseline; the whole grid under ``grid``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+RULES: list[dict[str, Any]] = (
+    [{"accept": "calibrated", "merge_iou": m} for m in (0.1, 0.3, 0.5)]
+    + [
+        {"accept": "relative", "margin": mg, "floor": f, "merge_iou": 0.3}
+        for mg in (0.02, 0.05, 0.1, 0.2)
+        for f in (0.5, 0.6, 0.7, 0.76)
+    ]
+    + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.4, 0.5, 0.6, 0.7, 0.8) for m in (0.1, 0.3, 0.5)]
+    + [{"accept": "confidence", "min_confidence": c, "merge_iou": 0.1} for c in (0.2, 0.3, 0.4, 0.5, 0.6)]
+)
+
+
+def default_rule() -> dict[str, Any]:
+    """The shipped default acceptance rule, as a grid entry."""
+    from visrec.segment.scene import SceneConfig
+
+    d = SceneConfig()
+    rule: dict[str, Any] = {"accept": d.accept, "merge_iou": d.merge_iou}
+    if d.accept in ("absolute", "relative"):
+        rule["floor"] = d.floor
+    if d.accept == "confidence":
+        rule["min_confidence"] = d.min_confidence
+    if d.accept == "relative":
+        rule["margin"] = d.margin
+    return rule
+
+
+def segmenter_configs() -> dict[str, Any]:
+    """The segmenters compared (name -> GalleryConfig for gallery backends, or a registered segmenter's name)."""
+    from visrec.segment.gallery import GalleryConfig
+    from visrec.segment.proposals import ProposalConfig
+
+    def grid(scales: tuple[float, ...], components: bool = False) -> ProposalConfig:
+        return ProposalConfig(scales=scales, components=components, min_area=0.002, nms_iou=1.0, max_regions=10_000)
+
+    small = (0.1, 0.16, 0.25, 0.4, 0.6)
+    return {
+        "gallery-0.25": GalleryConfig(proposals=grid((0.25, 0.4, 0.6))),  # the shipped default
+        "gallery-0.1": GalleryConfig(proposals=grid(small)),
+        "gallery-0.1-x2": GalleryConfig(proposals=grid(small), max_windows=192, refine_seeds=12, max_regions=40),
+        "gallery-0.1-seg": GalleryConfig(proposals=grid(small, True), max_regions=40),
+        "proposals": "proposals",
+        "mobilesam": "mobilesam",
+    }
+
+
+def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float]:
+    """Per scene ``(regions, preds, factor, hw)``, mean seconds and mean windows embedded."""
+    from visrec.data.images import load_image
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale
+
+    an = SceneAnalyzer(index, seg, SceneConfig(long_side=long_side, accept="calibrated"))
+    out, secs, wins = [], [], []
+    for s in scenes:
+        rgb = load_image(s.path)
+        t0 = time.perf_counter()
+        small, factor = downscale(rgb, long_side)
+        seg.set_image(small)
+        regions = seg.regions()
+        preds = an._predict(small, regions)
+        secs.append(time.perf_counter() - t0)
+        wins.append(getattr(seg, "embedded", len(regions)))
+        out.append((regions, preds, factor, rgb.shape[:2]))
+    return out, float(np.mean(secs)), float(np.mean(wins))
+
+
+def apply_rule(index: Any, seg: Any, collected: list[Any], rule: dict[str, Any]) -> list[Any]:
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig
+
+    an = SceneAnalyzer(index, seg, SceneConfig(**rule))
+    return [an._result(r, p, f, hw, {}) for r, p, f, hw in collected]
+
+
+def baseline(index: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float]:
+    """The sliding-window baseline (see the module docstring): SceneResults, seconds and windows per scene."""
+    from visrec.data.images import load_image
+    from visrec.segment.masks import crop, nms, scale_boxes
+    from visrec.segment.proposals import _starts
+    from visrec.segment.scene import downscale
+    from visrec.segment.types import Regions, SceneResult
+
+    sides = np.concatenate([np.sqrt((s.boxes[:, 2] - s.boxes[:, 0]) * (s.boxes[:, 3] - s.boxes[:, 1])) for s in scenes])
+    top_n = max(1, round(float(np.median([len(s.boxes) for s in scenes]))))
+    out, secs, wins = [], [], []
+    for s in scenes:
+        rgb = load_image(s.path)
+        t0 = time.perf_counter()
+        small, factor = downscale(rgb, long_side)
+        h, w = small.shape[:2]
+        side = max(8, round(float(np.median(sides)) / factor))
+        step = max(1, side // 2)
+        boxes = np.asarray(
+            [(x, y, x + side, y + side) for y in _starts(h, side, step) for x in _starts(w, side, step)], np.float32
+        )
+        emb = index.encoder.encode_images([crop(small, b, 2) for b in boxes], batch_size=32)
+        preds = index.classify(emb, "knn", calibrated=False)
+        scores = np.asarray([p.score for p in preds], np.float32)
+        keep = nms(boxes, scores, 0.3)[:top_n]
+        secs.append(time.perf_counter() - t0)
+        wins.append(len(boxes))
+        regs = Regions(scale_boxes(boxes[keep], factor), scores[keep], None)
+        labels = tuple(preds[i].candidate for i in keep)
+        out.append(SceneResult(regs, labels, labels, scores[keep], rgb.shape[1], rgb.shape[0], {}))
+    return out, float(np.mean(secs)), float(np.mean(wins))
+
+
+class _Counting:
+    """A segmenter that counts the windows it embeds (``embedded``; its regions when it embeds none itself)."""
+
+    def __init__(self, seg: Any, index: Any) -> None:
+        self.seg, self.embedded, self.name = seg, 0, seg.name
+        enc = index.encoder
+        original = enc.encode_images
+
+        def counted(images: Any, **kw: Any) -> Any:
+            self.embedded += len(images)
+            return original(images, **kw)
+
+        self._enc, self._counted = enc, counted
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.embedded = 0
+        self._enc.encode_images = self._counted
+        try:
+            self.seg.set_image(image)
+        finally:
+            del self._enc.encode_images
+        if self.cached_embeddings() is None:
+            self.embedded += len(self.seg.regions())
+
+    def regions(self) -> Any:
+        return self.seg.regions()
+
+    def cached_embeddings(self) -> Any:
+        return getattr(self.seg, "cached_embeddings", lambda: None)()
+
+
+def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list[str]) -> dict[str, Any]:
+    from visrec.index import Index
+    from visrec.segment import create_segmenter
+    from visrec.segment.box_eval import load_coco_scenes, score_results
+    from visrec.segment.gallery import GallerySegmenter
+
+    index = Index(index_path)
+    classes = sorted(index.labels())
+    scenes = load_coco_scenes(Path(coco))[: limit or None]
+    report: dict[str, Any] = {"index": index_path, "coco": coco, "scenes": len(scenes), "segmenters": {}}
+    index.encoder.encode_images([np.zeros((64, 64, 3), np.uint8)])  # warm-up outside the timings
+    for name, gcfg in segmenter_configs().items():
+        if names and name not in names:
+            continue
+        seg = _Counting(create_segmenter(gcfg) if isinstance(gcfg, str) else GallerySegmenter(index, gcfg), index)
+        collected, secs, wins = collect(index, seg, scenes, long_side)
+        grid = []
+        for rule in RULES:
+            rep = score_results(scenes, apply_rule(index, seg, collected, rule), classes)
+            grid.append({"rule": rule, **rep.metrics, "presence_f1": rep.presence["f1"]})
+        report["segmenters"][name] = {"seconds": round(secs, 3), "windows": round(wins, 1), "grid": grid}
+        best = max(grid, key=lambda g: g["correct_f1"])
+        print(f"{coco} {name}: {secs:.2f} s, {wins:.0f} windows, best {best}", file=sys.stderr, flush=True)
+    res, secs, wins = baseline(index, scenes, long_side)
+    rep = score_results(scenes, res, classes)
+    report["baseline"] = {"seconds": round(secs, 3), "windows": round(wins, 1), **rep.metrics}
+    report["baseline"]["presence_f1"] = rep.presence["f1"]
+    return report
+
+
+def choose(kinds: dict[str, Any]) -> dict[str, Any]:
+    """The (segmenter, rule) whose mean label-correct F1 over the kinds is highest."""
+    best: dict[str, Any] = {"mean_f1": -1.0}
+    first = next(iter(kinds.values()))
+    for seg, entry in first["segmenters"].items():
+        for i, row in enumerate(entry["grid"]):
+            mean = float(np.mean([k["segmenters"][seg]["grid"][i]["correct_f1"] for k in kinds.values()]))
+            if mean > best["mean_f1"]:
+                best = {"mean_f1": round(mean, 4), "segmenter": seg, "rule": row["rule"], "index": i}
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kinds", nargs="+", help="KIND=INDEX:COCO")
+    ap.add_argument("--limit", type=int, default=30)
+    ap.add_argument("--long-side", type=int, default=1024)
+    ap.add_argument("--segmenters", default="", help="comma-separated names (default: all)")
+    args = ap.parse_args()
+    names = [n for n in args.segmenters.split(",") if n]
+    kinds = {}
+    for spec in args.kinds:
+        kind, _, rest = spec.partition("=")
+        index_path, _, coco = rest.partition(":")
+        kinds[kind] = run_kind(index_path, coco, args.limit, args.long_side, names)
+    best = choose(kinds)
+    out: dict[str, Any] = {"chosen": {k: v for k, v in best.items() if k != "index"}, "kinds": {}}
+    for kind, rep in kinds.items():
+        summary = {"scenes": rep["scenes"], "baseline": rep["baseline"], "segmenters": {}}
+        for seg, entry in rep["segmenters"].items():
+            row = entry["grid"][best["index"]]
+            summary["segmenters"][seg] = {"seconds": entry["seconds"], "windows": entry["windows"], "chosen": row}
+        shipped = rep["segmenters"].get("gallery-0.25", {}).get("grid", [])
+        rows = [g for g in shipped if g["rule"] == default_rule()]
+        if rows:  # the shipped default (gallery, default rule) against the baseline, label-correct F1
+            summary["default"] = rows[0]
+            summary["default_beats_baseline"] = rows[0]["correct_f1"] >= rep["baseline"]["correct_f1"]
+        out["kinds"][kind] = summary
+    out["grid"] = {k: v["segmenters"] for k, v in kinds.items()}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
