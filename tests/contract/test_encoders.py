@@ -96,10 +96,18 @@ SLOW = pytest.mark.slow
 BACKENDS = [
     pytest.param("fake", id="fake"),
     pytest.param("efficientnet-lite0", id="efficientnet-lite0", marks=SLOW),
+    pytest.param("efficientnet-lite1", id="efficientnet-lite1", marks=SLOW),
+    pytest.param("efficientnet-lite2", id="efficientnet-lite2", marks=SLOW),
     pytest.param("mobilenet-v2", id="mobilenet-v2", marks=SLOW),
     pytest.param("hf-clip", id="hf-clip"),
     pytest.param("open-clip", id="open-clip"),
     pytest.param("adapted", id="adapted"),
+    pytest.param("finetuned", id="finetuned", marks=SLOW),
+]
+# An ensemble is not registered under its own name: any registered encoders joined by "+" make one.
+ENSEMBLES = [
+    pytest.param("fake+adapted", id="ensemble-fake+adapted"),
+    pytest.param("efficientnet-lite0+mobilenet-v2", id="ensemble-lite0+mobilenet-v2", marks=SLOW),
 ]
 
 
@@ -114,17 +122,31 @@ def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_adapter(Adapter("linear", {"image": head}, base), tmp_path_factory.mktemp("adapter"))
 
 
+@pytest.fixture(scope="session")
+def finetuned_dir(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+    """EfficientNet-Lite0's own weights saved as ``visrec finetune --unfreeze`` saves a fine-tuned encoder."""
+    from visrec.train.tail import TailConfig, TailResult, save_backbone
+
+    base = create_encoder("efficientnet-lite0")
+    record = TailResult(0, 0, "not trained", 0.0, 0.0, [], [], 0)
+    return save_backbone(base.build_torch(), base, tmp_path_factory.mktemp("finetuned"), record, TailConfig())  # type: ignore[attr-defined]
+
+
 def _options(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if name == "finetuned":
+        return {"model": str(request.getfixturevalue("finetuned_dir"))}
     if name == "hf-clip":
         return {"model": str(request.getfixturevalue("tiny_clip_dir"))}
     if name == "adapted":
         return {"adapter": str(request.getfixturevalue("adapter_dir"))}
+    if name == "fake+adapted":
+        return {"members": [{}, {"adapter": str(request.getfixturevalue("adapter_dir"))}]}
     if name == "open-clip" and not HAS_OPEN_CLIP:
         pytest.skip("open_clip is not installed (it needs torchvision, which does not import beside this torch)")
     return {}
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=BACKENDS + ENSEMBLES)
 def built(request: pytest.FixtureRequest, session_cache: Path) -> tuple[Encoder, dict[str, Any]]:
     options = _options(request.param, request)
     return create_encoder(request.param, **options), options

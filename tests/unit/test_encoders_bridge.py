@@ -114,6 +114,49 @@ def test_real_airplanes_rank_airplane_above_frog(session_cache: Path) -> None:
     assert right >= 14, scores  # 32-px images: 15 of 20 when this was written, chance is 10
 
 
+def test_wordnet_texts_add_synonyms_and_glosses_but_no_latin_names() -> None:
+    from visrec.encoders.bridge import class_texts, imagenet_wordnet
+
+    wordnet = imagenet_wordnet()
+    assert len(wordnet) == 1000 and "toilet tissue" in wordnet[999][0]
+    synonyms, gloss = class_texts("synonyms"), class_texts("gloss")
+    assert synonyms[999][0] == "toilet paper" and "bathroom tissue" in synonyms[999]
+    assert synonyms[0] == ["tench"]  # "Tinca tinca", a Latin binomial, is left out
+    assert gloss[281] == ["tabby cat", "tabby cat, a cat with a grey or tawny coat mottled with black"]
+    with pytest.raises(BadInput, match="class_text"):
+        class_texts("poems")
+
+
+class _HashText:
+    """8-d unit vectors from a hash of the text (any text), so the class space can be exercised without MiniLM."""
+
+    name, dim, fingerprint = "hash", 8, "hash-0000000000000000"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        rng = [np.random.default_rng(abs(hash(t)) % 2**32) for t in texts]
+        out = np.array([r.normal(size=8) for r in rng], np.float32).reshape(len(texts), 8)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_class_space_scores_a_text_by_the_image_probability_on_its_classes(cache: Path) -> None:
+    text = _HashText()
+    bridge = LabelBridge(text, temperature=1.0, top_k=0, space="classes", text_temperature=0.05)  # type: ignore[arg-type]
+    assert bridge.dim == 1000 and bridge.config()["space"] == "classes"
+    logits = np.zeros((2, 1000), np.float32)
+    logits[0, 281], logits[1, 404] = 12.0, 12.0  # a tabby cat, an airliner
+    joint = bridge.project(logits)
+    np.testing.assert_allclose(np.linalg.norm(joint, axis=1), 1.0, atol=1e-6)
+    # A text whose MiniLM vector is exactly the tabby-cat class vector lands on that class.
+    cat = bridge.class_vectors()[281]
+    text.encode = lambda texts: np.tile(cat, (len(texts), 1))  # type: ignore[method-assign]
+    q = bridge.encode_texts(["my cat"])
+    assert q.shape == (1, 1000) and int(np.argmax(q[0])) == 281
+    scores = joint @ q[0]
+    assert scores[0] > scores[1]
+    with pytest.raises(BadInput, match="space"):
+        LabelBridge(text, space="pixels")  # type: ignore[arg-type]
+
+
 def test_concepts_name_what_the_bridge_reads_and_sees(cache: Path) -> None:
     bridge = LabelBridge(_StubText(), temperature=1.0, top_k=1)  # type: ignore[arg-type]
     logits = np.zeros((1, 1000), np.float32)

@@ -74,7 +74,9 @@ def finetune_cmd(
     head: str = typer.Option("linear", "--head", help="Projection of the metric methods: linear | mlp."),
     epochs: int = typer.Option(60, "--epochs", min=1, help="Most epochs (early stopping usually ends sooner)."),
     patience: int = typer.Option(10, "--patience", min=1, help="Epochs without validation gain before stopping."),
-    lr: float = typer.Option(1e-3, "--lr", min=1e-8, help="Peak learning rate (warm-up, then cosine decay)."),
+    lr: float = typer.Option(
+        None, "--lr", min=1e-8, help="Peak learning rate (warm-up, then cosine decay); 1e-3, or 1e-4 with --unfreeze."
+    ),
     weight_decay: float = typer.Option(1e-4, "--weight-decay", min=0.0),
     batch_size: int = typer.Option(128, "--batch-size", min=2),
     miner: str = typer.Option(
@@ -86,6 +88,15 @@ def finetune_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto."),
     guard: bool = typer.Option(True, "--guard/--no-guard", help="Stop when the embedding collapses."),
     reproject: Path = typer.Option(None, "--reproject", help="Also write the index re-projected with the adapter."),
+    unfreeze: int = typer.Option(
+        0,
+        "--unfreeze",
+        min=0,
+        help="Fine-tune the encoder itself: train its last N blocks (EfficientNet-Lite encoders) and save them as "
+        "an encoder in --out (use it as --encoder finetuned, or with --reindex).",
+    ),
+    views: int = typer.Option(4, "--views", min=1, help="With --unfreeze: views per image (plain, mirror, styles)."),
+    reindex: Path = typer.Option(None, "--reindex", help="With --unfreeze: also write the index re-encoded with it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON result instead of a table."),
 ) -> None:
@@ -95,15 +106,25 @@ def finetune_cmd(
     from visrec.train.reproject import reproject_index
     from visrec.train.run import LIT, finetune, finetune_lit, prepare_index
 
+    split = SplitOptions(split_field, split_names(train), split_names(test))
+    with render.progress(enabled=not as_json) as bar:
+        idx = prepare_index(source, index or out / "base.vrx", fmt, where, encoder, bar)
+    if unfreeze:
+        from visrec.train.tail import TailConfig
+
+        tail = TailConfig(
+            unfreeze=unfreeze, epochs=epochs, patience=min(patience, 5), lr=lr or 1e-4, weight_decay=weight_decay,
+            views=views, seed=seed, guard=GuardConfig(enabled=guard),
+        )  # fmt: skip
+        _backbone(idx, out, tail, split, reindex, as_json)
+        return
     cfg = FinetuneConfig(
         method=method, out_dim=dim, head=head,
         loss=LossOptions(margin=margin, temperature=temperature, miner=miner),
-        loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, patience=patience,
-                        seed=seed, device=device, guard=GuardConfig(enabled=guard)),
-        split=SplitOptions(split_field, split_names(train), split_names(test)),
+        loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, weight_decay=weight_decay,
+                        patience=patience, seed=seed, device=device, guard=GuardConfig(enabled=guard)),
+        split=split,
     )  # fmt: skip
-    with render.progress(enabled=not as_json) as bar:
-        idx = prepare_index(source, index or out / "base.vrx", fmt, where, encoder, bar)
     log = None if quiet or as_json else (lambda line: render.err.print(line, highlight=False, soft_wrap=True))
     res = finetune_lit(idx, cfg, log=log) if method == LIT else finetune(idx, cfg, log)
     save_adapter(res.adapter, out)
@@ -112,6 +133,32 @@ def finetune_cmd(
         print_json(res.to_dict() | {"index": str(idx), "reprojected": done})
     else:
         _print(res, out, done)
+
+
+def _backbone(idx: Path, out: Path, cfg: Any, split: Any, reindex: Path | None, as_json: bool) -> None:
+    """The ``--unfreeze`` path: fine-tune the encoder's last blocks, save it, optionally re-encode the index."""
+    from visrec.encoders import create_encoder
+    from visrec.train.backbone_run import finetune_encoder, reencode_index
+
+    res = finetune_encoder(idx, out, cfg, split)
+    done = reencode_index(idx, create_encoder("finetuned", model=str(out)), reindex) if reindex else None
+    if as_json:
+        print_json(res | {"index": str(idx), "reindexed": done})
+        return
+    t = res["training"]
+    render.out.print(f"split: {res['split']['rule']} ({res['split']['train']} train, {res['split']['val']} val, "
+                     f"{res['split']['test']} test images)", highlight=False)  # fmt: skip
+    for what in ("before", "after"):
+        f = res[what]
+        render.out.print(f"{what:7s} kNN top-1 {100 * f['top1']:.1f}%  macro-F1 {100 * f['macro_f1']:.1f}%  "
+                         f"mAP@R {100 * f['map_at_r']:.1f}%", highlight=False)  # fmt: skip
+    render.out.print(f"trained {t['epochs']} epochs ({t['trainable_parameters']:,} parameters) in "
+                     f"{t['seconds_activations'] + t['seconds_training']:.0f} s, kept epoch {t['best_epoch']}; "
+                     f"{t['stopped']}; peak memory {res['peak_rss_mb']:.0f} MB", highlight=False)  # fmt: skip
+    render.out.print(f"encoder: {out} (fingerprint {res['encoder']}); use it with --encoder {out}",
+                     highlight=False)  # fmt: skip
+    if done:
+        render.out.print(f"re-encoded index: {done['path']} ({done['count']} items)", highlight=False)
 
 
 @_command

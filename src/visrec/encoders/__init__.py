@@ -1,13 +1,15 @@
 """Image encoders: images (and texts, where there is a text side) in, ``Embeddings`` out.
 
 Backends register lazily by name; importing this package imports neither torch, ONNX Runtime nor
-transformers. ``create_encoder()`` gives the default, ``efficientnet-lite0``.
+transformers. ``create_encoder()`` gives the default, ``efficientnet-lite0``; ``create_encoder("a+b")`` an
+ensemble of registered encoders.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from visrec.encoders.base import Encoder, ImageLike, TextEncoder
@@ -26,12 +28,23 @@ __all__ = [
 ]
 
 DEFAULT_ENCODER = "efficientnet-lite0"
+ENSEMBLE_SEPARATOR = "+"
 
 ENCODERS: Registry[Encoder] = Registry("encoder")
 ENCODERS.register(
     "efficientnet-lite0",
     "visrec.encoders.efficientnet:create",
     help="EfficientNet-Lite0 ImageNet features (default); text search through the MiniLM label bridge",
+)
+ENCODERS.register(
+    "efficientnet-lite1",
+    "visrec.encoders.efficientnet:create_lite1",
+    help="EfficientNet-Lite1 ImageNet features (256 px); text search through the MiniLM label bridge",
+)
+ENCODERS.register(
+    "efficientnet-lite2",
+    "visrec.encoders.efficientnet:create_lite2",
+    help="EfficientNet-Lite2 ImageNet features (256 px); text search through the MiniLM label bridge",
 )
 ENCODERS.register(
     "mobilenet-v2",
@@ -48,6 +61,12 @@ ENCODERS.register(
     "visrec.encoders.clip:create_open_clip",
     help="your own OpenCLIP checkpoint (model=architecture, pretrained=file); needs open_clip",
 )
+ENCODERS.register(
+    "finetuned",
+    "visrec.encoders.finetuned:create",
+    help="an EfficientNet-Lite encoder with its last blocks fine-tuned (model=FOLDER written by "
+    "visrec finetune --unfreeze N)",
+)
 ENCODERS.register("fake", "visrec.encoders.fake:create", help="deterministic colour features, for tests")
 ENCODERS.register(
     "adapted",
@@ -59,9 +78,18 @@ ENCODERS.register(
 def create_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> Encoder:
     """Build the encoder registered as ``name`` with keyword ``options`` (see each backend's options).
 
+    A folder written by ``visrec finetune --unfreeze N`` is a name too (the ``finetuned`` encoder).
+    Names joined by ``+`` (``"efficientnet-lite0+mobilenet-v2"``) build an ensemble of those encoders (see
+    :mod:`visrec.encoders.ensemble`; options ``weights``, ``members``, or options shared by every member).
     Raises ``BadInput`` for an unknown name or option, ``MissingWeights`` / ``MissingExtra`` with the install
     command when a package is absent.
     """
+    if ENSEMBLE_SEPARATOR in name and name not in ENCODERS:
+        from visrec.encoders.ensemble import create as create_ensemble
+
+        return create_ensemble(name, **options)
+    if name not in ENCODERS and (Path(name).expanduser() / "encoder.json").is_file():
+        return create_encoder("finetuned", model=name, **options)  # a folder written by finetune --unfreeze
     builder = ENCODERS.builder(name)
     params = inspect.signature(builder).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     from visrec.encoders.text import MiniLMTextEncoder
 
 DEFAULT_PROMPT = "a photo of a {}"
+SPACES = ("text", "classes")
+CLASS_TEXTS = ("name", "synonyms", "gloss", "synonyms+gloss")
+"""What describes each ImageNet class: ``name`` = its readable name only; ``synonyms`` = the name and every
+WordNet lemma of its synset ("toilet paper", "toilet tissue", "bathroom tissue"); ``gloss`` = the name and
+"name, gloss" (WordNet's short definition); ``synonyms+gloss`` = both. A class's vector is the renormalised
+mean of its texts' MiniLM vectors, each text put in the bridge's ``prompt``."""
 
 
 def imagenet_class_names() -> tuple[str, ...]:
@@ -54,12 +60,57 @@ def imagenet_class_names() -> tuple[str, ...]:
     return names
 
 
-class LabelBridge:
-    """Maps ``(n, 1000)`` ImageNet logits to ``(n, 384)`` unit vectors in the MiniLM text space.
+def imagenet_wordnet() -> tuple[tuple[tuple[str, ...], str], ...]:
+    """Per ImageNet-1k class, in index order: ``(WordNet lemmas, gloss)`` (``resources/imagenet_wordnet.tsv``)."""
+    text = resources.files("visrec").joinpath("resources/imagenet_wordnet.tsv").read_text(encoding="utf-8")
+    rows = [line.split("\t") for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if len(rows) != 1000 or any(len(r) != 3 for r in rows):
+        raise DimensionMismatch(f"resources/imagenet_wordnet.tsv holds {len(rows)} rows, expected 1000 of 3 fields")
+    return tuple((tuple(x.strip() for x in lemmas.split(",") if x.strip()), gloss.strip()) for _, lemmas, gloss in rows)
 
-    ``temperature`` sharpens (<1) or flattens (>1) the class distribution; ``top_k`` keeps only the k most
-    probable classes of each image (0 keeps all). The 1000 prompt vectors are computed once per machine
-    and cached in the cache folder as ``.npy`` (keyed by the text encoder's fingerprint and the prompts).
+
+def class_texts(mode: str) -> list[list[str]]:
+    """The texts that describe each of the 1000 ImageNet classes under ``mode`` (one of :data:`CLASS_TEXTS`)."""
+    if mode not in CLASS_TEXTS:
+        raise BadInput(f"bridge class_text must be one of {list(CLASS_TEXTS)}, got {mode!r}")
+    names = imagenet_class_names()
+    if mode == "name":
+        return [[n] for n in names]
+    out = []
+    for name, (lemmas, gloss) in zip(names, imagenet_wordnet(), strict=True):
+        texts = [name]
+        if "synonyms" in mode:
+            # Lemmas with a capitalised second word are mostly Latin binomials ("Tinca tinca"): no help in prompts.
+            seen = {name.lower()}
+            for lemma in (x.replace("_", " ") for x in lemmas):
+                words = lemma.split()
+                if lemma.lower() not in seen and not (
+                    len(words) == 2 and words[0][:1].isupper() and words[1].islower()
+                ):
+                    seen.add(lemma.lower())
+                    texts.append(lemma)
+        if "gloss" in mode:
+            texts.append(f"{name}, {gloss}")
+        out.append(texts)
+    return out
+
+
+class LabelBridge:
+    """Maps ``(n, 1000)`` ImageNet logits, and free texts, into one joint space.
+
+    ``space="text"``: the MiniLM sentence space (384-d): an image is the probability-weighted mean of its likely
+    classes' text vectors, a text its MiniLM vector. ``space="classes"``: the ImageNet class space (1000-d): an
+    image is ``sqrt(p)`` of its class probabilities ``p``; a text is ``sqrt(q)`` where ``q`` is the softmax, at
+    ``text_temperature``, of its MiniLM cosines to the 1000 class vectors -- which ImageNet classes the text
+    describes. The cosine of the two is the Bhattacharyya coefficient of ``p`` and ``q``: a text scores an image
+    by how much of the image's probability falls on the classes it names, undiluted by the fuzzy similarity of
+    MiniLM to every unrelated class. Better zero-shot over a label set (``benchmarks/bridge_eval.py``), but a
+    single text's ``q`` is flat, so ranking images for one text favours images with spread-out ``p``.
+
+    ``temperature`` sharpens (<1) or flattens (>1) the image's class distribution; ``top_k`` keeps only the k most
+    probable classes of each image (0 keeps all). ``class_text`` chooses the texts of each class
+    (:data:`CLASS_TEXTS`). The 1000 class vectors are computed once per machine and cached in the cache folder
+    as ``.npy`` (keyed by the text encoder's fingerprint and the prompts).
     """
 
     def __init__(
@@ -68,6 +119,9 @@ class LabelBridge:
         temperature: float = 3.0,
         top_k: int = 5,
         prompt: str = DEFAULT_PROMPT,
+        class_text: str = "name",
+        space: str = "text",
+        text_temperature: float = 0.08,
     ) -> None:
         if temperature <= 0:
             raise BadInput(f"bridge temperature must be > 0, got {temperature}")
@@ -75,6 +129,12 @@ class LabelBridge:
             raise BadInput(f"bridge top_k must be between 0 (all classes) and 1000, got {top_k}")
         if "{}" not in prompt:
             raise BadInput(f"the bridge prompt must contain '{{}}' where the class name goes, got {prompt!r}")
+        if class_text not in CLASS_TEXTS:
+            raise BadInput(f"bridge class_text must be one of {list(CLASS_TEXTS)}, got {class_text!r}")
+        if space not in SPACES:
+            raise BadInput(f"bridge space must be one of {list(SPACES)}, got {space!r}")
+        if text_temperature <= 0:
+            raise BadInput(f"bridge text_temperature must be > 0, got {text_temperature}")
         if text is None:
             from visrec.encoders.text import MiniLMTextEncoder
 
@@ -83,28 +143,43 @@ class LabelBridge:
         self.temperature = float(temperature)
         self.top_k = int(top_k)
         self.prompt = prompt
-        self.dim = text.dim
+        self.class_text = class_text
+        self.space = space
+        self.text_temperature = float(text_temperature)
+        self.dim = 1000 if space == "classes" else text.dim
         self._classes: np.ndarray | None = None
 
     def config(self) -> dict[str, Any]:
         """JSON facts that change the joint vectors (part of the image encoder's fingerprint)."""
-        return {
+        cfg: dict[str, Any] = {
             "text": self.text.fingerprint,
             "temperature": self.temperature,
             "top_k": self.top_k,
             "prompt": self.prompt,
         }
+        # Absent at their old defaults, so indexes built before these options keep their fingerprint.
+        if self.class_text != "name":
+            cfg["class_text"] = self.class_text
+        if self.space != "text":
+            cfg["space"] = self.space
+            cfg["text_temperature"] = self.text_temperature
+        return cfg
 
     def class_vectors(self) -> np.ndarray:
         """``(1000, 384)`` float32 unit MiniLM vectors of the class prompts (cached on disk)."""
         if self._classes is not None:
             return self._classes
-        prompts = [self.prompt.format(name) for name in imagenet_class_names()]
+        texts = class_texts(self.class_text)
+        prompts = [self.prompt.format(t) for per_class in texts for t in per_class]
         key = hashlib.sha256("\n".join([self.text.fingerprint, *prompts]).encode()).hexdigest()[:16]
         path = cache_dir() / f"imagenet-prompts-{key}.npy"
-        vectors = _load_npy(path, (1000, self.dim))
+        vectors = _load_npy(path, (1000, self.text.dim))
         if vectors is None:
-            vectors = self.text.encode(prompts)
+            per_prompt = self.text.encode(prompts).astype(np.float64)
+            owner = np.repeat(np.arange(1000), [len(t) for t in texts])
+            sums = np.zeros((1000, per_prompt.shape[1]))
+            np.add.at(sums, owner, per_prompt)
+            vectors = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
             buf = io.BytesIO()
             np.save(buf, vectors, allow_pickle=False)
             atomic_write_bytes(path, buf.getvalue())
@@ -112,7 +187,7 @@ class LabelBridge:
         return vectors
 
     def project(self, logits: np.ndarray) -> np.ndarray:
-        """``(n, 1000)`` logits -> ``(n, 384)`` float32 unit vectors in the text space."""
+        """``(n, 1000)`` logits -> ``(n, dim)`` float32 unit vectors in the joint space."""
         if logits.ndim != 2 or logits.shape[1] != 1000:
             raise DimensionMismatch(f"bridge expects (n, 1000) ImageNet logits, got {logits.shape}")
         z = logits.astype(np.float64) / self.temperature
@@ -122,19 +197,31 @@ class LabelBridge:
         if 0 < self.top_k < 1000:
             drop = np.argpartition(probs, -self.top_k, axis=1)[:, : -self.top_k]
             np.put_along_axis(probs, drop, 0.0, axis=1)
-        joint = (probs @ self.class_vectors().astype(np.float64)).astype(np.float32)
+        if self.space == "classes":
+            joint = np.sqrt(probs).astype(np.float32)
+        else:
+            joint = (probs @ self.class_vectors().astype(np.float64)).astype(np.float32)
         return joint / np.maximum(np.linalg.norm(joint, axis=1, keepdims=True), 1e-12)
 
     def concepts(self, vectors: np.ndarray, top: int = 3) -> list[tuple[str, ...]]:
-        """The ``top`` ImageNet class names nearest each ``(n, 384)`` text-space vector (a query, or an image's
-        projection): what the bridge reads a query as, or sees in an image."""
+        """The ``top`` ImageNet class names nearest each ``(n, dim)`` joint vector (a query, or an image's
+        projection): what the bridge reads a query as, or sees in an image. In the class space a vector's largest
+        entries are its classes."""
         names = imagenet_class_names()
-        order = np.argsort(-(np.atleast_2d(vectors) @ self.class_vectors().T), axis=1, kind="stable")[:, :top]
+        v = np.atleast_2d(vectors)
+        scores = v if self.space == "classes" else v @ self.class_vectors().T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
         return [tuple(names[j] for j in row) for row in order]
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """``(n, 384)`` MiniLM vectors of free texts (the query side of the bridge)."""
-        return self.text.encode(texts)
+        """``(n, dim)`` float32 unit vectors of free texts (the query side of the bridge)."""
+        vectors = self.text.encode(texts)
+        if self.space == "text":
+            return vectors
+        sims = vectors.astype(np.float64) @ self.class_vectors().astype(np.float64).T / self.text_temperature
+        q = np.exp(sims - sims.max(axis=1, keepdims=True)) if len(sims) else sims
+        q = np.sqrt(q / np.maximum(q.sum(axis=1, keepdims=True), 1e-300))
+        return (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def _load_npy(path: Any, shape: tuple[int, int]) -> np.ndarray | None:

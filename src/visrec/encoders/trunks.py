@@ -16,30 +16,46 @@ from visrec.errors import MissingWeights
 
 STAGES = ("stage5", "stage6", "stage7", "head")
 
-# Index of the last block of stages 5, 6 and 7 in EfficientNet-Lite0's 16 MBConv blocks, with its width.
-_LITE0_TAPS = {10: 112, 14: 192, 15: 320}
+# Per EfficientNet-Lite variant: index of the last block of stages 5, 6 and 7 among its MBConv blocks, with
+# the block's width (Lite1/Lite2 are deeper, and Lite2 wider, than Lite0; the head is 1280 wide in all three).
+LITE_TAPS = {
+    "efficientnet-lite0": {10: 112, 14: 192, 15: 320},
+    "efficientnet-lite1": {14: 112, 19: 192, 20: 320},
+    "efficientnet-lite2": {14: 120, 19: 208, 20: 352},
+}
 
 
-class EfficientNetLite0Trunk(Trunk):
-    """EfficientNet-Lite0 from ``efficientnet_lite_pytorch`` (ReLU6, no SE; ``set_swish()`` is never called)."""
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file (fine-tuned backbones) or a packaged ``.pth`` (tensors only)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class EfficientNetLiteTrunk(Trunk):
+    """EfficientNet-Lite0/1/2 from ``efficientnet_lite_pytorch`` (ReLU6, no SE; ``set_swish()`` is never called)."""
 
     stage_names = STAGES
 
-    def __init__(self, weights_path: Path, input_size: int) -> None:
+    def __init__(self, variant: str, weights_path: Path, input_size: int) -> None:
         super().__init__()
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as exc:
             raise MissingWeights(
-                "Exporting efficientnet-lite0 needs its architecture package; install it with: "
+                f"Exporting {variant} needs its architecture package; install it with: "
                 "pip install efficientnet-lite-pytorch==0.1.0"
             ) from exc
+        self.taps = LITE_TAPS[variant]
         # Static "same" padding is computed for this input size, as in the TF original.
-        self.net = EfficientNet.from_name("efficientnet-lite0", image_size=input_size)
-        self.net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True), strict=True)
-        widths = {i: self.net._blocks[i]._block_args.output_filters for i in _LITE0_TAPS}
-        if widths != _LITE0_TAPS:
-            raise MissingWeights(f"unexpected EfficientNet-Lite0 layout {widths}; expected {_LITE0_TAPS}")
+        self.net = EfficientNet.from_name(variant, image_size=input_size)
+        self.net.load_state_dict(load_state(weights_path), strict=True)
+        blocks = self.net._blocks
+        widths = {i: blocks[i]._block_args.output_filters for i in self.taps if i < len(blocks)}
+        if widths != self.taps or len(blocks) != max(self.taps) + 1:
+            raise MissingWeights(f"unexpected {variant} layout {widths}; expected {self.taps}")
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         net = self.net
@@ -47,7 +63,7 @@ class EfficientNetLite0Trunk(Trunk):
         maps = []
         for i, block in enumerate(net._blocks):
             x = block(x)
-            if i in _LITE0_TAPS:
+            if i in self.taps:
                 maps.append(x)
         x = net._swish(net._bn1(net._conv_head(x)))
         maps.append(x)
@@ -56,7 +72,17 @@ class EfficientNetLite0Trunk(Trunk):
 
 def efficientnet_lite0_trunk(weights_path: Path, input_size: int) -> Trunk:
     """EfficientNet-Lite0 with its ImageNet weights, in eval mode."""
-    return EfficientNetLite0Trunk(weights_path, input_size).eval()
+    return EfficientNetLiteTrunk("efficientnet-lite0", weights_path, input_size).eval()
+
+
+def efficientnet_lite1_trunk(weights_path: Path, input_size: int) -> Trunk:
+    """EfficientNet-Lite1 with its ImageNet weights, in eval mode."""
+    return EfficientNetLiteTrunk("efficientnet-lite1", weights_path, input_size).eval()
+
+
+def efficientnet_lite2_trunk(weights_path: Path, input_size: int) -> Trunk:
+    """EfficientNet-Lite2 with its ImageNet weights, in eval mode."""
+    return EfficientNetLiteTrunk("efficientnet-lite2", weights_path, input_size).eval()
 
 
 # MobileNetV2 as in torchvision: (expansion t, output channels c, repeats n, first stride s).

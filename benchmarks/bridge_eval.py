@@ -1,0 +1,119 @@
+"""Zero-shot top-1 through the label bridge: class texts x temperature x top-k, chosen on TRAIN splits.
+
+Usage::
+
+    python benchmarks/embed_cache.py --cache /tmp/visrec-bench --sets cifar,caltech      # once
+    python benchmarks/bridge_eval.py --cache /tmp/visrec-bench [--encoders efficientnet-lite0]
+
+Zero-shot is what ``visrec classify --mode zeroshot`` does: each image's ImageNet logits go through the bridge
+(:class:`visrec.encoders.bridge.LabelBridge`), each data set label through the classifier's prompt ensemble
+(:func:`visrec.classify.zeroshot.prompt_vectors`), and the closest label wins. The grid runs on the *train*
+splits of caltech101_dev (1515 images, 101 classes) and cifar10_subset (2000 images, 10 classes); the setting with
+the best mean train top-1 is then reported once on the test splits, beside today's default (class_text=name,
+T=3, top-k 5). With several encoders, their bridge vectors are also averaged (what an ensemble's joint vector is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from embed_cache import SETS, load  # noqa: E402
+
+from visrec.classify.zeroshot import prompt_vectors  # noqa: E402
+from visrec.encoders.bridge import CLASS_TEXTS, SPACES, LabelBridge  # noqa: E402
+from visrec.encoders.text import MiniLMTextEncoder  # noqa: E402
+
+TEXT_GRID = {"temperature": (1.0, 2.0, 3.0, 5.0), "top_k": (1, 3, 5, 10, 0), "text_temperature": (0.08,)}
+CLASS_GRID = {"temperature": (1.0, 2.0, 3.0), "top_k": (5, 10, 0), "text_temperature": (0.04, 0.08, 0.12, 0.16)}
+TODAY = ("text", "name", 3.0, 5, 0.08)
+
+
+class MemoText:
+    """The MiniLM encoder with a memo of every batch of texts it encoded (the grid re-asks the same prompts)."""
+
+    def __init__(self, text: MiniLMTextEncoder) -> None:
+        self.text, self.dim, self.fingerprint = text, text.dim, text.fingerprint
+        self.memo: dict[tuple[str, ...], np.ndarray] = {}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        key = tuple(texts)
+        if key not in self.memo:
+            self.memo[key] = self.text.encode(texts)
+        return self.memo[key]
+
+
+def labels_and_splits(root: Path, name: str, paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Label and split of each cached path, from the data set's manifest."""
+    folder = root / SETS[name]
+    rows = {str(folder / r["path"]): r for r in csv.DictReader((folder / "manifest.csv").open())}
+    return np.array([rows[p]["label"] for p in paths]), np.array([rows[p]["split"] for p in paths])
+
+
+def zero_shot(joint: np.ndarray, labels: np.ndarray, text_vectors: np.ndarray, classes: list[str]) -> float:
+    """Top-1 (percent) of the closest class text vector."""
+    pred = np.asarray(classes)[(joint @ text_vectors.T).argmax(axis=1)]
+    return 100 * float((pred == labels).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data")
+    parser.add_argument("--encoders", default="efficientnet-lite0")
+    args = parser.parse_args()
+    text = MemoText(MiniLMTextEncoder())
+    encoders = args.encoders.split(",")
+    data = {}
+    for name in ("caltech", "cifar"):
+        logits = [load(args.cache, e, name)[1] for e in encoders]
+        labels, splits = labels_and_splits(args.data, name, load(args.cache, encoders[0], name)[2])
+        classes = sorted(set(labels))
+        data[name] = (logits, labels, splits, classes)
+    bridges = {(sp, ct): LabelBridge(text, class_text=ct, space=sp) for sp in SPACES for ct in CLASS_TEXTS}  # type: ignore[arg-type]
+
+    def score(sp: str, ct: str, t: float, k: int, tau: float, split: str) -> dict[str, float]:
+        b = bridges[(sp, ct)]
+        b.temperature, b.top_k, b.text_temperature = t, k, tau
+        out = {}
+        for name, (logits, labels, splits, classes) in data.items():
+            tv = prompt_vectors(classes, b.encode_texts)
+            joint = sum(b.project(lg) for lg in logits)
+            joint = joint / np.linalg.norm(joint, axis=1, keepdims=True)
+            keep = splits == split
+            out[name] = zero_shot(joint[keep], labels[keep], tv, classes)
+        return out
+
+    print(f"encoders: {'+'.join(encoders)}; zero-shot top-1 on the TRAIN splits")
+    print(f"{'space':7s} {'class_text':16s} {'T':>4s} {'top_k':>5s} {'tau':>5s} | caltech  cifar   mean")
+    results = {}
+    for sp in SPACES:
+        grid = CLASS_GRID if sp == "classes" else TEXT_GRID
+        for ct, t, k, tau in itertools.product(CLASS_TEXTS, *grid.values()):
+            key = (sp, ct, t, k, tau)
+            r = results[key] = score(*key, "train")
+            mean = (r["caltech"] + r["cifar"]) / 2
+            print(f"{sp:7s} {ct:16s} {t:4.1f} {k or 'all':>5} {tau:5.2f} | {r['caltech']:6.1f} {r['cifar']:6.1f} "
+                  f"{mean:6.1f}", flush=True)  # fmt: skip
+    best = max(results, key=lambda key: results[key]["caltech"] + results[key]["cifar"])
+    best_text = max((k for k in results if k[0] == "text"), key=lambda k: results[k]["caltech"] + results[k]["cifar"])
+    print(f"\nchosen on train: space={best[0]} class_text={best[1]} T={best[2]} top_k={best[3] or 'all'} tau={best[4]}")
+    print(f"{'TEST split':60s} caltech  cifar")
+    for what, key in (("today: space=text class_text=name T=3 top_k=5", TODAY),
+                      (f"best text-space setting on train {best_text[1:4]}", best_text),
+                      ("chosen on train", best)):  # fmt: skip
+        r = score(*key, "test")
+        print(f"{what:60s} {r['caltech']:6.1f} {r['cifar']:6.1f}")
+
+
+if __name__ == "__main__":
+    main()
