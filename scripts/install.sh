@@ -3,8 +3,9 @@
 #
 # Usage: bash scripts/install.sh [--all | --dev] [--extras LIST] [VENV_DIR]
 #   (default)      index, search, classify, evaluate, web UI/API, and the default weights
-#   --extras LIST  add extras by name, comma-separated: faces, train, clip, openclip, milvus, ray, sam, detector
-#   --all          every runtime extra (faces, train, clip, milvus, ray, sam)
+#   --extras LIST  add extras by name, comma-separated: faces, train, backbones, clip, openclip, milvus, ray, sam,
+#                  mobilesam, detector
+#   --all          every runtime extra (faces, train, backbones, clip, milvus, ray, sam, mobilesam)
 #   --dev          --all plus the test and lint tools (pytest, ruff, mypy, httpx, Playwright): what CI uses
 # Re-running on an existing environment adds what is missing (e.g. `bash scripts/install.sh --extras faces`).
 set -euo pipefail
