@@ -133,9 +133,17 @@ def calibrated() -> tuple[Mixture, np.ndarray, list[tuple[str, ...]], Calibratio
     return m, vecs, labels, cal
 
 
+def _final_novelty(cal: Calibration, vecs: np.ndarray, labels: list) -> GaussianNovelty:
+    """The novelty model an index stores: fitted on every item at the axes the held-out scores used."""
+    assert cal.decision is not None and cal.decision.novelty_dims is not None
+    score = create_novelty("mahalanobis", dims=cal.decision.novelty_dims).fit(vecs, [lab[0] for lab in labels])
+    assert isinstance(score, GaussianNovelty)
+    return score
+
+
 def _delivered(m: Mixture, vecs: np.ndarray, labels: list, cal: Calibration, target: float, prior: float):
     q, truth = _stream(m, 6000, prior)
-    nov = create_novelty("mahalanobis").fit(vecs, [lab[0] for lab in labels]).score(q)
+    nov = _final_novelty(cal, vecs, labels).score(q)
     preds = cal.apply(_knn_predict(vecs, labels, q), nov, target, prior)
     answered = np.array([p.label is not None for p in preds])
     right = np.array([p.label == t for p, t in zip(preds, truth, strict=True)])
@@ -163,7 +171,7 @@ def test_reasons_on_constructed_cases(calibrated) -> None:
     centre = _unit(m.centres[0][None])
     far = _unit(m.centres[-1][None] - 0.5 * m.centres[:12].mean(axis=0))
     q = np.concatenate([centre, far])
-    nov = create_novelty("mahalanobis").fit(vecs, [lab[0] for lab in labels]).score(q)
+    nov = _final_novelty(cal, vecs, labels).score(q)
     a, c = cal.apply(_knn_predict(vecs, labels, q), nov)
     assert (a.label, a.reason) == ("c0", None)
     assert (c.label, c.reason) == (None, "novel")
@@ -196,7 +204,7 @@ def test_target_not_met_when_two_classes_overlap() -> None:
     assert cal.class_precision["c2"] > cal.class_precision[cal.below_target[0]]
     # an image at the shared centre is known but its class is unclear: ambiguous, not novel
     q = _unit(m.centres[0][None])
-    nov = create_novelty("mahalanobis").fit(vecs, [lab[0] for lab in labels]).score(q)
+    nov = _final_novelty(cal, vecs, labels).score(q)
     (p,) = cal.apply(_knn_predict(vecs, labels, q), nov)
     assert (p.label, p.reason) == (None, "ambiguous")
 
@@ -226,3 +234,27 @@ def test_a_tiny_index_of_near_duplicate_classes_builds_and_answers(tmp_path: Pat
         first = sorted((tmp_path / "data" / "blue").iterdir())[0]
         pred = idx.classify(idx.encode([first]))[0]
     assert pred.candidate == "blue" and np.isfinite(pred.calibrated)
+
+
+def test_held_out_known_novelty_looks_like_new_images_when_axes_are_many() -> None:
+    # About as many dimensions as items: a covariance fitted on the held-out items themselves makes them look
+    # far more typical than new images of the same classes (thresholds then reject known test images).
+    from visrec.classify.openset_fit import held_out_novelty
+
+    rng = np.random.default_rng(5)
+    dim, n_cls, scenes = 96, 6, 20
+    centres = _unit(rng.normal(size=(n_cls, dim)) * 0.3 + 1.0)
+
+    def draw(c: int, n: int) -> np.ndarray:
+        return _unit(centres[c] + rng.normal(size=(n, dim)) / np.sqrt(dim))
+
+    # Two near-identical frames per scene, one group per scene: 240 items in 96 dimensions.
+    vecs = np.concatenate([np.repeat(draw(c, scenes), 2, axis=0) for c in range(n_cls)])
+    vecs = _unit(vecs + 0.01 * rng.normal(size=vecs.shape) / np.sqrt(dim))
+    primary = [f"c{c}" for c in range(n_cls) for _ in range(2 * scenes)]
+    gid = np.arange(len(vecs)) // 2
+    known, _, dims = held_out_novelty(lambda: create_novelty("mahalanobis"), vecs, primary, gid, np.arange(len(vecs)))
+    final = create_novelty("mahalanobis", dims=dims).fit(vecs, primary)
+    fresh = final.score(np.concatenate([draw(c, 40) for c in range(n_cls)]))
+    ratio = np.median(known[np.isfinite(known)]) / np.median(fresh)
+    assert 0.8 < ratio < 1.25, ratio

@@ -88,6 +88,8 @@ class OpenSetDecision:
     shrink: float
     known: HeldOut
     novel: HeldOut
+    novelty_dims: int | None = None
+    """PCA axes of a Gaussian novelty score: the final fit must use the ones the held-out scores were made with."""
 
     def p_known(self, novelty: np.ndarray, prior: float) -> np.ndarray:
         """``(q,)`` P(known) for novelty scores at novelty prior ``prior``."""
@@ -162,7 +164,7 @@ class OpenSetDecision:
             "shrink": self.shrink,
             "known": self.known.to_dict(),
             "novel": self.novel.to_dict(),
-        }
+        } | ({} if self.novelty_dims is None else {"novelty_dims": self.novelty_dims})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OpenSetDecision:
@@ -176,13 +178,14 @@ class OpenSetDecision:
                 shrink=float(d["shrink"]),
                 known=HeldOut.from_dict(d["known"]),
                 novel=HeldOut.from_dict(d["novel"]),
+                novelty_dims=None if d.get("novelty_dims") is None else int(d["novelty_dims"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise BadInput(f"open-set decision data is incomplete or malformed: {e!r}") from e
 
 
 def fit_decision(known: HeldOut, novel: HeldOut, novelty_name: str, shrink: float = 10.0,
-                 min_support: int = 3) -> OpenSetDecision:  # fmt: skip
+                 min_support: int = 3, novelty_dims: int | None = None) -> OpenSetDecision:  # fmt: skip
     """Fit both factors from held-out known items (with ``correct``) and simulated novel items.
 
     ``shrink``: pseudo-count ``m`` of the shared class map; classes with fewer than ``min_support`` held-out
@@ -205,4 +208,4 @@ def fit_decision(known: HeldOut, novel: HeldOut, novelty_name: str, shrink: floa
         support[c] = int(rows.sum())
         if support[c] >= min_support:
             per_class[c] = fit_confidence(known.score[rows], known.correct[rows])
-    return OpenSetDecision(novelty_name, novelty_map, shared, per_class, support, shrink, known, novel)
+    return OpenSetDecision(novelty_name, novelty_map, shared, per_class, support, shrink, known, novel, novelty_dims)

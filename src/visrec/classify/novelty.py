@@ -132,19 +132,6 @@ class GaussianNovelty:
                       "mean0": z.mean(axis=0), "precision0": np.linalg.pinv(total)}  # fmt: skip
         return self
 
-    def with_means(self, vectors: np.ndarray, labels: Sequence[str]) -> GaussianNovelty:
-        """A copy whose class means come from ``vectors``/``labels`` only, keeping this fit's axes and
-        covariances: held-out scores then live on the same scale as this fit's (see ``openset_fit``)."""
-        if self.state is None:
-            raise StageOrderError("call fit(vectors, labels) before with_means(...)")
-        z = (check_vectors("vectors", vectors).astype(np.float64) - self.state["mean"]) @ self.state["axes"].T
-        labs = np.asarray([str(v) for v in labels], dtype=object)
-        classes, inv = np.unique(labs, return_inverse=True)
-        out = GaussianNovelty(self.dims, self.relative)
-        means = np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])
-        out.state = dict(self.state) | {"means": means}
-        return out
-
     def score(self, queries: np.ndarray) -> np.ndarray:
         """``(q,)`` float64 (relative) Mahalanobis distance to the nearest class mean."""
         if self.state is None:

@@ -362,13 +362,15 @@ def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dic
 
     from visrec.classify.novelty import GaussianNovelty, create_novelty
 
-    names = {c["decision"]["novelty"] for c in cals.values() if c.get("decision")}
+    names = {(c["decision"]["novelty"], c["decision"].get("novelty_dims")) for c in cals.values() if c.get("decision")}
     if not names:
         return {}
     if len(names) > 1:
         raise BadInput(f"calibrations use different novelty scores {sorted(names)}; calibrate them together")
     labeled = [i for i, lab in enumerate(labels) if lab]
-    score = create_novelty(names.pop()).fit(vecs[labeled], [labels[i][0] for i in labeled])
+    name, dims = names.pop()
+    options = {} if dims is None else {"dims": int(dims)}  # the axes its held-out scores were made with
+    score = create_novelty(name, **options).fit(vecs[labeled], [labels[i][0] for i in labeled])
     if not isinstance(score, GaussianNovelty):
         return {}
     buf = io.BytesIO()
