@@ -77,11 +77,17 @@ def _print_trade_off(result: dict[str, Any]) -> None:
             t = d.get("trade_off")
             if not t:
                 continue
+            has_unknown = any(_finite(p["unknown_rejected"]) for p in t["points"])
             pts = [f"{'*' if p['target'] == t['default'] else ''}{p['target']:.1%}: "
-                   f"{p['precision']:.1%}/{p['known_answered']:.1%}/{p['unknown_rejected']:.1%}"
-                   for p in t["points"]]  # fmt: skip
-            render.out.print(f"{m} target -> precision/known answered/unknown rejected (* default, change with "
-                             f"classify --target-precision): " + ", ".join(pts), highlight=False)  # fmt: skip
+                   f"{p['precision']:.1%}/{p['known_answered']:.1%}"
+                   + (f"/{p['unknown_rejected']:.1%}" if has_unknown else "") for p in t["points"]]  # fmt: skip
+            what = "precision/known answered" + ("/unknown rejected" if has_unknown else "")
+            render.out.print(f"{m} target -> {what} (* default, change with classify --target-precision): "
+                             + ", ".join(pts), highlight=False)  # fmt: skip
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and x == x and abs(x) != float("inf")
 
 
 def _run(source: Path, data: Path | None, split_field: str, train: str, test: str, modes: str, encoders: str,
