@@ -189,7 +189,8 @@ def calibrate(
     from visrec.index.writer import _labels_and_groups, novelty_files, save_calibration
 
     idx = Index(index_path)
-    opts = CalibrationOptions(target_precision=target_precision, novelty_prior=novelty_prior, novelty=DEFAULT_NOVELTY)
+    opts = CalibrationOptions(target_precision=target_precision, novelty_prior=novelty_prior,
+                              novelty=DEFAULT_NOVELTY, held_out_cache={})  # fmt: skip
     cals = {}
     for mode in modes:
         cal = _held_out(idx, held_out, where, mode, opts) if held_out else _loo(idx, mode, opts)

@@ -50,6 +50,9 @@ class CalibrationOptions:
     novelty: str | None = None
     novelty_prior: float = 0.1
     shrink: float = 10.0
+    held_out_cache: dict[Any, Any] | None = field(default=None, compare=False, repr=False)
+    """Give one dict to the calibrations of several modes of one index: their held-out novelty scores (the same
+    items, folds and score) are then fitted once."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.target_precision <= 1.0:

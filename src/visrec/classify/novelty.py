@@ -126,10 +126,11 @@ class GaussianNovelty:
         z = (x - mean) @ vt.T
         mus = np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])
         within = ledoit_wolf(z - mus[inv], assume_centered=True)[0]
-        total = ledoit_wolf(z)[0]
+        # The all-items Gaussian is only used by the relative score (kept as an identity otherwise: same arrays).
+        precision0 = np.linalg.pinv(ledoit_wolf(z)[0]) if self.relative else np.eye(dims)
         self._fast = None
         self.state = {"mean": mean, "axes": vt, "means": mus, "precision": np.linalg.pinv(within),
-                      "mean0": z.mean(axis=0), "precision0": np.linalg.pinv(total)}  # fmt: skip
+                      "mean0": z.mean(axis=0), "precision0": precision0}  # fmt: skip
         return self
 
     def score(self, queries: np.ndarray) -> np.ndarray:

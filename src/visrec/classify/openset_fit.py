@@ -16,6 +16,7 @@ median distance of 174 against 236 for new images of the same classes, and thres
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,8 +116,12 @@ def fit_open_set(
     pos = np.full(len(data.labels), -1)
     pos[labeled] = np.arange(labeled.size)
     primary = [data.labels[i][0] for i in labeled]
-    k_nov, n_nov, dims = held_out_novelty(lambda: create_novelty(str(opts.novelty)), data.vectors[labeled], primary,
-                                    data.gid[labeled], pos[rows], opts.seed)  # fmt: skip
+    key = (str(opts.novelty), opts.seed, hashlib.sha1(rows.tobytes()).hexdigest(), data.vectors.shape)
+    cache = opts.held_out_cache if opts.held_out_cache is not None else {}
+    if key not in cache:
+        cache[key] = held_out_novelty(lambda: create_novelty(str(opts.novelty)), data.vectors[labeled], primary,
+                                      data.gid[labeled], pos[rows], opts.seed)  # fmt: skip
+    k_nov, n_nov, dims = cache[key]
     if not (np.isfinite(k_nov).any() and np.isfinite(n_nov).any()):
         return None
     truths = [data.labels[i] for i in rows]

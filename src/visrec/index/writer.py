@@ -343,7 +343,7 @@ def _derived_files(
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
         # harsh a picture of a new class, so new classes are simulated from three classes on.
         opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3,
-                                  novelty=DEFAULT_NOVELTY)  # fmt: skip
+                                  novelty=DEFAULT_NOVELTY, held_out_cache={})  # fmt: skip
         cals = {}
         for mode in CALIBRATED_MODES:
             clf = make_classifier_from_params(mode, {})
