@@ -50,7 +50,7 @@ EFFICIENTNET_LITE1 = BackboneSpec(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     stages={"stage5": 112, "stage6": 192, "stage7": 320, "head": 1280},
-    description="EfficientNet-Lite1 (ImageNet-1k, run at 256 px), ONNX Runtime; joint space via the label bridge",
+    description="EfficientNet-Lite1 (ImageNet-1k, run at 256 px); joint space via the MiniLM label bridge",
     defaults={"input_size": 256},  # trained at 240 px; inputs here are multiples of 32
 )
 EFFICIENTNET_LITE2 = BackboneSpec(
@@ -66,7 +66,7 @@ EFFICIENTNET_LITE2 = BackboneSpec(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     stages={"stage5": 120, "stage6": 208, "stage7": 352, "head": 1280},
-    description="EfficientNet-Lite2 (ImageNet-1k, run at 256 px), ONNX Runtime; joint space via the label bridge",
+    description="EfficientNet-Lite2 (ImageNet-1k, run at 256 px); joint space via the MiniLM label bridge",
     defaults={"input_size": 256},  # trained at 260 px; inputs here are multiples of 32
 )
 
