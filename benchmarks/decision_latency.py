@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO / "src"))
 def main() -> None:
     from visrec.classify import CalibrationOptions, calibrate_leave_one_group_out
     from visrec.index import Index
+    from visrec.index.derived import _labels_and_groups
     from visrec.index.recognize import make_classifier_from_params
-    from visrec.index.writer import _labels_and_groups
     from visrec.types import Embeddings
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

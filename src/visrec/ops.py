@@ -186,7 +186,8 @@ def calibrate(
     from visrec.classify import CalibrationOptions
     from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index import Index
-    from visrec.index.writer import _labels_and_groups, novelty_files, save_calibration
+    from visrec.index.derived import _labels_and_groups, novelty_files
+    from visrec.index.writer import save_calibration
 
     idx = Index(index_path)
     opts = CalibrationOptions(target_precision=target_precision, novelty_prior=novelty_prior,
@@ -225,7 +226,7 @@ def _held_out(idx: Any, held_out: Path, where: str | None, mode: str, opts: Any)
 
 def _loo(idx: Any, mode: str, opts: Any) -> Any:
     from visrec.classify import calibrate_leave_one_group_out
-    from visrec.index.writer import _labels_and_groups
+    from visrec.index.derived import _labels_and_groups
 
     ids, vecs, labels, groups = _labels_and_groups(idx.store)
     joint = None

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from visrec.errors import BadInput, ManifestMismatch
+from visrec.index.derived import _derived_files
 from visrec.index.folder import IndexFolder
 from visrec.index.pipeline import IndexConfig, IndexingReport
-from visrec.index.writer import _derived_files, _load_current, _writer
+from visrec.index.writer import _load_current, _writer
 from visrec.types import Embeddings
 
 

@@ -76,9 +76,10 @@ def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibr
     """Write ``out``: every item of the index at ``index_path`` re-embedded from its file with ``encoder`` (ids,
     labels and metadata kept; prototypes and calibration recomputed). The source index is left untouched."""
     from visrec.index import Index
+    from visrec.index.derived import _derived_files
     from visrec.index.folder import IndexFolder
     from visrec.index.pipeline import IndexConfig, IndexingReport
-    from visrec.index.writer import _derived_files, _writer
+    from visrec.index.writer import _writer
     from visrec.stores import create_store
     from visrec.train.data import read_index
 

@@ -31,9 +31,10 @@ def reproject_index(
     an ``out`` that already exists. Returns a summary (count, dims, encoder fingerprint, calibration figures).
     """
     from visrec.index import Index
+    from visrec.index.derived import _derived_files
     from visrec.index.folder import IndexFolder
     from visrec.index.pipeline import IndexConfig, IndexingReport
-    from visrec.index.writer import _derived_files, _writer
+    from visrec.index.writer import _writer
     from visrec.stores import create_store
     from visrec.train.data import read_index
 
