@@ -8,7 +8,9 @@ loop (centre square, bilinear resize, -1..1), but:
 - a ``torch.utils.data.DataLoader`` decoding in ``workers`` processes while the model runs (0: in the loop);
 - glibc's allocator tuned for the process (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``: large batch
   buffers are kept and reused instead of being mapped and returned to the system on every batch, which left the
-  plain loop spending about half its time in system calls).
+  plain loop spending about half its time in system calls);
+- bfloat16 autocast (``torch.autocast("cpu", dtype=torch.bfloat16)``) tried beside float32, the faster counts:
+  visrec runs bfloat16 where the CPU computes it natively, and a PyTorch user can do the same.
 
 :func:`fair_env` is the environment the baseline's process is started with; :func:`embed_folder` runs the loop
 and reports the settings it ran under, read back from torch and the environment.
@@ -37,6 +39,7 @@ class FairBaseline:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     workers: tuple[int, ...] = (0, 1)  # DataLoader decode processes tried; the faster counts
     draft: bool = True
+    precisions: tuple[str, ...] = ("f32", "bf16")  # tried; the faster counts (bf16: CPU autocast)
     malloc: dict[str, str] = field(default_factory=lambda: dict(MALLOC_ENV))
 
 
@@ -77,18 +80,29 @@ class _Files:
 
 
 def applied(config: FairBaseline) -> dict[str, Any]:
-    """The settings in force right now, read back: torch threads, inference mode, the allocator variables."""
+    """The settings in force right now, read back: torch threads, inference mode, autocast, the allocator."""
     import torch
 
     return {
         "torch_threads": torch.get_num_threads(),
         "inference_mode": torch.is_inference_mode_enabled(),
+        "autocast_bf16": torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16,
         "malloc": {k: os.environ.get(k) for k in config.malloc},
     }
 
 
-def embed_folder(model: Any, files: list[Path], size: int, config: FairBaseline, workers: int) -> dict[str, Any]:
-    """Embed ``files`` with ``model`` the fair way: features ``(n, d)``, images/s, and the settings applied."""
+def _autocast(precision: str) -> Any:
+    import contextlib
+
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def embed_folder(
+    model: Any, files: list[Path], size: int, config: FairBaseline, workers: int, precision: str = "f32"
+) -> dict[str, Any]:
+    """Embed ``files`` with ``model`` the fair way: features ``(n, d)`` float32, images/s, the settings applied."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -96,25 +110,25 @@ def embed_folder(model: Any, files: list[Path], size: int, config: FairBaseline,
     loader = DataLoader(_Files(files, size, config.draft), batch_size=config.batch, num_workers=workers)
     feats, batches = [], []
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(precision):
         settings = applied(config)
         for x in loader:
             batches.append(int(x.shape[0]))
-            feats.append(model(x)[0].numpy())  # the exported module returns (features, ...)
+            feats.append(model(x)[0].float().numpy())  # the exported module returns (features, ...)
     took = time.perf_counter() - t0
     return {
         "features": np.concatenate(feats), "img_s": len(files) / took, "workers": workers, "batches": batches,
-        "settings": settings | {"batch": config.batch, "draft": config.draft},
+        "precision": precision, "settings": settings | {"batch": config.batch, "draft": config.draft},
     }  # fmt: skip
 
 
-def model_only(model: Any, size: int, config: FairBaseline, seconds: float = 1.5) -> float:
+def model_only(model: Any, size: int, config: FairBaseline, seconds: float = 1.5, precision: str = "f32") -> float:
     """Images/s of the torch model alone on a ready-made batch (the baseline's inference ceiling)."""
     import torch
 
     torch.set_num_threads(config.threads)
     x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (config.batch, 3, size, size)).astype(np.float32))
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(precision):
         model(x)
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:

@@ -18,11 +18,13 @@ Each measurement runs in a fresh subprocess (so its peak memory is its own), and
   (its per-image rate does not depend on how many there are).
 - ``fair``: the loop a competent PyTorch user writes (``fair_baseline.py``): batched, ``torch.inference_mode``,
   threads set, JPEG draft decoding, a DataLoader decoding beside the model (0 or 1 worker process, the faster
-  counts), glibc's allocator tuned for its process; same model and preprocessing as ``naive``. Also its torch
-  model alone on ready batches. The headline ratio is visrec against this one.
+  counts), glibc's allocator tuned for its process, float32 or bfloat16 autocast (the faster counts); same model
+  and preprocessing as ``naive``. Also its torch model alone on ready batches. The headline ratio is visrec
+  against this one.
 - ``model-onnxruntime`` / ``model-openvino``: each runtime alone on ready-made batches (no decoding), the
   encoder's multi-threaded session at its best batch size: the runtime's ceiling for this graph. ``visrec``
-  uses the default runtime (``$VISREC_RUNTIME``, else OpenVINO when installed). Also printed: the same model
+  uses the default runtime (``$VISREC_RUNTIME``, else OpenVINO when installed) and precision (bfloat16 on
+  OpenVINO where the CPU computes it natively; ``visrec-onnxruntime`` runs float32). Also printed: the same model
   through the encoder's batch path on ready-made batches (one single-threaded inference per core, as
   ``build_index`` runs it), per batch size: the ceiling of the embed stage itself.
 - ``ceiling``: FLOPs per image (torch's FLOP counter on the module) and the machine's float32 matmul FLOP/s
@@ -79,6 +81,7 @@ def part_visrec(data: Path, runtime: str | None = None) -> dict[str, Any]:
     enc: Any = create_encoder()
     enc.session()
     out: dict[str, Any] = {"session_s": time.perf_counter() - t0, "n": len(ds), "runtime": enc.runtime}
+    out["precision"] = enc.precision
     with tempfile.TemporaryDirectory() as tmp:
         for run in ("first", "steady", "steady"):
             target = Path(tmp) / run
@@ -153,12 +156,13 @@ def part_fair(data: Path) -> dict[str, Any]:
 
     enc: Any = create_encoder()
     model, cfg, files = enc.build_torch().eval(), FairBaseline(), image_files(data)
-    runs = [embed_folder(model, files, enc.input_size, cfg, w) for w in cfg.workers]
+    runs = [embed_folder(model, files, enc.input_size, cfg, w, p) for p in cfg.precisions for w in cfg.workers]
     best = max(runs, key=lambda r: r["img_s"])
     return {
         "n": len(files), "img_s": best["img_s"], "workers": best["workers"], "settings": best["settings"],
-        "by_workers": {str(r["workers"]): round(r["img_s"], 1) for r in runs}, "config": asjson(cfg),
-        "torch_model_img_s": model_only(model, enc.input_size, cfg),
+        "precision": best["precision"], "config": asjson(cfg),
+        "by_workers": {f"{r['precision']}/{r['workers']}": round(r["img_s"], 1) for r in runs},
+        "torch_model_img_s": model_only(model, enc.input_size, cfg, precision=best["precision"]),
     }  # fmt: skip
 
 
@@ -168,7 +172,7 @@ def part_model(runtime: str) -> dict[str, Any]:
     os.environ["VISREC_RUNTIME"] = runtime
     enc: Any = create_encoder()
     session = enc.session()
-    best: dict[str, Any] = {"img_s": 0.0, "runtime": enc.runtime}
+    best: dict[str, Any] = {"img_s": 0.0, "runtime": enc.runtime, "precision": enc.precision}
     for bs in (1, 4, 8, 16, 32):
         x = np.random.default_rng(0).uniform(-1, 1, (bs, 3, enc.input_size, enc.input_size)).astype(np.float32)
         session.run(None, {"image": x})
@@ -321,25 +325,35 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
           f"({', '.join(f'{k} {v / 1e9:.1f}' for k, v in ceil['matmul'].items())})")  # fmt: skip
     rows = [
         ("naive: torch eager, 1 image, full PIL decode", naive["img_s"], naive),
-        (f"fair: torch batch {fair['settings']['batch']}, {fair['workers']} decode worker(s)", fair["img_s"], fair),
-        (f"fair: torch model only (batch {fair['settings']['batch']})", fair["torch_model_img_s"], fair),
-        (f"visrec build_index ({vis['runtime']}), first call", vis["first_img_s"], vis),
-        (f"visrec build_index ({vis['runtime']}), steady", vis["img_s"], vis),
+        (
+            f"fair: torch {fair['precision']} batch {fair['settings']['batch']}, {fair['workers']} decode worker(s)",
+            fair["img_s"],
+            fair,
+        ),
+        (
+            f"fair: torch {fair['precision']} model only (batch {fair['settings']['batch']})",
+            fair["torch_model_img_s"],
+            fair,
+        ),
+        (f"visrec build_index ({vis['runtime']} {vis['precision']}), first call", vis["first_img_s"], vis),
+        (f"visrec build_index ({vis['runtime']} {vis['precision']}), steady", vis["img_s"], vis),
     ]
     if "visrec-onnxruntime" in res:
         ref = res["visrec-onnxruntime"]
-        rows.append((f"visrec build_index ({ref['runtime']}), steady", ref["img_s"], ref))
+        rows.append((f"visrec build_index ({ref['runtime']} {ref['precision']}), steady", ref["img_s"], ref))
     names = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
     for runtime, part in zip(RUNTIMES, MODEL_PARTS, strict=True):
         if part in res:
             model = res[part]
-            rows.append((f"{names[runtime]} model only (batch {model['batch']})", model["img_s"], model))
+            rows.append(
+                (f"{names[runtime]} {model['precision']} model only (batch {model['batch']})", model["img_s"], model)
+            )
     print(f"{'path':<48} {'img/s':>8} {'x naive':>8} {'x fair':>7} {'% ceiling':>10} {'peak RSS MiB':>13}")
     for name, speed, stats in rows:
         frac, rss = 100 * flops * speed / peak, stats["peak_rss_mb"]
         ratios = f"{speed / naive['img_s']:>8.2f} {speed / fair['img_s']:>7.2f}"
         print(f"{name:<48} {speed:>8.1f} {ratios} {frac:>9.1f}% {rss:>13.0f}")
-    print(f"fair baseline settings, read back in its process: {fair['settings']}; img/s by decode workers "
+    print(f"fair baseline settings, read back in its process: {fair['settings']}; img/s by precision/decode workers "
           f"{fair['by_workers']}")  # fmt: skip
     print(f"visrec stages (steady, s): {vis['steady_stages']}; embed stage {vis['steady_embed_img_s']} img/s")
     print(f"visrec stages (first, s): {vis['first_stages']}; session creation {vis['session_s']:.2f} s (untimed)")

@@ -6,8 +6,9 @@
   square made in the decode worker by ``build_index``) gives the embeddings of the plain path (full-size
   decode, eager torch, one image at a time): cosine > 0.99;
 - the int8 quantiser writes a graph that still computes the same function, roughly;
-- OpenVINO and ONNX Runtime run the same graph to the same outputs (float32 rounding), so the encoder
-  fingerprint, and every index built with either, does not depend on ``VISREC_RUNTIME``.
+- OpenVINO and ONNX Runtime run the same graph to the same outputs at float32 (float32 rounding), so the
+  encoder fingerprint, and every index built with either, does not depend on ``VISREC_RUNTIME`` (bfloat16 is
+  another identity: ``test_encoders_precision.py``).
 """
 
 from __future__ import annotations
@@ -232,7 +233,8 @@ def test_openvino_session_matches_onnxruntime_from_many_threads(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_both_runtimes_give_the_same_embeddings(encoder: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Indexing path (several batches), query path (one batch) and logits agree; the fingerprint is shared."""
+    """At float32: indexing path (several batches), query path (one batch) and logits agree; the fingerprint is
+    shared."""
     pytest.importorskip("openvino")
     from sklearn.datasets import load_sample_images
 
@@ -241,6 +243,7 @@ def test_both_runtimes_give_the_same_embeddings(encoder: Any, monkeypatch: pytes
     photos = load_sample_images().images
     images = [np.ascontiguousarray(photos[i % 2][i * 30 : i * 30 + 260, i * 40 : i * 40 + 300]) for i in range(6)]
     results = {}
+    monkeypatch.setenv("VISREC_PRECISION", "f32")
     for runtime in ("onnxruntime", "openvino"):
         monkeypatch.setenv("VISREC_RUNTIME", runtime)
         enc: Any = create_encoder("efficientnet-lite0")
@@ -251,7 +254,7 @@ def test_both_runtimes_give_the_same_embeddings(encoder: Any, monkeypatch: pytes
             enc.encode_logits(images[:3]),
         )
     (ref_many, ref_one, ref_logits), (ov_many, ov_one, ov_logits) = results["onnxruntime"], results["openvino"]
-    assert ref_many.encoder_id == ov_many.encoder_id == encoder.fingerprint
+    assert ref_many.encoder_id == ov_many.encoder_id == create_encoder("efficientnet-lite0").fingerprint
     np.testing.assert_allclose(ov_many.vectors, ref_many.vectors, atol=1e-5)
     np.testing.assert_allclose(ov_one.vectors, ref_one.vectors, atol=1e-5)
     assert ov_many.joint is not None and ref_many.joint is not None

@@ -25,7 +25,7 @@ import numpy as np
 from visrec.classify.base import NO_CANDIDATE
 from visrec.classify.decision import HeldOut, fit_decision
 from visrec.classify.loo import LooData
-from visrec.classify.novelty import GaussianNovelty, NoveltyScore
+from visrec.classify.novelty import GaussianNovelty, NoveltyScore, map_fits
 from visrec.classify.target import NOVEL_IMAGES, target_verdict
 from visrec.errors import BadInput
 from visrec.types import Prediction
@@ -89,12 +89,17 @@ def held_out_novelty(
         dims = max(1, min([probe.dims, vectors.shape[1], *sizes]))
     known = np.full(rows.size, np.nan)
     novel = np.full(rows.size, np.nan)
-    for fit, held, as_novel in plans:
+
+    def scored(plan: tuple[np.ndarray, np.ndarray, bool]) -> np.ndarray | None:
+        fit, held, _ = plan
         score: NoveltyScore = make() if dims is None else GaussianNovelty(dims, relative=probe.name != "mahalanobis")
         score.fit(vectors[fit], labs[fit].tolist())
         take = held[rows]
-        if take.any():
-            (novel if as_novel else known)[take] = score.score(vectors[rows[take]])
+        return score.score(vectors[rows[take]]) if take.any() else None
+
+    for (_, held, as_novel), got in zip(plans, map_fits(scored, plans, vectors.size * 8), strict=True):
+        if got is not None:
+            (novel if as_novel else known)[held[rows]] = got
     return known, novel, dims
 
 

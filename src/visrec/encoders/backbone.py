@@ -32,7 +32,7 @@ from visrec.encoders.common import (
 )
 from visrec.encoders.onnx_export import cached_onnx, export_module, usable_cores, verify_export
 from visrec.encoders.preprocess import ImagePrep, parallel_batches, prefetched_batches
-from visrec.encoders.runtime import Session, create_image_session, runtime_name
+from visrec.encoders.runtime import PRECISIONS, Session, create_image_session, precision_name, runtime_name
 from visrec.encoders.weights import PackagedWeights
 from visrec.errors import BadInput, MissingWeights, VisrecError
 from visrec.types import Embeddings
@@ -56,8 +56,11 @@ class BackboneOptions:
     ``"bicubic"``). Features: ``stages`` (pooled blocks, concatenated), ``pooling`` (``"gem"`` | ``"avg"``),
     ``gem_p``, ``flip`` (average with the mirrored image). Text side: ``bridge`` (False gives an image-only
     encoder with ``joint_dim=None``), ``bridge_temperature``, ``bridge_top_k``, ``bridge_class_text``, ``bridge_space``,
-    ``bridge_text_temperature`` (see :class:`visrec.encoders.bridge.LabelBridge`). ``batch_size``: images per
-    forward pass (at most ``PER_CORE_BATCH`` when many images run one single-threaded inference per core).
+    ``bridge_text_temperature`` (see :class:`visrec.encoders.bridge.LabelBridge`). ``precision``: ``"auto"``
+    (``$VISREC_PRECISION``, else bfloat16 on OpenVINO where the CPU computes it natively), ``"f32"`` or ``"bf16"``;
+    the fingerprint holds the resolved one when it is bf16 (see :mod:`visrec.encoders.runtime`). ``batch_size``:
+    images per forward pass (at most ``PER_CORE_BATCH`` when many images run one single-threaded inference per
+    core).
     """
 
     input_size: int = 224
@@ -78,6 +81,7 @@ class BackboneOptions:
     bridge_class_text: str = "gloss"
     bridge_space: str = "text"
     bridge_text_temperature: float = 0.12
+    precision: str = "auto"
     batch_size: int = 32
 
     def graph_config(self) -> dict[str, Any]:
@@ -113,12 +117,16 @@ class BackboneSpec:
         if "bridge_top_k" in given and "bridge_space" not in given:
             # Recorded by an index built before the class-space bridge: rebuild that encoder exactly.
             given = {"bridge_space": "text", "bridge_class_text": "name", **given}
+        if "bridge_top_k" in given and "precision" not in given:
+            given = {"precision": "f32", **given}  # recorded before precisions were: every one ran float32
         opts = options_from(BackboneOptions, {**self.defaults, **given}, self.name)
         bad = [s for s in opts.stages if s not in self.stages]
         if not opts.stages or bad:
             raise BadInput(f"{self.name}: unknown stage(s) {bad or '(none given)'}; choose from {list(self.stages)}")
         if opts.pooling not in POOLINGS:
             raise BadInput(f"pooling must be one of {list(POOLINGS)}, got {opts.pooling!r}")
+        if opts.precision not in ("auto", *PRECISIONS):
+            raise BadInput(f"precision must be one of {['auto', *PRECISIONS]}, got {opts.precision!r}")
         if not 1.0 <= opts.gem_p <= 10.0:
             raise BadInput(f"gem_p must be between 1 and 10, got {opts.gem_p}")
         return opts
@@ -152,21 +160,25 @@ class BackboneEncoder:
             except MissingWeights as exc:
                 raise MissingWeights(f"{exc} (or create the encoder with bridge=False: no text side)") from exc
         self.joint_dim = self.bridge.dim if self.bridge is not None else None
-        self.graph_id = fingerprint(spec.name, self.weights_sha, opts.graph_config())
-        self.fingerprint = fingerprint(spec.name, self.weights_sha, self._fingerprint_config())
         # "openvino" | "onnxruntime" ($VISREC_RUNTIME, see visrec.encoders.runtime). Not in the fingerprint:
         # both run the same graph and agree within float32 rounding, so indexes stay compatible.
         self.runtime = runtime_name()
+        # "f32" | "bf16": bf16 vectors are not interchangeable with float32 ones (cosine down to 0.988), so a
+        # bf16 encoder has its own fingerprint; float32 keeps the one it always had.
+        self.precision = precision_name(self.runtime, None if opts.precision == "auto" else opts.precision)
+        self.graph_id = fingerprint(spec.name, self.weights_sha, opts.graph_config())
+        self.fingerprint = fingerprint(spec.name, self.weights_sha, self._fingerprint_config())
         self._session: Session | None = None
         self._single: Session | None = None
         self._lock = threading.Lock()
 
     def _fingerprint_config(self) -> dict[str, Any]:
-        return {
+        cfg = {
             "graph": self.options.graph_config(),
             "preprocess": self.prep.to_dict(),
             "bridge": None if self.bridge is None else self.bridge.config(),
         }
+        return cfg | ({"precision": self.precision} if self.precision != "f32" else {})
 
     @property
     def onnx_path(self) -> Path:
@@ -179,7 +191,9 @@ class BackboneEncoder:
             if self._session is None:
                 path = cached_onnx(self.onnx_path, self._export)
                 # a query is one image: OpenVINO also compiles that fixed shape (faster than the dynamic one)
-                self._session = create_image_session(path, runtime=self.runtime, static_batches=(1,))
+                self._session = create_image_session(
+                    path, runtime=self.runtime, static_batches=(1,), precision=self.precision
+                )
             return self._session
 
     def warm_up(self) -> None:
@@ -195,7 +209,9 @@ class BackboneEncoder:
         with self._lock:
             if self._single is None:
                 path = cached_onnx(self.onnx_path, self._export)
-                self._single = create_image_session(path, threads=1, streams=usable_cores(), runtime=self.runtime)
+                self._single = create_image_session(
+                    path, threads=1, streams=usable_cores(), runtime=self.runtime, precision=self.precision
+                )
             return self._single
 
     def _outputs(self, images: Sequence[ImageLike], size: int) -> Iterator[tuple[int, list[np.ndarray]]]:
@@ -266,6 +282,7 @@ class BackboneEncoder:
         """JSON facts for an index manifest; ``encoder_from_info`` rebuilds the encoder from them."""
         options = dataclasses.asdict(self.options)
         options["stages"] = list(self.options.stages)
+        options["precision"] = self.precision  # resolved: the index is reopened at the precision it was built with
         options.pop("batch_size")
         return {
             "name": self.name,

@@ -1,11 +1,18 @@
 """Inference runtimes for the image backbones: OpenVINO when installed, ONNX Runtime as the fallback.
 
-Both run the same cached ONNX file and return the same outputs within float32 rounding (EfficientNet-Lite0 on
-391 real images: unit feature vectors differ by at most 4e-7, logits by 1.3e-6 relative, nearest neighbours
-identical; ``tests/unit/test_speed_paths.py`` holds them to 1e-5), so the encoder fingerprint does not depend
-on the runtime and an index built with one is searched with the other. ``VISREC_RUNTIME`` chooses:
-``openvino`` or ``onnxruntime``; unset, OpenVINO is used when it can be imported. ONNX Runtime stays the
-reference (exports are verified with it).
+At float32, both run the same cached ONNX file and return the same outputs within float32 rounding
+(EfficientNet-Lite0 on 391 real images: unit feature vectors differ by at most 4e-7, logits by 1.3e-6 relative,
+nearest neighbours identical; ``tests/unit/test_speed_paths.py`` holds them to 1e-5), so the encoder fingerprint
+does not depend on the runtime and an index built with one is searched with the other. ``VISREC_RUNTIME``
+chooses: ``openvino`` or ``onnxruntime``; unset, OpenVINO is used when it can be imported. ONNX Runtime stays
+the reference (exports are verified with it).
+
+Precision (``VISREC_PRECISION``: ``auto`` | ``f32`` | ``bf16``): OpenVINO runs the graph in bfloat16 where the CPU
+computes it natively (AVX512_BF16 or AMX; ``auto``), float32 elsewhere and on ONNX Runtime. ``bf16`` must pass
+the gate in :data:`BF16_GATE` (measured by ``benchmarks/precision_accuracy.py``) to stay the default; its vectors
+are close to float32 ones but not interchangeable (one image's cosine went down to 0.988, under
+``INTERCHANGEABLE_COSINE``), so a bf16 encoder has its own fingerprint: an index records the precision it was
+built at and is reopened at it (refused, with the fix, where bf16 cannot run).
 """
 
 from __future__ import annotations
@@ -24,6 +31,15 @@ from visrec.errors import BadInput, VisrecError
 
 RUNTIMES = ("openvino", "onnxruntime")
 ENV_VAR = "VISREC_RUNTIME"
+PRECISIONS = ("f32", "bf16")
+PRECISION_VAR = "VISREC_PRECISION"
+BF16_GATE = 0.005
+"""bfloat16 is the default only while kNN top-1 (1-NN and 5-NN vote) on naruto_roboflow's grouped split,
+cifar10_subset and caltech101_dev loses at most this (0.5 points) against float32 on every set. Measured
+(naruto / cifar / caltech): k=1 +0.0 / -0.5 / +0.14 points, k=5 +0.0 / +1.0 / -0.14."""
+INTERCHANGEABLE_COSINE = 0.99
+"""Vectors of one image at two precisions at least this similar (every image measured) could share an encoder
+identity; bf16 vs f32 reached 0.988 on cifar10_subset, so they do not."""
 _FIRST_RUN = threading.Lock()
 _BINDINGS_READY = threading.Event()
 
@@ -44,6 +60,36 @@ def runtime_name(runtime: str | None = None) -> str:
     return name
 
 
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO lists native bfloat16 for this CPU (False when OpenVINO is not installed)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return False
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def precision_name(runtime: str, precision: str | None = None) -> str:
+    """The inference precision for ``runtime``: ``precision``, else ``$VISREC_PRECISION``, else ``auto``.
+
+    ``auto``: ``bf16`` on OpenVINO when the CPU computes it natively, ``f32`` otherwise. Raises ``BadInput`` for
+    an unknown name, or for ``bf16`` where it cannot run (ONNX Runtime; a CPU without native bfloat16, where
+    OpenVINO would quietly run float32 and give vectors of another encoder identity).
+    """
+    name = (precision or os.environ.get(PRECISION_VAR, "") or "auto").strip().lower()
+    if name == "auto":
+        return "bf16" if runtime == "openvino" and cpu_has_bf16() else "f32"
+    if name not in PRECISIONS:
+        raise BadInput(f"unknown precision {name!r} (from {PRECISION_VAR}); choose from {['auto', *PRECISIONS]}")
+    if name == "bf16" and (runtime != "openvino" or not cpu_has_bf16()):
+        where = "ONNX Runtime runs float32 only" if runtime != "openvino" else "this CPU has no native bfloat16"
+        raise BadInput(
+            f"the encoder runs in bfloat16 (an index built with it records precision bf16), but {where}: use "
+            f"{ENV_VAR}=openvino on a CPU with AVX512_BF16 or AMX, or rebuild the index with {PRECISION_VAR}=f32"
+        )
+    return name
+
+
 class OpenVinoSession:
     """An OpenVINO CPU model with ONNX Runtime's ``run`` call; safe to call from several threads at once.
 
@@ -51,12 +97,17 @@ class OpenVinoSession:
     inferences that may run at once, each on its own infer request (one per calling thread of
     ``parallel_batches``). ``static_batches``: batch sizes that also get a copy compiled for that fixed shape
     (a one-image query runs ~1 ms faster than on the dynamic-batch graph, whose shapes are resolved per call);
-    every other batch size runs on the dynamic graph. Precision is pinned to float32 so results match
-    ONNX Runtime's.
+    every other batch size runs on the dynamic graph. ``precision``: ``"f32"`` (results match ONNX Runtime's)
+    or ``"bf16"`` (see the module docstring).
     """
 
     def __init__(
-        self, path: Path, threads: int | None = None, streams: int = 1, static_batches: Sequence[int] = ()
+        self,
+        path: Path,
+        threads: int | None = None,
+        streams: int = 1,
+        static_batches: Sequence[int] = (),
+        precision: str = "f32",
     ) -> None:
         try:
             import openvino as ov
@@ -65,7 +116,9 @@ class OpenVinoSession:
                 f"{ENV_VAR}=openvino needs the openvino package, which is not installed: "
                 f"pip install 'openvino>=2024.0' (or set {ENV_VAR}=onnxruntime)"
             ) from exc
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+        if precision not in PRECISIONS:
+            raise BadInput(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
         if streams > 1:
             config.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams})
         else:
@@ -77,6 +130,8 @@ class OpenVinoSession:
         model = core.read_model(str(path))
         self.compiled = core.compile_model(model, "CPU", config)
         self.output_names = [out.get_any_name() for out in self.compiled.outputs]
+        # read back from the compiled model: the precision OpenVINO actually runs ("f32" | "bf16")
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self._idle = self._requests(self.compiled, streams)
         self._static: dict[int, queue.SimpleQueue[Any]] = {}
         for batch in static_batches:
@@ -125,15 +180,19 @@ def create_image_session(
     streams: int = 1,
     runtime: str | None = None,
     static_batches: Sequence[int] = (),
+    precision: str = "f32",
 ) -> Session:
     """A session over the ONNX file at ``path`` on the chosen runtime (see :func:`runtime_name`).
 
-    ONNX Runtime: one session with ``threads`` intra-op threads, callable from many threads at once.
+    ONNX Runtime: one session with ``threads`` intra-op threads, callable from many threads at once (float32).
     OpenVINO: one compiled model with ``streams`` infer requests of ``threads`` threads each, plus fixed-shape
-    copies for ``static_batches``.
+    copies for ``static_batches``, at ``precision`` (see :func:`precision_name`).
     """
-    if runtime_name(runtime) == "openvino":
-        return OpenVinoSession(path, threads=threads, streams=streams, static_batches=static_batches)
+    name = runtime_name(runtime)
+    if name == "openvino":
+        return OpenVinoSession(path, threads, streams, static_batches, precision)
+    if precision != "f32":
+        raise BadInput(f"ONNX Runtime runs float32 only, got precision {precision!r}")
     from visrec.encoders.onnx_export import create_session
 
     return create_session(path, threads=threads)

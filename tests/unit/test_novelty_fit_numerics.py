@@ -1,0 +1,116 @@
+"""The Gaussian novelty fit's fast numerics give the scores of the plain float64 ones (no timings here: see
+``benchmarks/``): float32 scatter eigenvectors, Gram-matrix axes when items are fewer than dimensions, Cholesky
+inverses, and held-out folds fitted side by side."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.covariance import ledoit_wolf
+
+from visrec.classify import novelty, openset_fit
+from visrec.classify.novelty import GaussianNovelty, create_novelty, map_fits
+
+
+def _clusters(n: int, d: int, classes: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """``n`` unit rows in ``d`` dims around ``classes`` centres, with a decaying spectrum like CNN features."""
+    rng = np.random.default_rng(seed)
+    scales = 1.0 / np.sqrt(1.0 + np.arange(d))
+    centres = rng.normal(size=(classes, d)) * scales * 3
+    lab = rng.integers(0, classes, n)
+    x = centres[lab] + rng.normal(size=(n, d)) * scales
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), [f"c{c}" for c in lab]
+
+
+def _reference_scores(train: np.ndarray, labels: list[str], queries: np.ndarray, dims: int, relative: bool):
+    """The plain fit: float64 eigh of the scatter matrix, ``pinv`` of the shrunk covariances."""
+    x = train.astype(np.float64)
+    mean = x.mean(axis=0)
+    _, vecs = np.linalg.eigh((x - mean).T @ (x - mean))
+    axes = vecs[:, ::-1][:, :dims].T
+    z = (x - mean) @ axes.T
+    labs = np.asarray(labels)
+    classes = np.unique(labs)
+    mus = np.stack([z[labs == c].mean(axis=0) for c in classes])
+    inv = np.searchsorted(classes, labs)
+    prec = np.linalg.pinv(ledoit_wolf(z - mus[inv], assume_centered=True)[0])
+    q = (queries.astype(np.float64) - mean) @ axes.T
+    diff = q[:, None, :] - mus[None]
+    out = np.einsum("qcd,de,qce->qc", diff, prec, diff).min(axis=1)
+    if relative:
+        d0 = q - z.mean(axis=0)
+        out = out - np.einsum("qd,de,qe->q", d0, np.linalg.pinv(ledoit_wolf(z)[0]), d0)
+    return out
+
+
+@pytest.mark.parametrize("relative", [False, True])
+@pytest.mark.parametrize("n", [500, 90], ids=["items>dims (scatter)", "items<dims (gram)"])
+def test_fast_fit_scores_like_the_plain_float64_fit(n: int, relative: bool) -> None:
+    train, labels = _clusters(n, 160, 6)
+    queries, _ = _clusters(40, 160, 6, seed=1)
+    dims = 64 if n > 160 else 60
+    got = GaussianNovelty(dims=dims, relative=relative).fit(train, labels).score(queries)
+    ref = _reference_scores(train, labels, queries, dims, relative)
+    np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-4 * np.abs(ref).mean())
+
+
+def test_principal_axes_span_the_float64_subspace() -> None:
+    for n in (400, 100):  # scatter path, Gram path
+        x, _ = _clusters(n, 200, 5)
+        centred = x.astype(np.float64) - x.mean(axis=0)
+        _, vecs = np.linalg.eigh(centred.T @ centred)
+        ref = vecs[:, ::-1][:, :50]
+        got = novelty._principal_axes(centred, 50)
+        assert got.shape == (50, 200) and got.dtype == np.float64
+        np.testing.assert_allclose(got @ got.T, np.eye(50), atol=1e-5)  # orthonormal rows
+        cosines = np.linalg.svd(ref.T @ got.T, compute_uv=False)  # cosines of the principal angles
+        assert cosines.min() > 0.9999, f"n={n}: subspace drifted, smallest cosine {cosines.min()}"
+
+
+def test_gram_path_falls_back_when_an_axis_has_no_variance() -> None:
+    x, _ = _clusters(30, 100, 3)
+    rows = np.repeat(x, 2, axis=0)  # 60 items, rank <= 30: asking for 40 axes leaves some with no variance
+    centred = rows.astype(np.float64) - rows.mean(axis=0)
+    axes = novelty._principal_axes(centred, 40)
+    np.testing.assert_allclose(axes @ axes.T, np.eye(40), atol=1e-4)
+
+
+def test_spd_inverse_matches_pinv_and_survives_a_singular_matrix() -> None:
+    a = np.cov(np.random.default_rng(0).normal(size=(300, 40)), rowvar=False) + 0.05 * np.eye(40)
+    np.testing.assert_allclose(novelty._spd_inverse(a), np.linalg.pinv(a), rtol=1e-8, atol=1e-10)
+    singular = np.diag([2.0, 1.0, 0.0])
+    np.testing.assert_allclose(novelty._spd_inverse(singular), np.linalg.pinv(singular))
+
+
+def test_map_fits_keeps_order_and_runs_side_by_side_only_when_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(novelty.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    threads: set[int] = set()
+    barrier = threading.Barrier(2, timeout=5)
+
+    def work(i: int) -> int:
+        threads.add(threading.get_ident())
+        if i < 2:
+            barrier.wait()  # the first two run at once, or this times out
+        return i * i
+
+    assert map_fits(work, range(7), fitted_bytes=1 << 20) == [i * i for i in range(7)]
+    assert threading.get_ident() not in threads
+    threads.clear()
+    assert map_fits(lambda i: i + 1, range(4), fitted_bytes=1 << 40) == [1, 2, 3, 4]
+
+
+def test_held_out_novelty_is_the_same_fitted_side_by_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, labels = _clusters(240, 64, 6)
+    gid = np.arange(240) // 2
+    rows = np.arange(0, 240, 3)
+    make: Any = lambda: create_novelty("mahalanobis", dims=32)  # noqa: E731
+    parallel = openset_fit.held_out_novelty(make, x, labels, gid, rows)
+    monkeypatch.setattr(openset_fit, "map_fits", lambda fn, items, fitted_bytes: [fn(i) for i in items])
+    serial = openset_fit.held_out_novelty(make, x, labels, gid, rows)
+    assert parallel[2] == serial[2]
+    for a, b in zip(parallel[:2], serial[:2], strict=True):
+        assert np.isfinite(a).sum() > 0
+        np.testing.assert_allclose(a, b, rtol=1e-5, equal_nan=True)
