@@ -44,7 +44,8 @@ def map_fits(fn: Callable[[_T], _R], items: Iterable[_T], fitted_bytes: int) -> 
 
     For independent novelty fits (cross-validation folds): LAPACK's eigensolver gains little from a second
     thread, while two fits side by side use both cores fully; a multi-threaded BLAS also slowed to a crawl
-    when other processes held a core. ``fitted_bytes``: float64 size of one fit's vectors (bounds memory).
+    when other processes held a core. ``fitted_bytes``: float64 size of one fit's vectors (bounds memory). The
+    BLAS limit is process-wide while the fits run.
     """
     from concurrent.futures import ThreadPoolExecutor
 
