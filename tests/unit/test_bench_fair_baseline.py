@@ -79,3 +79,25 @@ def test_baseline_process_gets_the_tuned_allocator() -> None:
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) <= 32 * 1024 * 1024  # glibc ignores larger values on 64-bit
     assert int(env["MALLOC_TRIM_THRESHOLD_"]) >= int(env["MALLOC_MMAP_THRESHOLD_"])
     assert cfg.batch > 1 and cfg.threads >= 1 and cfg.draft
+
+
+def test_baseline_tries_bf16_autocast_and_reports_it(tmp_path: Path) -> None:
+    seen: list[bool] = []
+
+    class _Autocast(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+            seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+            return (torch.nn.functional.linear(x.mean(dim=(2, 3)), torch.eye(3)),)
+
+    cfg = fair_baseline.FairBaseline(batch=4, threads=1, workers=(0,))
+    assert "bf16" in cfg.precisions and "f32" in cfg.precisions
+    before = torch.get_num_threads()
+    try:
+        res = fair_baseline.embed_folder(_Autocast(), _jpegs(tmp_path, 5), 32, cfg, workers=0, precision="bf16")
+        plain = fair_baseline.embed_folder(_Autocast(), _jpegs(tmp_path, 5), 32, cfg, workers=0)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [True, True, False, False]
+    assert res["settings"]["autocast_bf16"] and not plain["settings"]["autocast_bf16"]
+    assert res["features"].dtype == np.float32 and res["precision"] == "bf16"
+    np.testing.assert_allclose(res["features"], plain["features"], atol=0.02)  # linear ran in bf16
