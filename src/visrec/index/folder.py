@@ -34,7 +34,7 @@ import filelock
 
 from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch, VisrecError
 from visrec.index import leases
-from visrec.index.manifest import MANIFEST, Manifest, check_manifest, read_manifest
+from visrec.index.manifest import MANIFEST, SCHEMA_VERSION, Manifest, check_manifest, read_manifest
 from visrec.stores._files import (
     TMP_PREFIX,
     check_name,
@@ -285,7 +285,7 @@ class IndexFolder:
                     remove(tmp)
             fsync_dir(self.path)
             merged = {**old.extra, **(extra or {})}
-            new = replace(old, generation=gen, count=count, updated=_now(),
+            new = replace(old, generation=gen, count=count, updated=_now(), schema_version=SCHEMA_VERSION,
                           extra={k: v for k, v in merged.items() if v is not None})  # fmt: skip
             write_json_atomic(self.path / MANIFEST, new.to_dict())  # the switch point
             self._manifest = new

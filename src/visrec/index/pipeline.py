@@ -83,6 +83,8 @@ class IndexingReport:
     seconds: dict[str, float] = field(default_factory=dict)
     embedded_per_second: float = 0.0
     calibration: dict[str, Any] | None = None
+    segments: int = 0
+    merged_segments: int = 0
 
     def skip(self, bad: BadImage) -> None:
         self.skipped.setdefault(bad.reason, []).append(bad.path)

@@ -40,8 +40,13 @@ def create_store(name: str, dim: int, **options: Any) -> VectorStore:
 def load_store(name: str, folder: str | Path, **options: Any) -> VectorStore:
     """Open the store saved in ``folder`` with backend ``name`` (any backend reads any other's files).
 
-    ``options``: ``mmap`` (default True) and constructor options overriding the saved ones.
+    ``options``: ``mmap`` (default True) and constructor options overriding the saved ones. A folder of
+    segments (``segments.json``, see :mod:`visrec.stores.segmented`) opens as a ``SegmentedStore``.
     """
+    if (Path(folder) / "segments.json").is_file():
+        from visrec.stores.segmented import SegmentedStore
+
+        return SegmentedStore.load(folder, name, **options)
     loader = getattr(STORES.builder(name), "load", None)
     if loader is None:
         raise BadInput(f"store {name!r} cannot be loaded from a folder")
