@@ -98,7 +98,7 @@ def apply_changes(
     vecs = np.stack([r[1] for r in rows]) if rows else np.zeros((0, dim), np.float32)
     if rows:
         store.upsert(ids, vecs, [r[3] for r in rows])
-        if joint is not None:
+        if joint is not None and all(r[2] is not None for r in rows):
             joint.upsert(ids, np.stack([r[2] for r in rows]), [{"path": r[3]["path"]} for r in rows])  # type: ignore[misc]
     merged = store.compact(policy)
     if joint is not None:

@@ -201,7 +201,7 @@ class SegmentedStore:
         with self._lock:
             segs = list(self._segs)
         for seg in segs:
-            for r, (item, meta) in enumerate(seg.store._meta.iter_range(0, seg.rows)):
+            for r, (item, meta) in enumerate(seg.store._meta.iter_all()):
                 if seg.dead is None or not seg.dead[r]:
                     yield item, meta
 
