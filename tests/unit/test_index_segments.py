@@ -71,6 +71,9 @@ def test_an_update_writes_one_segment_and_links_the_old_ones(built: tuple[Path, 
     assert idx.store.count() == 24 and not [i for i in idx.store.ids() if "green_3" in i]
     vec, meta = idx.store.get([i for i in idx.store.ids() if i.endswith("copied.jpg")])
     assert meta[0]["labels"] == ["blue"] and idx.store.search(vec, 1).ids[0, 0].endswith("copied.jpg")
+    hits = idx.search_vectors(vec, k=3)[0]
+    assert hits[0].path.endswith("copied.jpg") and hits[0].labels == ("blue",)
+    assert idx.snapshot()._metas is None  # hits looked up their metadata; nothing loaded every item's
 
 
 def test_prototypes_follow_adds_removals_and_relabels_as_a_full_refit(built: tuple[Path, Path]) -> None:

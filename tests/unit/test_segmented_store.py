@@ -163,3 +163,21 @@ def test_single_row_updates_keep_segments_and_rewriting_bounded() -> None:
     tiers = 1 + math.log10(5_000 / policy.floor_rows)
     assert sum(sizes) == 5_000 and most <= (policy.segments_per_tier + 1) * (tiers + 1)
     assert written / 5_000 <= 2 * tiers
+
+
+def test_a_saved_ivf_index_is_mapped_at_open_and_copied_before_a_change(tmp_path: Path) -> None:
+    from visrec.stores.faiss_store import FaissStore
+
+    rng = np.random.default_rng(3)
+    vecs = l2_normalize(rng.standard_normal((800, DIM)))
+    store = FaissStore(DIM, ivf_threshold=400, nprobe=20)
+    store.add([f"i{j}" for j in range(800)], vecs, [_meta(j) for j in range(800)])
+    store.save(tmp_path)
+    saved = (tmp_path / "faiss.index").read_bytes()
+    loaded = load_store("faiss", tmp_path)
+    assert isinstance(loaded, FaissStore) and loaded._mapped and loaded.index_kind == "ivf"
+    np.testing.assert_array_equal(loaded.search(vecs[:5], 3).ids, store.search(vecs[:5], 3).ids)
+    loaded.add(["new"], l2_normalize(rng.standard_normal((1, DIM))), [{}])  # FAISS would abort on a mapped index
+    loaded.delete(["i0"])
+    assert not loaded._mapped and loaded.count() == 800 and loaded.search(vecs[1], 1).ids[0, 0] == "i1"
+    assert (tmp_path / "faiss.index").read_bytes() == saved

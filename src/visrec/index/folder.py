@@ -49,6 +49,9 @@ from visrec.stores._files import (
 __all__ = ["IndexFolder", "Manifest", "gen_name", "write_json", "write_json_atomic"]
 
 LOCK = ".lock"
+WRITER_WAIT = 2.0
+"""Seconds a writer waits for the lock by default: a reader dropping its superseded generation holds it for
+moments (see :meth:`IndexFolder.release`); another writer holds it for its whole run and is reported busy."""
 WORK = "work"
 _GEN_RE = re.compile(r"^gen-(\d{6,})$")
 
@@ -191,8 +194,10 @@ class IndexFolder:
     # ---- writing ------------------------------------------------------------------------------------------
 
     @contextmanager
-    def writer(self, timeout: float = 0.0) -> Iterator[IndexFolder]:
+    def writer(self, timeout: float = WRITER_WAIT) -> Iterator[IndexFolder]:
         """Hold the write lock (re-entrant); ``IndexBusy`` if another writer keeps it beyond ``timeout`` s.
+
+        The default wait covers a reader that takes the lock for a moment to delete the generation it let go of.
 
         On first entry the manifest is re-read and leftovers of crashed writers are removed.
         """

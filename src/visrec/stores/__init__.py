@@ -17,7 +17,7 @@ from visrec.stores.filters import Filter, parse_filter
 
 STORES: Registry[VectorStore] = Registry("store")
 STORES.register("exact", "visrec.stores.exact:ExactStore", help="brute-force numpy; exact; fine to a few 100k vectors")
-STORES.register("faiss", "visrec.stores.faiss_store:FaissStore", help="FAISS: exact Flat, IVF-Flat above 200k vectors")
+STORES.register("faiss", "visrec.stores.faiss_store:FaissStore", help="FAISS: exact Flat, IVF-Flat from 20k vectors")
 STORES.register("milvus", "visrec.stores.milvus_store:MilvusStore", help="Milvus server or Lite file; visrec[milvus]")
 
 __all__ = [

@@ -196,6 +196,18 @@ class SegmentedStore:
         if have:
             yield _split(buf, have)[0]
 
+    def metadata_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Metadata of the given live ids (unknown ones are left out), read without touching vectors."""
+        with self._lock:
+            locs = {i: loc for i in dict.fromkeys(ids) if (loc := self._find(i)) is not None}
+            out: dict[str, dict[str, Any]] = {}
+            for seg in self._segs:
+                mine = [(i, r) for i, (sg, r) in locs.items() if sg is seg]
+                if mine:
+                    rows = [r for _, r in mine]
+                    out.update(zip([i for i, _ in mine], seg.store._meta.get_rows(rows), strict=True))
+            return out
+
     def metadata_items(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(id, metadata)`` of every live item (no vectors read)."""
         with self._lock:
