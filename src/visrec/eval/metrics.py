@@ -242,7 +242,10 @@ class OpenSetMetrics:
 
 
 def best_known_answered(
-    known_conf: np.ndarray, known_correct: np.ndarray, unknown_conf: np.ndarray, target: float
+    known_conf: Sequence[float] | np.ndarray,
+    known_correct: Sequence[bool] | np.ndarray,
+    unknown_conf: Sequence[float] | np.ndarray,
+    target: float,
 ) -> float:
     """The largest share of known images any single confidence threshold answers while the answered stream
     (known images plus the unknown ones, each image weighing one) keeps precision ``target``: the ceiling a
