@@ -253,7 +253,7 @@ def recall_at(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def test_faiss_flat_equals_exact(big: dict[str, Any]) -> None:
-    flat = create_store("faiss", 64)
+    flat = create_store("faiss", 64, ivf_threshold=10**9)
     flat.add(big["ids"], big["vecs"], [{}] * len(big["ids"]))
     assert flat.index_kind == "flat"  # type: ignore[attr-defined]
     got, want = flat.search(big["q"], 10), big["exact"].search(big["q"], 10)

@@ -1,4 +1,4 @@
-"""FAISS store: exact ``IndexFlatIP`` for small collections, IVF-Flat above ``ivf_threshold`` vectors.
+"""FAISS store: exact ``IndexFlatIP`` for small collections, IVF-Flat from ``ivf_threshold`` vectors (20k by default).
 
 Vectors, ids and metadata live in the shared files of :class:`~visrec.stores._common.BaseStore`; the
 FAISS index is derived from them. The Flat index uses the row number as FAISS id and is rebuilt (a copy) after
@@ -36,6 +36,10 @@ NLIST_CAP = 4096
 TRAIN_PER_LIST = 40
 """Training points per IVF list (FAISS warns below 39)."""
 ADD_CHUNK = 65_536
+IVF_THRESHOLD = 20_000
+"""Default size from which a store (an index segment) is searched through IVF. At 20k x 1472-d synthetic vectors
+IVF answered in 0.6-0.7 ms at recall@10 0.99-1.0 where exact search took 16-19 ms (benchmarks/ann_recall.py,
+docs/index-updates.md); smaller segments are searched exactly. A saved IVF index is mapped, not read, at open."""
 _omp_lock = threading.Lock()
 
 
@@ -76,7 +80,7 @@ class FaissStore(BaseStore):
         self,
         dim: int,
         *,
-        ivf_threshold: int = 200_000,
+        ivf_threshold: int = IVF_THRESHOLD,
         nlist: int | None = None,
         nprobe: int | None = None,
         small_filter: int = 20_000,
@@ -96,6 +100,7 @@ class FaissStore(BaseStore):
         self._fids = np.zeros(0, np.int64)
         self._next_fid = 0
         self._adopted: tuple[Any, int] | None = None  # (empty trained IVF index, vectors it was trained on)
+        self._mapped = False  # the IVF index's lists are mapped from a saved file (read-only)
 
     def options(self) -> dict[str, Any]:
         return {"ivf_threshold": self.ivf_threshold, "nlist": self.nlist, "nprobe": self.nprobe,
@@ -117,7 +122,7 @@ class FaissStore(BaseStore):
                 return self._index
             if self._kind == "ivf" and self.ivf_threshold // 2 <= n <= 4 * self._trained_n:
                 return self._index
-        self._index = None  # free the old one before building
+        self._index, self._mapped = None, False  # free the old one before building
         if n >= self.ivf_threshold and self._adopted is not None and n <= 4 * self._adopted[1]:
             self._index, self._kind, self._trained_n = self._fill_adopted(), "ivf", self._adopted[1]
         elif n >= self.ivf_threshold:
@@ -175,7 +180,14 @@ class FaissStore(BaseStore):
         nlist = int(self._index.nlist)
         return min(nlist, self.nprobe or max(16, math.ceil(nlist / 16)))
 
+    def _own_index(self) -> None:
+        """Copy a mapped IVF index into memory before its first change (FAISS aborts on changing a mapped one)."""
+        if self._mapped and self._index is not None:
+            self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
+            self._mapped = False
+
     def _after_append(self, start: int, count: int) -> None:
+        self._own_index()
         new = np.arange(self._next_fid, self._next_fid + count, dtype=np.int64)
         self._fids = np.concatenate([self._fids, new])
         self._next_fid += count
@@ -188,6 +200,7 @@ class FaissStore(BaseStore):
             self._index.add_with_ids(block, new)
 
     def _after_replace(self, rows: np.ndarray) -> None:
+        self._own_index()
         if self._kind == "ivf" and self._index is not None:
             ids = self._fids[rows]
             self._index.remove_ids(faiss.IDSelectorBatch(ids))
@@ -196,6 +209,7 @@ class FaissStore(BaseStore):
             self._index = None
 
     def _after_delete(self, rows: np.ndarray) -> None:
+        self._own_index()
         if self._kind == "ivf" and self._index is not None:
             self._index.remove_ids(faiss.IDSelectorBatch(self._fids[rows]))
         else:
@@ -258,7 +272,8 @@ class FaissStore(BaseStore):
         try:
             info = json.loads((folder / "faiss.json").read_text(encoding="utf-8"))
             fids = np.load(folder / "faiss_ids.npy", allow_pickle=False)
-            index = faiss.read_index(str(folder / "faiss.index"))
+            # the inverted lists (a second copy of the vectors) stay in the file, mapped, not read into memory
+            index = faiss.read_index(str(folder / "faiss.index"), faiss.IO_FLAG_MMAP_IFC)
         except (OSError, ValueError, RuntimeError) as e:
             log.warning("%s: cannot read the saved FAISS index (%s); it will be rebuilt", folder, e)
             return
@@ -271,3 +286,4 @@ class FaissStore(BaseStore):
             return
         self._fids, self._next_fid = fids, int(info["next_fid"])
         self._index, self._kind, self._trained_n = index, "ivf", int(info.get("trained_n", n))
+        self._mapped = True
