@@ -9,9 +9,9 @@ collection has grown 4-fold. The HNSW index (``IndexHNSWFlat``, inner product) l
 position; ``_fids`` then holds each row's label, a replaced vector is added under a new label and its old one is
 left out of searches with an id selector (HNSW cannot remove), and the graph is rebuilt once more than half of
 its vectors are such orphans. Filters that keep few rows are searched exactly with numpy (IVF recall drops
-on selective filters); others go through the IVF index with an ``IDSelectorBitmap``.
+on selective filters); others go through the IVF or HNSW index with an ``IDSelectorBitmap``.
 
-Saved files besides the shared ones (IVF only; a Flat index is rebuilt from ``vectors.npy`` on first search):
+Saved files besides the shared ones (IVF or HNSW; a Flat index is rebuilt from ``vectors.npy`` on first search):
 ``faiss.index``, ``faiss_ids.npy`` and ``faiss.json`` (``kind`` ``"ivf"`` or ``"hnsw"``; stores saved before
 HNSW existed hold an IVF index and keep searching it). Both kinds are opened mapped (``IO_FLAG_MMAP_IFC`` maps
 IVF lists and HNSW's vectors and graph alike).
