@@ -21,7 +21,7 @@ import numpy as np
 
 from visrec.errors import BadImage
 from visrec.index.pipeline import IndexingReport, _Item, record_metadata
-from visrec.stores._facts import as_int64, facts_of, meta_digest
+from visrec.stores._facts import as_int64, describe, digests, facts_of
 from visrec.types import ImageRecord, LabeledSet
 
 MetadataOf = Callable[[Sequence[str]], dict[str, dict[str, Any]]]
@@ -143,7 +143,7 @@ def _unchanged(root: str, records: Sequence[ImageRecord], where: np.ndarray, fac
     inode and the record's description digest. A file that cannot be stat'ed or is empty is not unchanged."""
     n = len(records)
     size, mtime, inode = [-2] * n, [-2] * n, [-2] * n
-    digest = np.zeros(n, np.uint64)
+    texts = [""] * n
     join, stat = os.path.join, os.stat
     for k in np.flatnonzero(where >= 0).tolist():
         rec = records[k]
@@ -152,7 +152,8 @@ def _unchanged(root: str, records: Sequence[ImageRecord], where: np.ndarray, fac
         except OSError:
             continue  # reported by the per-record check
         size[k], mtime[k], inode[k] = st.st_size, st.st_mtime_ns, as_int64(st.st_ino)
-        digest[k] = meta_digest(rec.path, rec.labels, rec.split, rec.group, rec.extra)
+        texts[k] = describe(rec.path, rec.labels, rec.split, rec.group, rec.extra)
+    digest = digests(texts)
     f = facts[np.maximum(where, 0)] if len(facts) else np.zeros(n, facts.dtype)
     ok = (where >= 0) & (np.asarray(size) > 0) & (f["size"] == np.asarray(size))
     ok &= (f["mtime_ns"] == np.asarray(mtime)) & (f["inode"] == np.asarray(inode, dtype=np.int64))
