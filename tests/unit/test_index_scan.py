@@ -83,7 +83,7 @@ def test_a_new_description_of_the_same_file_is_a_metadata_update(
     assert _build(ds, out).unchanged == 12  # and then it is stored as it is
 
 
-def test_segments_saved_without_facts_are_compared_and_get_them(built: tuple[Path, Path]) -> None:
+def test_segments_saved_without_valid_facts_are_compared_and_get_them(built: tuple[Path, Path]) -> None:
     root, out = built
     gen = IndexFolder.open(out).generation_dir
     assert gen is not None
@@ -91,6 +91,7 @@ def test_segments_saved_without_facts_are_compared_and_get_them(built: tuple[Pat
     assert saved and all(np.load(p).dtype == FACTS_DTYPE for p in saved)
     for p in saved:  # as an earlier visrec wrote them
         p.unlink()
+    np.save(saved[0], np.zeros(3))  # or of another format
     (root / "blue" / "blue_0.jpg").unlink()
     rep = _build(load_dataset(root), out)
     assert (rep.removed, rep.unchanged, rep.added) == (1, 11, 0)
@@ -98,4 +99,5 @@ def test_segments_saved_without_facts_are_compared_and_get_them(built: tuple[Pat
     assert gen is not None
     facts = [np.load(p, allow_pickle=False) for p in sorted(gen.glob(f"store/seg-*/{FACTS}"))]
     assert facts and sum(len(f) for f in facts) == 12  # 11 live rows + 1 tombstoned
+    assert all(f.dtype == FACTS_DTYPE for f in facts)
     assert _build(load_dataset(root), out).unchanged == 11

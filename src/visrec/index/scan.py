@@ -157,7 +157,7 @@ def _unchanged(root: str, records: Sequence[ImageRecord], where: np.ndarray, fac
     f = facts[np.maximum(where, 0)] if len(facts) else np.zeros(n, facts.dtype)
     ok = (where >= 0) & (np.asarray(size) > 0) & (f["size"] == np.asarray(size))
     ok &= (f["mtime_ns"] == np.asarray(mtime)) & (f["inode"] == np.asarray(inode, dtype=np.int64))
-    return np.asarray(ok & (f["digest"] == digest), dtype=bool)
+    return np.asarray(ok & (f["describe_fnv1a"] == digest), dtype=bool)
 
 
 _Scanned = str | _Item | BadImage | tuple[ImageRecord, Path, os.stat_result]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 FACTS = "facts.npy"
-FACTS_DTYPE = np.dtype([("size", "<i8"), ("mtime_ns", "<i8"), ("inode", "<i8"), ("digest", "<u8")])
+FACTS_DTYPE = np.dtype([("size", "<i8"), ("mtime_ns", "<i8"), ("inode", "<i8"), ("describe_fnv1a", "<u8")])
 FILE_KEYS = ("size", "mtime_ns", "inode")
 """Keys of a metadata ``extra`` that hold the file's facts (strings of integers), left out of the digest."""
 _NOT_DESCRIBING = frozenset((*FILE_KEYS, "phash"))
@@ -78,7 +78,7 @@ def facts_of(metas: Iterable[Mapping[str, Any]]) -> np.ndarray:
         texts.append(describe(m.get("path", ""), m.get("labels", ()), m.get("split"), m.get("group"), ex))
         rows.append((_int(ex, "size"), _int(ex, "mtime_ns"), _int(ex, "inode"), 0))
     out = np.array(rows, dtype=FACTS_DTYPE) if rows else np.zeros(0, FACTS_DTYPE)
-    out["digest"] = digests(texts)
+    out["describe_fnv1a"] = digests(texts)
     return out
 
 

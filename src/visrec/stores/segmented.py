@@ -274,10 +274,9 @@ class SegmentedStore:
                 (folder / seg.name).mkdir()
                 if seg.source is not None:
                     for f in sorted(seg.source.iterdir()):
-                        if f.is_file() and not f.name.startswith("."):
+                        if f.is_file() and not f.name.startswith(".") and f.name != FACTS:
                             link_or_copy(str(f), str(folder / seg.name / f.name))
-                    if not (folder / seg.name / FACTS).exists():  # saved by an earlier visrec: add them once
-                        np.save(folder / seg.name / FACTS, self._facts(seg), allow_pickle=False)
+                    self._save_facts(seg, folder / seg.name)
                 else:
                     seg.store.save(folder / seg.name)
                     save_facts(folder / seg.name, (m for _, m in seg.store._meta.iter_all()))
@@ -290,6 +289,15 @@ class SegmentedStore:
             (folder / SEGMENTS).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
 
     # ---- internals ------------------------------------------------------------------------------------------
+
+    def _save_facts(self, seg: _Segment, dst: Path) -> None:
+        """Link a saved segment's valid ``facts.npy``; write it when it is missing or of another format (a
+        segment saved by an earlier visrec gets its facts on its first commit here)."""
+        assert seg.source is not None
+        if load_facts(seg.source, seg.rows) is not None:
+            link_or_copy(str(seg.source / FACTS), str(dst / FACTS))
+        else:
+            np.save(dst / FACTS, self._facts(seg), allow_pickle=False)
 
     def _facts(self, seg: _Segment) -> np.ndarray:
         """The segment's file facts: its ``facts.npy``, else computed from its metadata (kept on a saved segment)."""
