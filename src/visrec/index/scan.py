@@ -113,25 +113,25 @@ def plan_changes(
     pos = stored.position
     where = np.fromiter((pos.get(r.id, -1) for r in records), np.int64, len(records))
     same = np.zeros(len(records), bool) if rehash else _unchanged(root, records, where, stored.facts)
-    scanned: list[_Scanned | None] = [records[k].id if s else None for k, s in enumerate(same.tolist())]
     rest = np.flatnonzero(~same).tolist()
     olds = stored.metadata_of([records[k].id for k in rest if where[k] >= 0])
-    for k in rest:
-        scanned[k] = _stat_record(root, records[k], olds.get(records[k].id), rehash)
-    todo = {i: res for i, res in enumerate(scanned) if isinstance(res, tuple)}
+    scanned = {k: _stat_record(root, records[k], olds.get(records[k].id), rehash) for k in rest}
+    todo = {k: res for k, res in scanned.items() if isinstance(res, tuple)}
     if todo:
         with ThreadPoolExecutor(max(1, workers)) as pool:
             hashes = pool.map(lambda t: _sha256(t[1]), todo.values())
-            for (i, (rec, path, st)), sha in zip(todo.items(), hashes, strict=True):
-                scanned[i] = _Item(rec, path, {**record_metadata(rec, st), "sha256": sha})
+            for (k, (rec, path, st)), sha in zip(todo.items(), hashes, strict=True):
+                scanned[k] = _Item(rec, path, {**record_metadata(rec, st), "sha256": sha})
     plan = _Plan([], [], [], [])
-    for res in scanned:
+    keep = same.copy()
+    for k, res in scanned.items():
         if isinstance(res, BadImage):
             report.skip(res)
         elif isinstance(res, str):
-            plan.keep.append(res)
+            keep[k] = True
         elif isinstance(res, _Item):
             _place(plan, res, olds.get(res.record.id))
+    plan.keep = [records[k].id for k in np.flatnonzero(keep).tolist()] + plan.keep
     seen = np.zeros(len(stored), bool)
     seen[where[where >= 0]] = True
     plan.remove = [stored.ids[k] for k in np.flatnonzero(~seen).tolist()]
@@ -141,19 +141,31 @@ def plan_changes(
 def _unchanged(root: str, records: Sequence[ImageRecord], where: np.ndarray, facts: np.ndarray) -> np.ndarray:
     """``(n,)`` bool: records whose stored row (``where``, -1: none) has the file's current size, mtime and
     inode and the record's description digest. A file that cannot be stat'ed or is empty is not unchanged."""
-    n = len(records)
-    size, mtime, inode = [-2] * n, [-2] * n, [-2] * n
-    texts = [""] * n
-    join, stat = os.path.join, os.stat
-    for k in np.flatnonzero(where >= 0).tolist():
-        rec = records[k]
-        try:
-            st = stat(join(root, rec.path))
-        except OSError:
-            continue  # reported by the per-record check
-        size[k], mtime[k], inode[k] = st.st_size, st.st_mtime_ns, as_int64(st.st_ino)
-        texts[k] = describe(rec.path, rec.labels, rec.split, rec.group, rec.extra)
+    size: list[int] = []
+    mtime: list[int] = []
+    inode: list[int] = []
+    texts: list[str] = []
+    stat, prefix = os.stat, os.path.join(root, "")
+    for rec, w in zip(records, where.tolist(), strict=True):
+        st = None
+        if w >= 0:
+            path = rec.path
+            try:
+                st = stat(path if path[:1] == "/" else prefix + path)
+            except OSError:
+                st = None  # reported by the per-record check
+        if st is None:
+            size.append(-2)
+            mtime.append(-2)
+            inode.append(-2)
+            texts.append("")
+        else:
+            size.append(st.st_size)
+            mtime.append(st.st_mtime_ns)
+            inode.append(as_int64(st.st_ino))
+            texts.append(describe(path, rec.labels, rec.split, rec.group, rec.extra))
     digest = digests(texts)
+    n = len(records)
     f = facts[np.maximum(where, 0)] if len(facts) else np.zeros(n, facts.dtype)
     ok = (where >= 0) & (np.asarray(size) > 0) & (f["size"] == np.asarray(size))
     ok &= (f["mtime_ns"] == np.asarray(mtime)) & (f["inode"] == np.asarray(inode, dtype=np.int64))
