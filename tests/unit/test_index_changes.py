@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import visrec.index.pipeline as pipeline
+import visrec.index.scan as scan
 from tests.fixtures_images import make_labeled_tree
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
@@ -30,8 +30,8 @@ def test_unchanged_files_are_not_hashed_again_and_rehash_hashes_all(
     make_labeled_tree(root, ("amber", "blue"), per_class=6, size=32)
     assert _build(root, out).added == 12
     hashed: list[Path] = []
-    real = pipeline._sha256
-    monkeypatch.setattr(pipeline, "_sha256", lambda p: hashed.append(p) or real(p))
+    real = scan._sha256
+    monkeypatch.setattr(scan, "_sha256", lambda p: hashed.append(p) or real(p))
     rep = _build(root, out)
     assert hashed == [] and rep.unchanged == 12 and rep.added == rep.updated == rep.metadata_updated == 0
     rep = _build(root, out, rehash=True)
