@@ -25,11 +25,11 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 venv="${venv:-$repo/.venv}"
-step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+step() { printf '\n==> %s  [%d s]\n' "$*" $((SECONDS - started)); }
 
 needs_torch=""  # extras that export or train install PyTorch (CPU build) into the environment itself
 [[ ",$extras," =~ ,(export|train|backbones|clip|openclip|sam|mobilesam|all|dev), ]] && needs_torch=1
-started=$SECONDS
 
 # install_cpu_torch PYTHON [PACKAGES...]: PyTorch's CPU build (plus PACKAGES) into PYTHON's environment.
 # The default PyPI wheel for Linux x86_64 carries several GB of CUDA libraries visrec never uses. In order:
@@ -78,11 +78,20 @@ py="$venv/bin/python"
 pip=("$py" -m pip)
 "${pip[@]}" install --upgrade --progress-bar off pip | tail -n 1
 
+tmp=""  # a throwaway environment with PyTorch, only to export the default models (step 5), then deleted
 if [[ -n "$needs_torch" ]]; then
   step "[2/6] PyTorch, CPU build (the extras [$extras] export models to ONNX or train)"
   install_cpu_torch "$py"
+elif "$py" -m visrec.cli prepare-models --json >/dev/null 2>&1; then
+  step "[2/6] no PyTorch needed: the default models are already exported in the model cache"
 else
-  step "[2/6] no PyTorch in this environment: models run from ONNX files, exported once in step 5"
+  step "[2/6] no PyTorch in this environment: a temporary one exports the models in step 5 (installing meanwhile)"
+  tmp="$(mktemp -d "${TMPDIR:-/tmp}/visrec-export.XXXXXX")"
+  trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+  "$py" -m venv --without-pip "$tmp/env"
+  echo "$tmp/env: PyTorch installs in the background (log: $tmp/torch.log)"
+  install_cpu_torch "$tmp/env/bin/python" >"$tmp/torch.log" 2>&1 &
+  torch_job=$!
 fi
 
 step "[3/6] visrec with extras [$extras]"
@@ -105,20 +114,25 @@ if "$py" -c "import segment_anything" 2>/dev/null; then
 fi
 
 step "[5/6] default models exported to ONNX, into the model cache (${VISREC_CACHE_DIR:-the user cache folder})"
-# visrec runs its models from ONNX files; creating them needs PyTorch once. Without torch in the environment, a
-# throwaway one (its own venv that sees this one's packages) exports them and is deleted afterwards.
-if [[ -n "$needs_torch" ]] || "$py" -m visrec.cli prepare-models --json >/dev/null 2>&1; then
+# visrec runs its models from ONNX files; creating them needs PyTorch once. Without torch in the environment, the
+# throwaway one from step 2 (which sees this environment's packages) exports them and is deleted afterwards.
+if [[ -z "$tmp" ]]; then
   "$py" -m visrec.cli prepare-models
 else
-  tmp="$(mktemp -d "${TMPDIR:-/tmp}/visrec-export.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
-  "$py" -m venv --without-pip "$tmp/env"
+  wait "$torch_job" || { cat "$tmp/torch.log" >&2; echo "installing the temporary PyTorch failed" >&2; exit 1; }
+  tail -n 1 "$tmp/torch.log"
+  tpy="$tmp/env/bin/python"
   site_main="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  site_tmp="$("$tmp/env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  echo "import site; site.addsitedir('$site_main')" > "$site_tmp/visrec-main-env.pth"
-  echo "temporary PyTorch for the export: $tmp (removed afterwards)"
-  install_cpu_torch "$tmp/env/bin/python" "onnxscript>=0.1" "efficientnet-lite-pytorch>=0.1.0"
-  "$tmp/env/bin/python" -m visrec.cli prepare-models
+  site_tmp="$("$tpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "import site; site.addsitedir('$site_main')" >"$site_tmp/visrec-main-env.pth"
+  "${pip[@]}" --python "$tpy" install --progress-bar off --no-warn-conflicts -q \
+    "onnxscript>=0.1" "efficientnet-lite-pytorch>=0.1.0"
+  # The text model exports in a second process meanwhile (two exports, two cores); the image encoder's own text
+  # side then waits for that file (a lock in the cache) instead of exporting it again.
+  "$tpy" -m visrec.cli prepare-models all-minilm-l6-v2 >"$tmp/text.log" 2>&1 &
+  text_job=$!
+  "$tpy" -m visrec.cli prepare-models efficientnet-lite0
+  wait "$text_job" || { cat "$tmp/text.log" >&2; exit 1; }
   rm -rf "$tmp"
   trap - EXIT
 fi

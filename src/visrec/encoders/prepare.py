@@ -20,6 +20,8 @@ from visrec.errors import BadInput
 
 DEFAULT_MODELS = ("efficientnet-lite0",)
 """What the install script prepares: the default encoder (its text side, MiniLM, and the bridge come along)."""
+TEXT_MODEL = "all-minilm-l6-v2"
+"""The text encoder's name: it can be prepared on its own (in a second process, while the image encoder exports)."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +70,18 @@ def prepare_encoder(name: str, encoder: Any) -> PreparedModel:
 
 
 def prepare_models(names: Sequence[str] = DEFAULT_MODELS) -> list[PreparedModel]:
-    """Export each named image encoder with its default options (and its text side) into the model cache.
+    """Export each named image encoder with its default options (and its text side), or the text encoder
+    (:data:`TEXT_MODEL`), into the model cache.
 
     Needs the ``export`` extra (torch, onnxscript, the architecture packages) for every file not yet cached;
     otherwise raises :class:`~visrec.encoders.onnx_export.ExportUnavailable`. Raises ``BadInput`` for a name
     that is not an exportable encoder (``fake``, ``hf-clip`` ...: nothing to prepare).
     """
-    from visrec.encoders import create_encoder
+    from visrec.encoders import create_encoder, create_text_encoder
 
     out = []
     for name in names:
-        encoder = create_encoder(name)
+        encoder = create_text_encoder() if name == TEXT_MODEL else create_encoder(name)
         if not callable(getattr(encoder, "model_files", None)):
             raise BadInput(
                 f"{name!r} has no exported model to prepare; name a single ONNX encoder such as efficientnet-lite0 "

@@ -82,6 +82,14 @@ class MiniLMTextEncoder:
         """Where the exported model is cached (named by the weights hash and the pooling options)."""
         return cache_dir() / f"{self.fingerprint}.onnx"
 
+    def model_files(self) -> list[Path]:
+        """The cached file this encoder runs from (``visrec prepare-models`` creates it ahead of use)."""
+        return [self.onnx_path]
+
+    def warm_up(self) -> None:
+        """Export (first use only) and load the model and the tokenizer now."""
+        self._load()
+
     def describe(self) -> dict[str, Any]:
         """JSON facts for manifests: name, weights package and hash, pooling, dim."""
         return {
