@@ -79,6 +79,15 @@ pip=("$py" -m pip)
 "${pip[@]}" install --upgrade --progress-bar off pip | tail -n 1
 
 tmp=""  # a throwaway environment with PyTorch, only to export the default models (step 5), then deleted
+text_log=""
+cleanup() {
+  local job
+  for job in $(jobs -p); do kill "$job" 2>/dev/null || true; done
+  [[ -z "$tmp" ]] || rm -rf "$tmp"
+  [[ -z "$text_log" ]] || rm -f "$text_log"
+  tmp="" text_log=""
+}
+trap cleanup EXIT
 if [[ -n "$needs_torch" ]]; then
   step "[2/6] PyTorch, CPU build (the extras [$extras] export models to ONNX or train)"
   install_cpu_torch "$py"
@@ -87,7 +96,6 @@ elif "$py" -m visrec.cli prepare-models --json >/dev/null 2>&1; then
 else
   step "[2/6] no PyTorch in this environment: a temporary one exports the models in step 5 (installing meanwhile)"
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/visrec-export.XXXXXX")"
-  trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
   "$py" -m venv --without-pip "$tmp/env"
   echo "$tmp/env: PyTorch installs in the background (log: $tmp/torch.log)"
   install_cpu_torch "$tmp/env/bin/python" >"$tmp/torch.log" 2>&1 &
@@ -116,26 +124,25 @@ fi
 step "[5/6] default models exported to ONNX, into the model cache (${VISREC_CACHE_DIR:-the user cache folder})"
 # visrec runs its models from ONNX files; creating them needs PyTorch once. Without torch in the environment, the
 # throwaway one from step 2 (which sees this environment's packages) exports them and is deleted afterwards.
-if [[ -z "$tmp" ]]; then
-  "$py" -m visrec.cli prepare-models
-else
+epy="$py"
+if [[ -n "$tmp" ]]; then
   wait "$torch_job" || { cat "$tmp/torch.log" >&2; echo "installing the temporary PyTorch failed" >&2; exit 1; }
   tail -n 1 "$tmp/torch.log"
-  tpy="$tmp/env/bin/python"
+  epy="$tmp/env/bin/python"
   site_main="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  site_tmp="$("$tpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  site_tmp="$("$epy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   echo "import site; site.addsitedir('$site_main')" >"$site_tmp/visrec-main-env.pth"
-  "${pip[@]}" --python "$tpy" install --progress-bar off --no-warn-conflicts -q \
+  "${pip[@]}" --python "$epy" install --progress-bar off --no-warn-conflicts -q \
     "onnxscript>=0.1" "efficientnet-lite-pytorch>=0.1.0"
-  # The text model exports in a second process meanwhile (two exports, two cores); the image encoder's own text
-  # side then waits for that file (a lock in the cache) instead of exporting it again.
-  "$tpy" -m visrec.cli prepare-models all-minilm-l6-v2 >"$tmp/text.log" 2>&1 &
-  text_job=$!
-  "$tpy" -m visrec.cli prepare-models efficientnet-lite0
-  wait "$text_job" || { cat "$tmp/text.log" >&2; exit 1; }
-  rm -rf "$tmp"
-  trap - EXIT
 fi
+# The text model exports in a second process meanwhile (two exports, two cores); the image encoder's own text
+# side then waits for that file (a lock in the cache) instead of exporting it again.
+text_log="$(mktemp "${TMPDIR:-/tmp}/visrec-text-export.XXXXXX")"
+"$epy" -m visrec.cli prepare-models all-minilm-l6-v2 >"$text_log" 2>&1 &
+text_job=$!
+"$epy" -m visrec.cli prepare-models efficientnet-lite0
+wait "$text_job" || { cat "$text_log" >&2; exit 1; }
+cleanup
 
 step "[6/6] done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
 echo "visrec installed in $venv ($(du -sh "$venv" 2>/dev/null | cut -f1))"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,22 @@ def test_face_commands_never_advise_writing_into_an_image_index(index: Path) -> 
     with pytest.raises(BadInput, match="folder of its own"):
         gallery.save(index)
     assert not (index / "faces.npy").exists()
+
+
+def test_without_torch_an_unexported_model_names_the_fix(data: Path, tmp_path: Path) -> None:
+    """The default install has no PyTorch: a model missing from the cache is exit 5 with the command that makes
+    it, not an ImportError from deep inside the export."""
+    block = "import sys\nsys.modules['torch'] = None\nsys.modules['onnxscript'] = None\n"
+    code = block + "from visrec.cli import app\napp()"
+    env = {**os.environ, "VISREC_CACHE_DIR": str(tmp_path / "empty-cache")}
+    args = ["index", str(data), "--out", str(tmp_path / "x.vrx")]
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 5, err
+    assert "bash scripts/install.sh" in err and "visrec prepare-models" in err and "--extras export" in err
+    assert "Traceback" not in err and "No module named" not in err
+
+
+def test_prepare_models_refuses_an_encoder_with_nothing_to_export() -> None:
+    code, _, err = run("prepare-models", "fake")
+    assert code == 2 and "no exported model to prepare" in err
