@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--unfreeze", default="2")
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the head-only run stays on the CPU)")
     args = parser.parse_args()
     index = prepare_index(args.data, args.work / "base.vrx")
     rows = []
@@ -47,7 +48,7 @@ def main() -> None:
     for n in (int(x) for x in args.unfreeze.split(",")):
         out = args.work / f"unfreeze-{n}"
         shutil.rmtree(out, ignore_errors=True)
-        cfg = TailConfig(unfreeze=n, views=args.views, seconds=args.seconds)
+        cfg = TailConfig(unfreeze=n, views=args.views, seconds=args.seconds, device=args.device)
         res = finetune_encoder(index, out, cfg, SplitOptions())
         rows.append((f"backbone --unfreeze {n}", res["before"], res["after"], res["seconds"], os.getloadavg()[0]))
         print(json.dumps(res["training"]), flush=True)

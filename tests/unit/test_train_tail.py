@@ -65,6 +65,7 @@ def test_tail_finetuning_trains_only_the_tail_and_saves_a_new_encoder(cache: Pat
     folder = save_backbone(graph, base, tmp_path / "ft", res, cfg)
     tuned = create_encoder(str(folder))  # a folder written by finetune --unfreeze is an encoder name
     assert tuned.name == "finetuned" and tuned.fingerprint != base.fingerprint and tuned.input_size == 64
+    assert tuned.joint_dim is None  # the base had no text side, and neither has its fine-tuned version
     info = json.loads(json.dumps(tuned.describe()))
     assert encoder_from_info(info).fingerprint == tuned.fingerprint
     with torch.no_grad():

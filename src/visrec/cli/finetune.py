@@ -119,7 +119,7 @@ def finetune_cmd(
 
         tail = TailConfig(
             unfreeze=unfreeze, epochs=epochs, patience=min(patience, 5), lr=lr or 1e-4, weight_decay=weight_decay,
-            views=views, seed=seed, guard=GuardConfig(enabled=guard),
+            views=views, seed=seed, guard=GuardConfig(enabled=guard), device=device,
         )  # fmt: skip
         _backbone(idx, out, tail, split, reindex, as_json)
         return

@@ -1,4 +1,4 @@
-"""Fine-tune the last blocks of an EfficientNet-Lite encoder on a CPU and save them as a new encoder.
+"""Fine-tune the last blocks of an EfficientNet-Lite encoder (CPU or CUDA GPU) and save them as a new encoder.
 
 The frozen part of the network (stem and every block before the last ``unfreeze``) never changes, so it runs
 once per image *view* and its output activations are kept in memory; only the tail (the last ``unfreeze``
@@ -14,6 +14,10 @@ disturb them). Early stopping on validation mAP@R (validation images queried aga
 :class:`~visrec.train.guard.CollapseGuard` checks the train features every epoch. The result is written as
 ``backbone.safetensors`` + ``encoder.json``: :func:`visrec.encoders.finetuned.create` turns it into an encoder
 with its own fingerprint (exported to ONNX on first use like the base model).
+
+On a GPU (``device="cuda"`` or ``"auto"``) the frozen part and the tail run there, the tail's forward pass under
+``torch.autocast`` (bfloat16 where supported) with float32 weights; the activations are kept in host memory and
+moved a batch at a time, and the weights come back to the CPU before saving.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from visrec.errors import BadInput
+from visrec.train.backbone import autocast_for
 from visrec.train.guard import CollapseGuard, GuardConfig, measure
-from visrec.train.loop import EarlyStopping, balanced_batches, seeded
+from visrec.train.loop import EarlyStopping, balanced_batches, resolve_device, seeded
 
 BACKBONE_FILE = "backbone.safetensors"
 INFO_FILE = "encoder.json"
@@ -41,7 +46,8 @@ INFO_FILE = "encoder.json"
 @dataclass(frozen=True)
 class TailConfig:
     """``unfreeze``: last MBConv blocks that train (with the head convolution); ``views``: views per image
-    (plain, mirrored, then style renderings); ``seconds``: training time budget; others as the head loop."""
+    (plain, mirrored, then style renderings); ``seconds``: training time budget; ``device``: ``cpu``, ``cuda``
+    or ``auto``; ``amp``: mixed precision on CUDA (ignored on CPU); others as the head loop."""
 
     unfreeze: int = 2
     epochs: int = 30
@@ -55,6 +61,8 @@ class TailConfig:
     seconds: float = 600.0
     seed: int = 0
     guard: GuardConfig = field(default_factory=GuardConfig)
+    device: str = "cpu"
+    amp: bool = True
 
     def __post_init__(self) -> None:
         if self.unfreeze < 1 or self.epochs < 1 or self.views < 1 or self.batch_size < 2:
@@ -118,12 +126,17 @@ class Tail(nn.Module):
 
 
 def _frozen_activations(graph: Any, start: int, batch: torch.Tensor) -> torch.Tensor:
+    """Activations entering block ``start``, computed where the graph lives, returned in host memory."""
     net = graph.trunk.net
     with torch.no_grad():
-        x = net._swish(net._bn0(net._conv_stem(batch)))
+        x = net._swish(net._bn0(net._conv_stem(batch.to(_device(graph)))))
         for block in net._blocks[:start]:
             x = block(x)
-    return x
+    return x.float().cpu()
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def view_activations(
@@ -156,7 +169,7 @@ def view_activations(
 def supcon(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al. 2020) of unit rows ``z`` ``(b, d)`` with labels ``y`` ``(b,)``."""
     sim = z @ z.T / temperature
-    eye = torch.eye(len(z), dtype=torch.bool)
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
     sim = sim.masked_fill(eye, float("-inf"))
     log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
     pos = (y[:, None] == y[None, :]) & ~eye
@@ -166,9 +179,11 @@ def supcon(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor
 
 
 def _features(tail: Tail, acts: torch.Tensor) -> np.ndarray:
+    """``(n, d)`` float32 features of host-memory activations, computed on the tail's device in float32."""
     tail.eval()
+    dev = _device(tail.net)
     with torch.no_grad():
-        return torch.cat([tail(acts[s : s + 64]) for s in range(0, len(acts), 64)]).numpy()
+        return torch.cat([tail(acts[s : s + 64].to(dev)).float().cpu() for s in range(0, len(acts), 64)]).numpy()
 
 
 def _val_map(tail: Tail, train: torch.Tensor, val: torch.Tensor, ytrain: np.ndarray, yval: np.ndarray) -> float:
@@ -197,6 +212,7 @@ def finetune_tail(
     if not len(tr) or not len(va):
         raise BadInput(f"need train and val images, got {len(tr)} train and {len(va)} val")
     tail = Tail(graph, blocks - cfg.unfreeze)
+    graph.to(resolve_device(cfg.device))
     t0 = time.perf_counter()
     with seeded(cfg.seed):
         acts = view_activations(encoder, graph, tail.start, [images[int(i)] for i in tr], cfg.views, cfg.seed)
@@ -221,13 +237,17 @@ def _train(tail: Tail, acts: torch.Tensor, val_acts: torch.Tensor, ytr: np.ndarr
     best = {k: v.detach().clone() for k, v in tail.graph.state_dict().items()}
     best_epoch, stopped = 0, f"ran all {cfg.epochs} epochs"
     rng, t0 = np.random.default_rng(cfg.seed), time.perf_counter()
+    dev = _device(tail.net)
+    cast, _ = autocast_for(dev, cfg.amp)
     with seeded(cfg.seed):
         for epoch in range(1, cfg.epochs + 1):
             tail.eval()  # BatchNorm keeps its statistics; there is no dropout in the tail
             for rows in balanced_batches(ytr, cfg.batch_size, cfg.per_class, rng):
                 view = torch.from_numpy(rng.integers(0, len(acts), len(rows)))
-                x = acts[view, torch.from_numpy(rows)]
-                loss = supcon(tail(x), torch.from_numpy(ytr[rows]), cfg.temperature)
+                x = acts[view, torch.from_numpy(rows)].to(dev, non_blocking=True)
+                with cast:
+                    z = tail(x)
+                loss = supcon(z.float(), torch.from_numpy(ytr[rows]).to(dev), cfg.temperature)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -243,6 +263,7 @@ def _train(tail: Tail, acts: torch.Tensor, val_acts: torch.Tensor, ytr: np.ndarr
                 stopped = f"time budget of {cfg.seconds:.0f} s reached"
                 break
     tail.graph.load_state_dict(best)
+    tail.graph.cpu()
     n_params = sum(p.numel() for p in trainable)
     res = TailResult(epoch, best_epoch, stopped, t_acts, time.perf_counter() - t0, scores, guard.history, n_params)
     return tail.graph.eval(), res
@@ -257,8 +278,7 @@ def save_backbone(graph: Any, encoder: Any, folder: str | Path, result: TailResu
     state = {k: v.detach().contiguous() for k, v in graph.trunk.net.state_dict().items()}
     save_file(state, str(out / BACKBONE_FILE))
     info = encoder.describe()
-    options = {k: v for k, v in info["options"].items() if k not in ("bridge",)}
-    meta = {"base": encoder.name, "base_fingerprint": encoder.fingerprint, "options": options,
+    meta = {"base": encoder.name, "base_fingerprint": encoder.fingerprint, "options": info["options"],
             "config": {k: v for k, v in asdict(cfg).items() if k != "guard"}, "training": result.to_dict()}  # fmt: skip
     (out / INFO_FILE).write_text(json.dumps(meta, indent=1))
     return out
