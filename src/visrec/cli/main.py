@@ -213,7 +213,9 @@ def demo_cmd(
 @app.command("prepare-models")
 @_command
 def prepare_models_cmd(
-    encoders: list[str] = typer.Argument(None, help="Encoders to prepare (default: efficientnet-lite0)."),
+    encoders: list[str] = typer.Argument(
+        None, help="Encoders to prepare (default: efficientnet-lite0 with its text side; all-minilm-l6-v2 alone)."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Export encoders to ONNX into the model cache now (needs PyTorch; the install script runs this once)."""
