@@ -31,7 +31,7 @@ step() { printf '\n==> %s  [%d s]\n' "$*" $((SECONDS - started)); }
 needs_torch=""  # extras that export or train install PyTorch (CPU build) into the environment itself
 [[ ",$extras," =~ ,(export|train|backbones|clip|openclip|sam|mobilesam|all|dev), ]] && needs_torch=1
 
-# install_cpu_torch PYTHON [PACKAGES...]: PyTorch's CPU build (plus PACKAGES) into PYTHON's environment.
+# install_cpu_torch PYTHON [PIP OPTIONS...]: PyTorch's CPU build into PYTHON's environment.
 # The default PyPI wheel for Linux x86_64 carries several GB of CUDA libraries visrec never uses. In order:
 # the CPU wheel index (VISREC_TORCH_INDEX, default PyTorch's own), a local CPU wheel in pip's find-links folders,
 # and only then PyPI's default build, with a warning.
@@ -42,8 +42,7 @@ install_cpu_torch() {
   if "$py" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=8)" \
       "$cpu_index" 2>/dev/null; then
     echo "CPU wheel index reachable: $cpu_index"
-    "${tpip[@]}" install --progress-bar off --index-url "$cpu_index" "torch>=2.2"
-    [[ $# -eq 0 ]] || "${tpip[@]}" install --progress-bar off "$@"
+    "${tpip[@]}" install --progress-bar off "$@" --index-url "$cpu_index" "torch>=2.2"
     return
   fi
   local links local_cpu
@@ -63,12 +62,12 @@ EOF
 )"
   if [[ -n "$local_cpu" ]]; then
     echo "$cpu_index is not reachable; using the local CPU wheel torch==$local_cpu from pip's find-links"
-    "${tpip[@]}" install --progress-bar off "torch==$local_cpu" "$@"
+    "${tpip[@]}" install --progress-bar off "$@" "torch==$local_cpu"
   else
     echo "WARNING: no CPU wheel index ($cpu_index) and no local CPU wheel: installing PyPI's default torch build." >&2
     echo "         On Linux x86_64 that brings several GB of CUDA libraries; set VISREC_TORCH_INDEX to a mirror" >&2
     echo "         of the CPU index to avoid them (on macOS and Windows the default build is the CPU one)." >&2
-    "${tpip[@]}" install --progress-bar off "torch>=2.2" "$@"
+    "${tpip[@]}" install --progress-bar off "$@" "torch>=2.2"
   fi
 }
 
@@ -98,7 +97,8 @@ else
   tmp="$(mktemp -d "${TMPDIR:-/tmp}/visrec-export.XXXXXX")"
   "$py" -m venv --without-pip "$tmp/env"
   echo "$tmp/env: PyTorch installs in the background (log: $tmp/torch.log)"
-  install_cpu_torch "$tmp/env/bin/python" >"$tmp/torch.log" 2>&1 &
+  # --no-compile: the throwaway copy is imported once, so byte-compiling its thousands of modules is wasted time.
+  install_cpu_torch "$tmp/env/bin/python" --no-compile >"$tmp/torch.log" 2>&1 &
   torch_job=$!
 fi
 
@@ -132,7 +132,7 @@ if [[ -n "$tmp" ]]; then
   site_main="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   site_tmp="$("$epy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   echo "import site; site.addsitedir('$site_main')" >"$site_tmp/visrec-main-env.pth"
-  "${pip[@]}" --python "$epy" install --progress-bar off --no-warn-conflicts -q \
+  "${pip[@]}" --python "$epy" install --progress-bar off --no-warn-conflicts --no-compile -q \
     "onnxscript>=0.1" "efficientnet-lite-pytorch>=0.1.0"
 fi
 # The text model exports in a second process meanwhile (two exports, two cores); the image encoder's own text
