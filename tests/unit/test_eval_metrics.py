@@ -11,6 +11,7 @@ from visrec.eval.metrics import (
     CoverageCurve,
     OpenSetMetrics,
     RetrievalMetrics,
+    best_known_answered,
     precision_recall_curve,
 )
 
@@ -105,3 +106,26 @@ def test_open_set_by_hand() -> None:
     assert r["auroc"] == pytest.approx(9 / 12)
     with pytest.raises(BadInput):
         OpenSetMetrics(known_recall=0.0)
+
+
+def test_best_known_answered_by_hand() -> None:
+    # conf 0.9 right, 0.8 unknown, 0.7 right, 0.6 wrong: at 2/3 precision the best threshold answers 0.7 and up.
+    assert best_known_answered([0.9, 0.7, 0.6], [True, True, False], [0.8], 2 / 3) == pytest.approx(2 / 3)
+    assert best_known_answered([0.9, 0.7, 0.6], [True, True, False], [0.8], 1.0) == pytest.approx(1 / 3)
+    assert best_known_answered([0.5, 0.5], [True, False], [], 0.9) == 0.0  # a tie cannot be split
+    with pytest.raises(BadInput):
+        best_known_answered([0.5], [True, False], [], 0.9)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_best_known_answered_matches_every_threshold_tried(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    kc = rng.integers(0, 12, size=40) / 10.0  # ties on purpose
+    ok = rng.random(40) < 0.5 + 0.4 * kc / 1.2
+    uc = rng.integers(0, 12, size=8) / 10.0
+    best = 0.0
+    for t in np.unique(np.r_[kc, uc]):
+        answered = (kc >= t).sum() + (uc >= t).sum()
+        if (ok & (kc >= t)).sum() >= 0.8 * answered:
+            best = max(best, float((kc >= t).mean()))
+    assert best_known_answered(kc, ok, uc, 0.8) == pytest.approx(best)

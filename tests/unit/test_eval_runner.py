@@ -99,6 +99,12 @@ def test_figures_per_mode(result: dict) -> None:
     pts = knn["trade_off"]["points"]
     assert knn["trade_off"]["default"] in [p["target"] for p in pts]
     assert pts[0]["known_answered"] >= pts[-1]["known_answered"]  # asking more precision answers less
+    # the best threshold on the test stream answers less as more precision is asked; unknowns carry reasons
+    best = [p["best_known_answered"] for p in pts]
+    assert all(0.0 <= b <= 1.0 for b in best) and best == sorted(best, reverse=True)
+    reasons = knn["trade_off"]["unknown_reasons"]
+    default = next(p for p in pts if p["target"] == knn["trade_off"]["default"])
+    assert sum(reasons.values()) == pytest.approx(1 - default["known_answered"])
     r = enc["retrieval"]
     assert r["top1"] >= 6 / 7 and 0 <= r["score_1000"] <= 1000 and len(r["cmc"]) >= 10
     assert enc["index_bytes"] > 0 and enc["peak_rss_mb"] > 0
@@ -114,4 +120,5 @@ def test_report_files(result: dict, tmp_path: Path) -> None:
     plots = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', page)
     assert len(plots) == 2 * 2 + 4  # confusion + per-class per mode, coverage, PR, CMC, precision/coverage trade-off
     assert page.count("default") >= 2  # the trade-off table marks the calibrated operating point of each mode
+    assert "best threshold answers" in page
     assert len(list((tmp_path / "rep" / "plots").glob("*.png"))) == len(plots)

@@ -123,14 +123,14 @@ def test_a_faiss_ivf_index_is_refilled_from_the_previous_centroids(
     centres = rng.standard_normal((20, 16))
     x = l2_normalize((centres[rng.integers(0, 20, 900)] + 0.3 * rng.standard_normal((900, 16))).astype(np.float32))
     ids = [str(i) for i in range(900)]
-    old = FaissStore(16, ivf_threshold=500, nlist=10)
+    old = FaissStore(16, ivf_threshold=500, hnsw_max=0, nlist=10)
     old.add(ids[:800], x[:800], [{}] * 800)
     (tmp_path / "old").mkdir()
     old.save(tmp_path / "old")  # trains and saves the IVF index
     trained: list[int] = []
     real = FaissStore._build_ivf
     monkeypatch.setattr(FaissStore, "_build_ivf", lambda self: (trained.append(len(self)), real(self))[1])
-    new = FaissStore(16, ivf_threshold=500, nlist=10)
+    new = FaissStore(16, ivf_threshold=500, hnsw_max=0, nlist=10)
     assert new.adopt_trained(tmp_path / "old")
     new.add(ids, x, [{}] * 900)
     assert new.index_kind == "ivf" and trained == []  # refilled, not retrained
@@ -141,7 +141,7 @@ def test_a_faiss_ivf_index_is_refilled_from_the_previous_centroids(
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want, strict=True)])
     assert recall >= 0.9
     assert not FaissStore(8).adopt_trained(tmp_path / "old")  # another width: not adopted
-    big = FaissStore(16, ivf_threshold=500, nlist=10)
+    big = FaissStore(16, ivf_threshold=500, hnsw_max=0, nlist=10)
     big.adopt_trained(tmp_path / "old")
     many = l2_normalize(rng.standard_normal((3300, 16)).astype(np.float32))
     big.add([str(i) for i in range(3300)], many, [{}] * 3300)

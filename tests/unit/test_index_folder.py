@@ -49,7 +49,7 @@ def test_create_open_and_manifest_round_trip(tmp_path: Path) -> None:
     m = IndexFolder.open(tmp_path / "naruto.vrx").manifest
     assert m == folder.manifest
     assert (m.format, m.schema_version, m.dim, m.joint_dim, m.store, m.normalization) == (
-        "visrec-index", 1, 8, None, "exact", "l2"
+        "visrec-index", 2, 8, None, "exact", "l2"
     )  # fmt: skip
     assert m.encoder == ENCODER and m.generation == 0 and m.count == 0 and m.created.endswith("+00:00")
     raw = json.loads((tmp_path / "naruto.vrx" / "manifest.json").read_text())

@@ -84,6 +84,18 @@ def _print_trade_off(result: dict[str, Any]) -> None:
             what = "precision/known answered" + ("/unknown rejected" if has_unknown else "")
             render.out.print(f"{m} target -> {what} (* default, change with classify --target-precision): "
                              + ", ".join(pts), highlight=False)  # fmt: skip
+            render.out.print(_default_line(m, t), highlight=False)
+
+
+def _default_line(mode: str, t: dict[str, Any]) -> str:
+    """Where the default's unknowns come from, and how many known images the best threshold on this test stream
+    would answer at the same precision (the ceiling of the confidence ranking)."""
+    p = next(x for x in t["points"] if x["target"] == t["default"])
+    r = t.get("unknown_reasons", {})
+    return (f"{mode} at the default: known test images unknown as novel {r.get('novel', float('nan')):.1%}, "
+            f"ambiguous {r.get('ambiguous', float('nan')):.1%}; the best threshold on this test stream answers "
+            f"{p.get('best_known_answered', float('nan')):.1%} of them at {t['default']:.1%} precision "
+            f"(calibrated: {p['known_answered']:.1%})")  # fmt: skip
 
 
 def _finite(x: object) -> bool:

@@ -1,4 +1,5 @@
-"""Scale-out CLI commands (``visrec export``, ``visrec import``, ``visrec embed``) and shared options.
+"""Scale-out CLI commands (``visrec export``, ``visrec import``, ``visrec embed``, ``visrec compact``) and shared
+options.
 
 Registered on the main app with one call, ``cli_scale.register(app, wrap=_command)``, where ``wrap`` turns
 library errors into a message and exit code. The options ``STORE``, ``ENGINE`` and ``RAY_ADDRESS`` are shared
@@ -76,8 +77,24 @@ def embed_cmd(
     _echo(as_json, {"dataset": str(dataset), "out": str(written)}, f"wrote vectors to {written}")
 
 
+def compact_cmd(
+    index: Path = typer.Argument(..., help="Index folder whose segments to merge."),
+    policy: bool = typer.Option(
+        False, "--policy", help="Merge only what the tiered merge policy asks for (as every update does), not all."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON object."),
+) -> None:
+    """Merge an index's segments into one (dropping deleted rows) in a new generation; readers are not disturbed."""
+    from visrec.index.edit import compact_index
+
+    res = compact_index(index, full=not policy)
+    text = f"{index}: {res['segments_before']} segment(s) -> {res['segments']}, {res['count']} items"
+    _echo(as_json, res, text)
+
+
 def register(app: typer.Typer, wrap: Callable[[Any], Any] = lambda f: f) -> None:
-    """Add ``export``, ``import`` and ``embed`` to ``app``; ``wrap`` decorates each command function."""
+    """Add ``export``, ``import``, ``embed`` and ``compact`` to ``app``; ``wrap`` decorates each command function."""
     app.command("export")(wrap(export_cmd))
     app.command("import")(wrap(import_cmd))
     app.command("embed")(wrap(embed_cmd))
+    app.command("compact")(wrap(compact_cmd))

@@ -239,3 +239,35 @@ class OpenSetMetrics:
             "n_known": len(known),
             "n_unknown": len(unknown),
         }
+
+
+def best_known_answered(
+    known_conf: Sequence[float] | np.ndarray,
+    known_correct: Sequence[bool] | np.ndarray,
+    unknown_conf: Sequence[float] | np.ndarray,
+    target: float,
+) -> float:
+    """The largest share of known images any single confidence threshold answers while the answered stream
+    (known images plus the unknown ones, each image weighing one) keeps precision ``target``: the ceiling a
+    calibration of this confidence could reach on this test stream, found with the test labels (an oracle).
+
+    ``known_conf``/``known_correct``: ``(n,)`` confidence and whether the candidate is right for each known image;
+    ``unknown_conf``: ``(m,)`` confidence of the "none of these" images (always wrong when answered). Images with
+    equal confidence are answered together; 0.0 when no threshold reaches ``target``.
+    """
+    kc = np.asarray(known_conf, np.float64)
+    ok = np.asarray(known_correct, bool)
+    uc = np.asarray(unknown_conf, np.float64)
+    _check_same_length(known_conf=kc, known_correct=ok)
+    if not 0.0 < target <= 1.0:
+        raise BadInput(f"target precision must be in (0, 1], got {target}")
+    if kc.size == 0:
+        raise BadInput("best_known_answered needs at least one known image")
+    conf = np.r_[kc, uc]
+    order = np.argsort(-conf, kind="stable")
+    right = np.cumsum(np.r_[ok, np.zeros(uc.size, bool)][order])
+    known = np.cumsum(np.r_[np.ones(kc.size, bool), np.zeros(uc.size, bool)][order])
+    sorted_conf = conf[order]
+    cut = np.r_[sorted_conf[1:] != sorted_conf[:-1], True]  # a threshold answers every image of its confidence
+    good = np.flatnonzero(cut & (right >= target * np.arange(1, conf.size + 1) - 1e-9))
+    return float(known[good[-1]] / kc.size) if good.size else 0.0

@@ -115,14 +115,23 @@ def _open_set_html(enc: Mapping[str, Any]) -> str:
     return _table_html(rows, 1) if len(rows) > 1 else ""
 
 
+BEST_NOTE = (
+    "<p>best threshold answers: the share of known test images the best single threshold on the same "
+    "confidence answers at the target precision on this test stream, chosen with the test labels: the "
+    "ceiling of the confidence ranking, which no calibration can pass.</p>"
+)
+
+
 def _trade_off_html(enc: Mapping[str, Any]) -> str:
-    rows = [["mode", "target", "precision", "known answered", "unknown rejected", "held-out precision", ""]]
+    rows = [["mode", "target", "precision", "known answered", "unknown rejected", "held-out precision",
+             "best threshold answers", ""]]  # fmt: skip
     for m, d in enc["modes"].items():
         t = d.get("trade_off")
         for p in (t or {}).get("points", []):
             mark = "<- default" if p["target"] == t["default"] else ""
             rows.append([m, f"{p['target']:.1%}", f"{p['precision']:.1%}", f"{p['known_answered']:.1%}",
-                         f"{p['unknown_rejected']:.1%}", f"{p['held_out_precision']:.1%}", mark])  # fmt: skip
+                         f"{p['unknown_rejected']:.1%}", f"{p['held_out_precision']:.1%}",
+                         f"{p.get('best_known_answered', float('nan')):.1%}", mark])  # fmt: skip
     return _table_html(rows, 1) if len(rows) > 1 else ""
 
 
@@ -146,7 +155,7 @@ def render_html(result: Mapping[str, Any], figures: Mapping[str, Any], gallery_r
             body += ["<h3>open set</h3>", opens]
         trade = _trade_off_html(enc)
         if trade:
-            body += ["<h3>precision / coverage trade-off (changeable at classify time)</h3>", trade]
+            body += ["<h3>precision / coverage trade-off (changeable at classify time)</h3>", trade, BEST_NOTE]
     body.append("<h2>Plots</h2><div class=plots>")
     body += [f'<img src="{data_uri(figure_png(f), "image/png")}" alt="{html.escape(n)}">' for n, f in figures.items()]
     body.append("</div><h2>Worst failures (most confident wrong answers)</h2>")

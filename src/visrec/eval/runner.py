@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from visrec.eval.metrics import ClassificationMetrics, CoverageCurve, OpenSetMetrics, RetrievalMetrics
+from visrec.classify.decision import AMBIGUOUS, NOVEL
+from visrec.eval.metrics import (
+    ClassificationMetrics,
+    CoverageCurve,
+    OpenSetMetrics,
+    RetrievalMetrics,
+    best_known_answered,
+)
 from visrec.eval.splits import SplitPlan
 from visrec.types import Embeddings, LabeledSet, Prediction
 
@@ -151,22 +158,39 @@ def trade_off(idx: Any, mode: str, emb: Embeddings, truths: Sequence[Sequence[st
               unknown: Embeddings | None) -> dict[str, Any] | None:  # fmt: skip
     """Precision on answered / share of known answered / share of unknown rejected, on the test stream (known
     test images plus the unknown ones as given) and as predicted on the held-out calibration stream, for a
-    range of target precisions; ``default`` is the calibrated operating point. None without a decision."""
+    range of target precisions; ``default`` is the calibrated operating point. None without a decision.
+
+    ``best_known_answered``: the most known images any threshold on the same confidence could answer at that
+    precision on this test stream (chosen with the test labels: the ceiling of the confidence ranking);
+    ``unknown_reasons``: the share of known test images made unknown as ``novel`` / ``ambiguous`` at the default.
+    """
     cal = idx.calibration(mode)
     if cal is None or cal.decision is None:
         return None
-    points = []
+    points: list[dict[str, float]] = []
+    reasons: dict[str, float] = {}
     for t in sorted({*TRADE_OFF_TARGETS, cal.target_precision}):
         kp = idx.classify(emb, mode, target_precision=t)
         up = idx.classify(unknown, mode, target_precision=t) if unknown is not None and len(unknown) else []
-        right = sum(p.label is not None and p.label in tr for p, tr in zip(kp, truths, strict=True))
-        answered = sum(p.label is not None for p in [*kp, *up])
         op = cal.operating_point(t)
-        points.append({"target": t, "precision": right / answered if answered else float("nan"),
-                       "known_answered": float(np.mean([p.label is not None for p in kp])),
-                       "unknown_rejected": float(np.mean([p.label is None for p in up])) if up else float("nan"),
-                       "held_out_precision": op.precision, "held_out_coverage": op.coverage})  # fmt: skip
-    return {"default": cal.target_precision, "novelty_prior": cal.novelty_prior, "points": points}
+        points.append(_trade_point(t, kp, up, truths) | {"held_out_precision": op.precision,
+                                                         "held_out_coverage": op.coverage})  # fmt: skip
+        if t == cal.target_precision:
+            reasons = {r: float(np.mean([p.label is None and p.reason == r for p in kp])) for r in (NOVEL, AMBIGUOUS)}
+    return {"default": cal.target_precision, "novelty_prior": cal.novelty_prior, "points": points,
+            "unknown_reasons": reasons}  # fmt: skip
+
+
+def _trade_point(target: float, kp: Sequence[Prediction], up: Sequence[Prediction],
+                 truths: Sequence[Sequence[str]]) -> dict[str, float]:  # fmt: skip
+    right = sum(p.label is not None and p.label in tr for p, tr in zip(kp, truths, strict=True))
+    answered = sum(p.label is not None for p in [*kp, *up])
+    ok = [p.candidate in tr for p, tr in zip(kp, truths, strict=True)]
+    return {"target": target, "precision": right / answered if answered else float("nan"),
+            "known_answered": float(np.mean([p.label is not None for p in kp])),
+            "unknown_rejected": float(np.mean([p.label is None for p in up])) if up else float("nan"),
+            "best_known_answered": best_known_answered([_confidence(p) for p in kp], ok,
+                                                       [_confidence(p) for p in up], target)}  # fmt: skip
 
 
 def evaluate_index(idx: Any, test: LabeledSet, cfg: EvalConfig, unknown_files: Sequence[Path] = ()) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,9 @@ RECALIBRATE_FRACTION = 0.1
 at most this share of the items it was fitted on and the classes are the same; past it, or with a new or lost
 class, the leave-one-group-out calibration (quadratic in the index size) runs again."""
 BASIS = "calibration_basis.json"
+SUMS = "prototype_sums.npy"
+"""Per-class sums of the vectors (``(c, d)`` float64, classes as in ``prototypes.json``), kept so a commit
+updates the prototypes from what changed."""
 
 
 def _export_labeled(store: VectorStore) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str]]:
@@ -58,35 +62,102 @@ def _labels_and_groups(
     return ids, matrix, labels, _groups(hashes) if with_groups else [None] * len(ids)
 
 
+@dataclass
+class Delta:
+    """The rows a commit removes and adds (a replaced row is in both), so prototypes update in O(changed).
+
+    ``removed`` / ``added``: ``(n, d)`` float32 vectors; ``*_labels``: one label tuple per row."""
+
+    removed: np.ndarray
+    removed_labels: list[tuple[str, ...]]
+    added: np.ndarray
+    added_labels: list[tuple[str, ...]]
+
+
+ClassSums = tuple[list[str], np.ndarray, np.ndarray, int]
+"""``(classes, sums (c, d) float64, counts (c,) int64, labeled items)``."""
+
+
+def _class_state(store: VectorStore, previous: IndexFolder | None, delta: Delta | None) -> tuple[ClassSums, Any]:
+    """Per-class sums: the previous generation's updated by ``delta`` when both exist, else from a full export
+    (returned too, so a calibration does not export again)."""
+    state = _read_sums(previous) if delta is not None and previous is not None else None
+    if state is not None and delta is not None:
+        return _apply_delta(state, delta), None
+    from visrec.classify.prototype import class_sums
+
+    exported = _export_labeled(store)
+    _, vecs, labels, _ = exported
+    classes, sums, counts = class_sums(vecs, labels)
+    return (list(classes), sums, counts, sum(1 for lab in labels if lab)), exported
+
+
+def _read_sums(folder: IndexFolder) -> ClassSums | None:
+    gen = folder.generation_dir
+    info = folder.read_json("prototypes.json")
+    if gen is None or not isinstance(info, dict) or "counts" not in info or not (gen / SUMS).is_file():
+        return None
+    sums = np.load(gen / SUMS, allow_pickle=False)
+    counts = np.asarray(info["counts"], np.int64)
+    if sums.shape[0] != len(info["classes"]) or len(counts) != len(info["classes"]):
+        return None
+    return list(info["classes"]), sums, counts, int(info.get("labeled", 0))
+
+
+def _apply_delta(state: ClassSums, delta: Delta) -> ClassSums:
+    from natsort import natsorted
+
+    classes, sums, counts, labeled = state
+    acc = {c: (sums[i].copy(), int(counts[i])) for i, c in enumerate(classes)}
+    for sign, vecs, labels in ((-1, delta.removed, delta.removed_labels), (1, delta.added, delta.added_labels)):
+        for v, labs in zip(vecs, labels, strict=True):
+            labeled += sign if labs else 0
+            for lab in dict.fromkeys(labs):
+                total, n = acc.get(lab, (np.zeros(sums.shape[1], np.float64), 0))
+                acc[lab] = (total + sign * v.astype(np.float64), n + sign)
+    names = natsorted(c for c, (_, n) in acc.items() if n > 0)
+    dim = sums.shape[1]
+    out = np.stack([acc[c][0] for c in names]) if names else np.zeros((0, dim), np.float64)
+    return names, out, np.array([acc[c][1] for c in names], np.int64), labeled
+
+
+def _prototype_files(state: ClassSums) -> dict[str, bytes]:
+    from visrec.classify.base import normalize_rows
+
+    classes, sums, counts, labeled = state
+    info = {"classes": classes, "counts": counts.tolist(), "labeled": labeled}
+    files = {"prototypes.json": json.dumps(info).encode(), SUMS: _npy_bytes(sums)}
+    if classes:  # an index without labels has no prototypes.npy
+        files["prototypes.npy"] = _npy_bytes(normalize_rows(sums))
+    return files
+
+
 def _derived_files(
     store: VectorStore,
     joint: VectorStore | None,
     cfg: IndexConfig,
     report: IndexingReport,
     previous: IndexFolder | None = None,
+    delta: Delta | None = None,
 ) -> dict[str, bytes]:
     """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items;
     the calibration of ``previous``'s current generation is kept while it is recent enough
-    (:data:`RECALIBRATE_FRACTION`)."""
-    from visrec.classify import CalibrationOptions, PrototypeClassifier, calibrate_leave_one_group_out
+    (:data:`RECALIBRATE_FRACTION`). With ``delta`` (what changed since ``previous``), prototypes are updated
+    from the previous class sums and nothing is exported unless the calibration is fitted again."""
+    from visrec.classify import CalibrationOptions, calibrate_leave_one_group_out
     from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index.recognize import make_classifier_from_params
 
-    _, vecs, labels, hashes = _export_labeled(store)
-    files: dict[str, bytes] = {}
-    labeled = [i for i, lab in enumerate(labels) if lab]
-    classes: list[str] = []
-    if labeled:
-        proto = PrototypeClassifier().fit(vecs[labeled], [labels[i] for i in labeled])
-        classes = list(proto.classes)
-        files["prototypes.json"] = json.dumps({"classes": classes}).encode()
-        files["prototypes.npy"] = _npy_bytes(proto.prototypes)
-    n_classes = len({x for lab in labels for x in lab})
+    state, exported = _class_state(store, previous, delta)
+    classes, labeled = state[0], state[3]
+    files = _prototype_files(state)
     carried = _carry_calibration(previous, report, classes) if cfg.calibrate and previous is not None else None
     if carried is not None:
         files.update(carried)
-    elif cfg.calibrate and len(labeled) >= MIN_LABELED_FOR_CALIBRATION and n_classes >= 2:
+    elif cfg.calibrate and labeled >= MIN_LABELED_FOR_CALIBRATION and len(classes) >= 2:
+        _, vecs, labels, hashes = exported if exported is not None else _export_labeled(store)
         groups = _groups(hashes)
+        n_classes = len(classes)
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
         # harsh a picture of a new class, so new classes are simulated from three classes on.
         opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3,
@@ -97,7 +168,7 @@ def _derived_files(
             cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts).to_dict()
         files["calibration.json"] = json.dumps(cals, indent=1).encode()
         files.update(novelty_files(vecs, labels, cals))
-        files[BASIS] = json.dumps({"count": len(labeled), "changed": 0, "classes": classes}).encode()
+        files[BASIS] = json.dumps({"count": labeled, "changed": 0, "classes": classes}).encode()
         report.calibration = {m: _brief(c) for m, c in cals.items()}
     return files
 

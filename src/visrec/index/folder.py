@@ -34,7 +34,7 @@ import filelock
 
 from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch, VisrecError
 from visrec.index import leases
-from visrec.index.manifest import MANIFEST, Manifest, check_manifest, read_manifest
+from visrec.index.manifest import MANIFEST, SCHEMA_VERSION, Manifest, check_manifest, read_manifest
 from visrec.stores._files import (
     TMP_PREFIX,
     check_name,
@@ -49,6 +49,9 @@ from visrec.stores._files import (
 __all__ = ["IndexFolder", "Manifest", "gen_name", "write_json", "write_json_atomic"]
 
 LOCK = ".lock"
+WRITER_WAIT = 2.0
+"""Seconds a writer waits for the lock by default: a reader dropping its superseded generation holds it for
+moments (see :meth:`IndexFolder.release`); another writer holds it for its whole run and is reported busy."""
 WORK = "work"
 _GEN_RE = re.compile(r"^gen-(\d{6,})$")
 
@@ -191,8 +194,10 @@ class IndexFolder:
     # ---- writing ------------------------------------------------------------------------------------------
 
     @contextmanager
-    def writer(self, timeout: float = 0.0) -> Iterator[IndexFolder]:
+    def writer(self, timeout: float = WRITER_WAIT) -> Iterator[IndexFolder]:
         """Hold the write lock (re-entrant); ``IndexBusy`` if another writer keeps it beyond ``timeout`` s.
+
+        The default wait covers a reader that takes the lock for a moment to delete the generation it let go of.
 
         On first entry the manifest is re-read and leftovers of crashed writers are removed.
         """
@@ -285,7 +290,7 @@ class IndexFolder:
                     remove(tmp)
             fsync_dir(self.path)
             merged = {**old.extra, **(extra or {})}
-            new = replace(old, generation=gen, count=count, updated=_now(),
+            new = replace(old, generation=gen, count=count, updated=_now(), schema_version=SCHEMA_VERSION,
                           extra={k: v for k, v in merged.items() if v is not None})  # fmt: skip
             write_json_atomic(self.path / MANIFEST, new.to_dict())  # the switch point
             self._manifest = new

@@ -11,7 +11,11 @@ from typing import Any
 from visrec.errors import BadInput, IndexCorrupt, ManifestMismatch
 
 FORMAT = "visrec-index"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: a generation's ``store/`` may hold segments (``segments.json``, see :mod:`visrec.stores.segmented`); 1: one
+store per generation. Version 1 folders are read as they are (their store opens as one segment) and written as
+version 2 by their next commit."""
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 
 
@@ -73,7 +77,7 @@ def check_manifest(m: Manifest) -> None:
     def is_int(v: Any, minimum: int) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
-    if m.schema_version != SCHEMA_VERSION:
+    if m.schema_version not in READABLE_VERSIONS:
         raise ValueError(f"schema_version {m.schema_version!r}")
     if not isinstance(m.encoder, dict) or not m.encoder_fingerprint or not m.encoder_name:
         raise ValueError("encoder must be a dict with 'name' and 'fingerprint'")

@@ -83,6 +83,8 @@ class IndexingReport:
     seconds: dict[str, float] = field(default_factory=dict)
     embedded_per_second: float = 0.0
     calibration: dict[str, Any] | None = None
+    segments: int = 0
+    merged_segments: int = 0
 
     def skip(self, bad: BadImage) -> None:
         self.skipped.setdefault(bad.reason, []).append(bad.path)
@@ -170,43 +172,63 @@ def plan_changes(
     """Decide which records need embedding: new files, changed content (sha256) and changed metadata.
 
     A file whose size, mtime and inode match what is stored is not re-hashed (unless ``rehash``); one whose
-    facts changed but whose content did not gets its stored facts refreshed (a metadata-only update).
+    facts changed but whose content did not gets its stored facts refreshed (a metadata-only update). Files are
+    stat'ed in this thread (a thread pool costs more per file than a ``stat``); only the files to hash go to
+    ``workers`` threads.
     """
-
-    def scan(rec: ImageRecord) -> _Item | BadImage:
-        path = dataset.abspath(rec)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return BadImage(str(path), "missing", "the file does not exist (moved or deleted since it was listed?)")
-        except OSError as e:
-            return BadImage(str(path), "unreadable", f"{e.strerror or e}; check the path and permissions")
-        if st.st_size == 0:
-            return BadImage(str(path), "empty", "the file has zero bytes; re-export or delete it")
-        old = stored.get(rec.id)
-        sha = old["sha256"] if old and not rehash and _unchanged_file(old, st) else _sha256(path)
-        meta = record_metadata(rec, st)
-        meta["sha256"] = sha
-        return _Item(rec, path, meta)
-
+    root = str(dataset.root)
+    scanned: list[_Scanned] = [_stat_record(root, rec, stored.get(rec.id), rehash) for rec in dataset.records]
+    todo = {i: res for i, res in enumerate(scanned) if isinstance(res, tuple)}
+    if todo:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            hashes = pool.map(lambda t: _sha256(t[1]), todo.values())
+            for (i, (rec, path, st)), sha in zip(todo.items(), hashes, strict=True):
+                scanned[i] = _Item(rec, path, {**record_metadata(rec, st), "sha256": sha})
     plan = _Plan([], [], [], [])
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for res in pool.map(scan, dataset.records):
-            if isinstance(res, BadImage):
-                report.skip(res)
-                continue
-            old = stored.get(res.record.id)
-            if old is None or old["sha256"] != res.meta["sha256"]:
-                plan.embed.append(res)
-            elif _same_meta(old, res.meta):
-                plan.keep.append(res.record.id)
-            else:
-                res.meta["width"], res.meta["height"] = old["width"], old["height"]
-                res.meta["extra"]["phash"] = old.get("extra", {}).get("phash", "")
-                plan.meta_only.append(res)
+    for res in scanned:
+        if isinstance(res, BadImage):
+            report.skip(res)
+        elif isinstance(res, str):
+            plan.keep.append(res)
+        elif isinstance(res, _Item):
+            _place(plan, res, stored.get(res.record.id))
     seen = {r.id for r in dataset.records}
     plan.remove = [i for i in stored if i not in seen]
     return plan
+
+
+_Scanned = str | _Item | BadImage | tuple[ImageRecord, Path, os.stat_result]
+
+
+def _stat_record(root: str, rec: ImageRecord, old: dict[str, Any] | None, rehash: bool) -> _Scanned:
+    """The record's id when it is stored as it is; its item when its stored facts match but its metadata
+    changed (its stored sha256 kept); a bad image; or ``(record, path, stat)`` of a file to hash."""
+    path = os.path.join(root, rec.path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return BadImage(str(path), "missing", "the file does not exist (moved or deleted since it was listed?)")
+    except OSError as e:
+        return BadImage(str(path), "unreadable", f"{e.strerror or e}; check the path and permissions")
+    if st.st_size == 0:
+        return BadImage(str(path), "empty", "the file has zero bytes; re-export or delete it")
+    if old is None or rehash or not _unchanged_file(old, st):
+        return rec, Path(path), st
+    meta = record_metadata(rec, st)
+    if _same_meta(old, meta):
+        return rec.id
+    return _Item(rec, Path(path), {**meta, "sha256": old["sha256"]})
+
+
+def _place(plan: _Plan, item: _Item, old: dict[str, Any] | None) -> None:
+    if old is None or old["sha256"] != item.meta["sha256"]:
+        plan.embed.append(item)
+    elif _same_meta(old, item.meta):
+        plan.keep.append(item.record.id)
+    else:
+        item.meta["width"], item.meta["height"] = old["width"], old["height"]
+        item.meta["extra"]["phash"] = old.get("extra", {}).get("phash", "")
+        plan.meta_only.append(item)
 
 
 class ShardWriter:

@@ -195,6 +195,10 @@ class Index:
         """Metadata of every item, by id (loaded once per generation)."""
         return self.snapshot().metadata()
 
+    def metadata_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Metadata of the given ids, by id (looked up, not loaded for every item)."""
+        return self.snapshot().metadata_of(ids)
+
     def labels(self, snap: Snapshot | None = None) -> dict[str, int]:
         """Images per label."""
         from visrec.index.pipeline import count_labels
@@ -249,7 +253,7 @@ class Index:
     @staticmethod
     def _search(s: Snapshot, vectors: np.ndarray, k: int, where: str | None) -> list[list[Hit]]:
         nb = s.store.search(vectors, k, where)
-        metas = s.metadata()
+        metas = s.metadata_of([str(i) for i in nb.ids.ravel()])
         return [_hits(nb.ids[i], nb.scores[i], metas) for i in range(len(nb.ids))]
 
     def _check_filter_fields(self, s: Snapshot, where: str) -> None:
@@ -318,7 +322,7 @@ class Index:
             )
         q = self.encoder.encode_texts([query])
         nb = s.joint.search(q, k, where)
-        hits = tuple(_hits(nb.ids[0], nb.scores[0], s.metadata()))
+        hits = tuple(_hits(nb.ids[0], nb.scores[0], s.metadata_of([str(i) for i in nb.ids[0]])))
         bridge = getattr(self.encoder, "bridge", None)
         if bridge is None or not hits:
             return TextSearchResult(query, "joint", (), hits)

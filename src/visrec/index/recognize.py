@@ -38,6 +38,8 @@ class OpenedIndex(Protocol):
 
     def metadata(self) -> dict[str, dict[str, Any]]: ...
 
+    def metadata_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
 
 def _text_vectors(index: OpenedIndex, classes: Sequence[str]) -> np.ndarray:
     from visrec.classify import prompt_vectors
@@ -84,7 +86,7 @@ def make_classifier(
 
 def neighbor_labels(index: OpenedIndex, ids: np.ndarray) -> list[list[tuple[str, ...]]]:
     """Label tuples of a ``(q, k)`` array of neighbour ids (``()`` for padding and unlabeled items)."""
-    metas = index.metadata()
+    metas = index.metadata_of([str(i) for i in np.asarray(ids).ravel()])
     return [[tuple(metas[str(i)].get("labels", ())) if i != "" else () for i in row] for row in ids]
 
 

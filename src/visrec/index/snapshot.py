@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +86,32 @@ class Snapshot:
         return self._calibration
 
     def metadata(self) -> dict[str, dict[str, Any]]:
-        """Metadata of every item, by id (read from the store once)."""
+        """Metadata of every item, by id (read from the store once; a segmented store reads no vectors for it)."""
         with self._lock:
             if self._metas is None:
-                metas: dict[str, dict[str, Any]] = {}
-                for ids, _, ms in self.store.export():
-                    metas.update(zip(ids, ms, strict=True))
-                self._metas = metas
+                items = getattr(self.store, "metadata_items", None)
+                if items is not None:
+                    self._metas = dict(items())
+                else:
+                    metas: dict[str, dict[str, Any]] = {}
+                    for ids, _, ms in self.store.export():
+                        metas.update(zip(ids, ms, strict=True))
+                    self._metas = metas
         return self._metas
+
+    def metadata_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Metadata of the given ids (e.g. a search's hits), by id: looked up in the store, so answering a query
+        does not load every item's metadata (unknown ids and ``""`` are left out)."""
+        wanted = [i for i in dict.fromkeys(ids) if i]
+        with self._lock:
+            if self._metas is not None:
+                return {i: self._metas[i] for i in wanted if i in self._metas}
+        lookup = getattr(self.store, "metadata_of", None)
+        if lookup is None:
+            metas = self.metadata()
+            return {i: metas[i] for i in wanted if i in metas}
+        found: dict[str, dict[str, Any]] = lookup(wanted)
+        return found
 
     def close(self) -> None:
         """Drop the reader lease now (also done when the snapshot is garbage-collected)."""

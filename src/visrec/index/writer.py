@@ -15,7 +15,7 @@ import numpy as np
 
 from visrec.encoders.base import Encoder
 from visrec.errors import BadInput, EmptyDataset
-from visrec.index.derived import _derived_files
+from visrec.index.derived import Delta, _derived_files
 from visrec.index.folder import IndexFolder
 from visrec.index.pipeline import (
     IndexConfig,
@@ -27,6 +27,8 @@ from visrec.index.pipeline import (
     timed,
 )
 from visrec.stores.base import VectorStore
+from visrec.stores.merge_policy import MergePolicy
+from visrec.stores.segmented import SegmentedStore
 from visrec.types import LabeledSet
 
 
@@ -46,22 +48,64 @@ def _open_or_create(out: Path, encoder: Encoder, backend: str) -> IndexFolder:
 
 
 def _load_current(folder: IndexFolder) -> tuple[VectorStore | None, VectorStore | None]:
+    """The current generation's store and joint store: segmented (vectors memory-mapped) unless Milvus."""
     from visrec.stores import load_store
 
     gen = folder.generation_dir
     if gen is None:
         return None, None
     backend = folder.manifest.store
+    if backend != "milvus":
+        joint_seg = SegmentedStore.load(gen / "joint", backend) if (gen / "joint").exists() else None
+        return SegmentedStore.load(gen / "store", backend), joint_seg
     joint = load_store(backend, gen / "joint") if (gen / "joint").exists() else None
     return load_store(backend, gen / "store"), joint
 
 
 def _stored_metadata(store: VectorStore | None) -> dict[str, dict[str, Any]]:
+    """Metadata of every stored item by id (a segmented store reads no vectors for it)."""
+    if isinstance(store, SegmentedStore):
+        return dict(store.metadata_items())
     metas: dict[str, dict[str, Any]] = {}
     if store is not None:
         for ids, _, ms in store.export():
             metas.update(zip(ids, ms, strict=True))
     return metas
+
+
+def _empty_segmented(backend: str, encoder: Encoder) -> tuple[SegmentedStore, SegmentedStore | None]:
+    joint = None if encoder.joint_dim is None else SegmentedStore(backend, encoder.joint_dim)
+    return SegmentedStore(backend, encoder.dim), joint
+
+
+def apply_changes(
+    store: SegmentedStore,
+    joint: SegmentedStore | None,
+    remove: Sequence[str],
+    rows: Sequence[tuple[str, np.ndarray, np.ndarray | None, dict[str, Any]]],
+    policy: MergePolicy | None = None,
+) -> tuple[Delta, int]:
+    """Delete ``remove`` and upsert ``rows`` ``(id, vector, joint vector | None, metadata)`` in place (a new
+    segment and tombstones), then merge segments as ``policy`` says. Returns what changed (for the prototypes)
+    and how many segments were merged away. Costs O(changed) unless a merge is due."""
+    dim = store.dim
+    gone = [i for i in dict.fromkeys([*remove, *(r[0] for r in rows)]) if i in store]
+    old_vecs, old_metas = store.get(gone) if gone else (np.zeros((0, dim), np.float32), [])
+    store.delete(list(remove))
+    if joint is not None:
+        joint.delete(list(remove))
+    ids = [r[0] for r in rows]
+    vecs = np.stack([r[1] for r in rows]) if rows else np.zeros((0, dim), np.float32)
+    if rows:
+        store.upsert(ids, vecs, [r[3] for r in rows])
+        if joint is not None and all(r[2] is not None for r in rows):
+            joint.upsert(ids, np.stack([r[2] for r in rows]), [{"path": r[3]["path"]} for r in rows])  # type: ignore[misc]
+    merged = store.compact(policy)
+    if joint is not None:
+        joint.compact(policy)
+    labels = [tuple(m.get("labels", ())) for m in old_metas]
+    delta = Delta(old_vecs, labels, vecs, [tuple(r[3].get("labels", ())) for r in rows])
+    return delta, merged
 
 
 def _shard_rows(
@@ -207,24 +251,58 @@ def build_index(
             report.count = len(stored)
             shards.clear()
             return report
-        asm = _Assembly(encoder)
-        asm.take_old(old, old_joint, plan.keep + failed_but_stored, None)
-        asm.take_old(old, old_joint, [it.record.id for it in plan.meta_only], [it.meta for it in plan.meta_only])
-        asm.take_new(new)
-        if not asm.ids:
-            raise EmptyDataset(_nothing_indexed(dataset, report))
         stop = timed(report, "store")
-        store, joint = asm.stores(folder.manifest.store, options, folder.generation_dir)
-        files = _derived_files(store, joint, cfg, report, folder)
+        if folder.manifest.store == "milvus":
+            kept = (plan, new, failed_but_stored)
+            store, joint, files = _assemble(folder, (old, old_joint), kept, encoder, options, cfg, report)
+        else:
+            store, joint, files = _segments(folder, (old, old_joint), plan, new, encoder, cfg, report)
         stop()
+        if not store.count():
+            raise EmptyDataset(_nothing_indexed(dataset, report))
         stop = timed(report, "commit")
         folder.commit(
-            _writer(store, joint, files), count=len(asm.ids), extra={"dataset_root": str(Path(dataset.root).resolve())}
+            _writer(store, joint, files), count=store.count(), extra={"dataset_root": str(Path(dataset.root).resolve())}
         )
         stop()
         shards.clear()
-    report.count = len(asm.ids)
+    report.count = store.count()
     return report
+
+
+def _segments(
+    folder: IndexFolder, current: tuple[Any, Any], plan: Any, new: NewRows, encoder: Encoder, cfg: IndexConfig,
+    report: IndexingReport,
+) -> tuple[SegmentedStore, SegmentedStore | None, dict[str, bytes]]:  # fmt: skip
+    """The next generation of a local index: the current segments plus one new segment, tombstones for what
+    was removed or replaced, merged as the policy says; prototypes updated from what changed."""
+    store, joint = current if current[0] is not None else _empty_segmented(folder.manifest.store, encoder)
+    rows = [(i, r[0], r[1], r[2]) for i, r in new]
+    if plan.meta_only:  # same content, new metadata: the stored vectors with the new metadata
+        ids = [it.record.id for it in plan.meta_only]
+        vecs = store.get(ids)[0]
+        jvecs = joint.get(ids)[0] if joint is not None else [None] * len(ids)
+        rows += [(i, v, j, it.meta) for i, v, j, it in zip(ids, vecs, jvecs, plan.meta_only, strict=True)]
+    delta, report.merged_segments = apply_changes(store, joint, plan.remove, rows)
+    report.segments = len(store.segments())
+    files = _derived_files(store, joint, cfg, report, folder, delta if current[0] is not None else None)
+    return store, joint, files
+
+
+def _assemble(
+    folder: IndexFolder, current: tuple[Any, Any], changes: tuple[Any, NewRows, list[str]], encoder: Encoder,
+    options: dict[str, Any], cfg: IndexConfig, report: IndexingReport,
+) -> tuple[VectorStore, VectorStore | None, dict[str, bytes]]:  # fmt: skip
+    """The next generation of a Milvus index: every kept item gathered with the new ones (only the changed rows
+    are written to the collection)."""
+    old, old_joint = current
+    plan, new, failed_but_stored = changes
+    asm = _Assembly(encoder)
+    asm.take_old(old, old_joint, plan.keep + failed_but_stored, None)
+    asm.take_old(old, old_joint, [it.record.id for it in plan.meta_only], [it.meta for it in plan.meta_only])
+    asm.take_new(new)
+    store, joint = asm.stores(folder.manifest.store, options, folder.generation_dir)
+    return store, joint, _derived_files(store, joint, cfg, report, folder)
 
 
 NewRows = list[tuple[str, tuple[np.ndarray, "np.ndarray | None", dict[str, Any]]]]

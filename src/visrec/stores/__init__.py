@@ -17,7 +17,7 @@ from visrec.stores.filters import Filter, parse_filter
 
 STORES: Registry[VectorStore] = Registry("store")
 STORES.register("exact", "visrec.stores.exact:ExactStore", help="brute-force numpy; exact; fine to a few 100k vectors")
-STORES.register("faiss", "visrec.stores.faiss_store:FaissStore", help="FAISS: exact Flat, IVF-Flat above 200k vectors")
+STORES.register("faiss", "visrec.stores.faiss_store:FaissStore", help="FAISS: exact Flat, IVF-Flat from 20k vectors")
 STORES.register("milvus", "visrec.stores.milvus_store:MilvusStore", help="Milvus server or Lite file; visrec[milvus]")
 
 __all__ = [
@@ -40,8 +40,13 @@ def create_store(name: str, dim: int, **options: Any) -> VectorStore:
 def load_store(name: str, folder: str | Path, **options: Any) -> VectorStore:
     """Open the store saved in ``folder`` with backend ``name`` (any backend reads any other's files).
 
-    ``options``: ``mmap`` (default True) and constructor options overriding the saved ones.
+    ``options``: ``mmap`` (default True) and constructor options overriding the saved ones. A folder of
+    segments (``segments.json``, see :mod:`visrec.stores.segmented`) opens as a ``SegmentedStore``.
     """
+    if (Path(folder) / "segments.json").is_file():
+        from visrec.stores.segmented import SegmentedStore
+
+        return SegmentedStore.load(folder, name, **options)
     loader = getattr(STORES.builder(name), "load", None)
     if loader is None:
         raise BadInput(f"store {name!r} cannot be loaded from a folder")

@@ -30,9 +30,15 @@ def fsync_dir(path: Path) -> None:
 
 
 def fsync_tree(root: Path) -> None:
+    """Make every file and folder under ``root`` durable. Files with more than one hard link are immutable
+    files of an earlier generation (segments), made durable when they were written: only their new folder
+    entries need the folder's fsync."""
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            with open(os.path.join(dirpath, name), "rb") as f:
+            path = os.path.join(dirpath, name)
+            if os.stat(path).st_nlink > 1:
+                continue
+            with open(path, "rb") as f:
                 os.fsync(f.fileno())
         fsync_dir(Path(dirpath))
 

@@ -200,6 +200,19 @@ class MetadataTable:
         for rec in recs:
             yield rec[0], _to_meta(rec)
 
+    def iter_all(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(id, metadata)`` of every row in row order, read in one query (label lists parsed once per
+        distinct list: many items share one)."""
+        with self._lock:
+            recs = self._db.execute(f"SELECT {', '.join(_COLS)} FROM meta ORDER BY row").fetchall()
+        labels: dict[str, list[str]] = {}
+        for rec in recs:
+            lab = labels.get(rec[3])
+            if lab is None:
+                lab = labels[rec[3]] = json.loads(rec[3])
+            yield rec[0], {"path": rec[2], "labels": list(lab), "split": rec[4], "sha256": rec[5], "width": rec[6],
+                           "height": rec[7], "group": rec[8], "extra": json.loads(rec[9])}  # fmt: skip
+
     def ids_by_row(self) -> list[str]:
         """All ids, ordered by row; raises ``IndexCorrupt`` when the rows are not exactly ``0..n-1``."""
         with self._lock:
