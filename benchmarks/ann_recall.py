@@ -57,7 +57,7 @@ def refill(trained: object, ids: list[str], x: np.ndarray, q: np.ndarray, truth:
 
     with tempfile.TemporaryDirectory() as tmp:
         trained.save(Path(tmp))  # type: ignore[attr-defined]
-        store = FaissStore(x.shape[1], ivf_threshold=1, nprobe=nprobe or None)
+        store = FaissStore(x.shape[1], ivf_threshold=1, hnsw_max=0, nprobe=nprobe or None)
         t0 = time.perf_counter()
         store.adopt_trained(Path(tmp))
         store.add(ids, x, [{}] * len(ids))
@@ -90,7 +90,7 @@ def main() -> None:
         truth = [flat.search(v[None, :], 10).ids[0] for v in q]
         del flat
         row: dict[str, object] = {"exact": exact}
-        ivf = FaissStore(args.dim, ivf_threshold=1, nprobe=args.nprobe[0] or None)
+        ivf = FaissStore(args.dim, ivf_threshold=1, hnsw_max=0, nprobe=args.nprobe[0] or None)
         t0 = time.perf_counter()
         ivf.add(ids, x, metas)
         kind = ivf.index_kind  # trains the IVF index (once; each nprobe searches the same lists)

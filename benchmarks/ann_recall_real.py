@@ -60,7 +60,7 @@ def main() -> None:
     exact = FaissStore(x.shape[1], ivf_threshold=10**12)
     exact.add(ids, x, [{}] * n)
     truth = [[i for i in exact.search(x[p], 11).ids[0] if i != str(p)][:10] for p in picks]
-    ivf = FaissStore(x.shape[1], ivf_threshold=1)
+    ivf = FaissStore(x.shape[1], ivf_threshold=1, hnsw_max=0)
     ivf.add(ids, x, [{}] * n)
     nlist = int(ivf._ensure_index().nlist)
     rows = []

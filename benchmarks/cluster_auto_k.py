@@ -4,12 +4,14 @@ Usage: ``python benchmarks/cluster_auto_k.py [DATA_ROOT] [--per-class 40] [--cal
 (DATA_ROOT defaults to ``../shared/data``). Sets: ``naruto_roboflow`` (all 391 images), ``cifar10_subset`` and
 ``caltech101_dev`` (subsampled: ``--per-class`` images of each class, ``--caltech-classes`` classes drawn with a
 fixed seed) with the default image encoder, and the faces of ``deepface_celebs`` (dlib pipeline, as
-``visrec faces cluster`` embeds them). ``--cache`` keeps the vectors between runs (``.npy`` + JSON ids).
+``visrec faces cluster`` embeds them: every face found, and apart the labeled face of each photo). ``--cache`` keeps
+the vectors between runs (``.npy`` + JSON ids).
 
 Rules: the former default (agglomerative, k of the best silhouette), the default (spectral clustering of the
 neighbour graph, k at its eigengap), and mixtures of the two, plus Ward's largest height ratio; on faces also
 ``visrec faces cluster``'s default (agglomerative at the verification threshold). Prints one JSON line per set
-(k found, true count, NMI, purity per rule), then per rule the mean |k - true| and mean NMI over the image sets
+(k found, true count, NMI, purity per rule, and the NMI of five methods given the true k: what any k rule could
+reach with these features), then per rule the mean |k - true| and mean NMI over the image sets
 and, apart, over the faces (whose count includes background faces of other people: see docs).
 """
 
@@ -71,8 +73,9 @@ def image_sets(data: Path, per_class: int, caltech_classes: int, cache: Path | N
     return out
 
 
-def face_set(data: Path, cache: Path | None) -> Any:
-    from visrec.cluster.run import folder_labels
+def face_sets(data: Path, cache: Path | None) -> dict[str, Any]:
+    """Every face found (the folder's person plus background faces of other people in a few photos), and the
+    labeled faces only: face #0 of each photo, the detector's first, which is the folder's person in all 61."""
     from visrec.faces import create_face_pipeline
     from visrec.faces.ops import embed_faces
 
@@ -80,9 +83,31 @@ def face_set(data: Path, cache: Path | None) -> Any:
         ids, vecs, _ = embed_faces(
             data / "deepface_celebs" / "images", create_face_pipeline("blazeface", "dlib-resnet")
         )
-        return vecs, folder_labels(ids) or []
+        return vecs, ids
 
-    return _cached(cache, "deepface_celebs_faces", make)
+    vecs, ids = _cached(cache, "deepface_celebs_face_ids", make)
+    first = [i for i, item in enumerate(ids) if item.endswith("#0")]
+    return {
+        "deepface_celebs (faces, all)": (vecs, [item.split("/")[0] for item in ids]),
+        "deepface_celebs (faces, labeled)": (vecs[first], [ids[i].split("/")[0] for i in first]),
+    }
+
+
+def at_true_k(x: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Partitions at the true k: how well each method can do once k is right (the ceiling of any k rule)."""
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.decomposition import PCA
+
+    pca = PCA(whiten=True, random_state=0).fit(x - x.mean(axis=0))
+    axes = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), 0.9)) + 1
+    whitened = pca.transform(x - x.mean(axis=0))[:, :axes]
+    return {
+        "spectral": cluster(x, ClusterConfig("spectral", k=k)),
+        "spectral, PCA-whitened (90 % of the variance)": cluster(whitened, ClusterConfig("spectral", k=k)),
+        "k-means": cluster(x, ClusterConfig("kmeans", k=k)),
+        "agglomerative (average, cosine)": cluster(x, ClusterConfig("agglomerative", k=k)),
+        "ward": AgglomerativeClustering(k, linkage="ward").fit_predict(x),
+    }
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -128,7 +153,7 @@ def main() -> None:
     args = ap.parse_args()
     sets = image_sets(args.data, args.per_class, args.caltech_classes, args.cache)
     if not args.no_faces:
-        sets["deepface_celebs (faces)"] = face_set(args.data, args.cache)
+        sets |= face_sets(args.data, args.cache)
     report: dict[str, Any] = {"sets": {}, "rules": {}, "faces": {}}
     for name, (vecs, truth) in sets.items():
         true_k = len(set(truth))
@@ -139,6 +164,10 @@ def main() -> None:
             agg = report["faces" if "faces" in name else "rules"].setdefault(rule, {"abs_k_error": [], "nmi": []})
             agg["abs_k_error"].append(abs(row[rule]["k"] - true_k))
             agg["nmi"].append(row[rule]["nmi"])
+        row["nmi at the true k"] = {
+            method: round(cluster_quality([int(v) for v in labels], truth)["nmi"], 3)
+            for method, labels in at_true_k(_unit(vecs), true_k).items()
+        }
         report["sets"][name] = row
         print(json.dumps({name: row}), flush=True)
     for part in ("rules", "faces"):

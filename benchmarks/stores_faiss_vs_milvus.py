@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "faiss": ("faiss", {}),
-    "faiss-ivf": ("faiss", {"ivf_threshold": 10_000}),
+    "faiss-ivf": ("faiss", {"ivf_threshold": 10_000, "hnsw_max": 0}),
     "milvus-flat": ("milvus", {"index": "flat"}),
     "milvus-ivf": ("milvus", {"index": "ivf", "nlist": 316, "nprobe": 16}),
     "milvus-hnsw": ("milvus", {"index": "hnsw", "m": 16, "ef": 128}),

@@ -74,13 +74,20 @@ class MissingExtra(VisrecError):
 
     exit_code = 5
 
+    # Extras that bring PyTorch: a plain pip install would take the CUDA build (several GB) on Linux.
+    TORCH_EXTRAS = frozenset({"export", "train", "backbones", "clip", "openclip", "sam", "mobilesam", "all"})
+
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         self.package = package
         self.extra = extra
-        super().__init__(
-            f"{purpose} needs the package {package!r}, which is not installed. "
-            f"Install it with: pip install 'visrec[{extra}]'"
-        )
+        how = f"pip install 'visrec[{extra}]'"
+        if extra in self.TORCH_EXTRAS:
+            flag = "--all" if extra == "all" else f"--extras {extra}"
+            how = (
+                f"bash scripts/install.sh {flag} (it takes PyTorch's CPU wheel), or "
+                f"pip install 'visrec[{extra}]' --extra-index-url https://download.pytorch.org/whl/cpu"
+            )
+        super().__init__(f"{purpose} needs the package {package!r}, which is not installed. Install it with: {how}")
 
 
 class MissingWeights(VisrecError):

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from visrec.errors import BadInput
+from visrec.errors import BadInput, MissingExtra
 
 T = TypeVar("T")
+TORCH_MODULES = ("torch", "torchvision")
+"""Packages of the ``export`` extra (the default install has none): a lazy backend that imports them at load time
+raises ``MissingExtra`` instead of ``ModuleNotFoundError``."""
 
 
 class Registry(Generic[T]):
@@ -59,7 +62,13 @@ class Registry(Generic[T]):
             import importlib
 
             module, _, attr = b.partition(":")
-            b = getattr(importlib.import_module(module), attr)
+            try:
+                b = getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError as exc:
+                if exc.name not in TORCH_MODULES:
+                    raise
+                # The default install runs exported models only; backends that run torch need its extra.
+                raise MissingExtra(exc.name, "export", f"The {self.kind} {name!r}") from exc
             self._builders[name] = b
         return b
 

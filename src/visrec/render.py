@@ -275,3 +275,14 @@ def data_check(d: dict[str, Any]) -> None:
 def demo(res: Any) -> None:
     for line in res.lines():
         out.print(line, style="bold" if line.startswith("kNN on the test split") else None)
+
+
+def prepared(models: Sequence[Any]) -> None:
+    """One line per cached model file (``visrec prepare-models``): size, exported now or already there, sha256."""
+    for m in models:
+        folder = m.files[0].path.parent if m.files else "-"
+        out.print(f"{m.name}: ready in {m.seconds:.1f} s (model cache: {folder})", soft_wrap=True)
+        for f in m.files:
+            state = "exported now" if f.created else "already there"
+            line = f"  {f.path.name}  {f.size_bytes / 2**20:.1f} MB  {state}  sha256 {f.sha256[:12]}"
+            out.print(line, soft_wrap=True, highlight=False)

@@ -243,7 +243,7 @@ def big() -> dict[str, Any]:
     ms = [{"labels": [f"c{i % 7}"], "width": i % 100} for i in range(len(vecs))]
     exact = create_store("exact", 64)
     exact.add(id_list, vecs, ms)
-    ivf = create_store("faiss", 64, ivf_threshold=5_000, small_filter=2_000)
+    ivf = create_store("faiss", 64, ivf_threshold=5_000, hnsw_max=0, small_filter=2_000)
     ivf.add(id_list, vecs, ms)
     return {"vecs": vecs, "q": queries, "ids": id_list, "exact": exact, "ivf": ivf}
 
@@ -281,7 +281,7 @@ def test_faiss_filtered_search_equals_exact_filtered(big: dict[str, Any]) -> Non
 
 
 def test_faiss_ivf_survives_delete_upsert_save_load(big: dict[str, Any], tmp_path: Path) -> None:
-    ivf = create_store("faiss", 64, ivf_threshold=5_000)
+    ivf = create_store("faiss", 64, ivf_threshold=5_000, hnsw_max=0)
     vecs, id_list = big["vecs"][:8000], big["ids"][:8000]
     ivf.add(id_list, vecs, [{}] * len(id_list))
     assert ivf.index_kind == "ivf"  # type: ignore[attr-defined]

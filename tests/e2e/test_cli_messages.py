@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,37 @@ def test_face_commands_never_advise_writing_into_an_image_index(index: Path) -> 
     with pytest.raises(BadInput, match="folder of its own"):
         gallery.save(index)
     assert not (index / "faces.npy").exists()
+
+
+NO_TORCH = "import sys\nsys.modules['torch'] = None\nsys.modules['onnxscript'] = None\n"
+
+
+def run_without_torch(args: list[str], cache: Path) -> tuple[int, str]:
+    """The CLI in a child process where torch cannot be imported (the default install): exit code and stderr."""
+    env = {**os.environ, "VISREC_CACHE_DIR": str(cache)}
+    code = NO_TORCH + "from visrec.cli import app\napp()"
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    return res.returncode, " ".join(res.stderr.split())
+
+
+def test_without_torch_an_unexported_model_names_the_fix(data: Path, tmp_path: Path) -> None:
+    """The default install has no PyTorch: a model missing from the cache is exit 5 with the command that makes
+    it, not an ImportError from deep inside the export."""
+    code, err = run_without_torch(["index", str(data), "--out", str(tmp_path / "x.vrx")], tmp_path / "empty-cache")
+    assert code == 5, err
+    assert "bash scripts/install.sh" in err and "visrec prepare-models" in err and "--extras export" in err
+    assert "Traceback" not in err and "No module named" not in err
+
+
+def test_prepare_models_refuses_an_encoder_with_nothing_to_export() -> None:
+    code, _, err = run("prepare-models", "fake")
+    assert code == 2 and "no exported model to prepare" in err
+
+
+def test_without_torch_training_names_its_extra(index: Path, data: Path, tmp_path: Path) -> None:
+    code, err = run_without_torch(["finetune", str(index), "--out", str(tmp_path / "ft")], tmp_path / "cache")
+    assert code == 5 and "visrec finetune needs the package 'torch'" in err and "visrec[train]" in err, err
+    assert "Traceback" not in err
+    code, err = run_without_torch(["index", str(data), "--out", str(tmp_path / "a.vrx"), "--encoder", "adapted"],
+                                  tmp_path / "cache")  # fmt: skip
+    assert code == 5 and "The encoder 'adapted' needs the package 'torch'" in err and "Traceback" not in err, err

@@ -17,6 +17,7 @@ from visrec.encoders.bridge import imagenet_class_names
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +81,27 @@ def test_cache_hit_does_not_import_torch(backbone: BackboneEncoder, session_cach
     env = {"VISREC_CACHE_DIR": str(session_cache), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_prepared_default_models_run_without_torch(session_cache: Path) -> None:
+    """The install script's export step: the default encoder, its text side and the bridge's class vectors land
+    in the cache with their sha256; a process without torch then encodes images and texts from them."""
+    from visrec.encoders.cache import sha256_file, sidecar
+    from visrec.encoders.prepare import prepare_models
+
+    (model,) = prepare_models()
+    names = [f.path.name.rsplit("-", 1)[0] for f in model.files]
+    assert names == ["efficientnet-lite0", "all-minilm-l6-v2", "imagenet-prompts"]
+    for f in model.files:
+        assert f.path.parent == session_cache and f.sha256 == sha256_file(f.path)
+        assert f.path.suffix == ".npy" or sidecar(f.path).read_text().strip() == f.sha256
+    code = (
+        "import sys\nsys.modules['torch'] = None\nsys.modules['onnxscript'] = None\n"
+        "import numpy as np\nfrom visrec.encoders import create_encoder\n"
+        "enc = create_encoder('efficientnet-lite0')\n"
+        "emb = enc.encode_images([np.zeros((50, 40, 3), np.uint8)])\n"
+        "print(emb.vectors.shape[1], enc.encode_texts(['a photo of a cat']).shape[1])\n"
+    )
+    env = {"VISREC_CACHE_DIR": str(session_cache), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.split() == ["1472", "384"], out.stderr

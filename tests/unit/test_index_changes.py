@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import visrec.index.pipeline as pipeline
+import visrec.index.scan as scan
 from tests.fixtures_images import make_labeled_tree
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
@@ -30,8 +30,8 @@ def test_unchanged_files_are_not_hashed_again_and_rehash_hashes_all(
     make_labeled_tree(root, ("amber", "blue"), per_class=6, size=32)
     assert _build(root, out).added == 12
     hashed: list[Path] = []
-    real = pipeline._sha256
-    monkeypatch.setattr(pipeline, "_sha256", lambda p: hashed.append(p) or real(p))
+    real = scan._sha256
+    monkeypatch.setattr(scan, "_sha256", lambda p: hashed.append(p) or real(p))
     rep = _build(root, out)
     assert hashed == [] and rep.unchanged == 12 and rep.added == rep.updated == rep.metadata_updated == 0
     rep = _build(root, out, rehash=True)
@@ -123,14 +123,14 @@ def test_a_faiss_ivf_index_is_refilled_from_the_previous_centroids(
     centres = rng.standard_normal((20, 16))
     x = l2_normalize((centres[rng.integers(0, 20, 900)] + 0.3 * rng.standard_normal((900, 16))).astype(np.float32))
     ids = [str(i) for i in range(900)]
-    old = FaissStore(16, ivf_threshold=500, nlist=10)
+    old = FaissStore(16, ivf_threshold=500, hnsw_max=0, nlist=10)
     old.add(ids[:800], x[:800], [{}] * 800)
     (tmp_path / "old").mkdir()
     old.save(tmp_path / "old")  # trains and saves the IVF index
     trained: list[int] = []
     real = FaissStore._build_ivf
     monkeypatch.setattr(FaissStore, "_build_ivf", lambda self: (trained.append(len(self)), real(self))[1])
-    new = FaissStore(16, ivf_threshold=500, nlist=10)
+    new = FaissStore(16, ivf_threshold=500, hnsw_max=0, nlist=10)
     assert new.adopt_trained(tmp_path / "old")
     new.add(ids, x, [{}] * 900)
     assert new.index_kind == "ivf" and trained == []  # refilled, not retrained
@@ -141,7 +141,7 @@ def test_a_faiss_ivf_index_is_refilled_from_the_previous_centroids(
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want, strict=True)])
     assert recall >= 0.9
     assert not FaissStore(8).adopt_trained(tmp_path / "old")  # another width: not adopted
-    big = FaissStore(16, ivf_threshold=500, nlist=10)
+    big = FaissStore(16, ivf_threshold=500, hnsw_max=0, nlist=10)
     big.adopt_trained(tmp_path / "old")
     many = l2_normalize(rng.standard_normal((3300, 16)).astype(np.float32))
     big.add([str(i) for i in range(3300)], many, [{}] * 3300)

@@ -170,7 +170,7 @@ def test_a_saved_ivf_index_is_mapped_at_open_and_copied_before_a_change(tmp_path
 
     rng = np.random.default_rng(3)
     vecs = l2_normalize(rng.standard_normal((800, DIM)))
-    store = FaissStore(DIM, ivf_threshold=400, nprobe=20)
+    store = FaissStore(DIM, ivf_threshold=400, hnsw_max=0, nprobe=20)
     store.add([f"i{j}" for j in range(800)], vecs, [_meta(j) for j in range(800)])
     store.save(tmp_path)
     saved = (tmp_path / "faiss.index").read_bytes()

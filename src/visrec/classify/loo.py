@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 from visrec.classify.blend import BlendClassifier
 from visrec.classify.knn import KnnClassifier
@@ -72,6 +74,8 @@ class LooData:
         col = {c: j for j, c in enumerate(classes)}
         ii = [i for i, row in enumerate(labs) for _ in row]
         jj = [col[x] for row in labs for x in row]
+        from scipy import sparse  # imported when a calibration is fitted (an update that keeps one needs none)
+
         inc = sparse.csr_matrix((np.ones(len(ii), np.float32), (ii, jj)), shape=(n, len(classes)))
         return cls(vectors, labs, gid, classes, sums, inc, order, start, joint)
 

@@ -12,6 +12,7 @@ import typer
 
 from visrec import render
 from visrec.cli.common import command, print_json, split_names
+from visrec.errors import MissingExtra
 
 METHOD_HELP = (
     "linear | mlp (classifier heads, cross-entropy) | arcface | triplet | infonce | supcon (metric projections) | "
@@ -102,6 +103,10 @@ def finetune_cmd(
 ) -> None:
     """Train a small head on the frozen encoder's cached embeddings; print before/after figures on the same
     leak-free test split; save the adapter (and optionally re-project the index with it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise MissingExtra("torch", "train", "visrec finetune")
     from visrec.train import FinetuneConfig, GuardConfig, LoopConfig, LossOptions, SplitOptions, save_adapter
     from visrec.train.reproject import reproject_index
     from visrec.train.run import LIT, finetune, finetune_lit, prepare_index

@@ -210,6 +210,21 @@ def demo_cmd(
     _emit(as_json, res.to_dict(), lambda: render.demo(res))
 
 
+@app.command("prepare-models")
+@_command
+def prepare_models_cmd(
+    encoders: list[str] = typer.Argument(
+        None, help="Encoders to prepare (default: efficientnet-lite0 with its text side; all-minilm-l6-v2 alone)."
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Export encoders to ONNX into the model cache now (needs PyTorch; the install script runs this once)."""
+    from visrec.encoders.prepare import DEFAULT_MODELS, prepare_models
+
+    res = prepare_models(encoders or DEFAULT_MODELS)
+    _emit(as_json, [m.to_dict() for m in res], lambda: render.prepared(res))
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

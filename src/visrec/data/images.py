@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 import warnings
 import zlib
@@ -53,8 +54,8 @@ def is_image_file(path: str | Path) -> bool:
     Only the name is looked at (no disk access). Hidden names (``.foo.jpg``, macOS ``._foo.jpg`` resource
     forks) are rejected because they are never real images in a dataset folder.
     """
-    name = Path(path).name
-    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+    name = os.path.basename(os.fspath(path))
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _read_bytes(path: Path) -> bytes:

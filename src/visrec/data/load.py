@@ -6,17 +6,18 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from visrec.data.images import is_image_file
 from visrec.data.manifest import MANIFEST_LAYOUT, MANIFEST_NAME, read_manifest
 from visrec.data.readers import (
     FOLDER_LAYOUT,
     ROBOFLOW_LAYOUT,
     UNLABELED_LAYOUT,
     LoadReport,
-    iter_files,
     read_folders,
     read_roboflow,
     read_unlabeled,
     roboflow_csvs,
+    walk_files,
 )
 from visrec.errors import BadInput, EmptyDataset
 from visrec.types import LabeledSet
@@ -51,10 +52,10 @@ def detect_format(path: str | Path) -> str:
         return "manifest"
     if roboflow_csvs(p):
         return "roboflow"
-    depths = {len(rel.parts) for rel, is_image in iter_files(p) if is_image}
-    if any(d > 1 for d in depths):
+    images = [rel for rel in walk_files(p) if is_image_file(rel)]
+    if any("/" in rel for rel in images):
         return "folders"
-    if depths:
+    if images:
         return "unlabeled"
     raise EmptyDataset(
         f"no image found in {p}. Expected one of: folders: {FOLDER_LAYOUT}; unlabeled: {UNLABELED_LAYOUT}; "

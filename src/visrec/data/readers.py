@@ -77,21 +77,27 @@ def _is_hidden(rel: Path) -> bool:
     return any(part.startswith(".") or part in _JUNK_DIRS for part in rel.parts)
 
 
-def iter_files(root: Path) -> Iterator[tuple[Path, bool]]:
-    """Yield ``(path relative to root, is_image)`` for every non-folder entry under root, sorted naturally.
-
-    Hidden files and folders (``.git``, ``._x.jpg``) and ``__MACOSX`` are not yielded. Dangling symlinks
-    with image names are yielded (decoding reports them as ``unreadable`` instead of losing them silently).
-    """
+def walk_files(root: Path) -> list[str]:
+    """POSIX paths relative to ``root`` of every non-folder entry under it, unsorted (hidden files and folders
+    and ``__MACOSX`` left out). One ``scandir`` per folder: no ``stat`` per file, symlinked folders not entered."""
     rels: list[str] = []
-    for folder, dirs, files in os.walk(root):  # one scandir per folder: no stat per file, symlinked dirs not entered
+    for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not (d.startswith(".") or d in _JUNK_DIRS)]
         base = os.path.relpath(folder, root)
         prefix = "" if base == "." else base.replace(os.sep, "/") + "/"
         rels += [prefix + f for f in files if not f.startswith(".")]
-    for rel in natsorted(rels):
-        path = Path(rel)
-        yield path, is_image_file(path)
+    return rels
+
+
+def iter_files(root: Path) -> Iterator[tuple[str, bool]]:
+    """Yield ``(POSIX path relative to root, is_image)`` for every non-folder entry under root, sorted naturally.
+
+    Hidden files and folders (``.git``, ``._x.jpg``) and ``__MACOSX`` are not yielded. Dangling symlinks
+    with image names are yielded (decoding reports them as ``unreadable`` instead of losing them silently).
+    Paths stay strings: a ``Path`` per file cost more than the walk on large folders.
+    """
+    for rel in natsorted(walk_files(root)):
+        yield rel, is_image_file(rel)
 
 
 def _require_dir(root: Path) -> None:
@@ -125,18 +131,18 @@ def read_folders(root: str | Path) -> tuple[LabeledSet, LoadReport]:
     ignored = 0
     for rel, is_image in iter_files(root):
         if not is_image:
-            if rel.suffix.lower() in UNDECODABLE_IMAGE_EXTENSIONS:
-                skipped.append(Skipped(rel.as_posix(), "unsupported-format", _UNSUPPORTED))
+            if os.path.splitext(rel)[1].lower() in UNDECODABLE_IMAGE_EXTENSIONS:
+                skipped.append(Skipped(rel, "unsupported-format", _UNSUPPORTED))
             else:
                 ignored += 1
             continue
-        parts = rel.parts
+        parts = rel.split("/")
         if len(parts) <= depth:
-            skipped.append(Skipped(rel.as_posix(), "outside-label-folder", f"expected {FOLDER_LAYOUT}"))
+            skipped.append(Skipped(rel, "outside-label-folder", f"expected {FOLDER_LAYOUT}"))
             continue
         split = parts[0] if with_split else None
         label = parts[depth - 1]
-        records.append(ImageRecord(id=rel.as_posix(), path=rel.as_posix(), labels=(label,), split=split))
+        records.append(ImageRecord(id=rel, path=rel, labels=(label,), split=split))
     if not records:
         raise EmptyDataset(_empty_message(root, FOLDER_LAYOUT, ignored, len(skipped)))
     classes = tuple(natsorted({lab for r in records for lab in r.labels}))
@@ -152,7 +158,7 @@ def read_unlabeled(root: str | Path) -> tuple[LabeledSet, LoadReport]:
     ignored = 0
     for rel, is_image in iter_files(root):
         if is_image:
-            records.append(ImageRecord(id=rel.as_posix(), path=rel.as_posix()))
+            records.append(ImageRecord(id=rel, path=rel))
         else:
             ignored += 1
     if not records:

@@ -204,6 +204,14 @@ class BackboneEncoder:
         if self.bridge is not None:
             self.bridge.class_vectors()
 
+    def model_files(self) -> list[Path]:
+        """The cached files this encoder runs from: its ONNX graph, and with the bridge the MiniLM graph and the
+        class vectors (``visrec prepare-models`` creates them ahead of use)."""
+        files = [self.onnx_path]
+        if self.bridge is not None:
+            files += [self.bridge.text.onnx_path, self.bridge.class_vectors_path()]
+        return files
+
     def batch_session(self) -> Session:
         """Single-threaded inferences over the same graph, one per core at once (OpenVINO: one stream per core)."""
         with self._lock:

@@ -28,6 +28,7 @@ import hashlib
 import io
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -170,9 +171,8 @@ class LabelBridge:
         if self._classes is not None:
             return self._classes
         texts = class_texts(self.class_text)
-        prompts = [self.prompt.format(t) for per_class in texts for t in per_class]
-        key = hashlib.sha256("\n".join([self.text.fingerprint, *prompts]).encode()).hexdigest()[:16]
-        path = cache_dir() / f"imagenet-prompts-{key}.npy"
+        prompts = self._prompts(texts)
+        path = self.class_vectors_path()
         vectors = _load_npy(path, (1000, self.text.dim))
         if vectors is None:
             per_prompt = self.text.encode(prompts).astype(np.float64)
@@ -185,6 +185,15 @@ class LabelBridge:
             atomic_write_bytes(path, buf.getvalue())
         self._classes = vectors
         return vectors
+
+    def _prompts(self, texts: list[list[str]]) -> list[str]:
+        return [self.prompt.format(t) for per_class in texts for t in per_class]
+
+    def class_vectors_path(self) -> Path:
+        """Where :meth:`class_vectors` caches its ``.npy`` (keyed by the text encoder and the prompts)."""
+        prompts = self._prompts(class_texts(self.class_text))
+        key = hashlib.sha256("\n".join([self.text.fingerprint, *prompts]).encode()).hexdigest()[:16]
+        return cache_dir() / f"imagenet-prompts-{key}.npy"
 
     def project(self, logits: np.ndarray) -> np.ndarray:
         """``(n, 1000)`` logits -> ``(n, dim)`` float32 unit vectors in the joint space."""

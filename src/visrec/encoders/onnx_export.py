@@ -1,11 +1,15 @@
 """Export a torch module to ONNX once, verify it against torch, cache it, and open ONNX Runtime sessions.
 
 A cache hit touches ONNX Runtime only: torch is imported inside the export path, never at the top of a
-module, so a process that finds the exported file never pays for importing torch.
+module, so a process that finds the exported file never pays for importing torch. The default install has
+no torch at all: ``scripts/install.sh`` exports the default models with a temporary one
+(:mod:`visrec.encoders.prepare`), and a missing export without torch is an :class:`ExportUnavailable` that
+says how to get it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import warnings
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from visrec.encoders.cache import cache_lock, is_intact, publish, temp_path_for
-from visrec.errors import VisrecError
+from visrec.errors import MissingExtra, VisrecError
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -26,19 +30,55 @@ OPSET = 18
 log = logging.getLogger(__name__)
 
 
+EXPORT_PACKAGES = ("torch", "onnxscript")
+"""What exporting a torch module needs (the ``export`` extra); running the exported file needs neither."""
+
+
 class ExportError(VisrecError):
     """An ONNX export does not reproduce its torch module within tolerance."""
 
 
-def cached_onnx(path: Path, export: Callable[[Path], None]) -> Path:
+class ExportUnavailable(MissingExtra):
+    """A model is not in the cache yet and the packages that export it (the ``export`` extra) are absent."""
+
+    def __init__(self, path: Path, package: str) -> None:
+        self.package = package
+        self.extra = "export"
+        VisrecError.__init__(
+            self,
+            f"the model file {path.name} is not in the model cache ({path.parent}), and creating it needs "
+            f"the package {package!r}, which is not installed (the default install only runs exported models). "
+            "Fix: for the default models, re-run `bash scripts/install.sh` (it exports them once with a temporary "
+            "PyTorch; keep VISREC_CACHE_DIR as it is now); for any model, add the export extra "
+            "(`bash scripts/install.sh --extras export`) and re-run this command or `visrec prepare-models`.",
+        )
+
+
+def missing_export_package(needs: Sequence[str] = EXPORT_PACKAGES) -> str | None:
+    """The first of ``needs`` that cannot be imported, or None when exporting is possible."""
+    for name in needs:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):  # a blocked or half-installed package
+            return name
+    return None
+
+
+def cached_onnx(path: Path, export: Callable[[Path], None], needs: Sequence[str] = EXPORT_PACKAGES) -> Path:
     """Return ``path`` once it holds an intact export, calling ``export(tmp_path)`` when it does not.
 
     The sha256 sidecar is checked on every call, so a truncated or overwritten file is exported again.
     ``export`` writes (and verifies) a model at the temporary path it is given; it is then published
-    atomically. A file lock stops two processes exporting the same file at once.
+    atomically. A file lock stops two processes exporting the same file at once. Raises
+    :class:`ExportUnavailable` when the file is missing and a package ``export`` needs (``needs``: import names,
+    by default torch and onnxscript; converters that use neither pass their own) is not installed.
     """
     if is_intact(path):
         return path
+    missing = missing_export_package(needs)
+    if missing is not None:
+        raise ExportUnavailable(path, missing)
     with cache_lock(path.name):
         if is_intact(path):  # another process finished while we waited
             return path

@@ -87,4 +87,5 @@ def quantize_int8(src: Path, dst: Path, prep: ImagePrep, input_name: str = "imag
 def quantized_model(fp32_path: Path, prep: ImagePrep, graph_id: str) -> Path:
     """The int8 version of the exported graph ``fp32_path`` (named ``<graph_id>-int8.onnx`` in the visrec cache),
     quantised on first use and verified by its sha256 sidecar afterwards."""
-    return cached_onnx(cache_dir() / f"{graph_id}-int8.onnx", lambda tmp: quantize_int8(fp32_path, tmp, prep))
+    path = cache_dir() / f"{graph_id}-int8.onnx"
+    return cached_onnx(path, lambda tmp: quantize_int8(fp32_path, tmp, prep), needs=("onnx",))

@@ -77,6 +77,19 @@ class MiniLMTextEncoder:
             out[start : start + len(vectors)] = vectors
         return _l2(out)
 
+    @property
+    def onnx_path(self) -> Path:
+        """Where the exported model is cached (named by the weights hash and the pooling options)."""
+        return cache_dir() / f"{self.fingerprint}.onnx"
+
+    def model_files(self) -> list[Path]:
+        """The cached file this encoder runs from (``visrec prepare-models`` creates it ahead of use)."""
+        return [self.onnx_path]
+
+    def warm_up(self) -> None:
+        """Export (first use only) and load the model and the tokenizer now."""
+        self._load()
+
     def describe(self) -> dict[str, Any]:
         """JSON facts for manifests: name, weights package and hash, pooling, dim."""
         return {
@@ -94,8 +107,8 @@ class MiniLMTextEncoder:
             if self._tokenizer is None:
                 self._tokenizer = load_tokenizer(self.zip_path)
             if self._session is None:
-                path = cache_dir() / f"{self.fingerprint}.onnx"
-                self._session = create_session(cached_onnx(path, lambda tmp: export_minilm(self.zip_path, tmp)))
+                path = cached_onnx(self.onnx_path, lambda tmp: export_minilm(self.zip_path, tmp))
+                self._session = create_session(path)
             return self._session, self._tokenizer
 
 

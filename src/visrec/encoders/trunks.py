@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from visrec.encoders.graph import Trunk
-from visrec.errors import MissingWeights
+from visrec.errors import MissingExtra, MissingWeights
 
 STAGES = ("stage5", "stage6", "stage7", "head")
 
@@ -44,10 +44,7 @@ class EfficientNetLiteTrunk(Trunk):
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError as exc:
-            raise MissingWeights(
-                f"Exporting {variant} needs its architecture package; install it with: "
-                "pip install efficientnet-lite-pytorch==0.1.0"
-            ) from exc
+            raise MissingExtra("efficientnet-lite-pytorch", "export", f"Exporting {variant} to ONNX") from exc
         self.taps = LITE_TAPS[variant]
         # Static "same" padding is computed for this input size, as in the TF original.
         self.net = EfficientNet.from_name(variant, image_size=input_size)

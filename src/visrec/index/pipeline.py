@@ -25,7 +25,7 @@ import numpy as np
 
 from visrec.encoders.base import Encoder
 from visrec.errors import BadImage, BadInput
-from visrec.types import Embeddings, ImageRecord, LabeledSet
+from visrec.types import Embeddings, ImageRecord
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -123,112 +123,6 @@ def record_metadata(record: ImageRecord, stat: os.stat_result | None = None) -> 
         "group": record.group,
         "extra": extra,
     }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@dataclass
-class _Plan:
-    embed: list[_Item]
-    keep: list[str]
-    meta_only: list[_Item]
-    remove: list[str]
-
-
-_STAT_KEYS = ("size", "mtime_ns", "inode")
-
-
-def _same_meta(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Same metadata, and the same file facts (size, mtime, inode: kept current so the next scan skips the file)."""
-    keys = ("path", "labels", "split", "group")
-    ea = {k: v for k, v in a.get("extra", {}).items() if k != "phash"}
-    eb = {k: v for k, v in b.get("extra", {}).items() if k != "phash"}
-    return all(a.get(k) == b.get(k) for k in keys) and ea == eb
-
-
-def _unchanged_file(old: dict[str, Any] | None, st: os.stat_result) -> bool:
-    """Whether the stored (size, mtime_ns, inode) match ``st`` (an entry stored without an inode matches on the
-    other two)."""
-    if not old:
-        return False
-    ex = old.get("extra", {})
-    now = {"size": str(st.st_size), "mtime_ns": str(st.st_mtime_ns), "inode": str(st.st_ino)}
-    return all(ex.get(k) == now[k] for k in _STAT_KEYS if k != "inode" or "inode" in ex)
-
-
-def plan_changes(
-    dataset: LabeledSet,
-    stored: dict[str, dict[str, Any]],
-    report: IndexingReport,
-    workers: int = 2,
-    rehash: bool = False,
-) -> _Plan:
-    """Decide which records need embedding: new files, changed content (sha256) and changed metadata.
-
-    A file whose size, mtime and inode match what is stored is not re-hashed (unless ``rehash``); one whose
-    facts changed but whose content did not gets its stored facts refreshed (a metadata-only update). Files are
-    stat'ed in this thread (a thread pool costs more per file than a ``stat``); only the files to hash go to
-    ``workers`` threads.
-    """
-    root = str(dataset.root)
-    scanned: list[_Scanned] = [_stat_record(root, rec, stored.get(rec.id), rehash) for rec in dataset.records]
-    todo = {i: res for i, res in enumerate(scanned) if isinstance(res, tuple)}
-    if todo:
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            hashes = pool.map(lambda t: _sha256(t[1]), todo.values())
-            for (i, (rec, path, st)), sha in zip(todo.items(), hashes, strict=True):
-                scanned[i] = _Item(rec, path, {**record_metadata(rec, st), "sha256": sha})
-    plan = _Plan([], [], [], [])
-    for res in scanned:
-        if isinstance(res, BadImage):
-            report.skip(res)
-        elif isinstance(res, str):
-            plan.keep.append(res)
-        elif isinstance(res, _Item):
-            _place(plan, res, stored.get(res.record.id))
-    seen = {r.id for r in dataset.records}
-    plan.remove = [i for i in stored if i not in seen]
-    return plan
-
-
-_Scanned = str | _Item | BadImage | tuple[ImageRecord, Path, os.stat_result]
-
-
-def _stat_record(root: str, rec: ImageRecord, old: dict[str, Any] | None, rehash: bool) -> _Scanned:
-    """The record's id when it is stored as it is; its item when its stored facts match but its metadata
-    changed (its stored sha256 kept); a bad image; or ``(record, path, stat)`` of a file to hash."""
-    path = os.path.join(root, rec.path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return BadImage(str(path), "missing", "the file does not exist (moved or deleted since it was listed?)")
-    except OSError as e:
-        return BadImage(str(path), "unreadable", f"{e.strerror or e}; check the path and permissions")
-    if st.st_size == 0:
-        return BadImage(str(path), "empty", "the file has zero bytes; re-export or delete it")
-    if old is None or rehash or not _unchanged_file(old, st):
-        return rec, Path(path), st
-    meta = record_metadata(rec, st)
-    if _same_meta(old, meta):
-        return rec.id
-    return _Item(rec, Path(path), {**meta, "sha256": old["sha256"]})
-
-
-def _place(plan: _Plan, item: _Item, old: dict[str, Any] | None) -> None:
-    if old is None or old["sha256"] != item.meta["sha256"]:
-        plan.embed.append(item)
-    elif _same_meta(old, item.meta):
-        plan.keep.append(item.record.id)
-    else:
-        item.meta["width"], item.meta["height"] = old["width"], old["height"]
-        item.meta["extra"]["phash"] = old.get("extra", {}).get("phash", "")
-        plan.meta_only.append(item)
 
 
 class ShardWriter:

@@ -23,9 +23,9 @@ from visrec.index.pipeline import (
     Progress,
     ShardWriter,
     embed_items,
-    plan_changes,
     timed,
 )
+from visrec.index.scan import StoredItems, plan_changes
 from visrec.stores.base import VectorStore
 from visrec.stores.merge_policy import MergePolicy
 from visrec.stores.segmented import SegmentedStore
@@ -62,15 +62,17 @@ def _load_current(folder: IndexFolder) -> tuple[VectorStore | None, VectorStore 
     return load_store(backend, gen / "store"), joint
 
 
-def _stored_metadata(store: VectorStore | None) -> dict[str, dict[str, Any]]:
-    """Metadata of every stored item by id (a segmented store reads no vectors for it)."""
+def _stored_items(store: VectorStore | None) -> StoredItems:
+    """Ids and file facts of every stored item (a segmented store reads its segments' ``facts.npy``, no
+    metadata); another store exports every item's metadata."""
     if isinstance(store, SegmentedStore):
-        return dict(store.metadata_items())
+        ids, facts = store.file_facts()
+        return StoredItems(ids, facts, store.metadata_of)
     metas: dict[str, dict[str, Any]] = {}
     if store is not None:
         for ids, _, ms in store.export():
             metas.update(zip(ids, ms, strict=True))
-    return metas
+    return StoredItems.from_metadata(metas)
 
 
 def _empty_segmented(backend: str, encoder: Encoder) -> tuple[SegmentedStore, SegmentedStore | None]:
@@ -239,7 +241,7 @@ def build_index(
     with folder.writer():
         options, moving = _store_target(folder, requested, encoder)
         old, old_joint = _load_current(folder)
-        stored = _stored_metadata(old)
+        stored = _stored_items(old)
         stop = timed(report, "scan")
         plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash)
         stop()
@@ -340,7 +342,7 @@ def _embed_changes(
     return [(it.record.id, done[k]) for it in plan.embed if (k := (it.record.id, it.meta["sha256"])) in done]
 
 
-def _count_changes(report: IndexingReport, new: NewRows, stored: dict[str, Any], plan: Any) -> None:
+def _count_changes(report: IndexingReport, new: NewRows, stored: StoredItems, plan: Any) -> None:
     report.added = sum(1 for i, _ in new if i not in stored)
     report.updated = len(new) - report.added
     report.removed = len(plan.remove)

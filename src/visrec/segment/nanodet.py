@@ -168,7 +168,7 @@ def onnx_model(model_dir: str | None) -> Path:
     spec, weights = model_files(model_dir)
     digest = hashlib.sha256(spec.read_bytes() + weights.read_bytes()).hexdigest()[:16]
     path = cache_dir() / f"nanodet-m-{INPUT_SIZE}-{digest}.onnx"
-    return cached_onnx(path, lambda tmp: _convert(spec, tmp))
+    return cached_onnx(path, lambda tmp: _convert(spec, tmp), needs=())  # tfjs_convert names its own extra
 
 
 def _convert(spec: Path, out: Path) -> None:

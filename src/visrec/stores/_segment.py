@@ -32,6 +32,7 @@ class _Segment:
         self.n_dead = 0
         self._live: np.ndarray | None = None
         self._ids_arr: np.ndarray | None = None
+        self.facts: np.ndarray | None = None  # FACTS_DTYPE (rows,), once read or computed
 
     @property
     def rows(self) -> int:

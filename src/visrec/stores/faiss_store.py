@@ -1,14 +1,20 @@
-"""FAISS store: exact ``IndexFlatIP`` for small collections, IVF-Flat from ``ivf_threshold`` vectors (20k by default).
+"""FAISS store: exact ``IndexFlatIP`` for small collections; from ``ivf_threshold`` vectors (20k by default) an
+HNSW graph up to ``hnsw_max`` vectors (250k by default) and IVF-Flat above.
 
 Vectors, ids and metadata live in the shared files of :class:`~visrec.stores._common.BaseStore`; the
 FAISS index is derived from them. The Flat index uses the row number as FAISS id and is rebuilt (a copy) after
 a delete or a replace. The IVF index holds stable int64 ids (``faiss_ids.npy``, increasing with insertion
 order, kept across deletes) and is updated in place; it is trained once on a sample and retrained when the
-collection has grown 4-fold. Filters that keep few rows are searched exactly with numpy (IVF recall drops
-on selective filters); others go through the IVF index with an ``IDSelectorBitmap``.
+collection has grown 4-fold. The HNSW index (``IndexHNSWFlat``, inner product) labels vectors by insertion
+position; ``_fids`` then holds each row's label, a replaced vector is added under a new label and its old one is
+left out of searches with an id selector (HNSW cannot remove), and the graph is rebuilt once more than half of
+its vectors are such orphans. Filters that keep few rows are searched exactly with numpy (IVF recall drops
+on selective filters); others go through the IVF or HNSW index with an ``IDSelectorBitmap``.
 
-Saved files besides the shared ones (IVF only; a Flat index is rebuilt from ``vectors.npy`` on first search):
-``faiss.index``, ``faiss_ids.npy`` and ``faiss.json``.
+Saved files besides the shared ones (IVF or HNSW; a Flat index is rebuilt from ``vectors.npy`` on first search):
+``faiss.index``, ``faiss_ids.npy`` and ``faiss.json`` (``kind`` ``"ivf"`` or ``"hnsw"``; stores saved before
+HNSW existed hold an IVF index and keep searching it). Both kinds are opened mapped (``IO_FLAG_MMAP_IFC`` maps
+IVF lists and HNSW's vectors and graph alike).
 """
 
 from __future__ import annotations
@@ -40,6 +46,19 @@ IVF_THRESHOLD = 20_000
 """Default size from which a store (an index segment) is searched through IVF. At 20k x 1472-d synthetic vectors
 IVF answered in 0.6-0.7 ms at recall@10 0.99-1.0 where exact search took 16-19 ms (benchmarks/ann_recall.py,
 docs/index-updates.md); smaller segments are searched exactly. A saved IVF index is mapped, not read, at open."""
+HNSW_MAX = 250_000
+"""Default size up to which an approximate segment is an HNSW graph (larger ones: IVF). At 100k x 1472-d real
+embeddings scaled up with generated neighbours (benchmarks/ann_compare.py, docs/index-updates.md) HNSW answered
+in 0.59 ms at recall@10 0.99 where IVF-Flat at its default nprobe took 7.2 ms (loaded machine); but building the
+graph took 94-133 s at 100k on two loaded cores (IVF: 54-80 s), grows a little faster than linearly, and a merge
+pays it inside a commit, so larger segments keep IVF (trained on a sample)."""
+HNSW_M = 32
+"""Graph degree. On the real-embedding proxy (100k, tuned there, raw FAISS) M 32 reached recall@10 0.96 at efSearch
+32 where M 16 gave 0.86, and 0.99 at efSearch 64 (M 16: 0.94), for about twice the build time."""
+HNSW_EF_CONSTRUCTION = 40
+EF_SEARCH = 64
+"""Default HNSW candidate list per query (at least ``k``): recall@10 0.99 on the 100k real-embedding proxy, 0.97
+on tight synthetic clusters (efSearch 32: 0.95 / 0.90)."""
 _omp_lock = threading.Lock()
 
 
@@ -66,7 +85,8 @@ def _positive_int(name: str, v: Any, allow_none: bool = False) -> int | None:
 class FaissStore(BaseStore):
     """Inner-product search with FAISS (see :class:`BaseStore` for the API and the vector rules).
 
-    ``ivf_threshold``: from this many vectors on, an IVF-Flat index is used (below: exact Flat).
+    ``ivf_threshold``: from this many vectors on, an approximate index is used (below: exact Flat): HNSW up to
+    ``hnsw_max`` vectors (0: never HNSW), IVF-Flat above. ``ef_search``: HNSW candidates per query (default 64).
     ``nlist``: IVF lists (default ``min(4 * sqrt(n), n / 40, 4096)``). ``nprobe``: lists visited per query
     (default ``max(16, nlist / 16)``). A filter keeping fewer than ``small_filter`` rows or less than
     ``small_fraction`` of the store (or any filter while the index is Flat) is searched exactly with numpy.
@@ -81,6 +101,8 @@ class FaissStore(BaseStore):
         dim: int,
         *,
         ivf_threshold: int = IVF_THRESHOLD,
+        hnsw_max: int = HNSW_MAX,
+        ef_search: int | None = None,
         nlist: int | None = None,
         nprobe: int | None = None,
         small_filter: int = 20_000,
@@ -88,6 +110,10 @@ class FaissStore(BaseStore):
     ) -> None:
         super().__init__(dim)
         self.ivf_threshold = int(_positive_int("ivf_threshold", ivf_threshold) or 0)
+        if isinstance(hnsw_max, bool) or not isinstance(hnsw_max, int) or hnsw_max < 0:
+            raise BadInput(f"hnsw_max must be a non-negative integer (0: no HNSW), got {hnsw_max!r}")
+        self.hnsw_max = hnsw_max
+        self.ef_search = _positive_int("ef_search", ef_search, allow_none=True)
         self.nlist = _positive_int("nlist", nlist, allow_none=True)
         self.nprobe = _positive_int("nprobe", nprobe, allow_none=True)
         self.small_filter = int(_positive_int("small_filter", small_filter) or 0)
@@ -101,14 +127,16 @@ class FaissStore(BaseStore):
         self._next_fid = 0
         self._adopted: tuple[Any, int] | None = None  # (empty trained IVF index, vectors it was trained on)
         self._mapped = False  # the IVF index's lists are mapped from a saved file (read-only)
+        self._row_of: np.ndarray | None = None  # HNSW label -> row (see _hnsw_rows)
 
     def options(self) -> dict[str, Any]:
-        return {"ivf_threshold": self.ivf_threshold, "nlist": self.nlist, "nprobe": self.nprobe,
+        return {"ivf_threshold": self.ivf_threshold, "hnsw_max": self.hnsw_max, "ef_search": self.ef_search,
+                "nlist": self.nlist, "nprobe": self.nprobe,
                 "small_filter": self.small_filter, "small_fraction": self.small_fraction}  # fmt: skip
 
     @property
     def index_kind(self) -> str:
-        """``"flat"`` or ``"ivf"``: the index the next unfiltered search uses."""
+        """``"flat"``, ``"hnsw"`` or ``"ivf"``: the index the next unfiltered search uses."""
         with self._lock:
             self._ensure_index()
             return str(self._kind)
@@ -117,20 +145,38 @@ class FaissStore(BaseStore):
 
     def _ensure_index(self) -> Any:
         n = len(self)
-        if self._index is not None:
-            if self._kind == "flat" and n < self.ivf_threshold:
-                return self._index
-            if self._kind == "ivf" and self.ivf_threshold // 2 <= n <= 4 * self._trained_n:
-                return self._index
-        self._index, self._mapped = None, False  # free the old one before building
-        if n >= self.ivf_threshold and self._adopted is not None and n <= 4 * self._adopted[1]:
-            self._index, self._kind, self._trained_n = self._fill_adopted(), "ivf", self._adopted[1]
-        elif n >= self.ivf_threshold:
-            self._index, self._kind, self._trained_n = self._build_ivf(), "ivf", n
-        else:
+        if self._index is not None and self._keep_index(n):
+            return self._index
+        self._index, self._mapped, self._row_of = None, False, None  # free the old one before building
+        if n < self.ivf_threshold:
             self._index, self._kind = faiss.IndexFlatIP(self.dim), "flat"
             self._index.add(self._mat.view)
+            return self._index
+        self._fids, self._next_fid = np.arange(n, dtype=np.int64), n  # a fresh index: labels are rows again
+        if n <= self.hnsw_max:
+            self._index, self._kind = self._build_hnsw(), "hnsw"
+        elif self._adopted is not None and n <= 4 * self._adopted[1]:
+            self._index, self._kind, self._trained_n = self._fill_adopted(), "ivf", self._adopted[1]
+        else:
+            self._index, self._kind, self._trained_n = self._build_ivf(), "ivf", n
         return self._index
+
+    def _keep_index(self, n: int) -> bool:
+        """Whether the current index still suits ``n`` vectors (a band around the thresholds avoids flapping)."""
+        if self._kind == "flat":
+            return n < self.ivf_threshold
+        if self._kind == "hnsw":
+            return self.ivf_threshold // 2 <= n <= 2 * max(self.hnsw_max, 1) and self._index.ntotal <= 2 * n
+        return self.ivf_threshold // 2 <= n <= 4 * self._trained_n
+
+    def _build_hnsw(self) -> Any:
+        x = self._mat.view
+        index = faiss.IndexHNSWFlat(self.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        for b0 in range(0, len(x), ADD_CHUNK):
+            index.add(np.ascontiguousarray(x[b0 : b0 + ADD_CHUNK]))
+        log.info("built HNSW index: %d vectors, M=%d", len(x), HNSW_M)
+        return index
 
     def _default_nlist(self, n: int) -> int:
         return max(1, min(int(4 * math.sqrt(n)), n // TRAIN_PER_LIST, NLIST_CAP))
@@ -188,31 +234,40 @@ class FaissStore(BaseStore):
 
     def _after_append(self, start: int, count: int) -> None:
         self._own_index()
-        new = np.arange(self._next_fid, self._next_fid + count, dtype=np.int64)
+        self._row_of = None
+        first = self._index.ntotal if self._kind == "hnsw" and self._index is not None else self._next_fid
+        new = np.arange(first, first + count, dtype=np.int64)
         self._fids = np.concatenate([self._fids, new])
-        self._next_fid += count
+        self._next_fid = first + count
         if self._index is None:
             return
         block = self._mat.view[start : start + count]
-        if self._kind == "flat":
-            self._index.add(block)
-        else:
+        if self._kind == "ivf":
             self._index.add_with_ids(block, new)
+        else:
+            self._index.add(block)
 
     def _after_replace(self, rows: np.ndarray) -> None:
         self._own_index()
+        self._row_of = None
         if self._kind == "ivf" and self._index is not None:
             ids = self._fids[rows]
             self._index.remove_ids(faiss.IDSelectorBatch(ids))
             self._index.add_with_ids(np.ascontiguousarray(self._mat.view[rows]), ids)
+        elif self._kind == "hnsw" and self._index is not None:
+            # HNSW cannot remove: the new vectors get new labels, the old ones are orphans left out of searches
+            self._fids[rows] = np.arange(self._index.ntotal, self._index.ntotal + len(rows), dtype=np.int64)
+            self._index.add(np.ascontiguousarray(self._mat.view[rows]))
+            self._next_fid = self._index.ntotal
         else:
             self._index = None
 
     def _after_delete(self, rows: np.ndarray) -> None:
         self._own_index()
+        self._row_of = None
         if self._kind == "ivf" and self._index is not None:
             self._index.remove_ids(faiss.IDSelectorBatch(self._fids[rows]))
-        else:
+        elif self._kind != "hnsw":
             self._index = None
         self._fids = np.delete(self._fids, rows)
 
@@ -228,10 +283,13 @@ class FaissStore(BaseStore):
             # a Flat index with an id selector leaves BLAS (measured 7x slower than gathering the rows)
             return exact_topk(queries, self._mat.view, k, rows)
         k_eff = min(k, n if rows is None else len(rows))
-        bitmap = None if rows is None else self._bitmap(rows)
+        orphans = self._kind == "hnsw" and index.ntotal > n
+        bitmap = None if rows is None and not orphans else self._bitmap(rows)
         sel = None if bitmap is None else faiss.IDSelectorBitmap(bitmap)
         if self._kind == "ivf":
             params: Any = faiss.SearchParametersIVF(nprobe=self._nprobe(), sel=sel)
+        elif self._kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search or EF_SEARCH, k_eff), sel=sel)
         else:
             params = None if sel is None else faiss.SearchParameters(sel=sel)
         if len(queries) <= self.single_thread_queries:
@@ -244,11 +302,25 @@ class FaissStore(BaseStore):
         if self._kind == "ivf":
             pos = np.searchsorted(self._fids, labels)
             labels = np.where(labels >= 0, pos, -1)
+        elif self._kind == "hnsw" and (row_of := self._hnsw_rows()) is not None:
+            labels = row_of[labels]  # label -1 (no hit) reads the last entry, -1
         return labels.astype(np.int64), scores.astype(np.float32)
 
-    def _bitmap(self, rows: np.ndarray) -> np.ndarray:
-        """Packed little-endian bitmap of the FAISS ids of ``rows``."""
-        ids = rows if self._kind == "flat" else self._fids[rows]
+    def _hnsw_rows(self) -> np.ndarray | None:
+        """Row of each HNSW label (``ntotal + 1`` entries, -1 for orphans and for label -1), or None while label i
+        is row i (no delete or replace since the graph was built). Cached until the next change."""
+        if self._row_of is None:
+            n, total = len(self), int(self._index.ntotal)
+            if total == n and bool(np.array_equal(self._fids, np.arange(n))):
+                self._row_of = np.zeros(0, np.int64)
+            else:
+                self._row_of = np.full(total + 1, -1, np.int64)
+                self._row_of[self._fids] = np.arange(n, dtype=np.int64)
+        return self._row_of if len(self._row_of) else None
+
+    def _bitmap(self, rows: np.ndarray | None) -> np.ndarray:
+        """Packed little-endian bitmap of the FAISS ids of ``rows`` (None: all rows)."""
+        ids = self._fids if rows is None else rows if self._kind == "flat" else self._fids[rows]
         bits = np.zeros(len(self) if self._kind == "flat" else self._next_fid, bool)
         bits[ids] = True
         return np.packbits(bits, bitorder="little")
@@ -261,7 +333,7 @@ class FaissStore(BaseStore):
         self._ensure_index()  # train now, so that loading never has to
         faiss.write_index(self._index, str(folder / "faiss.index"))
         np.save(folder / "faiss_ids.npy", self._fids, allow_pickle=False)
-        info = {"kind": "ivf", "trained_n": self._trained_n, "next_fid": self._next_fid}
+        info = {"kind": self._kind, "trained_n": self._trained_n, "next_fid": self._next_fid}
         (folder / "faiss.json").write_text(json.dumps(info) + "\n", encoding="utf-8")
 
     def _load_extra(self, folder: Path) -> None:
@@ -272,18 +344,28 @@ class FaissStore(BaseStore):
         try:
             info = json.loads((folder / "faiss.json").read_text(encoding="utf-8"))
             fids = np.load(folder / "faiss_ids.npy", allow_pickle=False)
-            # the inverted lists (a second copy of the vectors) stay in the file, mapped, not read into memory
+            # IVF lists / HNSW vectors and graph (a second copy of the vectors) stay in the file, mapped, not read
             index = faiss.read_index(str(folder / "faiss.index"), faiss.IO_FLAG_MMAP_IFC)
         except (OSError, ValueError, RuntimeError) as e:
             log.warning("%s: cannot read the saved FAISS index (%s); it will be rebuilt", folder, e)
             return
-        ok = (
-            fids.shape == (n,) and fids.dtype == np.int64 and index.ntotal == n and index.d == self.dim
-            and bool(np.all(np.diff(fids) > 0)) and int(info.get("next_fid", -1)) > int(fids.max(initial=-1))
-        )  # fmt: skip
-        if not ok:
+        kind = info.get("kind", "ivf")
+        if not _saved_index_fits(kind, index, fids, n, self.dim, int(info.get("next_fid", -1))):
             log.warning("%s: the saved FAISS index does not match the vectors; it will be rebuilt", folder)
             return
         self._fids, self._next_fid = fids, int(info["next_fid"])
-        self._index, self._kind, self._trained_n = index, "ivf", int(info.get("trained_n", n))
+        self._index, self._kind, self._trained_n = index, kind, int(info.get("trained_n", n))
+        self._row_of = None
         self._mapped = True
+
+
+def _saved_index_fits(kind: str, index: Any, fids: np.ndarray, n: int, dim: int, next_fid: int) -> bool:
+    """Whether a saved index of ``kind`` and its ids ``fids`` (one per row) belong to ``n`` vectors of ``dim``."""
+    if fids.shape != (n,) or fids.dtype != np.int64 or index.d != dim or next_fid <= int(fids.max(initial=-1)):
+        return False
+    if kind == "ivf":
+        return bool(index.ntotal == n and np.all(np.diff(fids) > 0) and hasattr(index, "nlist"))
+    if kind == "hnsw":
+        unique = len(np.unique(fids)) == n
+        return bool(hasattr(index, "hnsw") and unique and index.ntotal == next_fid and fids.min(initial=0) >= 0)
+    return False

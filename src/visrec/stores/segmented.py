@@ -28,6 +28,7 @@ import numpy as np
 
 from visrec.errors import BadInput, IndexCorrupt
 from visrec.stores._common import BaseStore, Batch, _check_ids, check_k, check_vectors
+from visrec.stores._facts import FACTS, facts_of, load_facts, save_facts
 from visrec.stores._files import link_or_copy
 from visrec.stores._segment import (
     SEGMENTS,
@@ -217,6 +218,20 @@ class SegmentedStore:
                 if seg.dead is None or not seg.dead[r]:
                     yield item, meta
 
+    def file_facts(self) -> tuple[list[str], np.ndarray]:
+        """Ids of every live item and their file facts ``(n,)`` ``FACTS_DTYPE`` (see ``visrec.stores._facts``),
+        read from each segment's ``facts.npy`` (computed from the metadata of a segment without one)."""
+        with self._lock:
+            segs = list(self._segs)
+        ids: list[str] = []
+        parts = []
+        for seg in segs:
+            facts = self._facts(seg)
+            live = seg.live_rows()
+            ids += list(seg.store._ids) if live is None else [seg.store._ids[r] for r in live.tolist()]
+            parts.append(facts if live is None else facts[live])
+        return ids, (np.concatenate(parts) if parts else facts_of([]))
+
     # ---- segments -----------------------------------------------------------------------------------------
 
     def segments(self) -> list[dict[str, Any]]:
@@ -259,10 +274,12 @@ class SegmentedStore:
                 (folder / seg.name).mkdir()
                 if seg.source is not None:
                     for f in sorted(seg.source.iterdir()):
-                        if f.is_file() and not f.name.startswith("."):
+                        if f.is_file() and not f.name.startswith(".") and f.name != FACTS:
                             link_or_copy(str(f), str(folder / seg.name / f.name))
+                    self._save_facts(seg, folder / seg.name)
                 else:
                     seg.store.save(folder / seg.name)
+                    save_facts(folder / seg.name, (m for _, m in seg.store._meta.iter_all()))
                 if seg.n_dead:
                     assert seg.dead is not None
                     np.save(folder / f"{seg.name}.deleted.npy", np.flatnonzero(seg.dead), allow_pickle=False)
@@ -272,6 +289,24 @@ class SegmentedStore:
             (folder / SEGMENTS).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
 
     # ---- internals ------------------------------------------------------------------------------------------
+
+    def _save_facts(self, seg: _Segment, dst: Path) -> None:
+        """Link a saved segment's valid ``facts.npy``; write it when it is missing or of another format (a
+        segment saved by an earlier visrec gets its facts on its first commit here)."""
+        assert seg.source is not None
+        if load_facts(seg.source, seg.rows) is not None:
+            link_or_copy(str(seg.source / FACTS), str(dst / FACTS))
+        else:
+            np.save(dst / FACTS, self._facts(seg), allow_pickle=False)
+
+    def _facts(self, seg: _Segment) -> np.ndarray:
+        """The segment's file facts: its ``facts.npy``, else computed from its metadata (kept on a saved segment)."""
+        if seg.source is None:  # not saved yet: it may still change
+            return facts_of(m for _, m in seg.store._meta.iter_all())
+        if seg.facts is None:
+            saved = load_facts(seg.source, seg.rows)
+            seg.facts = saved if saved is not None else facts_of(m for _, m in seg.store._meta.iter_all())
+        return seg.facts
 
     def _find(self, item: str) -> tuple[_Segment, int] | None:
         for seg in reversed(self._segs):
