@@ -19,6 +19,8 @@ from visrec.errors import BadInput, ManifestMismatch
 def test_precision_follows_the_cpu_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VISREC_PRECISION", raising=False)
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    assert precision_name("openvino") == "f32"  # the default: indexes open on every machine
+    monkeypatch.setenv("VISREC_PRECISION", "auto")
     assert precision_name("openvino") == "bf16"
     assert precision_name("onnxruntime") == "f32"  # ONNX Runtime has no bfloat16 CPU path
     monkeypatch.setenv("VISREC_PRECISION", "F32")
@@ -30,7 +32,7 @@ def test_precision_follows_the_cpu_and_the_environment(monkeypatch: pytest.Monke
     with pytest.raises(BadInput, match="VISREC_RUNTIME=openvino"):
         precision_name("onnxruntime", "bf16")
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
-    monkeypatch.delenv("VISREC_PRECISION")
+    monkeypatch.setenv("VISREC_PRECISION", "auto")
     assert precision_name("openvino") == "f32"
     with pytest.raises(BadInput, match="no native bfloat16"):
         precision_name("openvino", "bf16")
@@ -81,7 +83,7 @@ def test_precision_is_part_of_the_encoder_identity(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
     monkeypatch.setenv("VISREC_RUNTIME", "openvino")
-    monkeypatch.delenv("VISREC_PRECISION", raising=False)
+    monkeypatch.setenv("VISREC_PRECISION", "auto")
     try:
         bf16: Any = create_encoder("efficientnet-lite0", bridge=False)
     except MissingWeights as exc:

@@ -56,8 +56,9 @@ class BackboneOptions:
     ``"bicubic"``). Features: ``stages`` (pooled blocks, concatenated), ``pooling`` (``"gem"`` | ``"avg"``),
     ``gem_p``, ``flip`` (average with the mirrored image). Text side: ``bridge`` (False gives an image-only
     encoder with ``joint_dim=None``), ``bridge_temperature``, ``bridge_top_k``, ``bridge_class_text``, ``bridge_space``,
-    ``bridge_text_temperature`` (see :class:`visrec.encoders.bridge.LabelBridge`). ``precision``: ``"auto"``
-    (``$VISREC_PRECISION``, else bfloat16 on OpenVINO where the CPU computes it natively), ``"f32"`` or ``"bf16"``;
+    ``bridge_text_temperature`` (see :class:`visrec.encoders.bridge.LabelBridge`). ``precision``: unset
+    (``"auto"`` here: ``$VISREC_PRECISION``, else float32), ``"auto"`` via the variable (bfloat16 on OpenVINO
+    where the CPU computes it natively), ``"f32"`` or ``"bf16"``;
     the fingerprint holds the resolved one when it is bf16 (see :mod:`visrec.encoders.runtime`). ``batch_size``:
     images per forward pass (at most ``PER_CORE_BATCH`` when many images run one single-threaded inference per
     core).

@@ -7,9 +7,9 @@ does not depend on the runtime and an index built with one is searched with the 
 chooses: ``openvino`` or ``onnxruntime``; unset, OpenVINO is used when it can be imported. ONNX Runtime stays
 the reference (exports are verified with it).
 
-Precision (``VISREC_PRECISION``: ``auto`` | ``f32`` | ``bf16``): OpenVINO runs the graph in bfloat16 where the CPU
-computes it natively (AVX512_BF16 or AMX; ``auto``), float32 elsewhere and on ONNX Runtime. ``bf16`` must pass
-the gate in :data:`BF16_GATE` (measured by ``benchmarks/precision_accuracy.py``) to stay the default; its vectors
+Precision (``VISREC_PRECISION``: ``f32`` (default) | ``auto`` | ``bf16``): with ``auto`` OpenVINO runs the graph in
+bfloat16 where the CPU computes it natively (AVX512_BF16 or AMX), float32 elsewhere and on ONNX Runtime. ``bf16``
+must pass the gate in :data:`BF16_GATE` (measured by ``benchmarks/precision_accuracy.py``) to be offered; its vectors
 are close to float32 ones but not interchangeable (one image's cosine went down to 0.988, under
 ``INTERCHANGEABLE_COSINE``), so a bf16 encoder has its own fingerprint: an index records the precision it was
 built at and is reopened at it (refused, with the fix, where bf16 cannot run).
@@ -34,7 +34,7 @@ ENV_VAR = "VISREC_RUNTIME"
 PRECISIONS = ("f32", "bf16")
 PRECISION_VAR = "VISREC_PRECISION"
 BF16_GATE = 0.005
-"""bfloat16 is the default only while kNN top-1 (1-NN and 5-NN vote) on naruto_roboflow's grouped split,
+"""bfloat16 is offered only while kNN top-1 (1-NN and 5-NN vote) on naruto_roboflow's grouped split,
 cifar10_subset and caltech101_dev loses at most this (0.5 points) against float32 on every set. Measured
 (naruto / cifar / caltech): k=1 +0.0 / -0.5 / +0.14 points, k=5 +0.0 / +1.0 / -0.14."""
 INTERCHANGEABLE_COSINE = 0.99
@@ -70,13 +70,15 @@ def cpu_has_bf16() -> bool:
 
 
 def precision_name(runtime: str, precision: str | None = None) -> str:
-    """The inference precision for ``runtime``: ``precision``, else ``$VISREC_PRECISION``, else ``auto``.
+    """The inference precision for ``runtime``: ``precision``, else ``$VISREC_PRECISION``, else ``f32``.
 
-    ``auto``: ``bf16`` on OpenVINO when the CPU computes it natively, ``f32`` otherwise. Raises ``BadInput`` for
+    ``f32`` is the default so that an index opens on any machine (bf16 vectors are another encoder identity, and
+    an index built at bf16 is refused where bf16 cannot run). ``auto``: ``bf16`` on OpenVINO when the CPU computes
+    it natively, ``f32`` otherwise. Raises ``BadInput`` for
     an unknown name, or for ``bf16`` where it cannot run (ONNX Runtime; a CPU without native bfloat16, where
     OpenVINO would quietly run float32 and give vectors of another encoder identity).
     """
-    name = (precision or os.environ.get(PRECISION_VAR, "") or "auto").strip().lower()
+    name = (precision or os.environ.get(PRECISION_VAR, "") or "f32").strip().lower()
     if name == "auto":
         return "bf16" if runtime == "openvino" and cpu_has_bf16() else "f32"
     if name not in PRECISIONS:
