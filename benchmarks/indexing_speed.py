@@ -23,8 +23,9 @@ Each measurement runs in a fresh subprocess (so its peak memory is its own), and
   against this one.
 - ``model-onnxruntime`` / ``model-openvino``: each runtime alone on ready-made batches (no decoding), the
   encoder's multi-threaded session at its best batch size: the runtime's ceiling for this graph. ``visrec``
-  uses the default runtime (``$VISREC_RUNTIME``, else OpenVINO when installed) and precision (``$VISREC_PRECISION``: float32 by default, ``auto`` for bfloat16 on
-  OpenVINO where the CPU computes it natively; ``visrec-onnxruntime`` runs float32). Also printed: the same model
+  uses the default runtime (``$VISREC_RUNTIME``, else OpenVINO when installed) and precision
+  (``$VISREC_PRECISION``: float32 by default, ``auto`` for bfloat16 on OpenVINO where the CPU computes it
+  natively; ``visrec-onnxruntime`` runs float32). Also printed: the same model
   through the encoder's batch path on ready-made batches (one single-threaded inference per core, as
   ``build_index`` runs it), per batch size: the ceiling of the embed stage itself.
 - ``ceiling``: FLOPs per image (torch's FLOP counter on the module) and the machine's float32 matmul FLOP/s
