@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.unit.crashing import kill_when_paused
 from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch
 from visrec.index.folder import IndexFolder, write_json
 from visrec.stores import create_store, l2_normalize, load_store
@@ -170,17 +168,7 @@ def test_sigkill_during_commit_leaves_a_readable_index(tmp_path: Path, point: st
     folder = new_folder(path)
     folder.commit(store_writer(3, {"t": 0.5}), count=3)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", CRASHING_WRITER, str(path), point], env=env,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not (path / "PAUSED").exists():
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the writer never reached the kill point"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when_paused([sys.executable, "-c", CRASHING_WRITER, str(path), point], env, path, timeout=60)
 
     reader = IndexFolder.open(path)  # leftovers are ignored
     assert reader.manifest.generation == survivor

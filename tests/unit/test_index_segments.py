@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.fixtures_images import make_labeled_tree, noise_image
+from tests.unit.crashing import kill_when_paused
 from visrec.classify import PrototypeClassifier
 from visrec.cli import app
 from visrec.data import load_dataset
@@ -181,16 +179,7 @@ def test_sigkill_while_a_segment_or_a_merge_is_written_keeps_the_previous_genera
     ids, gen = sorted(before.store.ids()), IndexFolder.open(out).manifest.generation
     shutil.copy(root / "blue" / "blue_0.jpg", root / "blue" / "late.jpg")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC.parent), str(SRC)])}
-    proc = subprocess.Popen([sys.executable, "-c", CRASH, str(root), str(out), point], env=env, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "PAUSED").exists():
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the writer never reached the kill point"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when_paused([sys.executable, "-c", CRASH, str(root), str(out), point], env, out, timeout=120)
     after = Index(out)
     assert IndexFolder.open(out).manifest.generation == gen and sorted(after.store.ids()) == ids
     rep = _build(root, out)  # the dead writer's lock and debris are gone
