@@ -35,6 +35,7 @@ import numpy as np
 
 from visrec.encoders.cache import atomic_write_bytes, cache_dir
 from visrec.errors import BadInput, DimensionMismatch
+from visrec.npyio import load_npy
 
 if TYPE_CHECKING:
     from visrec.encoders.text import MiniLMTextEncoder
@@ -236,7 +237,7 @@ class LabelBridge:
 def _load_npy(path: Any, shape: tuple[int, int]) -> np.ndarray | None:
     """The cached array, or None when absent, truncated, or of the wrong shape (then it is recomputed)."""
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = load_npy(path)
     except (OSError, ValueError, EOFError):
         return None
     if arr.shape != shape or arr.dtype != np.float32 or not np.isfinite(arr).all():

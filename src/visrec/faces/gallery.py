@@ -17,6 +17,7 @@ from visrec.errors import BadImage, BadInput, IndexCorrupt, ManifestMismatch
 from visrec.faces.calibrate import Calibration, calibrate, distance_matrix, pair_distances
 from visrec.faces.openset import DEFAULT_FPIR, calibrate_open_set
 from visrec.faces.pipeline import FacePipeline
+from visrec.npyio import load_npy
 
 SCHEMA = 1
 
@@ -107,7 +108,7 @@ class FaceGallery:
         if meta.get("schema") != SCHEMA:
             raise IndexCorrupt(f"{src}: face index schema {meta.get('schema')!r} is not {SCHEMA}; rebuild it")
         cal = Calibration.load(src / "calibration.json") if (src / "calibration.json").is_file() else None
-        vectors = np.load(src / "faces.npy", allow_pickle=False)
+        vectors = load_npy(src / "faces.npy")
         return FaceGallery(vectors, meta["rows"], meta["pipeline"], cal, meta.get("skipped", {}))
 
     def check_pipeline(self, pipeline: FacePipeline) -> None:

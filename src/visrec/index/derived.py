@@ -13,6 +13,7 @@ import numpy as np
 from visrec.errors import BadInput
 from visrec.index.folder import IndexFolder
 from visrec.index.pipeline import IndexConfig, IndexingReport
+from visrec.npyio import load_npy
 from visrec.stores.base import VectorStore
 
 CALIBRATED_MODES = ("knn", "prototype")
@@ -97,7 +98,7 @@ def _read_sums(folder: IndexFolder) -> ClassSums | None:
     info = folder.read_json("prototypes.json")
     if gen is None or not isinstance(info, dict) or "counts" not in info or not (gen / SUMS).is_file():
         return None
-    sums = np.load(gen / SUMS, allow_pickle=False)
+    sums = load_npy(gen / SUMS)
     counts = np.asarray(info["counts"], np.int64)
     if sums.shape[0] != len(info["classes"]) or len(counts) != len(info["classes"]):
         return None

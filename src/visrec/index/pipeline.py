@@ -25,6 +25,7 @@ import numpy as np
 
 from visrec.encoders.base import Encoder
 from visrec.errors import BadImage, BadInput
+from visrec.npyio import load_npy
 from visrec.types import Embeddings, ImageRecord
 
 if TYPE_CHECKING:
@@ -145,9 +146,9 @@ class ShardWriter:
                 info = json.loads(js.read_text())
                 if info.get("fingerprint") != self.fingerprint:
                     continue
-                vec = np.load(js.with_suffix(".npy"), allow_pickle=False)
+                vec = load_npy(js.with_suffix(".npy"))
                 jp = js.with_name(js.stem + ".joint.npy")
-                joint = np.load(jp, allow_pickle=False) if jp.exists() else None
+                joint = load_npy(jp) if jp.exists() else None
             except (OSError, ValueError):
                 continue  # a shard cut short by a kill: its images are embedded again
             if len(vec) == len(info["ids"]):

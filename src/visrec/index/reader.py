@@ -27,6 +27,7 @@ from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.index.folder import IndexFolder
 from visrec.index.recognize import MODES  # noqa: F401  (re-exported)
 from visrec.index.snapshot import Snapshot, manifest_signature
+from visrec.npyio import load_npz
 from visrec.stores import VectorStore
 from visrec.types import Embeddings, Hit, Prediction
 
@@ -446,8 +447,7 @@ class Index:
             p = s.gen / "novelty.npz"
             if not p.exists():
                 raise NotCalibrated(f"{self.path} lacks novelty.npz; recalibrate it: visrec calibrate {self.path}")
-            with np.load(p, allow_pickle=False) as z:
-                s.novelty = GaussianNovelty.from_arrays(dict(z), relative=name == "relative_mahalanobis")
+            s.novelty = GaussianNovelty.from_arrays(load_npz(p), relative=name == "relative_mahalanobis")
         return s.novelty.score(vectors)
 
 

@@ -22,6 +22,7 @@ from visrec.encoders.base import Encoder
 from visrec.errors import IndexCorrupt
 from visrec.index.folder import IndexFolder
 from visrec.index.manifest import MANIFEST, Manifest
+from visrec.npyio import load_npy
 from visrec.stores import VectorStore, load_store
 
 Signature = tuple[int, int, int]
@@ -134,7 +135,7 @@ def _read_prototypes(gen: Path, dim: int) -> tuple[np.ndarray, list[str]]:
         return np.zeros((0, dim), np.float32), []
     classes = _read_json(gen / "prototypes.json").get("classes", [])
     try:
-        protos = np.load(p, allow_pickle=False)
+        protos = load_npy(p)
     except (OSError, ValueError) as e:
         raise IndexCorrupt(f"{p} cannot be read ({e}); re-index the folder") from None
     return protos, list(classes)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from visrec.errors import BadInput, DimensionMismatch, IndexCorrupt
+from visrec.npyio import load_npy
 from visrec.stores._search import exact_topk
 from visrec.stores.metadata import MetadataTable, normalize_metadata
 from visrec.types import Neighbors
@@ -361,7 +362,7 @@ class BaseStore:
         saved = info.get("options") if cls.backend == info.get("backend") else {}
         store = cls(int(info["dim"]), **{**(saved or {}), **options})
         try:
-            vecs = np.load(folder / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+            vecs = load_npy(folder / "vectors.npy", mmap_mode="r" if mmap else None)
         except (OSError, ValueError) as e:
             raise IndexCorrupt(f"{folder}/vectors.npy cannot be read ({e}); re-index the folder") from None
         if vecs.ndim != 2 or vecs.shape != (info["count"], store.dim) or vecs.dtype != np.float32:

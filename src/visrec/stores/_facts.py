@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from visrec.npyio import load_npy
+
 FACTS = "facts.npy"
 FACTS_DTYPE = np.dtype([("size", "<i8"), ("mtime_ns", "<i8"), ("inode", "<i8"), ("describe_fnv1a", "<u8")])
 FILE_KEYS = ("size", "mtime_ns", "inode")
@@ -91,7 +93,7 @@ def load_facts(folder: Path, rows: int) -> np.ndarray | None:
     """The saved facts of a segment with ``rows`` rows, or None when absent or not matching (then the caller
     computes them from the metadata)."""
     try:
-        arr = np.load(folder / FACTS, allow_pickle=False)
+        arr = load_npy(folder / FACTS)
     except (OSError, ValueError):
         return None
     return arr if arr.dtype == FACTS_DTYPE and arr.shape == (rows,) else None

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from visrec.errors import IndexCorrupt
+from visrec.npyio import load_npy
 from visrec.stores._common import BaseStore, Batch
 from visrec.stores.filters import Filter
 
@@ -160,7 +161,7 @@ def _read_info(folder: Path) -> dict[str, Any]:
 
 def _read_tombstones(path: Path, rows: int, expected: int) -> np.ndarray:
     try:
-        dead = np.load(path, allow_pickle=False)
+        dead = load_npy(path)
     except (OSError, ValueError) as e:
         raise IndexCorrupt(f"{path} cannot be read ({e}); re-index the folder") from None
     if dead.ndim != 1 or len(dead) != expected or dead.dtype.kind not in "iu" or (len(dead) and dead.max() >= rows):

@@ -32,6 +32,7 @@ import faiss as _faiss
 import numpy as np
 
 from visrec.errors import BadInput
+from visrec.npyio import load_npy
 from visrec.stores._common import BaseStore
 from visrec.stores._search import exact_topk
 
@@ -343,7 +344,7 @@ class FaissStore(BaseStore):
             return
         try:
             info = json.loads((folder / "faiss.json").read_text(encoding="utf-8"))
-            fids = np.load(folder / "faiss_ids.npy", allow_pickle=False)
+            fids = load_npy(folder / "faiss_ids.npy")
             # IVF lists / HNSW vectors and graph (a second copy of the vectors) stay in the file, mapped, not read
             index = faiss.read_index(str(folder / "faiss.index"), faiss.IO_FLAG_MMAP_IFC)
         except (OSError, ValueError, RuntimeError) as e:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from visrec.errors import BadInput
+from visrec.npyio import parse_expression
 
 OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
 COLUMNS = {"id": "id", "path": "path", "split": "split", "sha256": "sha256", "width": "width",
@@ -110,7 +111,7 @@ def parse_filter(expr: str) -> Filter:
     if len(expr) > MAX_EXPR_CHARS:
         raise BadInput(f"filter expression is {len(expr)} characters long; the limit is {MAX_EXPR_CHARS}")
     try:
-        tree = ast.parse(expr.strip(), mode="eval")
+        tree = parse_expression(expr.strip())
         root = _convert(tree.body, expr)
     except SyntaxError as e:
         raise BadInput(f"cannot parse filter {expr!r}: {e.msg}. Allowed: {_ALLOWED}") from None
