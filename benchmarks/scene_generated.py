@@ -39,6 +39,7 @@ RULES: list[dict[str, Any]] = (
         for f in (0.5, 0.6, 0.7, 0.76)
     ]
     + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.4, 0.5, 0.6, 0.7, 0.8) for m in (0.1, 0.3, 0.5)]
+    + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.65, 0.75) for m in (0.1, 0.3)]
     + [{"accept": "confidence", "min_confidence": c, "merge_iou": 0.1} for c in (0.2, 0.3, 0.4, 0.5, 0.6)]
 )
 
@@ -68,7 +69,9 @@ def segmenter_configs() -> dict[str, Any]:
 
     small = (0.1, 0.16, 0.25, 0.4, 0.6)
     return {
-        "gallery-0.25": GalleryConfig(proposals=grid((0.25, 0.4, 0.6))),  # the shipped default
+        "gallery": GalleryConfig(),  # the shipped default: boundary boxes, then windows
+        "gallery-windows": GalleryConfig(edges=None),  # windows only (the former default)
+        "gallery-edges": GalleryConfig(max_windows=0, refine_seeds=0),  # boundary boxes only
         "gallery-0.1": GalleryConfig(proposals=grid(small)),
         "gallery-0.1-x2": GalleryConfig(proposals=grid(small), max_windows=192, refine_seeds=12, max_regions=40),
         "gallery-0.1-seg": GalleryConfig(proposals=grid(small, True), max_regions=40),
@@ -167,6 +170,9 @@ class _Counting:
     def cached_embeddings(self) -> Any:
         return getattr(self.seg, "cached_embeddings", lambda: None)()
 
+    def region_tiers(self) -> Any:
+        return getattr(self.seg, "region_tiers", lambda: None)()
+
 
 def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list[str]) -> dict[str, Any]:
     from visrec.index import Index
@@ -230,7 +236,7 @@ def main() -> None:
         for seg, entry in rep["segmenters"].items():
             row = entry["grid"][best["index"]]
             summary["segmenters"][seg] = {"seconds": entry["seconds"], "windows": entry["windows"], "chosen": row}
-        shipped = rep["segmenters"].get("gallery-0.25", {}).get("grid", [])
+        shipped = rep["segmenters"].get("gallery", {}).get("grid", [])
         rows = [g for g in shipped if g["rule"] == default_rule()]
         if rows:  # the shipped default (gallery, default rule) against the baseline, label-correct F1
             summary["default"] = rows[0]

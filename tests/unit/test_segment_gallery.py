@@ -16,6 +16,7 @@ from visrec.errors import BadInput
 from visrec.index import Index
 from visrec.index.pipeline import IndexConfig
 from visrec.index.writer import build_index
+from visrec.segment.edges import EdgeBoxConfig
 from visrec.segment.gallery import GalleryConfig, GallerySegmenter, balanced_batch
 from visrec.segment.proposals import fit_stride, jitter_windows, sliding_windows
 from visrec.segment.scene import SceneAnalyzer, SceneConfig, relative_labels
@@ -73,13 +74,21 @@ def test_gallery_embeds_at_most_max_windows(index: Index, monkeypatch: pytest.Mo
         return original(images, **kw)
 
     monkeypatch.setattr(enc, "encode_images", counting)
-    seg = GallerySegmenter(index, GalleryConfig(max_windows=40, refine_seeds=3))
+    seg = GallerySegmenter(index, GalleryConfig(max_windows=40, refine_seeds=3, edges=None))
     seg.set_image(_wide_scene())
     assert len(seen) == 2 and sum(seen) <= 40 and seen[1] == 3 * 6  # coarse grid, then the local search
     emb = seg.cached_embeddings()
     assert emb is not None and len(emb.vectors) == len(seg.regions())
+    seen.clear()
+    both = GallerySegmenter(index, GalleryConfig(max_windows=40, refine_seeds=3, edges=EdgeBoxConfig(max_boxes=5)))
+    both.set_image(_wide_scene())  # boundary boxes first (at most max_boxes), then the two rounds of windows
+    assert len(seen) == 3 and seen[0] <= 5 and sum(seen[1:]) <= 40
+    tiers = both.region_tiers()
+    assert len(tiers) == len(both.regions()) and list(tiers) == sorted(tiers) and set(tiers) <= {0, 1}
     with pytest.raises(BadInput, match="refine_seeds"):
         GalleryConfig(max_windows=12, refine_seeds=2)
+    with pytest.raises(BadInput, match="boundary boxes"):
+        GalleryConfig(max_windows=0, refine_seeds=0, edges=None)  # nothing left to embed
 
 
 def _pred(label: str, score: float) -> Prediction:

@@ -17,6 +17,13 @@ per image, in two rounds:
 
 Ranking windows by contrast to keep the "best" few was measured and rejected: it drops the faces (flat-shaded
 skin) before the busy background.
+
+Windows are squares on a grid of a few scales: they seldom fit small objects of other shapes closely enough for
+IoU 0.5, and a scene of many small objects needs hundreds of them. So the segmenter also embeds the image's
+*boundary boxes* (:mod:`visrec.segment.edges`: boxes of closed edge outlines, from 1/16 to 0.6 of the short
+side, at most 128), which follow objects of any size and aspect. They come first among the regions (tier 0,
+:meth:`GallerySegmenter.region_tiers`): the scene's overlap resolution considers them before any window, so a
+window only names what no boundary box of that label covers.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import numpy as np
 
 from visrec.errors import BadInput
 from visrec.segment.base import ImageHolder
+from visrec.segment.edges import EdgeBoxConfig, edge_boxes
 from visrec.segment.masks import crop, nms
 from visrec.segment.proposals import ProposalConfig, ProposalSegmenter, fit_stride, jitter_windows
 from visrec.segment.types import Regions
@@ -39,10 +47,12 @@ JITTERS = 6  # windows per seed made by jitter_windows with its defaults (4 move
 @dataclass(frozen=True)
 class GalleryConfig:
     """``proposals``: the coarse grid (its ``stride`` is the finest used); ``max_windows``: the most windows
-    embedded per image, both rounds together; ``refine_seeds``: windows searched around in round 2 (0: none);
+    embedded per image, both rounds together (0: none, boundary boxes only); ``refine_seeds``: windows searched
+    around in round 2 (0: none);
     ``min_contrast``: windows flatter than this are not embedded; ``min_similarity``: cosine floor to the
-    nearest indexed image; ``nms_iou``: pruning IoU; ``max_regions``: cap; ``batch_size``: encoder batch (0: the
-    windows split evenly over the CPU cores, so that no core runs one batch more than another)."""
+    nearest indexed image; ``nms_iou``: pruning IoU; ``max_regions``: cap on windows kept; ``batch_size``: encoder
+    batch (0: the windows split evenly over the CPU cores, so that no core runs one batch more than another);
+    ``edges``: boundary boxes embedded besides the windows (None: windows only)."""
 
     proposals: ProposalConfig = field(
         default_factory=lambda: ProposalConfig(
@@ -56,14 +66,17 @@ class GalleryConfig:
     nms_iou: float = 0.3
     max_regions: int = 20
     batch_size: int = 0
+    edges: EdgeBoxConfig | None = field(default_factory=EdgeBoxConfig)
 
     def __post_init__(self) -> None:
-        if not -1.0 <= self.min_similarity <= 1.0 or min(self.max_regions, self.max_windows) < 1:
+        if not -1.0 <= self.min_similarity <= 1.0 or self.max_regions < 1 or self.max_windows < 0:
             raise BadInput(
-                "min_similarity must be in [-1, 1], max_regions and max_windows >= 1; got "
+                "min_similarity must be in [-1, 1], max_regions >= 1 and max_windows >= 0; got "
                 f"{self.min_similarity}, {self.max_regions}, {self.max_windows}"
             )
-        if self.batch_size < 0 or self.refine_seeds < 0 or self.refine_seeds * JITTERS >= self.max_windows:
+        if self.max_windows == 0 and self.edges is None:
+            raise BadInput("max_windows=0 (no windows) needs boundary boxes (edges)")
+        if self.batch_size < 0 or self.refine_seeds < 0 or self.refine_seeds * JITTERS >= max(1, self.max_windows):
             raise BadInput(
                 f"batch_size and refine_seeds must be >= 0 and refine_seeds * {JITTERS} < max_windows; got "
                 f"{self.batch_size}, {self.refine_seeds}, {self.max_windows}"
@@ -95,11 +108,36 @@ class GallerySegmenter(ImageHolder):
         self.config = config or GalleryConfig(**options)
         self._regions: Regions | None = None
         self._emb: Embeddings | None = None
+        self._tiers = np.zeros(0, np.int64)
 
     def set_image(self, image: np.ndarray) -> None:
-        """Embed and score the windows of an RGB ``uint8`` ``(h, w, 3)`` image (the slow part)."""
+        """Embed and score the boundary boxes and windows of an RGB ``uint8`` ``(h, w, 3)`` image (the slow part)."""
         self._image = image
+        tiers = [(t, p) for t, p in enumerate((self._boundary(image), self._windows(image))) if p is not None]
+        if not tiers:
+            self._regions, self._emb, self._tiers = Regions.empty(), None, np.zeros(0, np.int64)
+            return
+        parts = [p for _t, p in tiers]
+        self._regions = Regions(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), None)
+        self._emb = parts[0][2] if len(parts) == 1 else _concat([p[2] for p in parts])
+        self._tiers = np.concatenate([np.full(len(p[0]), t, np.int64) for t, p in tiers])
+
+    def _boundary(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
+        """Boundary boxes whose similarity is at least ``min_similarity``: boxes, similarities, embeddings."""
+        if self.config.edges is None:
+            return None
+        boxes = edge_boxes(image, self.config.edges)
+        if len(boxes) == 0:
+            return None
+        emb, sims = self._score(image, boxes, "e")
+        ok = np.nonzero(sims >= self.config.min_similarity)[0]
+        return boxes[ok], sims[ok], emb.take(ok)
+
+    def _windows(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
+        """The two rounds of windows (see the module docstring), pruned by NMS and capped at ``max_regions``."""
         cfg = self.config
+        if cfg.max_windows == 0:
+            return None
         h, w = image.shape[:2]
         coarse_budget = cfg.max_windows - cfg.refine_seeds * JITTERS
         stride = fit_stride(h, w, cfg.proposals.scales, cfg.proposals.stride, coarse_budget)
@@ -108,19 +146,17 @@ class GallerySegmenter(ImageHolder):
         cand = proposals.regions()
         boxes = cand.xyxy[np.nonzero(cand.scores >= cfg.min_contrast)[0][:coarse_budget]]
         if len(boxes) == 0:
-            self._regions, self._emb = Regions.empty(), None
-            return
+            return None
         emb, sims = self._score(image, boxes, "c")
         if cfg.refine_seeds:
             seeds = boxes[nms(boxes, sims, cfg.nms_iou)[: cfg.refine_seeds]]
             fine = jitter_windows(seeds, h, w)
             emb2, sims2 = self._score(image, fine, "f")
             boxes, sims = np.concatenate([boxes, fine]), np.concatenate([sims, sims2])
-            emb = Embeddings.concat([emb, emb2], emb.encoder_id, emb.vectors.shape[1], _joint_dim(emb))
+            emb = _concat([emb, emb2])
         ok = np.nonzero(sims >= cfg.min_similarity)[0]
         keep = ok[nms(boxes[ok], sims[ok], cfg.nms_iou)][: cfg.max_regions]
-        self._regions = Regions(boxes[keep].astype(np.float32), sims[keep], None)
-        self._emb = emb.take(keep)
+        return boxes[keep].astype(np.float32), sims[keep], emb.take(keep)
 
     def _score(self, image: np.ndarray, boxes: np.ndarray, tag: str) -> tuple[Embeddings, np.ndarray]:
         """Embeddings of the windows' crops and each one's cosine to its nearest indexed image (float32)."""
@@ -140,6 +176,13 @@ class GallerySegmenter(ImageHolder):
         self._require_image()
         return self._emb
 
+    def region_tiers(self) -> np.ndarray:
+        """Per region, ``(n,)`` int64: 0 for a boundary box, 1 for a window (overlaps are resolved tier first)."""
+        self._require_image()
+        return self._tiers
 
-def _joint_dim(emb: Embeddings) -> int | None:
-    return None if emb.joint is None else int(emb.joint.shape[1])
+
+def _concat(parts: list[Embeddings]) -> Embeddings:
+    first = parts[0]
+    joint = None if first.joint is None else int(first.joint.shape[1])
+    return Embeddings.concat(parts, first.encoder_id, first.vectors.shape[1], joint)

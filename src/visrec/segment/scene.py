@@ -24,7 +24,8 @@ Four acceptance rules (``SceneConfig.accept``):
   thresholds). Those are fitted on whole gallery images and are strict on crops of scenes (on generated
   scenes they name a third to a half as many objects as ``absolute``).
 
-Overlaps are then resolved per label: of two same-label box regions (windows) overlapping with IoU >
+Overlaps are then resolved per label, a segmenter's lower region tiers first (the ``gallery`` segmenter's
+boundary boxes before its windows), then by score: of two same-label box regions (windows) overlapping with IoU >
 ``merge_iou``, or one inside the other, the weaker is dropped (NMS; boxes are never grown into unions, so
 distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
 object and join (union mask and box). A region overlapping a more confident region of another label by more
@@ -143,8 +144,10 @@ def resolve_overlaps(
     scores: np.ndarray,
     cfg: SceneConfig,
     joined: dict[int, list[int]] | None = None,
+    tiers: np.ndarray | None = None,
 ) -> list[int]:
-    """Indices of the regions to keep, most confident first.
+    """Indices of the regions to keep, in the order considered: known before unknown, then lower ``tiers`` first
+    (``(n,)`` ints, e.g. boundary boxes before windows; default all 0), then most confident first.
 
     Same label and IoU > ``merge_iou`` (or one box inside the other): without ``joined`` (box regions such as
     windows) the weaker is dropped, per-label NMS, and ``boxes`` is not changed, so distinct touching objects
@@ -153,7 +156,8 @@ def resolve_overlaps(
     Different labels and overlap > ``suppress_ioa`` (of the smaller box): the weaker is dropped. Unknown
     regions never suppress known ones.
     """
-    order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, -float(scores[i])))
+    tier = np.zeros(len(labels), np.int64) if tiers is None else np.asarray(tiers)
+    order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i])))
     kept: list[int] = []
     for i in order:
         if kept:
@@ -247,7 +251,8 @@ class SceneAnalyzer:
         ]
         boxes = regions.xyxy[ok].copy()  # mask fragments of one label join: their boxes grow in place
         joined: dict[int, list[int]] | None = None if regions.masks is None else {}
-        sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg, joined) if ok else []
+        tiers = self._tiers(len(regions))
+        sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg, joined, tiers[ok]) if ok else []
         keep = [ok[j] for j in sub]
         masks = None
         if regions.masks is not None:  # joined regions of one label: the union of their masks
@@ -264,6 +269,12 @@ class SceneAnalyzer:
             int(hw[0]),
             t,
         )
+
+    def _tiers(self, n: int) -> np.ndarray:
+        """The segmenter's region tiers ``(n,)`` int64 when it has them (``region_tiers()``), else all 0."""
+        tiers = getattr(self.segmenter, "region_tiers", None)
+        out = None if tiers is None else np.asarray(tiers(), np.int64)
+        return out if out is not None and out.shape == (n,) else np.zeros(n, np.int64)
 
     def _confidences(self, preds: list[Prediction]) -> np.ndarray:
         """The index's held-out P(correct) at each prediction's raw score, ``(n,)`` float32."""
