@@ -2,11 +2,11 @@
 
 An object on a background (a pasted picture, a cell on a slide, a sticker on a wall) is usually bounded by an
 outline of strong edges. The edges are found with Canny's method on the colour image (Gaussian smoothing, Sobel
-gradients of the strongest channel, thin ridges by non-maximum suppression, hysteresis between two thresholds), once as found and once dilated by one
-pixel so that small gaps in an outline close. Every connected group of edge pixels gives the box around it;
-every group of non-edge pixels enclosed by edges (not touching the image border) gives the box of what it
-encloses. Boxes outside a size range (the longer side as a share of the image's short side), too elongated,
-or near-duplicates of a kept box are dropped.
+gradients of the strongest channel, thin ridges by non-maximum suppression, hysteresis between two
+thresholds), once as found and once dilated by one pixel so that small gaps in an outline close. Every
+connected group of edge pixels gives the box around it; every group of non-edge pixels enclosed by edges (not
+touching the image border) gives the box of what it encloses. Boxes outside a size range (the longer side as a
+share of the image's short side), too elongated, or near-duplicates of a kept box are dropped.
 
 Unlike square sliding windows, these boxes follow the objects' own extents, so a box reaches IoU >= 0.5 with
 an object of any size and aspect without a search over positions. They cost a few tens of milliseconds per
@@ -90,7 +90,7 @@ def _component_boxes(mask: np.ndarray, structure: np.ndarray | None, inner: bool
     the border (regions enclosed by edges)."""
     labels, _n = ndimage.label(mask, structure)
     h, w = mask.shape
-    out = []
+    out: list[tuple[int, ...]] = []
     for sl in ndimage.find_objects(labels):
         if sl is None:
             continue

@@ -73,7 +73,7 @@ class SceneConfig:
     keep_unknown: bool = False
     min_score: float = 0.0
     batch_size: int = 32
-    accept: str = "absolute"
+    accept: str = "calibrated"
     margin: float = 0.02
     floor: float = 0.8
     min_confidence: float = 0.3
@@ -238,7 +238,8 @@ class SceneAnalyzer:
         elif cfg.accept == "confidence" and self.index.calibration(cfg.mode) is not None:
             scores = self._confidences(preds)
             labels = [p.candidate if c >= cfg.min_confidence else None for p, c in zip(preds, scores, strict=True)]
-        elif cfg.accept in ("absolute", "confidence"):  # confidence without a calibration: the raw floor
+        elif cfg.accept in ("absolute", "confidence") or not self.index.calibration_data():
+            # confidence or calibrated on an index without calibration: the raw floor
             labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
             scores = np.asarray([p.score for p in preds], np.float32)
         else:
