@@ -7,25 +7,25 @@ input image's pixels.
 
 Four acceptance rules (``SceneConfig.accept``):
 
-* ``"absolute"`` (default): each region is judged on its own: its best class when its raw classifier score
-  (kNN vote share x similarity) is at least ``floor`` (0.8). No cap on how many regions a scene may name.
-  Chosen, with ``floor`` and ``merge_iou``, on generated scenes (``visrec scene-gen``: pasted training crops
-  of two indexes; ``benchmarks/scene_generated.py``), by the mean label-correct F1 at box IoU 0.5.
+* ``"calibrated"`` (default): each region is judged on its own by the index's open-set decision (its
+  per-class thresholds, fitted on the index's own images); an index without calibration falls back to the raw
+  ``floor``. No cap on how many regions a scene may name. Chosen on generated scenes (``visrec scene-gen``:
+  held-out crops pasted on photos, four kinds including three of many small objects;
+  ``benchmarks/scene_generated.py``) by the mean label-correct F1 at box IoU 0.5: the thresholds follow each
+  index's own score scale, where one raw floor fits one index and names almost nothing on another.
+* ``"absolute"``: each region on its own: its best class when its raw classifier score (kNN vote share x
+  similarity) is at least ``floor`` (0.8).
 * ``"confidence"``: each region is judged on its own: named when the index's held-out probability of being
   right at its raw score (the calibration's confidence map, fitted on the index's own images) is at least
-  ``min_confidence`` (0.3); an index without calibration falls back to the raw ``floor``. It follows the
-  index's score scale (0.3 is a raw 0.78 on one naruto index, 0.42 on a CIFAR-10 one) and scored best
-  on generated scenes, but the map is a coarse step function whose steps move between builds of the same
-  data (0.3 is a raw 0.87 on an index of the whole naruto training split), so it is not the default.
+  ``min_confidence`` (0.3); an index without calibration falls back to the raw ``floor``. The map is a coarse
+  step function whose steps move between builds of the same data (0.3 is a raw 0.78 on half of the naruto
+  training split, 0.87 on all of it).
 * ``"relative"``: a region keeps its best class when its raw score is within ``margin`` of the best region of
   the same scene and at least ``floor``: the ranking inside a scene carries the signal, but a scene names
   only its few best regions.
-* ``"calibrated"``: each region is judged on its own by the index's open-set decision (its per-class
-  thresholds). Those are fitted on whole gallery images and are strict on crops of scenes (on generated
-  scenes they name a third to a half as many objects as ``absolute``).
 
 Overlaps are then resolved per label, a segmenter's lower region tiers first (the ``gallery`` segmenter's
-boundary boxes before its windows), then by score: of two same-label box regions (windows) overlapping with IoU >
+boundary boxes before its windows), then by score: of two same-label box regions (boxes, windows) overlapping with IoU >
 ``merge_iou``, or one inside the other, the weaker is dropped (NMS; boxes are never grown into unions, so
 distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
 object and join (union mask and box). A region overlapping a more confident region of another label by more

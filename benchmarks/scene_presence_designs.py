@@ -1,0 +1,59 @@
+"""Presence P / R / F1 on labelled scenes for the scene pipeline's designs, side by side in one run.
+
+Usage::
+
+    python benchmarks/scene_presence_designs.py INDEX [SCENES]
+
+SCENES defaults to ``../shared/data/naruto_scenes_dlp`` (a folder with ``manual_labels.json``). Three designs
+run on the same scenes with the same index: the default (``gallery`` with boundary boxes and windows, the
+``calibrated`` rule), the former default (windows only, ``absolute`` 0.8) and boundary boxes + windows with
+``absolute`` 0.8. These are test scenes: the numbers are reported, never used to choose a setting. Prints one
+JSON object: per design micro precision / recall / F1, counts and seconds per scene.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def designs() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Name -> (GalleryConfig, SceneConfig fields)."""
+    from visrec.segment.gallery import GalleryConfig
+
+    return {
+        "default": (GalleryConfig(), {}),
+        "former_default_windows_absolute_0.8": (GalleryConfig(edges=None), {"accept": "absolute", "floor": 0.8}),
+        "boxes_and_windows_absolute_0.8": (GalleryConfig(), {"accept": "absolute", "floor": 0.8}),
+    }
+
+
+def main() -> None:
+    from visrec.index import Index
+    from visrec.segment.evaluate import evaluate_presence, load_labels
+    from visrec.segment.gallery import GallerySegmenter
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("index")
+    ap.add_argument("scenes", nargs="?", default=str(REPO.parent / "shared" / "data" / "naruto_scenes_dlp"))
+    args = ap.parse_args()
+    index, scenes = Index(args.index), Path(args.scenes)
+    labels = load_labels(scenes / "manual_labels.json")
+    out: dict[str, Any] = {}
+    for name, (gallery, rule) in designs().items():
+        analyzer = SceneAnalyzer(index, GallerySegmenter(index, gallery), SceneConfig(**rule))
+        rep = evaluate_presence(analyzer, scenes, labels, 0.0, True)
+        out[name] = {**rep.micro, "seconds_per_scene": round(rep.seconds, 3)}
+        print(f"{name}: {out[name]}", file=sys.stderr, flush=True)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
