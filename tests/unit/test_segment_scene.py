@@ -128,8 +128,7 @@ def test_confidence_rule_on_an_uncalibrated_index_uses_the_raw_floor(tmp_path: P
     assert res.labels == same.labels and res.present() >= {"blue", "crimson"}
     none = SceneAnalyzer(raw, config=SceneConfig(accept="confidence", floor=1.01)).analyze(scene())
     assert not none.present()
-    # the default rule (the index's open-set decision) has nothing to decide with here: the raw floor again
-    assert SceneConfig().accept == "calibrated"
-    default = SceneAnalyzer(raw, config=SceneConfig(floor=0.0)).analyze(scene())
-    assert default.labels == same.labels
-    assert not SceneAnalyzer(raw, config=SceneConfig(floor=1.01)).analyze(scene()).present()
+    # the open-set rule has no thresholds to decide with here: the raw floor again, not every region named
+    cal = SceneAnalyzer(raw, config=SceneConfig(accept="calibrated", floor=0.0)).analyze(scene())
+    assert cal.labels == same.labels
+    assert not SceneAnalyzer(raw, config=SceneConfig(accept="calibrated", floor=1.01)).analyze(scene()).present()

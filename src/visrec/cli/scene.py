@@ -29,7 +29,7 @@ MIN_SCORE = typer.Option(0.0, "--min-score", help="Drop labelled regions whose c
 UNKNOWN = typer.Option(False, "--unknown/--no-unknown", help="Also report regions recognised as nobody.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ACCEPT = typer.Option(
-    "calibrated",
+    "absolute",
     "--accept",
     help="relative: keep regions scoring near the scene's best (and >= --floor) | calibrated: each region by the "
     "index's open-set decision | absolute: each region whose raw score is >= --floor | confidence: each region "

@@ -7,14 +7,15 @@ input image's pixels.
 
 Four acceptance rules (``SceneConfig.accept``):
 
-* ``"calibrated"`` (default): each region is judged on its own by the index's open-set decision (its
-  per-class thresholds, fitted on the index's own images); an index without calibration falls back to the raw
-  ``floor``. No cap on how many regions a scene may name. Chosen on generated scenes (``visrec scene-gen``:
-  held-out crops pasted on photos, four kinds including three of many small objects;
-  ``benchmarks/scene_generated.py``) by the mean label-correct F1 at box IoU 0.5: the thresholds follow each
-  index's own score scale, where one raw floor fits one index and names almost nothing on another.
-* ``"absolute"``: each region on its own: its best class when its raw classifier score (kNN vote share x
-  similarity) is at least ``floor`` (0.8).
+* ``"absolute"`` (default): each region is judged on its own: its best class when its raw classifier score
+  (kNN vote share x similarity) is at least ``floor`` (0.8). No cap on how many regions a scene may name. A raw
+  floor fits one index's score scale: on generated scenes of indexes whose scores run lower (Caltech-101,
+  CIFAR-10 thumbnails) it names few objects, where ``"calibrated"`` names more (``benchmarks/scene_generated.py``,
+  docs/scene.md).
+* ``"calibrated"``: each region is judged on its own by the index's open-set decision (its per-class
+  thresholds and novelty check, fitted on the index's own images); an index without calibration falls back to
+  the raw ``floor``. Best mean label-correct F1 on generated scenes of four kinds, but the novelty check of a
+  small index can call a plainly visible known object novel, so it is not the default.
 * ``"confidence"``: each region is judged on its own: named when the index's held-out probability of being
   right at its raw score (the calibration's confidence map, fitted on the index's own images) is at least
   ``min_confidence`` (0.3); an index without calibration falls back to the raw ``floor``. The map is a coarse
@@ -44,7 +45,7 @@ from PIL import Image
 from visrec.encoders.base import ImageLike
 from visrec.errors import BadInput
 from visrec.segment.base import Segmenter
-from visrec.segment.masks import box_ioa, box_iou, crop, masked_crop, scale_boxes
+from visrec.segment.masks import box_area, box_ioa, box_iou, crop, masked_crop, scale_boxes
 from visrec.segment.types import Regions, SceneResult
 from visrec.types import Embeddings, Prediction
 
@@ -73,7 +74,7 @@ class SceneConfig:
     keep_unknown: bool = False
     min_score: float = 0.0
     batch_size: int = 32
-    accept: str = "calibrated"
+    accept: str = "absolute"
     margin: float = 0.02
     floor: float = 0.8
     min_confidence: float = 0.3
@@ -154,10 +155,14 @@ def resolve_overlaps(
     stay distinct; with ``joined`` (mask regions, fragments of one object) the weaker joins the stronger,
     whose box grows to their union in ``boxes``, and ``joined`` receives ``{kept index: [joined indices]}``.
     Different labels and overlap > ``suppress_ioa`` (of the smaller box): the weaker is dropped. Unknown
-    regions never suppress known ones.
+    regions never suppress known ones. Box regions that are pieces of a same-label region (:func:`pieces`) are
+    dropped first, whatever their scores.
     """
     tier = np.zeros(len(labels), np.int64) if tiers is None else np.asarray(tiers)
     order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i])))
+    if joined is None:
+        piece = pieces(boxes, labels)
+        order = [i for i in order if not piece[i]]
     kept: list[int] = []
     for i in order:
         if kept:
@@ -175,6 +180,21 @@ def resolve_overlaps(
                 continue
         kept.append(i)
     return kept
+
+
+def pieces(boxes: np.ndarray, labels: list[str | None], share: float = 0.25) -> np.ndarray:
+    """``(n,)`` bool: the named box regions lying inside a region of the same label at least ``1 / share`` times
+    their area: a part of that object (an eye of a face, a patch of a picture's outline), which may look even
+    more like the index's images than the whole. Two objects side by side are never nested; a box around two
+    touching objects holds each at about half its area, which is kept to the score order."""
+    n = len(labels)
+    if n < 2:
+        return np.zeros(n, bool)
+    named = np.array([lab is not None for lab in labels])
+    same = np.array([[a == b for b in labels] for a in labels]) & named[:, None] & named[None, :]
+    area = box_area(boxes)
+    inside = (box_ioa(boxes, boxes) > 0.9) & (area[:, None] < share * area[None, :])
+    return (inside & same).any(axis=1)
 
 
 class SceneAnalyzer:
