@@ -26,7 +26,7 @@ from visrec.segment.box_eval import CocoScene, score_results
 from visrec.segment.edges import EdgeBoxConfig, canny, edge_boxes
 from visrec.segment.gallery import GalleryConfig, GallerySegmenter
 from visrec.segment.masks import box_iou
-from visrec.segment.scene import SceneAnalyzer, SceneConfig, resolve_overlaps
+from visrec.segment.scene import SceneAnalyzer, SceneConfig, pieces, resolve_overlaps
 from visrec.segment.synth import SynthConfig, make_scene
 
 CLASSES = ("amber", "blue", "crimson", "green")
@@ -106,3 +106,16 @@ def test_boundary_boxes_are_resolved_before_windows() -> None:
     assert by_score == [1, 2]  # the larger window wins by score and hides the tight box inside it
     by_tier = resolve_overlaps(boxes.copy(), labels, scores, cfg, tiers=np.array([0, 1, 1]))
     assert by_tier == [0, 2]  # the boundary box comes first; the window holding it names nothing new
+
+
+def test_pieces_of_an_object_give_way_to_it_but_neighbours_do_not() -> None:
+    whole = [0, 0, 100, 100]
+    boxes = np.array([whole, [40, 40, 60, 60], [0, 0, 50, 100], [50, 0, 100, 100], [200, 0, 240, 40]], np.float32)
+    labels = ["a", "a", "a", "a", "b"]
+    # the small box inside the whole is a piece; the two halves hold half its area each and stay to the scores
+    assert pieces(boxes, labels).tolist() == [False, True, False, False, False]
+    assert not pieces(boxes, ["a", "b", "a", "a", "b"])[1]  # inside a region of another label: not a piece
+    assert not pieces(boxes, ["a", None, "a", "a", "b"]).any()
+    scores = np.array([0.8, 0.95, 0.7, 0.7, 0.9], np.float32)
+    kept = resolve_overlaps(boxes.copy(), labels, scores, SceneConfig())
+    assert kept == [4, 0]  # the piece scored highest, yet the whole object is what is named
