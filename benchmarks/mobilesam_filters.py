@@ -210,7 +210,7 @@ def report(
         best_b = choose([r for r in rows if r[0].budget == b], max_masks)
         named.append((f"best at {b} points", best_b[0]))
     out["tuning"] = [(n, s, evaluate(tuning, s)) for n, s in named]
-    out["test"] = [(n, s, evaluate(test, s)) for n, s in named[:3]] if test else []
+    out["test"] = [(n, s, evaluate(test, s)) for n, s in named[:3] + named[4:5]] if test else []
     if as_json:
         print(json.dumps({k: v if k not in ("tuning", "test") else [(n, s.__dict__, x) for n, s, x in v]
                           for k, v in out.items()}, indent=1))  # fmt: skip

@@ -105,3 +105,42 @@ def test_max_points_is_checked() -> None:
 
     with pytest.raises(BadInput, match="max_points"):
         MobileSamConfig(max_points=-1)
+
+
+def _scene_with_a_large_mask() -> tuple[np.ndarray, Candidates]:
+    """A 32 x 32 image whose first point (visited first, coarse to fine) lands on a large region that
+    contains a small object, as a table under a bottle or a wall behind a person: its confident mask covers
+    the point that lies on the object. The object's own mask is kept only if that point is decoded."""
+    points = np.array([[16.0, 16.0], [6.0, 6.0]])
+    large, small = _logits((0, 0, 32, 32)), _logits((4, 4, 9, 9))
+    low = np.stack([np.stack([large, large, large]), np.stack([small, large, large])])
+    iou = np.array([[0.97, 0.2, 0.2], [0.9, 0.2, 0.2]], np.float32)
+    return points, describe(low, iou, FRAME, 1.0)
+
+
+def test_the_default_keeps_an_object_inside_a_large_mask_that_skipping_covered_points_loses() -> None:
+    from dataclasses import replace
+
+    from visrec.segment.mobilesam import MobileSamConfig
+
+    points, cands = _scene_with_a_large_mask()
+    small = 3  # point 1, output 0
+    # one point per batch: the object's point is visited after the large mask is kept (in a real grid the
+    # coarse points fill the first batches)
+    default = replace(MobileSamConfig(), points_per_batch=1)
+    sel = select_grid(_decoder(cands, []), points, (32, 32), FRAME, default)
+    keep = final_keep(sel.low, sel.scores, FRAME, default.nms_iou, default.max_regions)
+    assert small in sel.ids[keep].tolist()
+    former = replace(default, skip_covered=True)  # the former default skipped points inside kept masks
+    assert small not in select_grid(_decoder(cands, []), points, (32, 32), FRAME, former).ids.tolist()
+
+
+def test_the_default_nms_keeps_a_part_beside_its_whole() -> None:
+    from visrec.segment.mobilesam import MobileSamConfig
+
+    # a person (boxed 0..20 x 0..30) and the same person without the legs (0..20 x 0..24): box IoU 0.8
+    iou = np.array([0.95, 0.92])
+    stab = np.array([0.99, 0.99])
+    boxes = np.array([[0, 0, 20, 30], [0, 0, 20, 24]], np.float32)
+    assert passing(iou, stab, boxes, MobileSamConfig()).tolist() == [0, 1]
+    assert passing(iou, stab, boxes, Opts(nms_iou=0.7)).tolist() == [0]  # the former NMS threshold

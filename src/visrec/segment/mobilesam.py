@@ -11,10 +11,14 @@ pads it to 1024 x 1024 with the pixel mean, then embeds it once. ``regions()`` t
 
 * **automatic masks** (``points_per_side`` > 0): a grid of point prompts, decoded ``points_per_batch`` at a
   time into SAM's three candidate masks each; candidates pass when their predicted IoU and their stability
-  (IoU of the mask thresholded at +/- ``stability_offset`` logits) reach the thresholds, then box NMS.
-  The decoder costs about 0.08 CPU-s per prompt whatever the batch, so grid points that fall inside a mask
-  already kept are not decoded (``skip_covered``), and the grid is visited coarse to fine so the first
-  batches spread over the whole image;
+  (IoU of the mask thresholded at +/- ``stability_offset`` logits) reach the thresholds, then box NMS and
+  a cap of ``max_regions`` (the selection is :mod:`visrec.segment.mobilesam_amg`). The defaults (16 x 16
+  points, every point decoded, SAM's predicted-IoU / stability thresholds 0.88 / 0.95, NMS at 0.85, at most
+  32 masks) were chosen on generated scenes by ``benchmarks/mobilesam_filters.py`` (docs/scene.md). The
+  decoder costs about 0.1-0.2 CPU-s per point, so 256 points take 25-45 CPU-s: ``max_points`` visits fewer
+  (coarse to fine, so the first points spread over the whole image), and ``skip_covered`` does not decode
+  points that fall inside a mask already kept (cheaper, but a large mask, a wall or a table, then hides the
+  objects on it);
 * **prompted masks** (``prompter`` set): the boxes of another segmenter (``nanodet``, ``faces``,
   ``gallery``, ...) become box prompts, one mask each (SAM's single-mask output), keeping the prompter's
   scores; with ``points_per_side`` > 0 as well, both sets are pooled and pruned by NMS.
@@ -53,22 +57,22 @@ class MobileSamConfig:
     """``points_per_side``: automatic grid (0: none, prompts only); ``max_points``: most grid points visited,
     coarse to fine (0: all; 64 of a 16 x 16 grid is its 8 x 8 sub-grid); ``points_per_batch``: prompts per decoder
     call; ``skip_covered``: do not decode grid points inside masks already kept; ``pred_iou_thresh`` /
-    ``stability_thresh`` / ``stability_offset`` / ``nms_iou``: SAM's generator filters (its defaults);
-    ``min_region``: holes and islands smaller than this share of the image are cleaned up; ``max_regions``:
-    cap; ``prompter``: registered segmenter whose boxes become prompts (None: automatic only);
-    ``prompter_options``: its options (e.g. ``{"index": idx}`` for ``gallery``); ``max_prompts``: most
-    prompter boxes used (best first)."""
+    ``stability_thresh`` / ``stability_offset`` / ``nms_iou``: SAM's generator filters; ``min_region``: holes
+    and islands smaller than this share of the image are cleaned up; ``max_regions``: most grid masks kept
+    (best predicted IoU first; prompted masks come on top); ``prompter``: registered segmenter whose boxes
+    become prompts (None: automatic only); ``prompter_options``: its options (e.g. ``{"index": idx}`` for
+    ``gallery``); ``max_prompts``: most prompter boxes used (best first)."""
 
-    points_per_side: int = 8
+    points_per_side: int = 16
     max_points: int = 0
     points_per_batch: int = 16
-    skip_covered: bool = True
+    skip_covered: bool = False
     pred_iou_thresh: float = 0.88
     stability_thresh: float = 0.95
     stability_offset: float = 1.0
-    nms_iou: float = 0.7
+    nms_iou: float = 0.85
     min_region: float = 1e-4
-    max_regions: int = 100
+    max_regions: int = 32
     prompter: str | None = None
     prompter_options: tuple[tuple[str, Any], ...] = ()
     max_prompts: int = 32
@@ -276,12 +280,16 @@ class MobileSamSegmenter(ImageHolder):
             return describe(low[:, 1:], iou[:, 1:], frame, self.config.stability_offset)
 
         sel = select_grid(decode, points, hw, frame, self.config, cover)
-        return sel.low, sel.scores
+        keep = final_keep(sel.low, sel.scores, frame, self.config.nms_iou, self.config.max_regions)
+        return sel.low[keep], sel.scores[keep]
 
     def _frame(self) -> tuple[int, int]:
         """The ``(rows, cols)`` of the 256 x 256 logits that cover the image (the rest is padding)."""
         return -(-self._covered[0] * LOW_RES // IMG_SIZE), -(-self._covered[1] * LOW_RES // IMG_SIZE)
 
     def _nms(self, low: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Rows of ``low`` to keep: non-empty masks pruned by box NMS over all sources, best first."""
-        return final_keep(low, scores, self._frame(), self.config.nms_iou, self.config.max_regions)
+        """Rows of ``low`` to keep: non-empty masks pruned by box NMS over all sources, best first (the grid's
+        masks were already capped at ``max_regions``, the prompts at ``max_prompts``)."""
+        return final_keep(
+            low, scores, self._frame(), self.config.nms_iou, self.config.max_regions + self.config.max_prompts
+        )
