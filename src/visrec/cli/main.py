@@ -65,6 +65,9 @@ def index_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
+    from visrec.prefetch import start_prefetch
+
+    prefetch = None if rehash else start_prefetch(dataset, out)  # started before the heavier imports below
     from visrec import ops
     from visrec.index.pipeline import IndexConfig
 
@@ -72,7 +75,7 @@ def index_cmd(
                       target_precision=target_precision, engine=engine, ray_address=ray_address,
                       rehash=rehash)  # fmt: skip
     with render.progress(enabled=not as_json) as bar:
-        report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar)
+        report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar, prefetch)
     _emit(as_json, report.to_dict(), lambda: render.indexing_report(report))
 
 

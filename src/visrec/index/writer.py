@@ -26,6 +26,7 @@ from visrec.index.pipeline import (
     timed,
 )
 from visrec.index.scan import StoredItems, plan_changes
+from visrec.prefetch import FactsPrefetch
 from visrec.stores.base import VectorStore
 from visrec.stores.merge_policy import MergePolicy
 from visrec.stores.segmented import SegmentedStore
@@ -222,12 +223,15 @@ def build_index(
     encoder: Encoder,
     config: IndexConfig | None = None,
     progress: Progress | None = None,
+    prefetch: FactsPrefetch | None = None,
 ) -> IndexingReport:
     """Create or update the index folder ``out`` so that it holds exactly ``dataset``'s images.
 
     Only new or changed files (by sha256) are embedded; removed files are dropped; a file that became
     unreadable keeps its previous entry and is reported. Embeddings are saved in resumable shards as they are
-    computed, so an interrupted run resumes where it stopped. Returns what was done.
+    computed, so an interrupted run resumes where it stopped. Returns what was done. ``prefetch``: the file
+    facts of ``dataset``'s folder being gathered by a helper process (:func:`~visrec.prefetch.start_prefetch`),
+    started before the folder was listed.
     """
     cfg = config or IndexConfig()
     out = Path(out)
@@ -243,7 +247,8 @@ def build_index(
         old, old_joint = _load_current(folder)
         stored = _stored_items(old)
         stop = timed(report, "scan")
-        plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash)
+        prefetched = prefetch.result() if prefetch is not None and not cfg.rehash and len(stored) else None
+        plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash, prefetched)
         stop()
         shards = ShardWriter(folder.work_dir, encoder.fingerprint)
         new = _embed_changes(plan, encoder, shards, cfg, report, progress)
