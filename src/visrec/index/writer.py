@@ -76,9 +76,14 @@ def _stored_items(store: VectorStore | None) -> StoredItems:
     return StoredItems.from_metadata(metas)
 
 
-def _empty_segmented(backend: str, encoder: Encoder) -> tuple[SegmentedStore, SegmentedStore | None]:
-    joint = None if encoder.joint_dim is None else SegmentedStore(backend, encoder.joint_dim)
-    return SegmentedStore(backend, encoder.dim), joint
+def _empty_segmented(
+    backend: str, encoder: Encoder, compress: str | None = None
+) -> tuple[SegmentedStore, SegmentedStore | None]:
+    options = {"quantize": compress} if compress and backend == "faiss" else {}
+    if compress and backend != "faiss":
+        raise BadInput(f"--compress applies to the faiss store, not to {backend}")
+    joint = None if encoder.joint_dim is None else SegmentedStore(backend, encoder.joint_dim, options)
+    return SegmentedStore(backend, encoder.dim, options), joint
 
 
 def apply_changes(
@@ -283,7 +288,7 @@ def _segments(
 ) -> tuple[SegmentedStore, SegmentedStore | None, dict[str, bytes]]:  # fmt: skip
     """The next generation of a local index: the current segments plus one new segment, tombstones for what
     was removed or replaced, merged as the policy says; prototypes updated from what changed."""
-    store, joint = current if current[0] is not None else _empty_segmented(folder.manifest.store, encoder)
+    store, joint = current if current[0] is not None else _empty_segmented(folder.manifest.store, encoder, cfg.compress)
     rows = [(i, r[0], r[1], r[2]) for i, r in new]
     if plan.meta_only:  # same content, new metadata: the stored vectors with the new metadata
         ids = [it.record.id for it in plan.meta_only]
