@@ -82,26 +82,41 @@ def measure(store: Any, queries: np.ndarray, truth: list[set[str]] | None) -> tu
     return out, found
 
 
-def compare(x: np.ndarray, q: np.ndarray, efs: list[int]) -> dict[str, Any]:
-    """Exact, IVF (store defaults) and HNSW at each ``ef``, one after the other (one index in memory at a time)."""
+def _saved_index_bytes(store: Any) -> float:
+    """Size in MB of the store's FAISS index as saved (the graph and its copy of the vectors, or their codes)."""
+    import faiss
+
+    return round(len(faiss.serialize_index(store._index)) / 1e6, 1)
+
+
+def compare(x: np.ndarray, q: np.ndarray, efs: list[int], quantize: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Exact, IVF (store defaults) and HNSW at each ``ef``, one after the other (one index in memory at a time);
+    with ``quantize`` also HNSW with those codes (``fp16``, ``sq8``: candidates re-scored exactly), with the
+    size of the saved FAISS index."""
     from visrec.stores.faiss_store import FaissStore
 
     ids, metas = [str(i) for i in range(len(x))], [{}] * len(x)
     rows: dict[str, Any] = {}
     truth: list[set[str]] = []
-    for name, options in (("exact", {"ivf_threshold": 10**12}), ("ivf", {"ivf_threshold": 1, "hnsw_max": 0}),
-                          ("hnsw", {"ivf_threshold": 1})):  # fmt: skip
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("exact", {"ivf_threshold": 10**12}),
+        ("ivf", {"ivf_threshold": 1, "hnsw_max": 0}),
+        ("hnsw", {"ivf_threshold": 1}),
+    ]
+    variants += [(f"hnsw-{qz}", {"ivf_threshold": 1, "quantize": qz}) for qz in quantize]
+    for name, options in variants:
         store = FaissStore(x.shape[1], **options)
         t0 = time.perf_counter()
         store.add(ids, x, metas)
         kind = store.index_kind  # builds the index
         build = round(time.perf_counter() - t0, 1)
-        for ef in efs if name == "hnsw" else [0]:
+        size = _saved_index_bytes(store) if name.startswith("hnsw") else None
+        for ef in efs if name.startswith("hnsw") else [0]:
             store.ef_search = ef or None
             r, found = measure(store, q, truth or None)
             truth = truth or found
-            label = f"hnsw_ef{ef}" if name == "hnsw" else name
-            rows[label] = {"kind": kind, "build_s": build, **r}
+            label = f"{name}_ef{ef}" if name.startswith("hnsw") else name
+            rows[label] = {"kind": kind, "build_s": build, **r, **({"index_mb": size} if size else {})}
             if name == "ivf":
                 rows[label] |= {"nlist": int(store._index.nlist), "nprobe": store._nprobe()}
         del store
@@ -119,6 +134,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128])
+    ap.add_argument("--quantize", nargs="*", default=[], choices=["fp16", "sq8"], help="also HNSW with these codes")
     ap.add_argument("--no-synthetic", action="store_true")
     args = ap.parse_args()
     from ann_recall import clustered
@@ -127,7 +143,7 @@ def main() -> None:
     real = embeddings(args.data, args.cache)
     x, q, difficulty = proxy(real, args.n, args.queries)
     results: dict[str, Any] = {"n": args.n, "dim": int(x.shape[1]), "queries": args.queries}
-    results["proxy"] = {"real_images": len(real), **difficulty, **compare(x, q, args.ef)}
+    results["proxy"] = {"real_images": len(real), **difficulty, **compare(x, q, args.ef, tuple(args.quantize))}
     print(json.dumps(results["proxy"]), file=sys.stderr, flush=True)
     del x
     for name, noise in () if args.no_synthetic else (("tight", 0.7), ("diffuse", 1.5)):

@@ -15,6 +15,12 @@ index does not exist), and with ``--baseline-src`` both versions add images to t
 
     python benchmarks/index_update.py --n 20000 [--baseline-src ../other/src] [--adds 3] [--no-calibrate]
     python benchmarks/index_update.py --data /tmp/d200k --index /tmp/i200k.vrx --baseline-src ../other/src
+    python benchmarks/index_update.py --n 20000 --cli --baseline-src ../other/src   # the whole command
+    python benchmarks/index_update.py --cli --data /tmp/d200k --index /tmp/i200k.vrx \
+        --baseline-src ../other/src --baseline-index /tmp/i200k-base.vrx --no-calibrate
+
+With ``--cli`` each run is the ``visrec index`` command itself, timed from start to exit (Python's start,
+listing the folder, the helper process that stats its files, the index work), as a user waits for it.
 """
 
 from __future__ import annotations
@@ -64,14 +70,29 @@ print(json.dumps({"total_s": round(time.perf_counter() - t1, 3), "load_dataset_s
 """
 
 
+CLI = False
+"""``--cli``: time the whole ``visrec index`` command (Python's start, listing the folder, the index work)."""
+
+
 def _run(src: Path, root: Path, out: Path, calibrate: bool) -> dict[str, Any]:
-    """One ``build_index`` over ``root`` into ``out`` with the code in ``src``, in a fresh process."""
+    """One ``build_index`` over ``root`` into ``out`` with the code in ``src``, in a fresh process; with
+    :data:`CLI`, one ``visrec index`` command (``total_s``: its wall time from start to exit)."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    argv = [sys.executable, "-c", _RUN, str(root), str(out), "1" if calibrate else "0"]
+    if CLI:
+        argv = [sys.executable, "-m", "visrec.cli", "index", str(root), "--out", str(out), "--encoder", "fake"]
+        argv += ["--json"] + ([] if calibrate else ["--no-calibrate"])
+    else:
+        argv = [sys.executable, "-c", _RUN, str(root), str(out), "1" if calibrate else "0"]
+    t0 = time.perf_counter()
     res = subprocess.run(argv, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
     if res.returncode != 0:
-        raise SystemExit(f"build_index failed with {src}: {res.stderr[-2000:]}")
-    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+        raise SystemExit(f"indexing failed with {src}: {res.stderr[-2000:]}")
+    if not CLI:
+        return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+    rep = json.loads(res.stdout)
+    keys = ("added", "count")
+    return {"total_s": round(wall, 3), "stages": rep.get("seconds"), **{k: rep.get(k) for k in keys}}
 
 
 def _series(src: Path, root: Path, out: Path, adds: int, calibrate: bool) -> dict[str, Any]:
@@ -90,8 +111,9 @@ def _series(src: Path, root: Path, out: Path, adds: int, calibrate: bool) -> dic
     return {"build": build, "add_one": runs, "add_one_median_s": median, "nothing_changed": nothing}
 
 
-def _alternate(srcs: dict[str, Path], root: Path, out: Path, adds: int, calibrate: bool) -> dict[str, Any]:
-    """Add one image ``adds`` times with each version in ``srcs``, alternately, to the same index."""
+def _alternate(srcs: dict[str, Path], root: Path, outs: dict[str, Path], adds: int, calibrate: bool) -> dict[str, Any]:
+    """Add one image ``adds`` times with each version in ``srcs``, alternately, to its index in ``outs`` (the
+    same one, or one per version when their index formats differ)."""
     from PIL import Image
 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in srcs}
@@ -101,12 +123,14 @@ def _alternate(srcs: dict[str, Path], root: Path, out: Path, adds: int, calibrat
             path = root / "class00" / f"added{i}_{j}.png"
             Image.fromarray(np.full((16, 16, 3), (40 + 7 * i + 3 * j) % 256, np.uint8)).save(path)
             added.append(path)
-            runs[name].append(_run(src, root, out, calibrate))
+            runs[name].append(_run(src, root, outs[name], calibrate))
     for name, src in srcs.items():
-        runs[name + "_nothing_changed"] = [_run(src, root, out, calibrate)]
+        runs[name + "_nothing_changed"] = [_run(src, root, outs[name], calibrate)]
     for path in added:
         path.unlink()
-    _run(next(iter(srcs.values())), root, out, calibrate)  # the index holds the folder again
+    for name, src in srcs.items():
+        if name == "this" or outs[name] != outs["this"]:
+            _run(src, root, outs[name], calibrate)  # the index holds the folder again
     result: dict[str, Any] = {"runs": runs}
     for name in srcs:
         result[f"{name}_add_one_median_s"] = float(np.median([r["total_s"] for r in runs[name]]))
@@ -122,10 +146,13 @@ def _existing(args: argparse.Namespace, cal: bool) -> dict[str, Any]:
         result["make_images_s"] = round(time.perf_counter() - t0, 1)
     if not (out / "manifest.json").exists():
         result["build"] = _run(ROOT / "src", root, out, cal)
-    srcs = {"this": ROOT / "src"}
+    srcs, outs = {"this": ROOT / "src"}, {"this": out}
     if args.baseline_src is not None:
         srcs["baseline"] = args.baseline_src.resolve()
-    result |= _alternate(srcs, root, out, args.adds, cal)
+        outs["baseline"] = out if args.baseline_index is None else args.baseline_index.resolve()
+        if not (outs["baseline"] / "manifest.json").exists():
+            result["baseline_build"] = _run(srcs["baseline"], root, outs["baseline"], cal)
+    result |= _alternate(srcs, root, outs, args.adds, cal)
     if args.baseline_src is not None:
         result["add_one_baseline_over_this"] = round(
             result["baseline_add_one_median_s"] / result["this_add_one_median_s"], 2
@@ -142,7 +169,11 @@ def main() -> None:
     ap.add_argument("--tmp", type=Path, help="folder for the images and indexes (default: a temporary one)")
     ap.add_argument("--data", type=Path, help="an image folder to reuse (made with --n images when missing)")
     ap.add_argument("--index", type=Path, help="with --data: the index to update (built when missing)")
+    ap.add_argument("--cli", action="store_true", help="time the whole `visrec index` command, start to exit")
+    ap.add_argument("--baseline-index", type=Path, help="with --index: the baseline's own index (built when missing)")
     args = ap.parse_args()
+    global CLI
+    CLI = args.cli
     cal = not args.no_calibrate
     if (args.data is None) != (args.index is None):
         raise SystemExit("--data and --index go together")

@@ -16,6 +16,7 @@ from visrec.types import LabeledSet, Prediction
 
 if TYPE_CHECKING:
     from visrec.classify import ClassNames
+    from visrec.prefetch import FactsPrefetch
 
 
 def index(
@@ -27,14 +28,23 @@ def index(
     checkpoint: str | None = None,
     config: IndexConfig | None = None,
     progress: Progress | None = None,
+    prefetch: FactsPrefetch | None = None,
 ) -> IndexingReport:
-    """Index (or update) ``out`` from the dataset at ``dataset``."""
+    """Index (or update) ``out`` from the dataset at ``dataset``. ``prefetch``: a helper process already
+    gathering the folder's file facts (started here when not given; see :mod:`visrec.prefetch`)."""
     from visrec.data import read_dataset
     from visrec.index.writer import build_index
+    from visrec.prefetch import start_prefetch
 
-    loaded, load = read_dataset(dataset, fmt)
-    ds = filter_dataset(loaded, where)
-    report = build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress)
+    if prefetch is None and not (config is not None and config.rehash):
+        prefetch = start_prefetch(dataset, out)  # an update of a large index: stat its files in parallel
+    try:
+        loaded, load = read_dataset(dataset, fmt)
+        ds = filter_dataset(loaded, where)
+        report = build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress, prefetch)
+    finally:
+        if prefetch is not None:
+            prefetch.close()
     for s in load.skipped:  # image files no reader here decodes (.heic...) belong in the run's skipped list
         if s.reason == "unsupported-format":
             report.skipped.setdefault(s.reason, []).append(str(Path(dataset) / s.path))

@@ -46,6 +46,15 @@ class ImageRecord:
         if not isinstance(self.labels, tuple):
             object.__setattr__(self, "labels", tuple(self.labels))
 
+    @classmethod
+    def of_file(cls, rel: str, labels: tuple[str, ...] = (), split: str | None = None) -> ImageRecord:
+        """A record of a listed file (id and path ``rel``, non-empty) built without the dataclass ``__init__``:
+        about 3x cheaper, which counts when a folder of 200,000 files is listed on every update."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(id=rel, path=rel, labels=labels, split=split, sha256="", width=0, height=0,
+                            group=None, extra={})  # fmt: skip
+        return obj
+
     @property
     def label(self) -> str | None:
         """The single label, or None when the image is unlabeled or multi-label."""
@@ -75,6 +84,8 @@ class LabeledSet:
             dup = next(i for i in ids if ids.count(i) > 1)
             raise ValueError(f"duplicate record id {dup!r} in dataset {self.root}")
         known = set(self.classes)
+        if known.issuperset({lab for r in self.records for lab in r.labels}):
+            return
         for r in self.records:
             missing = [lab for lab in r.labels if lab not in known]
             if missing:

@@ -224,3 +224,27 @@ def test_real_cifar_has_no_cross_label_pair_under_the_threshold() -> None:
     labels = np.array([r.label for r in ds])
     i, j, _ = hamming_pairs(hashes.hashes, max_distance=DEFAULT_THRESHOLD)
     assert int((labels[i] != labels[j]).sum()) == 0
+
+
+def test_groups_around_seeds_match_the_full_grouping_for_the_seeds() -> None:
+    """The calibration asks only for the groups of the items it scores: each seed's whole group (chains through
+    other items included) must be what the all-pairs grouping gives, every other item alone."""
+    from visrec.data.dedup import groups_around
+
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (400, 32), dtype=np.uint8)
+    for start in range(0, 400, 40):  # chains of near-duplicates: each a few bits from the previous one
+        for k in range(start + 1, start + 5):
+            flip = np.unpackbits(base[k - 1])
+            flip[rng.choice(256, 20, replace=False)] ^= 1
+            base[k] = np.packbits(flip)
+    full = near_duplicate_groups(base, threshold=24)
+    assert full.max() < 399  # the chains did join
+    seeds = np.array([0, 3, 41, 100, 399])
+    around = groups_around(base, seeds, threshold=24)
+    for s in seeds:
+        assert set(np.flatnonzero(around == around[s])) == set(np.flatnonzero(full == full[s]))
+    members = {int(i) for s in seeds for i in np.flatnonzero(full == full[s])}
+    others = [i for i in range(400) if i not in members]
+    assert len(set(around[others].tolist())) == len(others)  # each a group of its own
+    assert groups_around(base, np.arange(400), threshold=24).tolist() == full.tolist()

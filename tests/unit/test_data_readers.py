@@ -278,3 +278,47 @@ def test_index_run_summary_counts_undecodable_image_files(tmp_path: Path) -> Non
     report = ops.index(tmp_path / "d", tmp_path / "idx.vrx", encoder="fake")
     assert report.count == 4 and report.n_skipped == 1
     assert report.skipped == {"unsupported-format": [str(tmp_path / "d" / "a" / "beach.heic")]}
+
+
+def test_listing_order_is_natural_within_folders_and_folders_before_subfolders(tmp_path: Path) -> None:
+    from natsort import natsorted
+
+    names = ["img10.png", "img2.png", "img1.png", "a.png", "A1.png", "b10x2.png", "b10x10.png", "b9.png", "img02.png"]
+    uniform = [f"frame{i:05d}.jpg" for i in (3, 120, 7, 45)]
+    for folder, files in (("cls10", names), ("cls2", uniform), ("cls2/sub", ["z1.png"])):
+        (tmp_path / folder).mkdir(parents=True)
+        for n in files:
+            (tmp_path / folder / n).write_bytes(b"x")
+    ds = load_dataset(tmp_path)
+    paths = [r.path for r in ds]
+    assert paths == [
+        *(f"cls2/{n}" for n in sorted(uniform)),  # same digit layout: plain order is the natural order
+        "cls2/sub/z1.png",
+        *(
+            f"cls10/{n}"
+            for n in (
+                "A1.png",
+                "a.png",
+                "b9.png",
+                "b10x2.png",
+                "b10x10.png",
+                "img1.png",
+                "img02.png",
+                "img2.png",
+                "img10.png",
+            )
+        ),  # equal numbers (02, 2) in plain order
+    ]
+    assert [p for p in paths if p.startswith("cls10/")] == [f"cls10/{n}" for n in natsorted(sorted(names))]
+    assert ds.classes == ("cls2", "cls10")
+    assert ds.records[0] == ImageRecord(id=paths[0], path=paths[0], labels=("cls2",))
+
+
+def test_format_detection_stops_at_the_first_labeled_image(tmp_path: Path) -> None:
+    make_labeled_tree(tmp_path, ("a", "b"), per_class=2)
+    (tmp_path / "loose.jpg").write_bytes((tmp_path / "a" / "a_0.jpg").read_bytes())
+    assert detect_format(tmp_path) == "folders"
+    only_loose = tmp_path / "flat"
+    only_loose.mkdir()
+    (only_loose / "x.jpg").write_bytes(b"x")
+    assert detect_format(only_loose) == "unlabeled"

@@ -147,3 +147,51 @@ def test_segments_with_hnsw_and_tombstones_match_brute_force(tmp_path: Path) -> 
     got = seg.search(q, 10)
     assert not set(got.ids.ravel()) & set(dead + _ids(100, 2500))
     assert _recall(got.ids, _truth(np.stack(list(live.values())), list(live), q, 10)) >= 0.95
+
+
+@pytest.mark.parametrize("quantize", ["fp16", "sq8"])
+@pytest.mark.parametrize("hnsw_max", [250_000, 0])
+def test_compressed_codes_keep_recall_and_return_exact_scores(tmp_path: Path, quantize: str, hnsw_max: int) -> None:
+    """``quantize``: the HNSW / IVF index keeps smaller codes, candidates are re-scored against the float32 vectors,
+    so a search returns the exact cosine of what it finds; the option is saved and the file is smaller."""
+    vecs, ids = _clustered(3000, 1), _ids(3000)
+    q = _clustered(40, 2)
+    want = _truth(vecs, ids, q, 10)
+    plain = FaissStore(DIM, ivf_threshold=1000, hnsw_max=hnsw_max)
+    small = FaissStore(DIM, ivf_threshold=1000, hnsw_max=hnsw_max, quantize=quantize)
+    sizes = []
+    for store, name in ((plain, "plain"), (small, "small")):
+        store.add(ids, vecs, [{} for _ in ids])
+        (tmp_path / name).mkdir()
+        store.save(tmp_path / name)
+        sizes.append((tmp_path / name / "faiss.index").stat().st_size)
+    got = small.search(q, 10)
+    assert small.index_kind == ("hnsw" if hnsw_max else "ivf")
+    assert _recall(got.ids, want) >= _recall(plain.search(q, 10).ids, want) - 0.02
+    rows = np.array([[int(i[1:]) for i in row] for row in got.ids])
+    assert np.allclose(got.scores, np.einsum("qd,qkd->qk", q, vecs[rows]), atol=1e-5)  # exact, not the codes'
+    assert sizes[1] < sizes[0]  # at 32 dimensions the graph dominates; at 1472 the codes do
+    reopened = load_store("faiss", tmp_path / "small")
+    assert reopened.options()["quantize"] == quantize
+    assert reopened.search(q, 10).ids.tolist() == got.ids.tolist()
+    with pytest.raises(BadInput, match="quantize"):
+        FaissStore(DIM, quantize="int4")
+
+
+def test_an_index_created_compressed_keeps_it_for_later_segments(tmp_path: Path) -> None:
+    from tests.fixtures_images import make_labeled_tree
+    from visrec.data import load_dataset
+    from visrec.encoders import create_encoder
+    from visrec.index.folder import IndexFolder
+    from visrec.index.pipeline import IndexConfig
+    from visrec.index.writer import build_index
+
+    make_labeled_tree(tmp_path / "data", ("a", "b"), per_class=3, size=16)
+    cfg = IndexConfig(calibrate=False, compress="sq8")
+    build_index(load_dataset(tmp_path / "data"), tmp_path / "idx.vrx", create_encoder("fake"), cfg)
+    gen = IndexFolder.open(tmp_path / "idx.vrx").generation_dir
+    assert gen is not None
+    assert json.loads((gen / "store" / "segments.json").read_text())["options"] == {"quantize": "sq8"}
+    assert SegmentedStore.load(gen / "store", "faiss").options == {"quantize": "sq8"}
+    with pytest.raises(BadInput, match="compression"):
+        IndexConfig(compress="pq")

@@ -101,3 +101,33 @@ def test_segments_saved_without_valid_facts_are_compared_and_get_them(built: tup
     assert facts and sum(len(f) for f in facts) == 12  # 11 live rows + 1 tombstoned
     assert all(f.dtype == FACTS_DTYPE for f in facts)
     assert _build(load_dataset(root), out).unchanged == 11
+
+
+def test_a_file_with_a_long_name_does_not_make_the_others_look_changed(
+    built: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record's description digest depends on that record only (it once depended on the longest text of its
+    batch, so one long new name sent every other file through the slow path)."""
+    root, out = built
+    asked: list[str] = []
+    real = SegmentedStore.metadata_of
+
+    def spy(self: SegmentedStore, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        asked.extend(ids)
+        return real(self, ids)
+
+    monkeypatch.setattr(SegmentedStore, "metadata_of", spy)
+    long_name = root / "amber" / ("a_much_longer_file_name_than_any_other_" * 3 + ".jpg")
+    long_name.write_bytes((root / "amber" / "amber_0.jpg").read_bytes() + b"\0")
+    rep = _build(load_dataset(root), out)
+    assert (rep.added, rep.unchanged) == (1, 12)
+    assert asked == []
+
+
+def test_digests_do_not_depend_on_the_other_texts() -> None:
+    from visrec.stores._facts import digests
+
+    alone = digests(["amber/amber_1.jpg\x1famber"])[0]
+    assert digests(["amber/amber_1.jpg\x1famber", "x" * 300])[0] == alone
+    assert digests(["x" * 300, "amber/amber_1.jpg\x1famber"])[1] == alone
+    assert len(set(digests(["ab", "abc", "ab\x00", "ba"]).tolist())) == 4

@@ -181,3 +181,30 @@ def test_a_saved_ivf_index_is_mapped_at_open_and_copied_before_a_change(tmp_path
     loaded.delete(["i0"])
     assert not loaded._mapped and loaded.count() == 800 and loaded.search(vecs[1], 1).ids[0, 0] == "i1"
     assert (tmp_path / "faiss.index").read_bytes() == saved
+
+
+@pytest.mark.parametrize("backend", ["exact", "faiss"])
+def test_ids_are_read_from_their_file_and_from_the_metadata_without_it(backend: str, tmp_path: Path) -> None:
+    """A saved store keeps its ids in ``ids.txt`` (one read at open); a store without the file, or with one that
+    does not match its rows, opens from the metadata with the same ids and search results."""
+    from visrec.stores._common import IDS_FILE
+
+    rng = np.random.default_rng(3)
+    store = create_store(backend, DIM)
+    ids = [f"folder/{i} é.jpg" for i in range(31)]
+    store.add(ids, l2_normalize(rng.standard_normal((len(ids), DIM))), [_meta(i) for i in range(len(ids))])
+    (tmp_path / "s").mkdir()
+    store.save(tmp_path / "s")
+    assert (tmp_path / "s" / IDS_FILE).is_file()
+    q = l2_normalize(rng.standard_normal((2, DIM)))
+    want = load_store(backend, tmp_path / "s").search(q, 5)
+    for damage in ("missing", "short"):
+        if damage == "missing":
+            (tmp_path / "s" / IDS_FILE).unlink()
+        else:
+            (tmp_path / "s" / IDS_FILE).write_bytes("\0".join(ids[:-1]).encode())
+        again = load_store(backend, tmp_path / "s")
+        assert again.ids() == ids
+        got = again.search(q, 5)
+        assert got.ids.tolist() == want.ids.tolist()
+        assert ids[-1] in again

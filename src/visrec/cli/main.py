@@ -62,17 +62,23 @@ def index_cmd(
     rehash: bool = typer.Option(
         False, "--rehash", help="Hash every file (a full check); by default unchanged size+mtime+inode skips it."
     ),
+    compress: str = typer.Option(
+        None, "--compress", help="fp16 | sq8: smaller FAISS ANN indexes (from 20k items); set at creation."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
+    from visrec.prefetch import start_prefetch
+
+    prefetch = None if rehash else start_prefetch(dataset, out)  # started before the heavier imports below
     from visrec import ops
     from visrec.index.pipeline import IndexConfig
 
     cfg = IndexConfig(store=store, batch_size=batch_size, workers=workers, calibrate=calibrate,
                       target_precision=target_precision, engine=engine, ray_address=ray_address,
-                      rehash=rehash)  # fmt: skip
+                      rehash=rehash, compress=compress)  # fmt: skip
     with render.progress(enabled=not as_json) as bar:
-        report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar)
+        report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar, prefetch)
     _emit(as_json, report.to_dict(), lambda: render.indexing_report(report))
 
 

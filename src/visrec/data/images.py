@@ -54,8 +54,12 @@ def is_image_file(path: str | Path) -> bool:
     Only the name is looked at (no disk access). Hidden names (``.foo.jpg``, macOS ``._foo.jpg`` resource
     forks) are rejected because they are never real images in a dataset folder.
     """
-    name = os.path.basename(os.fspath(path))
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    name = os.fspath(path)
+    name = name[name.rfind(os.sep) + 1 :] if os.sep in name else name
+    if os.altsep and os.altsep in name:
+        name = name[name.rfind(os.altsep) + 1 :]
+    dot = name.rfind(".")
+    return name[:1] != "." and dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -13,13 +13,14 @@ from visrec.data.readers import (
     ROBOFLOW_LAYOUT,
     UNLABELED_LAYOUT,
     LoadReport,
+    iter_folders,
     read_folders,
     read_roboflow,
     read_unlabeled,
     roboflow_csvs,
-    walk_files,
 )
 from visrec.errors import BadInput, EmptyDataset
+from visrec.gcpause import paused_gc
 from visrec.types import LabeledSet
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,13 @@ def detect_format(path: str | Path) -> str:
         return "manifest"
     if roboflow_csvs(p):
         return "roboflow"
-    images = [rel for rel in walk_files(p) if is_image_file(rel)]
-    if any("/" in rel for rel in images):
-        return "folders"
-    if images:
+    seen_image = False
+    for prefix, names in iter_folders(p):  # stops at the first image in a subfolder: no full listing of a tree
+        if any(is_image_file(name) for name in names):
+            if prefix:
+                return "folders"
+            seen_image = True
+    if seen_image:
         return "unlabeled"
     raise EmptyDataset(
         f"no image found in {p}. Expected one of: folders: {FOLDER_LAYOUT}; unlabeled: {UNLABELED_LAYOUT}; "
@@ -69,7 +73,8 @@ def read_dataset(path: str | Path, format: str | None = None) -> tuple[LabeledSe
     reader = READERS.get(fmt)
     if reader is None:
         raise BadInput(f"unknown dataset format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    return reader(Path(path))
+    with paused_gc():  # a large folder makes a million small objects; see visrec.gcpause
+        return reader(Path(path))
 
 
 def load_dataset(path: str | Path, format: str | None = None) -> LabeledSet:

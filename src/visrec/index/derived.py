@@ -43,15 +43,23 @@ def _export_labeled(store: VectorStore) -> tuple[list[str], np.ndarray, list[tup
     return ids, matrix, labels, hashes
 
 
-def _groups(hashes: Sequence[str]) -> list[str | None]:
-    """Near-duplicate group of each item from its pHash (None: no hash, its own group)."""
-    from visrec.data.dedup import near_duplicate_groups
+def _groups(hashes: Sequence[str], around: np.ndarray | None = None) -> list[str | None]:
+    """Near-duplicate group of each item from its pHash (None: no hash, its own group). With ``around`` (item
+    rows), only the groups of those items are found (:func:`~visrec.data.dedup.groups_around`, linear in the
+    index instead of all pairs); every other item is a group of its own."""
+    from visrec.data.dedup import groups_around, near_duplicate_groups
 
     groups: list[str | None] = [None] * len(hashes)
     have = [i for i, h in enumerate(hashes) if h]
     if have:
         packed = np.stack([np.frombuffer(bytes.fromhex(hashes[i]), np.uint8) for i in have])
-        for i, g in zip(have, near_duplicate_groups(packed), strict=True):
+        if around is None:
+            codes = near_duplicate_groups(packed)
+        else:
+            at = np.full(len(hashes), -1, np.int64)
+            at[have] = np.arange(len(have))
+            codes = groups_around(packed, at[np.asarray(around, np.int64)][at[np.asarray(around, np.int64)] >= 0])
+        for i, g in zip(have, codes.tolist(), strict=True):
             groups[i] = f"p{g}"
     return groups
 
@@ -146,6 +154,7 @@ def _derived_files(
     (:data:`RECALIBRATE_FRACTION`). With ``delta`` (what changed since ``previous``), prototypes are updated
     from the previous class sums and nothing is exported unless the calibration is fitted again."""
     from visrec.classify import CalibrationOptions, calibrate_leave_one_group_out
+    from visrec.classify.loo import sample_queries
     from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index.recognize import make_classifier_from_params
 
@@ -157,12 +166,13 @@ def _derived_files(
         files.update(carried)
     elif cfg.calibrate and labeled >= MIN_LABELED_FOR_CALIBRATION and len(classes) >= 2:
         _, vecs, labels, hashes = exported if exported is not None else _export_labeled(store)
-        groups = _groups(hashes)
         n_classes = len(classes)
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
         # harsh a picture of a new class, so new classes are simulated from three classes on.
         opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3,
                                   novelty=DEFAULT_NOVELTY, held_out_cache={})  # fmt: skip
+        # only the items the calibration scores need their near-duplicate groups (all pairs: quadratic)
+        groups = _groups(hashes, around=sample_queries(labels, opts.max_queries, opts.seed))
         cals = {}
         for mode in CALIBRATED_MODES:
             clf = make_classifier_from_params(mode, {})

@@ -48,6 +48,8 @@ class IndexConfig:
     ``engine``: where images are embedded, ``local`` (decoding threads, this process) or ``ray`` (Ray Data at
     ``ray_address``, or a local Ray on 127.0.0.1 when None). ``rehash``: hash every file, even those whose
     size, modification time and inode match what is stored (a full check; otherwise only changed files are read).
+    ``compress``: ``fp16`` or ``sq8`` keeps the codes of the FAISS store's IVF / HNSW indexes at float16 or 8 bits
+    (see :mod:`visrec.stores.faiss_store`); set when the index is created, kept by its later updates.
     """
 
     store: str = "faiss"
@@ -60,8 +62,11 @@ class IndexConfig:
     engine: str = "local"
     ray_address: str | None = None
     rehash: bool = False
+    compress: str | None = None
 
     def __post_init__(self) -> None:
+        if self.compress not in (None, "fp16", "sq8"):
+            raise BadInput(f"unknown compression {self.compress!r}; choose fp16 or sq8 (or none)")
         if self.engine not in ENGINES:
             raise BadInput(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.ray_address is not None and self.engine != "ray":

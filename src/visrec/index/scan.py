@@ -21,7 +21,8 @@ import numpy as np
 
 from visrec.errors import BadImage
 from visrec.index.pipeline import IndexingReport, _Item, record_metadata
-from visrec.stores._facts import as_int64, describe, digests, facts_of
+from visrec.prefetch import FileFacts
+from visrec.stores._facts import FACTS_DTYPE, as_int64, describe, digests, facts_of
 from visrec.types import ImageRecord, LabeledSet
 
 MetadataOf = Callable[[Sequence[str]], dict[str, dict[str, Any]]]
@@ -100,6 +101,7 @@ def plan_changes(
     report: IndexingReport,
     workers: int = 2,
     rehash: bool = False,
+    prefetched: FileFacts | None = None,
 ) -> _Plan:
     """Decide which records need embedding: new files, changed content (sha256) and changed metadata.
 
@@ -107,12 +109,13 @@ def plan_changes(
     else (unless ``rehash``); for the others the stored metadata is read and the file hashed: one whose facts
     changed but whose content did not gets its stored facts refreshed (a metadata-only update). Files are
     stat'ed in this thread (a thread pool costs more per file than a ``stat``); only the files to hash go to
-    ``workers`` threads.
+    ``workers`` threads. ``prefetched``: the folder's file facts gathered by a helper process
+    (:mod:`visrec.prefetch`), used instead of a ``stat`` where they have the file.
     """
     root, records = str(dataset.root), dataset.records
     pos = stored.position
     where = np.fromiter((pos.get(r.id, -1) for r in records), np.int64, len(records))
-    same = np.zeros(len(records), bool) if rehash else _unchanged(root, records, where, stored.facts)
+    same = np.zeros(len(records), bool) if rehash else _unchanged(root, records, where, stored.facts, prefetched)
     rest = np.flatnonzero(~same).tolist()
     olds = stored.metadata_of([records[k].id for k in rest if where[k] >= 0])
     scanned = {k: _stat_record(root, records[k], olds.get(records[k].id), rehash) for k in rest}
@@ -138,38 +141,62 @@ def plan_changes(
     return plan
 
 
-def _unchanged(root: str, records: Sequence[ImageRecord], where: np.ndarray, facts: np.ndarray) -> np.ndarray:
+def _unchanged(
+    root: str, records: Sequence[ImageRecord], where: np.ndarray, facts: np.ndarray, pre: FileFacts | None = None
+) -> np.ndarray:
     """``(n,)`` bool: records whose stored row (``where``, -1: none) has the file's current size, mtime and
-    inode and the record's description digest. A file that cannot be stat'ed or is empty is not unchanged."""
-    size: list[int] = []
-    mtime: list[int] = []
-    inode: list[int] = []
-    texts: list[str] = []
-    stat, prefix = os.stat, os.path.join(root, "")
-    for rec, w in zip(records, where.tolist(), strict=True):
-        st = None
-        if w >= 0:
-            path = rec.path
-            try:
-                st = stat(path if path[:1] == "/" else prefix + path)
-            except OSError:
-                st = None  # reported by the per-record check
-        if st is None:
-            size.append(-2)
-            mtime.append(-2)
-            inode.append(-2)
-            texts.append("")
-        else:
-            size.append(st.st_size)
-            mtime.append(st.st_mtime_ns)
-            inode.append(as_int64(st.st_ino))
-            texts.append(describe(path, rec.labels, rec.split, rec.group, rec.extra))
-    digest = digests(texts)
-    n = len(records)
-    f = facts[np.maximum(where, 0)] if len(facts) else np.zeros(n, facts.dtype)
-    ok = (where >= 0) & (np.asarray(size) > 0) & (f["size"] == np.asarray(size))
-    ok &= (f["mtime_ns"] == np.asarray(mtime)) & (f["inode"] == np.asarray(inode, dtype=np.int64))
-    return np.asarray(ok & (f["describe_fnv1a"] == digest), dtype=bool)
+    inode and the record's description digest. A file that cannot be stat'ed or is empty is not unchanged.
+
+    Only stored records are looked at; their facts come from ``pre`` where it has them, else from a ``stat``
+    here (200,000 ``stat`` calls cost about 0.7 s, mostly in the kernel)."""
+    stored = np.flatnonzero(where >= 0)
+    size, mtime, inode = _file_facts(root, [records[k].path for k in stored.tolist()], pre)
+    texts = [_describe(records[k]) for k in stored.tolist()]
+    f = facts[where[stored]] if len(facts) else np.zeros(len(stored), FACTS_DTYPE)
+    ok = (size > 0) & (f["size"] == size) & (f["mtime_ns"] == mtime) & (f["inode"] == inode)
+    ok &= f["describe_fnv1a2"] == digests(texts)
+    out = np.zeros(len(records), bool)
+    out[stored[ok]] = True
+    return out
+
+
+def _file_facts(root: str, rels: list[str], pre: FileFacts | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(size, mtime_ns, inode)`` int64 arrays for ``rels`` (-2 where the file cannot be stat'ed)."""
+    n = len(rels)
+    size, mtime, inode = np.full(n, -2, np.int64), np.full(n, -2, np.int64), np.full(n, -2, np.int64)
+    todo = list(range(n))
+    if pre is not None and pre.root == root:
+        at = np.fromiter(map(pre.position.get, rels, [-1] * n), np.int64, n)
+        have = np.flatnonzero(at >= 0)
+        size[have], mtime[have], inode[have] = pre.size[at[have]], pre.mtime_ns[at[have]], pre.inode[at[have]]
+        todo = np.flatnonzero(at < 0).tolist()
+    prefix = os.path.join(root, "")
+    sts = _stat_all([p if (p := rels[k])[:1] == "/" else prefix + p for k in todo])
+    for k, st in zip(todo, sts, strict=True):
+        if st is not None:
+            size[k], mtime[k], inode[k] = st.st_size, st.st_mtime_ns, as_int64(st.st_ino)
+    return size, mtime, inode
+
+
+def _stat_all(paths: list[str]) -> list[os.stat_result | None]:
+    """``os.stat`` of each path, None where it fails (reported later by the per-record check)."""
+    try:
+        return list(map(os.stat, paths))  # the common case: every file is there
+    except OSError:
+        pass
+    out: list[os.stat_result | None] = []
+    for p in paths:
+        try:
+            out.append(os.stat(p))
+        except OSError:
+            out.append(None)
+    return out
+
+
+def _describe(rec: ImageRecord) -> str:
+    if not rec.extra:  # the digest's text, as ``describe`` makes it, without a call per field
+        return f"{rec.path}\x1f{chr(0x1E).join(rec.labels)}\x1f{rec.split!r}\x1f{rec.group!r}\x1f"
+    return describe(rec.path, rec.labels, rec.split, rec.group, rec.extra)
 
 
 _Scanned = str | _Item | BadImage | tuple[ImageRecord, Path, os.stat_result]

@@ -26,6 +26,7 @@ from visrec.index.pipeline import (
     timed,
 )
 from visrec.index.scan import StoredItems, plan_changes
+from visrec.prefetch import FactsPrefetch
 from visrec.stores.base import VectorStore
 from visrec.stores.merge_policy import MergePolicy
 from visrec.stores.segmented import SegmentedStore
@@ -75,9 +76,14 @@ def _stored_items(store: VectorStore | None) -> StoredItems:
     return StoredItems.from_metadata(metas)
 
 
-def _empty_segmented(backend: str, encoder: Encoder) -> tuple[SegmentedStore, SegmentedStore | None]:
-    joint = None if encoder.joint_dim is None else SegmentedStore(backend, encoder.joint_dim)
-    return SegmentedStore(backend, encoder.dim), joint
+def _empty_segmented(
+    backend: str, encoder: Encoder, compress: str | None = None
+) -> tuple[SegmentedStore, SegmentedStore | None]:
+    options = {"quantize": compress} if compress and backend == "faiss" else {}
+    if compress and backend != "faiss":
+        raise BadInput(f"--compress applies to the faiss store, not to {backend}")
+    joint = None if encoder.joint_dim is None else SegmentedStore(backend, encoder.joint_dim, options)
+    return SegmentedStore(backend, encoder.dim, options), joint
 
 
 def apply_changes(
@@ -222,12 +228,15 @@ def build_index(
     encoder: Encoder,
     config: IndexConfig | None = None,
     progress: Progress | None = None,
+    prefetch: FactsPrefetch | None = None,
 ) -> IndexingReport:
     """Create or update the index folder ``out`` so that it holds exactly ``dataset``'s images.
 
     Only new or changed files (by sha256) are embedded; removed files are dropped; a file that became
     unreadable keeps its previous entry and is reported. Embeddings are saved in resumable shards as they are
-    computed, so an interrupted run resumes where it stopped. Returns what was done.
+    computed, so an interrupted run resumes where it stopped. Returns what was done. ``prefetch``: the file
+    facts of ``dataset``'s folder being gathered by a helper process (:func:`~visrec.prefetch.start_prefetch`),
+    started before the folder was listed.
     """
     cfg = config or IndexConfig()
     out = Path(out)
@@ -243,7 +252,8 @@ def build_index(
         old, old_joint = _load_current(folder)
         stored = _stored_items(old)
         stop = timed(report, "scan")
-        plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash)
+        prefetched = prefetch.result() if prefetch is not None and not cfg.rehash and len(stored) else None
+        plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash, prefetched)
         stop()
         shards = ShardWriter(folder.work_dir, encoder.fingerprint)
         new = _embed_changes(plan, encoder, shards, cfg, report, progress)
@@ -278,7 +288,7 @@ def _segments(
 ) -> tuple[SegmentedStore, SegmentedStore | None, dict[str, bytes]]:  # fmt: skip
     """The next generation of a local index: the current segments plus one new segment, tombstones for what
     was removed or replaced, merged as the policy says; prototypes updated from what changed."""
-    store, joint = current if current[0] is not None else _empty_segmented(folder.manifest.store, encoder)
+    store, joint = current if current[0] is not None else _empty_segmented(folder.manifest.store, encoder, cfg.compress)
     rows = [(i, r[0], r[1], r[2]) for i, r in new]
     if plan.meta_only:  # same content, new metadata: the stored vectors with the new metadata
         ids = [it.record.id for it in plan.meta_only]

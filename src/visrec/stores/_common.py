@@ -26,6 +26,7 @@ from visrec.stores.metadata import MetadataTable, normalize_metadata
 from visrec.types import Neighbors
 
 STORE_FORMAT = 1
+IDS_FILE = "ids.txt"
 NORM_TOLERANCE = 1e-3
 """Stored rows must have ``| ||v|| - 1 | <= NORM_TOLERANCE``."""
 
@@ -160,9 +161,16 @@ class BaseStore:
         self._lock = threading.RLock()
         self._mat = _Matrix(dim)
         self._ids: list[str] = []
-        self._row: dict[str, int] = {}
+        self._row_map: dict[str, int] | None = {}
         self._ids_arr: np.ndarray | None = None
         self._meta = MetadataTable(":memory:")
+
+    @property
+    def _row(self) -> dict[str, int]:
+        """Id -> row, built on first use (an update that only adds rows to a large loaded store never needs it)."""
+        if self._row_map is None:
+            self._row_map = {i: r for r, i in enumerate(self._ids)}
+        return self._row_map
 
     # ---- options and hooks for subclasses ----------------------------------------------------------------
 
@@ -345,6 +353,7 @@ class BaseStore:
         with self._lock:
             np.save(folder / "vectors.npy", self._mat.view, allow_pickle=False)
             self._meta.save(folder / "metadata.sqlite")
+            write_ids(folder, self._ids)
             info = {"format": STORE_FORMAT, "backend": self.backend, "dim": self.dim, "count": self._mat.n,
                     "options": self.options()}  # fmt: skip
             (folder / "store.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -371,13 +380,37 @@ class BaseStore:
                 f"({info['count']}, {store.dim}) float32; re-index the folder"
             )
         store._meta = MetadataTable(folder / "metadata.sqlite", readonly=True)
-        store._ids = store._meta.ids_by_row()
+        ids = read_ids(folder, len(vecs))
+        store._ids = store._meta.ids_by_row() if ids is None else ids
         if len(store._ids) != len(vecs):
             raise IndexCorrupt(f"{folder}: {len(store._ids)} metadata rows for {len(vecs)} vectors; re-index")
-        store._row = {i: r for r, i in enumerate(store._ids)}
+        store._row_map = None
         store._mat = _Matrix(store.dim, vecs)
         store._load_extra(folder)
         return store
+
+
+def write_ids(folder: Path, ids: Sequence[str]) -> None:
+    """``folder/ids.txt``: the ids in row order, UTF-8, separated by NUL (which no id holds, else no file is
+    written). Derived from ``metadata.sqlite``: opening a store reads ids from it in one read instead of a query
+    over every row (0.14 s of CPU per 200,000 ids)."""
+    blob = "\x00".join(ids)
+    if blob.count("\x00") == max(len(ids) - 1, 0):  # ids from undecodable file names keep their surrogates
+        (folder / IDS_FILE).write_bytes(blob.encode("utf-8", "surrogatepass"))
+
+
+def read_ids(folder: Path, rows: int) -> list[str] | None:
+    """The ids of ``folder/ids.txt`` when it exists and holds ``rows`` of them, else None (then they are read
+    from the metadata; stores saved before the file existed have none)."""
+    try:
+        blob = (folder / IDS_FILE).read_bytes()
+    except OSError:
+        return None
+    try:
+        ids = blob.decode("utf-8", "surrogatepass").split("\x00") if rows else []
+    except UnicodeDecodeError:
+        return None
+    return ids if len(ids) == rows and all(ids[:1]) else None
 
 
 def read_store_info(folder: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 from visrec.npyio import load_npy
 
 FACTS = "facts.npy"
-FACTS_DTYPE = np.dtype([("size", "<i8"), ("mtime_ns", "<i8"), ("inode", "<i8"), ("describe_fnv1a", "<u8")])
+FACTS_DTYPE = np.dtype([("size", "<i8"), ("mtime_ns", "<i8"), ("inode", "<i8"), ("describe_fnv1a2", "<u8")])
 FILE_KEYS = ("size", "mtime_ns", "inode")
 """Keys of a metadata ``extra`` that hold the file's facts (strings of integers), left out of the digest."""
 _NOT_DESCRIBING = frozenset((*FILE_KEYS, "phash"))
@@ -42,18 +42,20 @@ def describe(path: str, labels: Sequence[str], split: str | None, group: str | N
 def digests(texts: Sequence[str]) -> np.ndarray:
     """``(n,)`` uint64 FNV-1a digests of ``texts`` over their code points and length, computed column by column
     with numpy (a hash call per item cost more than the whole comparison), in chunks so that one long text
-    widens only its chunk's array."""
+    widens only its chunk's array. A text's digest does not depend on the others: columns past its end (the
+    padding of shorter texts in a chunk) leave its hash as it is."""
     out = np.empty(len(texts), np.uint64)
     for start in range(0, len(texts), _CHUNK):
         part = texts[start : start + _CHUNK]
         arr = np.array(part, dtype=str)
         width = arr.dtype.itemsize // 4
         codes = arr.view(np.uint32).reshape(len(part), width).T.astype(np.uint64) if width else None
+        lengths = np.fromiter(map(len, part), np.int64, len(part))
         h = np.full(len(part), _FNV_OFFSET, np.uint64)
-        for col in () if codes is None else codes:
-            h ^= col
-            h *= _FNV_PRIME
-        h ^= np.fromiter(map(len, part), np.uint64, len(part))
+        for j, col in enumerate(() if codes is None else codes):
+            live = lengths > j
+            h[live] = (h[live] ^ col[live]) * _FNV_PRIME
+        h ^= lengths.astype(np.uint64)
         h *= _FNV_PRIME
         out[start : start + len(part)] = h
     return out
@@ -80,7 +82,7 @@ def facts_of(metas: Iterable[Mapping[str, Any]]) -> np.ndarray:
         texts.append(describe(m.get("path", ""), m.get("labels", ()), m.get("split"), m.get("group"), ex))
         rows.append((_int(ex, "size"), _int(ex, "mtime_ns"), _int(ex, "inode"), 0))
     out = np.array(rows, dtype=FACTS_DTYPE) if rows else np.zeros(0, FACTS_DTYPE)
-    out["describe_fnv1a"] = digests(texts)
+    out["describe_fnv1a2"] = digests(texts)
     return out
 
 
