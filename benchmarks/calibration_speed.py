@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/calibration_speed.py [--data ../shared/data/naruto_roboflow] [--repeat 5] [--rounds 3]
     python benchmarks/calibration_speed.py --data ../shared/data/caltech101_dev --split-field split --repeat 1
+    python benchmarks/calibration_speed.py --synthetic 20000 --rounds 1
 
 The index is built once without calibration (``--split-field``: its train side only; ``--repeat``: every image
 that many times under distinct names, as ``benchmarks/indexing_speed.py`` indexes naruto_roboflow), then the
@@ -13,13 +14,14 @@ novelty fits, plus the final novelty fit) is timed, alternating between:
 - ``previous``: every fold's scatter summed from its own rows, eigenvectors from NumPy's ``eigh`` (which solves
   a float32 matrix in float64), the Gram-matrix route for any fold with fewer items than dimensions;
 - ``current``: folds' scatters as the full set's minus the rows left out (``FoldScatter``), eigenvectors from
-  SciPy's float32 ``ssyevd``, the Gram route only below half as many items as dimensions.
+  SciPy's ``dsyevd`` (float64), the Gram route only below half as many items as dimensions.
 
 The best round of each counts (other load only slows a round down). Printed: seconds, the ratio, and how far the
 results moved: held-out novelty scores (relative difference, rank correlation) and each calibration's threshold,
 precision, coverage and share of simulated unknowns rejected. On repeated images (``--repeat`` > 1) a fold has
 fewer distinct images than PCA axes: the axes beyond the data's rank are arbitrary under either solver, so the
-scores are compared on data without repeats.
+scores are compared on data without repeats. ``--synthetic N``: N generated items of 50 classes (each its own
+group) instead of images, for index sizes beyond the data sets.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def synthetic_vectors(n: int, dim: int = 1472, classes: int = 50) -> tuple[np.ndarray, list[Any], list[Any]]:
+    """``n`` seeded unit rows around ``classes`` centres with a decaying spectrum (like CNN features), one label and
+    one group per row: the size of an index, without encoding images."""
+    rng = np.random.default_rng(0)
+    scales = (1.0 / np.sqrt(1.0 + np.arange(dim))).astype(np.float32)
+    centres = rng.standard_normal((classes, dim), dtype=np.float32) * scales * 3
+    lab = rng.integers(0, classes, n)
+    x = centres[lab] + rng.standard_normal((n, dim), dtype=np.float32) * scales
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, [(f"c{c}",) for c in lab], [None] * n
 
 
 def labeled_vectors(data: Path, repeat: int, split_field: str | None) -> tuple[np.ndarray, list[Any], list[Any]]:
@@ -124,13 +138,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="index each image this many times")
     ap.add_argument("--split-field", default=None, help="calibrate on the train side of this split")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--synthetic", type=int, default=0, help="N generated 1472-d items instead of --data")
     args = ap.parse_args()
-    if not args.data.exists():
-        sys.exit(f"{args.data} not found; pass --data DIR (a labeled image folder)")
-    if args.split_field and args.repeat > 1:
-        sys.exit("--split-field calibrates on a train side as it is: pass --repeat 1 with it")
-    vecs, labels, groups = labeled_vectors(args.data, args.repeat, args.split_field)
-    print(f"data: {args.data} ({vecs.shape[0]} items, {vecs.shape[1]} dims, {len(set(groups))} groups)")
+    if args.synthetic:
+        vecs, labels, groups = synthetic_vectors(args.synthetic)
+        source = f"{args.synthetic} generated items, each its own group"
+    else:
+        if not args.data.exists():
+            sys.exit(f"{args.data} not found; pass --data DIR (a labeled image folder)")
+        if args.split_field and args.repeat > 1:
+            sys.exit("--split-field calibrates on a train side as it is: pass --repeat 1 with it")
+        vecs, labels, groups = labeled_vectors(args.data, args.repeat, args.split_field)
+        source = f"{args.data}, {len(set(groups))} near-duplicate groups"
+    print(f"data: {source} ({vecs.shape[0]} items, {vecs.shape[1]} dims)")
     best: dict[str, Any] = {}
     for _ in range(args.rounds):
         for name in ("previous", "current"):

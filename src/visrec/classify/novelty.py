@@ -126,7 +126,7 @@ def _principal_axes(centred: np.ndarray, dims: int, scatter: np.ndarray | None =
     ``(n, n)`` Gram matrix (``X^T u / sqrt(lambda)``), unless an axis has almost no variance.
     """
     n, d = centred.shape
-    if uses_gram(n, d):  # solved in float64: X^T u / sqrt(lambda) would magnify float32 rounding
+    if uses_gram(n, d):
         vals, vecs = _leading_eigenvectors(np.asarray(centred @ centred.T, np.float64), dims)
         if vals[-1] > 1e-6 * vals[0]:  # else an axis is (nearly) outside the data's span: use the scatter
             axes = (centred.T @ vecs) / np.sqrt(vals)
@@ -136,17 +136,17 @@ def _principal_axes(centred: np.ndarray, dims: int, scatter: np.ndarray | None =
         for s in range(0, n, 8192):
             block = np.asarray(centred[s : s + 8192], np.float32)
             scatter += block.T @ block
-    return np.ascontiguousarray(_leading_eigenvectors(np.asarray(scatter, np.float32), dims)[1].T)
+    return np.ascontiguousarray(_leading_eigenvectors(np.asarray(scatter, np.float64), dims)[1].T)
 
 
 def _leading_eigenvectors(matrix: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """``(values (dims,), vectors (m, dims))`` float64: the ``dims`` largest eigenpairs of a symmetric ``(m, m)``
-    matrix, largest first, vectors as unit columns, solved at the matrix's precision (float32 or float64).
+    float64 matrix, largest first, vectors as unit columns.
 
-    LAPACK's divide and conquer through SciPy (``ssyevd``/``dsyevd``): NumPy's ``eigh`` solves a float32 matrix in
-    float64, 2.4x the time on a 1472-d scatter of real features, whose leading 512-axis subspace the float32
-    solve matches to a principal-angle cosine of 0.999998 (``tests/unit/test_novelty_fit_numerics.py`` holds the
-    resulting scores to the float64 ones).
+    LAPACK's divide and conquer (``dsyevd``) through SciPy, in float64 as NumPy's ``eigh`` also solved it, in less
+    time (its LAPACK build). A float32 solve (``ssyevd``) took half the time again, but moved the Mahalanobis
+    scores of a 20,000-item synthetic fold (1472-d, slowly decaying spectrum, as ``benchmarks/calibration_speed.py
+    --synthetic`` generates) by up to 1.6 % (median 0.12 %) against float64, so it is not used.
     """
     from scipy.linalg import eigh
 
