@@ -11,7 +11,9 @@ side: one row per object with its best IoU per segmenter, then the mean best IoU
 at IoU >= 0.5, the mean number of regions per image, and the mean wall-clock and CPU seconds of
 ``set_image`` + ``regions`` on each photo resized to a 1024-px longer side (one untimed warm-up call first).
 Besides the registered names, ``mobilesam+nanodet`` (MobileSAM masks from NanoDet's boxes only) and
-``mobilesam+nanodet+grid`` (those plus the automatic grid) are accepted. Three photos give no score, only a
+``mobilesam+nanodet+grid`` (those plus the automatic grid) are accepted, and ``mobilesam-former`` /
+``mobilesam+nanodet+grid-former``: the same with the automatic mode's former settings (8 x 8 grid, covered points
+skipped, NMS 0.7, up to 100 masks). Three photos give no score, only a
 sanity check; CPU seconds are the process's (all threads), less sensitive to other jobs than wall-clock time.
 ``--index``: the index the ``gallery`` segmenter compares windows with (needed for ``--segmenter gallery``).
 """
@@ -30,10 +32,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 DEFAULT = REPO.parent / "shared/data/voc_labelme_mini/annotations_coco.json"
+# MobileSAM's automatic mode before its filters were chosen on generated scenes (benchmarks/mobilesam_filters.py)
+FORMER: dict[str, object] = {"points_per_side": 8, "skip_covered": True, "nms_iou": 0.7, "max_regions": 100}
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "proposals": ("proposals", {"masks": True}),
     "mobilesam+nanodet": ("mobilesam", {"prompter": "nanodet", "points_per_side": 0}),
     "mobilesam+nanodet+grid": ("mobilesam", {"prompter": "nanodet"}),
+    "mobilesam-former": ("mobilesam", FORMER),
+    "mobilesam+nanodet+grid-former": ("mobilesam", {"prompter": "nanodet", **FORMER}),
 }
 
 

@@ -52,6 +52,8 @@ def _make(name: str, index: Index, tmp_path_factory: pytest.TempPathFactory) -> 
     options: dict[str, Any] = {"index": index} if name == "gallery" else {}
     if name == "sam":
         return _tiny_sam()
+    if name == "mobilesam":
+        options["points_per_side"] = 4  # the contract, not mask quality: 16 prompts instead of the default 256
     cache = tmp_path_factory.getbasetemp() / "visrec-cache"  # the session's cache: MobileSAM is exported once
     cache.mkdir(exist_ok=True)
     try:

@@ -61,6 +61,26 @@ def test_unreadable_annotations_name_the_file(tmp_path: Path) -> None:
         load_coco_instances(tmp_path / "bad.json")
 
 
+def test_rle_masks_of_generated_scenes_are_read(tmp_path: Path) -> None:
+    from visrec.segment.rle import mask_to_rle
+
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "scene.png")
+    truth = np.zeros((40, 60), bool)
+    truth[5:25, 10:50] = True
+    truth[12:16, 20:30] = False  # a hole: the RLE must carry it
+    ann = {"id": 7, "image_id": 1, "category_id": 1, "segmentation": mask_to_rle(truth)}
+    data = {"images": [{"id": 1, "file_name": "scene.png", "height": 40, "width": 60}], "annotations": [ann]}
+    (tmp_path / "annotations.json").write_text(json.dumps(data | {"categories": [{"id": 1, "name": "thing"}]}))
+    images = load_coco_instances(tmp_path / "annotations.json")
+    assert images[0].categories == ("thing",) and (images[0].masks[0] == truth).all()
+    ann["segmentation"] = mask_to_rle(truth[:30])  # an RLE of another size than its image
+    (tmp_path / "annotations.json").write_text(json.dumps(data | {"categories": [{"id": 1, "name": "thing"}]}))
+    with pytest.raises(
+        BadInput, match=r"annotations\.json: annotation 7 has an RLE mask of 60x30 on an image of 60x40"
+    ):
+        load_coco_instances(tmp_path / "annotations.json")
+
+
 @pytest.mark.skipif(not VOC.is_file(), reason="voc_labelme_mini is not present")
 def test_voc_smoke_photos() -> None:
     images = load_coco_instances(VOC)

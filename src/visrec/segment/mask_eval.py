@@ -1,8 +1,9 @@
 """Segmentation quality against ground-truth instance masks: for every annotated object, the mask IoU of the
 best-matching region a segmenter proposes (its "best overlap", the recall measure of proposal methods).
 
-Ground truth is read from a COCO instances file with polygon segmentations (e.g. labelme's export); regions
-without masks (box-only backends) are compared as filled boxes.
+Ground truth is read from a COCO instances file with polygon segmentations (e.g. labelme's export) or COCO RLE
+masks (``visrec scene-gen``'s generated scenes); regions without masks (box-only backends) are compared as
+filled boxes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from PIL import Image, ImageDraw
 from visrec.errors import BadInput
 from visrec.segment.base import Segmenter
 from visrec.segment.masks import box_to_mask, mask_iou
+from visrec.segment.rle import rle_to_mask
 
 
 @dataclass(frozen=True)
@@ -67,16 +69,28 @@ def _find_image(root: Path, file_name: str) -> Path:
     raise BadInput(f"{root}: the annotated image {file_name} is neither there nor under images/")
 
 
-def _segmentation(ann: dict[str, Any], source: Path) -> list[list[float]]:
+def _object_mask(ann: dict[str, Any], source: Path, height: int, width: int) -> np.ndarray:
+    """The ``(height, width)`` bool mask of one annotation: COCO polygons or COCO RLE (``scene-gen`` writes RLE)."""
     seg = ann.get("segmentation")
     seg = json.loads(seg) if isinstance(seg, str) else seg  # labelme writes every field as a string
+    if isinstance(seg, dict):
+        try:
+            mask = rle_to_mask(seg)
+        except BadInput as e:
+            raise BadInput(f"{source}: annotation {ann.get('id')}: {e}") from e
+        if mask.shape != (height, width):
+            raise BadInput(
+                f"{source}: annotation {ann.get('id')} has an RLE mask of {mask.shape[1]}x{mask.shape[0]} "
+                f"on an image of {width}x{height}"
+            )
+        return mask
     if not isinstance(seg, list):
-        raise BadInput(f"{source}: annotation {ann.get('id')} has no polygon segmentation (RLE is not supported)")
-    return [[float(v) for v in poly] for poly in seg]
+        raise BadInput(f"{source}: annotation {ann.get('id')} has no segmentation (polygons or COCO RLE)")
+    return polygons_to_mask([[float(v) for v in poly] for poly in seg], height, width)
 
 
 def load_coco_instances(path: Path, images_root: Path | None = None) -> list[InstanceImage]:
-    """Read a COCO instances JSON with polygon masks; images are looked up beside it (or in ``images/``)."""
+    """Read a COCO instances JSON with polygon or RLE masks; images are looked up beside it (or in ``images/``)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -89,7 +103,7 @@ def load_coco_instances(path: Path, images_root: Path | None = None) -> list[Ins
     for im in images:
         h, w = int(im["height"]), int(im["width"])
         mine = [a for a in anns if str(a["image_id"]) == str(im["id"])]
-        masks = [polygons_to_mask(_segmentation(a, path), h, w) for a in mine]
+        masks = [_object_mask(a, path, h, w) for a in mine]
         out.append(
             InstanceImage(
                 _find_image(root, str(im["file_name"])),

@@ -11,10 +11,14 @@ pads it to 1024 x 1024 with the pixel mean, then embeds it once. ``regions()`` t
 
 * **automatic masks** (``points_per_side`` > 0): a grid of point prompts, decoded ``points_per_batch`` at a
   time into SAM's three candidate masks each; candidates pass when their predicted IoU and their stability
-  (IoU of the mask thresholded at +/- ``stability_offset`` logits) reach the thresholds, then box NMS.
-  The decoder costs about 0.08 CPU-s per prompt whatever the batch, so grid points that fall inside a mask
-  already kept are not decoded (``skip_covered``), and the grid is visited coarse to fine so the first
-  batches spread over the whole image;
+  (IoU of the mask thresholded at +/- ``stability_offset`` logits) reach the thresholds, then box NMS and
+  a cap of ``max_regions`` (the selection is :mod:`visrec.segment.mobilesam_amg`). The defaults (16 x 16
+  points, every point decoded, SAM's predicted-IoU / stability thresholds 0.88 / 0.95, NMS at 0.85, at most
+  32 masks) were chosen on generated scenes by ``benchmarks/mobilesam_filters.py`` (docs/scene.md). The
+  decoder costs about 0.1-0.2 CPU-s per point, so 256 points take 25-45 CPU-s: ``max_points`` visits fewer
+  (coarse to fine, so the first points spread over the whole image), and ``skip_covered`` does not decode
+  points that fall inside a mask already kept (cheaper, but a large mask, a wall or a table, then hides the
+  objects on it);
 * **prompted masks** (``prompter`` set): the boxes of another segmenter (``nanodet``, ``faces``,
   ``gallery``, ...) become box prompts, one mask each (SAM's single-mask output), keeping the prompter's
   scores; with ``points_per_side`` > 0 as well, both sets are pooled and pruned by NMS.
@@ -36,8 +40,9 @@ from PIL import Image
 
 from visrec.errors import BadInput, DimensionMismatch
 from visrec.segment.base import ImageHolder, Segmenter
-from visrec.segment.masks import masks_to_boxes, nms, remove_small_regions
-from visrec.segment.sam_amg import point_grid, select_masks
+from visrec.segment.masks import masks_to_boxes, remove_small_regions
+from visrec.segment.mobilesam_amg import Candidates, describe, final_keep, select_grid
+from visrec.segment.sam_amg import point_grid
 from visrec.segment.types import Regions
 
 IMG_SIZE = 1024
@@ -49,30 +54,34 @@ STD = np.array([58.395, 57.12, 57.375], np.float32)
 
 @dataclass(frozen=True)
 class MobileSamConfig:
-    """``points_per_side``: automatic grid (0: none, prompts only); ``points_per_batch``: prompts per decoder
+    """``points_per_side``: automatic grid (0: none, prompts only); ``max_points``: most grid points visited,
+    coarse to fine (0: all; 64 of a 16 x 16 grid is its 8 x 8 sub-grid); ``points_per_batch``: prompts per decoder
     call; ``skip_covered``: do not decode grid points inside masks already kept; ``pred_iou_thresh`` /
-    ``stability_thresh`` / ``stability_offset`` / ``nms_iou``: SAM's generator filters (its defaults);
-    ``min_region``: holes and islands smaller than this share of the image are cleaned up; ``max_regions``:
-    cap; ``prompter``: registered segmenter whose boxes become prompts (None: automatic only);
-    ``prompter_options``: its options (e.g. ``{"index": idx}`` for ``gallery``); ``max_prompts``: most
-    prompter boxes used (best first)."""
+    ``stability_thresh`` / ``stability_offset`` / ``nms_iou``: SAM's generator filters; ``min_region``: holes
+    and islands smaller than this share of the image are cleaned up; ``max_regions``: most grid masks kept
+    (best predicted IoU first; prompted masks come on top); ``prompter``: registered segmenter whose boxes
+    become prompts (None: automatic only); ``prompter_options``: its options (e.g. ``{"index": idx}`` for
+    ``gallery``); ``max_prompts``: most prompter boxes used (best first)."""
 
-    points_per_side: int = 8
+    points_per_side: int = 16
+    max_points: int = 0
     points_per_batch: int = 16
-    skip_covered: bool = True
+    skip_covered: bool = False
     pred_iou_thresh: float = 0.88
     stability_thresh: float = 0.95
     stability_offset: float = 1.0
-    nms_iou: float = 0.7
+    nms_iou: float = 0.85
     min_region: float = 1e-4
-    max_regions: int = 100
+    max_regions: int = 32
     prompter: str | None = None
     prompter_options: tuple[tuple[str, Any], ...] = ()
     max_prompts: int = 32
 
     def __post_init__(self) -> None:
-        if self.points_per_side < 0 or self.points_per_batch < 1 or self.max_regions < 1 or self.max_prompts < 1:
-            raise BadInput("points_per_side must be >= 0; points_per_batch, max_regions and max_prompts >= 1")
+        if min(self.points_per_side, self.max_points) < 0 or min(self.points_per_batch, self.max_regions) < 1:
+            raise BadInput("points_per_side and max_points must be >= 0; points_per_batch and max_regions >= 1")
+        if self.max_prompts < 1:
+            raise BadInput(f"max_prompts must be >= 1, got {self.max_prompts}")
         if self.points_per_side == 0 and self.prompter is None:
             raise BadInput("mobilesam needs points_per_side > 0 (automatic masks) or a prompter (e.g. 'nanodet')")
         if not 0.0 <= self.min_region < 1.0:
@@ -257,40 +266,30 @@ class MobileSamSegmenter(ImageHolder):
 
     def _grid_masks(self, hw: tuple[int, int], prompted: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Kept grid-prompt candidates: low-resolution logits ``(k, 256, 256)`` and predicted IoUs ``(k,)``."""
-        cfg = self.config
-        n = cfg.points_per_side
-        grid = point_grid(n)[coarse_to_fine(n)] * [hw[1], hw[0]]
-        ch, cw = (-(-self._covered[0] * LOW_RES // IMG_SIZE), -(-self._covered[1] * LOW_RES // IMG_SIZE))
-        cover = np.zeros((ch, cw), bool)
-        if prompted is not None and cfg.skip_covered:
-            cover |= (prompted[:, :ch, :cw] > 0).any(0)
-        kept_low, kept_iou = [], []
-        for s in range(0, len(grid), cfg.points_per_batch):
-            pts = grid[s : s + cfg.points_per_batch]
-            if cfg.skip_covered:
-                r = np.minimum((pts[:, 1] * ch / hw[0]).astype(int), ch - 1)
-                c = np.minimum((pts[:, 0] * cw / hw[1]).astype(int), cw - 1)
-                pts = pts[~cover[r, c]]
-            if len(pts) == 0:
-                continue
+        n = self.config.points_per_side
+        points = point_grid(n)[coarse_to_fine(n)[: self.config.max_points or None]] * [hw[1], hw[0]]
+        frame = self._frame()
+        cover: np.ndarray | None = None
+        if prompted is not None and self.config.skip_covered:
+            cover = np.asarray((prompted[:, : frame[0], : frame[1]] > 0).any(0))
+
+        def decode(rows: np.ndarray) -> Candidates:
+            pts = points[rows]
             coords = np.concatenate([pts[:, None], np.zeros((len(pts), 1, 2))], 1).astype(np.float32)
             low, iou = self._decode(coords, np.tile(np.array([[1, -1]], np.float32), (len(pts), 1)), hw)
-            cand = low[:, 1:, :ch, :cw].reshape(-1, ch, cw)
-            sel = select_masks(cand, iou[:, 1:].reshape(-1), cfg)
-            kept_low.append(low[:, 1:].reshape(-1, LOW_RES, LOW_RES)[sel])
-            kept_iou.append(iou[:, 1:].reshape(-1)[sel])
-            cover |= (cand[sel] > 0).any(0)
-        if not kept_low:
-            return np.zeros((0, LOW_RES, LOW_RES), np.float32), np.zeros(0, np.float32)
-        return np.concatenate(kept_low), np.concatenate(kept_iou)
+            return describe(low[:, 1:], iou[:, 1:], frame, self.config.stability_offset)
+
+        sel = select_grid(decode, points, hw, frame, self.config, cover)
+        keep = final_keep(sel.low, sel.scores, frame, self.config.nms_iou, self.config.max_regions)
+        return sel.low[keep], sel.scores[keep]
+
+    def _frame(self) -> tuple[int, int]:
+        """The ``(rows, cols)`` of the 256 x 256 logits that cover the image (the rest is padding)."""
+        return -(-self._covered[0] * LOW_RES // IMG_SIZE), -(-self._covered[1] * LOW_RES // IMG_SIZE)
 
     def _nms(self, low: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Rows of ``low`` to keep: non-empty masks pruned by box NMS over all sources, best first."""
-        ch = -(-self._covered[0] * LOW_RES // IMG_SIZE)
-        cw = -(-self._covered[1] * LOW_RES // IMG_SIZE)
-        masks = low[:, :ch, :cw] > 0
-        ok = np.nonzero(masks.any((1, 2)))[0]
-        if len(ok) == 0:
-            return ok
-        keep = ok[nms(masks_to_boxes(masks[ok]), scores[ok], self.config.nms_iou)]
-        return keep[: self.config.max_regions]
+        """Rows of ``low`` to keep: non-empty masks pruned by box NMS over all sources, best first (the grid's
+        masks were already capped at ``max_regions``, the prompts at ``max_prompts``)."""
+        return final_keep(
+            low, scores, self._frame(), self.config.nms_iou, self.config.max_regions + self.config.max_prompts
+        )
