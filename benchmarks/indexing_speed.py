@@ -25,8 +25,9 @@ Each measurement runs in a fresh subprocess (so its peak memory is its own), and
   encoder's multi-threaded session at its best batch size: the runtime's ceiling for this graph. ``visrec``
   uses the default runtime (``$VISREC_RUNTIME``, else OpenVINO when installed) and precision
   (``$VISREC_PRECISION``: float32 by default, ``auto`` for bfloat16 on OpenVINO where the CPU computes it
-  natively; ``visrec-onnxruntime`` runs float32). Also printed: the same model
-  through the encoder's batch path on ready-made batches (one single-threaded inference per core, as
+  natively; ``visrec-onnxruntime`` runs float32; ``visrec-bf16``, run where the CPU computes bfloat16 natively
+  and the default is not already bf16, is the opt-in ``VISREC_PRECISION=bf16`` end to end). Also printed: the
+  same model through the encoder's batch path on ready-made batches (one single-threaded inference per core, as
   ``build_index`` runs it), per batch size: the ceiling of the embed stage itself.
 - ``ceiling``: FLOPs per image (torch's FLOP counter on the module) and the machine's float32 matmul FLOP/s
   (best of numpy, torch, ONNX Runtime and OpenVINO on 2048x2048 matrices, all cores): "fraction of ceiling" =
@@ -55,7 +56,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 RUNTIMES = ("onnxruntime", "openvino")
 MODEL_PARTS = tuple(f"model-{r}" for r in RUNTIMES)
-PARTS = ("visrec", "visrec-onnxruntime", "naive", "fair", *MODEL_PARTS, "ceiling")
+PARTS = ("visrec", "visrec-onnxruntime", "visrec-bf16", "naive", "fair", *MODEL_PARTS, "ceiling")
 
 
 def peak_rss_mb() -> float:
@@ -70,13 +71,15 @@ def image_files(data: Path) -> list[Path]:
     return [ds.abspath(r) for r in ds.records]
 
 
-def part_visrec(data: Path, runtime: str | None = None) -> dict[str, Any]:
+def part_visrec(data: Path, runtime: str | None = None, precision: str | None = None) -> dict[str, Any]:
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
     from visrec.index.writer import build_index
 
     if runtime:
         os.environ["VISREC_RUNTIME"] = runtime
+    if precision:
+        os.environ["VISREC_PRECISION"] = precision
     ds = load_dataset(data)
     t0 = time.perf_counter()
     enc: Any = create_encoder()
@@ -298,11 +301,13 @@ def best_rounds(data: Path, rounds: int, repeated: Path) -> dict[str, dict[str, 
     """Interleave the timed parts ``rounds`` times; keep each part's fastest round (and every round's speed).
 
     The ``visrec`` parts index ``repeated``; the others read ``data``."""
-    from visrec.encoders.runtime import runtime_name
+    from visrec.encoders.runtime import cpu_has_bf16, precision_name, runtime_name
 
     parts = ["visrec", "fair", "naive", "model-onnxruntime"]
     if runtime_name() != "onnxruntime":
         parts.insert(1, "visrec-onnxruntime")  # the reference runtime, end to end
+    if runtime_name() == "openvino" and cpu_has_bf16() and precision_name("openvino") != "bf16":
+        parts.insert(1, "visrec-bf16")  # the opt-in precision (VISREC_PRECISION=bf16), end to end
     if importlib.util.find_spec("openvino") is not None:
         parts.append("model-openvino")
     best: dict[str, dict[str, Any]] = {}
@@ -339,9 +344,10 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
         (f"visrec build_index ({vis['runtime']} {vis['precision']}), first call", vis["first_img_s"], vis),
         (f"visrec build_index ({vis['runtime']} {vis['precision']}), steady", vis["img_s"], vis),
     ]
-    if "visrec-onnxruntime" in res:
-        ref = res["visrec-onnxruntime"]
-        rows.append((f"visrec build_index ({ref['runtime']} {ref['precision']}), steady", ref["img_s"], ref))
+    for part in ("visrec-bf16", "visrec-onnxruntime"):
+        if part in res:
+            ref = res[part]
+            rows.append((f"visrec build_index ({ref['runtime']} {ref['precision']}), steady", ref["img_s"], ref))
     names = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
     for runtime, part in zip(RUNTIMES, MODEL_PARTS, strict=True):
         if part in res:
@@ -358,11 +364,15 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
           f"{fair['by_workers']}")  # fmt: skip
     print(f"visrec stages (steady, s): {vis['steady_stages']}; embed stage {vis['steady_embed_img_s']} img/s")
     print(f"visrec stages (first, s): {vis['first_stages']}; session creation {vis['session_s']:.2f} s (untimed)")
+    if "visrec-bf16" in res:
+        bf = res["visrec-bf16"]
+        print(f"visrec bf16 stages (steady, s): {bf['steady_stages']}; embed stage {bf['steady_embed_img_s']} img/s; "
+              f"RATIO visrec bf16/fair = {bf['img_s'] / fair['img_s']:.2f}x")  # fmt: skip
     print(
         "rounds (img/s): "
         + "; ".join(
             f"{p} {res[p]['rounds']}"
-            for p in ("visrec", "visrec-onnxruntime", "fair", "naive", *MODEL_PARTS)
+            for p in ("visrec", "visrec-bf16", "visrec-onnxruntime", "fair", "naive", *MODEL_PARTS)
             if p in res
         )
     )
@@ -408,7 +418,10 @@ def main() -> None:
         else:
             parts = {"visrec": part_visrec, "naive": part_naive, "fair": part_fair, "ceiling": part_ceiling}
             fn = parts.get(args.part)
-            res = fn(args.data) if fn else part_visrec(args.data, args.part.removeprefix("visrec-"))
+            if fn is None and args.part == "visrec-bf16":
+                res = part_visrec(args.data, precision="bf16")
+            else:
+                res = fn(args.data) if fn else part_visrec(args.data, args.part.removeprefix("visrec-"))
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return

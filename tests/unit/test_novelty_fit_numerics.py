@@ -13,6 +13,7 @@ from sklearn.covariance import ledoit_wolf
 
 from visrec.classify import novelty, openset_fit
 from visrec.classify.novelty import GaussianNovelty, create_novelty, map_fits
+from visrec.errors import BadInput
 
 
 def _clusters(n: int, d: int, classes: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -47,7 +48,7 @@ def _reference_scores(train: np.ndarray, labels: list[str], queries: np.ndarray,
 
 
 @pytest.mark.parametrize("relative", [False, True])
-@pytest.mark.parametrize("n", [500, 90], ids=["items>dims (scatter)", "items<dims (gram)"])
+@pytest.mark.parametrize("n", [500, 70], ids=["items>dims (scatter)", "items<dims/2 (gram)"])
 def test_fast_fit_scores_like_the_plain_float64_fit(n: int, relative: bool) -> None:
     train, labels = _clusters(n, 160, 6)
     queries, _ = _clusters(40, 160, 6, seed=1)
@@ -58,7 +59,7 @@ def test_fast_fit_scores_like_the_plain_float64_fit(n: int, relative: bool) -> N
 
 
 def test_principal_axes_span_the_float64_subspace() -> None:
-    for n in (400, 100):  # scatter path, Gram path
+    for n in (400, 90):  # scatter path, Gram path
         x, _ = _clusters(n, 200, 5)
         centred = x.astype(np.float64) - x.mean(axis=0)
         _, vecs = np.linalg.eigh(centred.T @ centred)
@@ -71,7 +72,7 @@ def test_principal_axes_span_the_float64_subspace() -> None:
 
 
 def test_gram_path_falls_back_when_an_axis_has_no_variance() -> None:
-    x, _ = _clusters(30, 100, 3)
+    x, _ = _clusters(30, 150, 3)
     rows = np.repeat(x, 2, axis=0)  # 60 items, rank <= 30: asking for 40 axes leaves some with no variance
     centred = rows.astype(np.float64) - rows.mean(axis=0)
     axes = novelty._principal_axes(centred, 40)
@@ -114,3 +115,38 @@ def test_held_out_novelty_is_the_same_fitted_side_by_side(monkeypatch: pytest.Mo
     for a, b in zip(parallel[:2], serial[:2], strict=True):
         assert np.isfinite(a).sum() > 0
         np.testing.assert_allclose(a, b, rtol=1e-5, equal_nan=True)
+
+
+def test_fold_scatter_is_the_scatter_of_the_kept_rows() -> None:
+    x, _ = _clusters(300, 40, 4)
+    scatters = novelty.FoldScatter(x)
+    rng = np.random.default_rng(3)
+    for share in (0.9, 0.2):  # few rows left out (total minus them), few rows kept (summed directly)
+        keep = rng.random(300) < share
+        rows = x[keep].astype(np.float64)
+        centred = rows - rows.mean(axis=0)
+        np.testing.assert_allclose(scatters.of(keep), centred.T @ centred, atol=1e-10)
+    with pytest.raises(BadInput, match="at least one kept row"):
+        scatters.of(np.zeros(300, bool))
+
+
+def test_held_out_novelty_with_fold_scatters_scores_like_fitting_each_fold_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # More items than dimensions: every fold takes its scatter from the full set's minus the rows it leaves out.
+    x, labels = _clusters(400, 48, 6)
+    gid = np.arange(400) // 2
+    rows = np.arange(400)
+    make: Any = lambda: create_novelty("mahalanobis", dims=24)  # noqa: E731
+    fast = openset_fit.held_out_novelty(make, x, labels, gid, rows)
+    used: list[int] = []
+    real = novelty.FoldScatter.of
+    monkeypatch.setattr(novelty.FoldScatter, "of", lambda self, keep: used.append(1) or real(self, keep))
+    openset_fit.held_out_novelty(make, x, labels, gid, rows)
+    assert len(used) == 15  # 5 leave-classes-out folds and 10 known folds all used it
+    monkeypatch.setattr(openset_fit, "FoldScatter", lambda vectors: None)  # each fold sums its own rows
+    plain = openset_fit.held_out_novelty(make, x, labels, gid, rows)
+    assert fast[2] == plain[2] == 24
+    for a, b in zip(fast[:2], plain[:2], strict=True):
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, b, rtol=1e-4)

@@ -49,6 +49,7 @@ def map_fits(fn: Callable[[_T], _R], items: Iterable[_T], fitted_bytes: int) -> 
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    import scipy.linalg  # noqa: F401  # the fits' eigensolver: loaded first, so the limit covers SciPy's own BLAS
     from threadpoolctl import threadpool_limits
 
     work = list(items)
@@ -109,27 +110,86 @@ class KthDistance:
         return 1.0 - kth_similarity(q, self._items, self.k)
 
 
-def _principal_axes(centred: np.ndarray, dims: int) -> np.ndarray:
+def uses_gram(n: int, d: int) -> bool:
+    """Whether ``n`` rows of ``d`` dimensions take their principal axes from the ``(n, n)`` Gram matrix: when
+    ``n < d / 2``, where its eigen-solve costs under an eighth of the scatter's. Closer to ``n = d`` the two cost
+    about the same, and rows of repeated images (rank far below ``n``) would have to be solved twice."""
+    return 2 * n < d
+
+
+def _principal_axes(centred: np.ndarray, dims: int, scatter: np.ndarray | None = None) -> np.ndarray:
     """``(dims, d)`` float64 leading principal axes of ``(n, d)`` centred rows.
 
-    ``n >= d``: eigenvectors of the ``(d, d)`` scatter matrix (memory ``d^2`` whatever ``n``), in float32: LAPACK's
-    float32 solver took ~0.55x the time of the float64 one on a 1472-d scatter, and the leading 512-axis subspace
-    it returns is the float64 one within a principal-angle cosine of 0.99999. ``n < d``: the same axes from the
-    ``(n, n)`` Gram matrix (``X^T u / sqrt(lambda)``), far cheaper, unless an axis has almost no variance.
+    Eigenvectors of the ``(d, d)`` scatter matrix ``centred^T centred`` (memory ``d^2`` whatever
+    ``n``), taken from ``scatter`` when given (cross-validation folds derive it from the full set's, see
+    :class:`FoldScatter`), else summed in float32 blocks. Few rows (:func:`uses_gram`): the same axes from the
+    ``(n, n)`` Gram matrix (``X^T u / sqrt(lambda)``), unless an axis has almost no variance.
     """
     n, d = centred.shape
-    if n < d:
-        vals, vecs = np.linalg.eigh(centred @ centred.T)
-        vals, vecs = vals[::-1][:dims], vecs[:, ::-1][:, :dims]
+    if uses_gram(n, d):
+        vals, vecs = _leading_eigenvectors(np.asarray(centred @ centred.T, np.float64), dims)
         if vals[-1] > 1e-6 * vals[0]:  # else an axis is (nearly) outside the data's span: use the scatter
             axes = (centred.T @ vecs) / np.sqrt(vals)
             return np.ascontiguousarray(axes.T)
-    scatter = np.zeros((d, d), np.float32)
-    for s in range(0, n, 8192):
-        block = np.asarray(centred[s : s + 8192], np.float32)
-        scatter += block.T @ block
-    _, vecs = np.linalg.eigh(scatter)
-    return np.ascontiguousarray(vecs[:, ::-1][:, :dims].T, np.float64)
+    if scatter is None:
+        scatter = np.zeros((d, d), np.float32)
+        for s in range(0, n, 8192):
+            block = np.asarray(centred[s : s + 8192], np.float32)
+            scatter += block.T @ block
+    return np.ascontiguousarray(_leading_eigenvectors(np.asarray(scatter, np.float64), dims)[1].T)
+
+
+def _leading_eigenvectors(matrix: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(values (dims,), vectors (m, dims))`` float64: the ``dims`` largest eigenpairs of a symmetric ``(m, m)``
+    float64 matrix, largest first, vectors as unit columns.
+
+    LAPACK's divide and conquer (``dsyevd``) through SciPy, in float64 as NumPy's ``eigh`` also solved it, in less
+    time (its LAPACK build). A float32 solve (``ssyevd``) took half the time again, but moved the Mahalanobis
+    scores of a 20,000-item synthetic fold (1472-d, slowly decaying spectrum, as ``benchmarks/calibration_speed.py
+    --synthetic`` generates) by up to 1.6 % (median 0.12 %) against float64, so it is not used.
+    """
+    from scipy.linalg import eigh
+
+    vals, vecs = eigh(matrix, driver="evd", check_finite=False)
+    return vals[::-1][:dims].astype(np.float64), vecs[:, ::-1][:, :dims].astype(np.float64)
+
+
+class FoldScatter:
+    """Scatter matrices of subsets of one set of rows, each the full set's minus that of the rows left out.
+
+    Scatter is additive: for kept rows ``K`` and left-out rows ``L`` of ``y = x - mean(x)``,
+    ``sum_K y y^T = T - sum_L y y^T`` and ``sum_K y = -sum_L y``, so a fold that leaves out a tenth of the rows
+    costs a tenth of a full scatter (``O(|L| d^2)``) instead of ``O(n d^2)``; the smaller side is summed.
+    ``vectors``: ``(n, d)`` rows (kept by reference; float64 sums in blocks).
+    """
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self._x = vectors
+        self._mean = vectors.mean(axis=0, dtype=np.float64)
+        self._total = self._sums(np.ones(vectors.shape[0], bool))[0]
+
+    def _sums(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(sum y y^T (d, d), sum y (d,))`` float64 over the rows of boolean mask ``rows``."""
+        d = self._x.shape[1]
+        outer, total = np.zeros((d, d)), np.zeros(d)
+        idx = np.flatnonzero(rows)
+        for s in range(0, idx.size, 8192):
+            block = self._x[idx[s : s + 8192]].astype(np.float64) - self._mean
+            outer += block.T @ block
+            total += block.sum(axis=0)
+        return outer, total
+
+    def of(self, keep: np.ndarray) -> np.ndarray:
+        """``(d, d)`` float64 scatter of the rows of boolean mask ``keep`` (``(n,)``) about their own mean."""
+        count = int(keep.sum())
+        if count == 0:
+            raise BadInput("a fold scatter needs at least one kept row")
+        if count >= keep.size - count:
+            left_outer, left_sum = self._sums(~keep)
+            outer, total = self._total - left_outer, -left_sum
+        else:
+            outer, total = self._sums(keep)
+        return outer - np.outer(total, total) / count
 
 
 def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
@@ -161,8 +221,12 @@ class GaussianNovelty:
         self._fast: dict[str, np.ndarray] | None = None
         self._blas: Any = None
 
-    def fit(self, vectors: np.ndarray, labels: Sequence[str]) -> GaussianNovelty:
-        """Fit PCA, class means and the shrunk covariances on ``(n, d)`` rows with one label each."""
+    def fit(self, vectors: np.ndarray, labels: Sequence[str], scatter: np.ndarray | None = None) -> GaussianNovelty:
+        """Fit PCA, class means and the shrunk covariances on ``(n, d)`` rows with one label each.
+
+        ``scatter``: the rows' ``(d, d)`` scatter about their mean when already known (see :class:`FoldScatter`);
+        it must be that of ``vectors``.
+        """
         from sklearn.covariance import ledoit_wolf
 
         x = check_vectors("vectors", vectors).astype(np.float64)
@@ -174,7 +238,7 @@ class GaussianNovelty:
             raise BadInput(f"a Gaussian novelty score needs more items than classes + 1, got {x.shape[0]}")
         mean = x.mean(axis=0)
         dims = int(min(self.dims, x.shape[0] - classes.size - 1, x.shape[1]))
-        vt = _principal_axes(x - mean, dims)
+        vt = _principal_axes(x - mean, dims, scatter)
         z = (x - mean) @ vt.T
         mus = np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])
         within = ledoit_wolf(z - mus[inv], assume_centered=True)[0]

@@ -7,7 +7,9 @@ no statistic used to score an item was estimated from the item's own group, and 
 the final one fitted on every item at classify time.
 
 Gaussian scores are refitted per fold (axes, shrunk covariance and class means) at one number of PCA axes shared
-by every fold and by the final fit (what the smallest fold supports). Keeping one full fit's covariance and
+by every fold and by the final fit (what the smallest fold supports); a fold's scatter matrix is the full set's
+minus that of the rows it leaves out (:class:`visrec.classify.novelty.FoldScatter`), the same matrix for a tenth
+of the work. Keeping one full fit's covariance and
 re-estimating only the class means made held-out items look more typical than new images, since their own
 scatter was in the covariance: on the 306-image naruto index, with 301 axes, held-out known images sat at a
 median distance of 174 against 236 for new images of the same classes, and thresholds set on them rejected
@@ -25,7 +27,7 @@ import numpy as np
 from visrec.classify.base import NO_CANDIDATE
 from visrec.classify.decision import HeldOut, fit_decision
 from visrec.classify.loo import LooData
-from visrec.classify.novelty import GaussianNovelty, NoveltyScore, map_fits
+from visrec.classify.novelty import FoldScatter, GaussianNovelty, NoveltyScore, map_fits, uses_gram
 from visrec.classify.target import NOVEL_IMAGES, target_verdict
 from visrec.errors import BadInput
 from visrec.types import Prediction
@@ -74,14 +76,7 @@ def held_out_novelty(
     group codes; ``make``: builds an unfitted score.
     """
     labs = np.asarray(primary, dtype=object)
-    class_fold, _ = fold_plan(primary, gid, seed)
-    groups = np.unique(gid)
-    known_fold = np.random.default_rng(seed + 1).permutation(groups.size)[np.searchsorted(groups, gid)] % KNOWN_FOLDS
-    # Novel: each class fold scored by a fit on the other classes. Known: each share of the near-duplicate groups
-    # scored by a fit on the rest (every class stays in), so the fit is nearly the final one in size.
-    plans = [(class_fold != f, class_fold == f, True) for f in range(int(class_fold.max()) + 1)]
-    plans += [(known_fold != f, known_fold == f, False) for f in range(KNOWN_FOLDS)]
-    plans = [(fit, held, nov) for fit, held, nov in plans if np.unique(labs[fit]).size + 2 <= fit.sum()]
+    plans = _fold_fits(labs, gid, seed)
     probe = make()
     dims = None
     if isinstance(probe, GaussianNovelty):
@@ -89,18 +84,39 @@ def held_out_novelty(
         dims = max(1, min([probe.dims, vectors.shape[1], *sizes]))
     known = np.full(rows.size, np.nan)
     novel = np.full(rows.size, np.nan)
+    # A fold fitted through its scatter matrix takes it from the full set's: O(items left out), not O(items).
+    wide = [dims is not None and not uses_gram(int(fit.sum()), vectors.shape[1]) for fit, _, _ in plans]
+    scatters = FoldScatter(vectors) if any(wide) else None
 
-    def scored(plan: tuple[np.ndarray, np.ndarray, bool]) -> np.ndarray | None:
-        fit, held, _ = plan
-        score: NoveltyScore = make() if dims is None else GaussianNovelty(dims, relative=probe.name != "mahalanobis")
-        score.fit(vectors[fit], labs[fit].tolist())
+    def scored(plan: tuple[np.ndarray, np.ndarray, bool, bool]) -> np.ndarray | None:
+        fit, held, _, by_scatter = plan
+        if dims is None:
+            score: NoveltyScore = make().fit(vectors[fit], labs[fit].tolist())
+        else:
+            scatter = scatters.of(fit) if scatters is not None and by_scatter else None
+            gauss = GaussianNovelty(dims, relative=probe.name != "mahalanobis")
+            score = gauss.fit(vectors[fit], labs[fit].tolist(), scatter=scatter)
         take = held[rows]
         return score.score(vectors[rows[take]]) if take.any() else None
 
-    for (_, held, as_novel), got in zip(plans, map_fits(scored, plans, vectors.size * 8), strict=True):
+    work = [(*plan, w) for plan, w in zip(plans, wide, strict=True)]
+    for (_, held, as_novel), got in zip(plans, map_fits(scored, work, vectors.size * 8), strict=True):
         if got is not None:
             (novel if as_novel else known)[held[rows]] = got
     return known, novel, dims
+
+
+def _fold_fits(labs: np.ndarray, gid: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """``[(fitted (n,) bool, held out (n,) bool, held out as novel)]`` per fold with enough items to fit.
+
+    Novel: each class fold scored by a fit on the other classes. Known: each share of the near-duplicate groups
+    scored by a fit on the rest (every class stays in), so the fit is nearly the final one in size."""
+    class_fold, _ = fold_plan(labs.tolist(), gid, seed)
+    groups = np.unique(gid)
+    known_fold = np.random.default_rng(seed + 1).permutation(groups.size)[np.searchsorted(groups, gid)] % KNOWN_FOLDS
+    plans = [(class_fold != f, class_fold == f, True) for f in range(int(class_fold.max()) + 1)]
+    plans += [(known_fold != f, known_fold == f, False) for f in range(KNOWN_FOLDS)]
+    return [(fit, held, nov) for fit, held, nov in plans if np.unique(labs[fit]).size + 2 <= fit.sum()]
 
 
 def fit_open_set(
