@@ -94,37 +94,16 @@ def natural_key(name: str) -> str:
     return _DIGITS.sub(_number, name)
 
 
-def walk_files(root: Path) -> list[str]:
-    """POSIX paths relative to ``root`` of every non-folder entry under it, unsorted (hidden files and folders
-    and ``__MACOSX`` left out). One ``scandir`` per folder: no ``stat`` per file, symlinked folders not entered."""
-    return [prefix + name for prefix, names in iter_folders(root) for name in names]
-
-
 def iter_folders(root: Path) -> Iterator[tuple[str, list[str]]]:
     """``(prefix, names)`` per folder under ``root``, lazily (a caller can stop early): the folder's POSIX path
-    relative to ``root`` with a trailing ``/`` (``""`` for ``root``) and the names of its non-folder entries,
-    as :func:`walk_files` lists them."""
+    relative to ``root`` with a trailing ``/`` (``""`` for ``root``) and the names of its non-folder entries.
+    Hidden files and folders (``.git``, ``._x.jpg``) and ``__MACOSX`` are left out; symlinked folders are not
+    entered; dangling symlinks with image names are kept (decoding reports them instead of losing them). One
+    ``scandir`` per folder: no ``stat`` per file."""
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if not (d.startswith(".") or d in _JUNK_DIRS)]
         base = os.path.relpath(folder, root)
         yield ("" if base == "." else base.replace(os.sep, "/") + "/"), [f for f in files if not f.startswith(".")]
-
-
-def iter_files(root: Path) -> Iterator[tuple[str, bool]]:
-    """Yield ``(POSIX path relative to root, is_image)`` for every non-folder entry under root, in the order
-    of :func:`list_images` (images and other files of a folder together, naturally sorted).
-
-    Hidden files and folders (``.git``, ``._x.jpg``) and ``__MACOSX`` are not yielded. Dangling symlinks
-    with image names are yielded (decoding reports them as ``unreadable`` instead of losing them silently).
-    """
-    folders, others = list_images(root)
-    by_folder: dict[str, list[str]] = {}
-    for rel in others:
-        by_folder.setdefault(rel[: rel.rfind("/") + 1], []).append(rel[rel.rfind("/") + 1 :])
-    for prefix, images in folders:
-        names = [(n, True) for n in images] + [(n, False) for n in by_folder.get(prefix, ())]
-        for name, is_image in sorted(names, key=lambda t: _natural_then_plain(t[0])):
-            yield prefix + name, is_image
 
 
 def list_images(root: Path) -> tuple[list[tuple[str, list[str]]], list[str]]:
