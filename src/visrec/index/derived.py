@@ -58,7 +58,8 @@ def _groups(hashes: Sequence[str], around: np.ndarray | None = None) -> list[str
         else:
             at = np.full(len(hashes), -1, np.int64)
             at[have] = np.arange(len(have))
-            codes = groups_around(packed, at[np.asarray(around, np.int64)][at[np.asarray(around, np.int64)] >= 0])
+            seeds = at[np.asarray(around, np.int64)]
+            codes = groups_around(packed, seeds[seeds >= 0])
         for i, g in zip(have, codes.tolist(), strict=True):
             groups[i] = f"p{g}"
     return groups

@@ -151,7 +151,7 @@ def _unchanged(
     here (200,000 ``stat`` calls cost about 0.7 s, mostly in the kernel)."""
     stored = np.flatnonzero(where >= 0)
     size, mtime, inode = _file_facts(root, [records[k].path for k in stored.tolist()], pre)
-    texts = [_describe(records[k]) for k in stored.tolist()]
+    texts = [describe((r := records[k]).path, r.labels, r.split, r.group, r.extra) for k in stored.tolist()]
     f = facts[where[stored]] if len(facts) else np.zeros(len(stored), FACTS_DTYPE)
     ok = (size > 0) & (f["size"] == size) & (f["mtime_ns"] == mtime) & (f["inode"] == inode)
     ok &= f["describe_fnv1a2"] == digests(texts)
@@ -191,12 +191,6 @@ def _stat_all(paths: list[str]) -> list[os.stat_result | None]:
         except OSError:
             out.append(None)
     return out
-
-
-def _describe(rec: ImageRecord) -> str:
-    if not rec.extra:  # the digest's text, as ``describe`` makes it, without a call per field
-        return f"{rec.path}\x1f{chr(0x1E).join(rec.labels)}\x1f{rec.split!r}\x1f{rec.group!r}\x1f"
-    return describe(rec.path, rec.labels, rec.split, rec.group, rec.extra)
 
 
 _Scanned = str | _Item | BadImage | tuple[ImageRecord, Path, os.stat_result]
