@@ -245,6 +245,8 @@ def _loo(idx: Any, mode: str, opts: Any) -> Any:
             raise BadInput(f"mode {mode!r} needs an encoder with a text side")
         joint = np.asarray(idx.joint.get(ids)[0], np.float32)
     clf = idx.classifier(mode)
+    if getattr(clf, "concepts", None) is not None:
+        clf = clf.joint_only()  # the index keeps joint vectors, not ImageNet logits: calibrate what it can score
     return calibrate_leave_one_group_out(vecs, labels, groups, clf, opts, joint)
 
 

@@ -18,6 +18,7 @@ from visrec.classify.thresholds import ClassThresholds, ConfidenceMap, fit_confi
 from visrec.classify.zeroshot import (
     DEFAULT_TEMPLATES,
     ZEROSHOT_SCORES,
+    ZEROSHOT_SCORINGS,
     ClassNames,
     ZeroShotClassifier,
     ZeroShotConfig,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_TEMPLATES",
     "KNN_SCORES",
     "ZEROSHOT_SCORES",
+    "ZEROSHOT_SCORINGS",
     "BlendClassifier",
     "BlendConfig",
     "Calibration",

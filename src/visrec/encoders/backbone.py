@@ -249,8 +249,9 @@ class BackboneEncoder:
     ) -> Embeddings:
         """Encode RGB images (arrays ``(h, w, 3)`` uint8, gray arrays, PIL images or paths), in order.
 
-        ``vectors``: ``(n, dim)`` float32 unit rows; ``joint``: ``(n, joint_dim)`` bridge vectors (None without
-        the bridge). Raises ``BadImage`` for a file that cannot be decoded.
+        ``vectors``: ``(n, dim)`` float32 unit rows; ``joint``: ``(n, joint_dim)`` bridge vectors and ``logits``:
+        ``(n, 1000)`` ImageNet logits (both None without the bridge). Raises ``BadImage`` for a file that cannot
+        be decoded.
         """
         check_images(images)
         id_tuple = resolve_ids(len(images), ids)
@@ -267,7 +268,7 @@ class BackboneEncoder:
                     logits[start : start + len(feats)] = lg
                 advance(len(feats))
         joint = self.bridge.project(logits) if self.bridge is not None and logits is not None else None
-        return Embeddings(l2_normalize(vectors), id_tuple, self.fingerprint, joint)
+        return Embeddings(l2_normalize(vectors), id_tuple, self.fingerprint, joint, logits)
 
     def encode_logits(self, images: Sequence[ImageLike], batch_size: int | None = None) -> np.ndarray:
         """``(n, 1000)`` float32 ImageNet-1k logits, classes in the order of ``imagenet_class_names()``."""

@@ -223,6 +223,35 @@ class LabelBridge:
         order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
         return [tuple(names[j] for j in row) for row in order]
 
+    def concept_weights(
+        self, prompts: Sequence[Sequence[str]], temperature: float = 0.06, keep: int = 50
+    ) -> np.ndarray:
+        """``(c, 1000)`` float64 weights of the ImageNet classes for ``c`` classes given by their prompts.
+
+        Row ``i`` is a distribution over the 1000 classes: for each prompt of class ``i``, the softmax at
+        ``temperature`` of its MiniLM cosines to the 1000 class vectors, averaged over the prompts; only the
+        ``keep`` largest weights stay (renormalised), so a class is not credited with the long tail of classes
+        every text resembles a little. An image's probability mass on these weights is how much of what the
+        ImageNet model sees in it the class describes (:class:`visrec.classify.ZeroShotClassifier`).
+        """
+        if temperature <= 0 or not 1 <= keep <= 1000:
+            raise BadInput(f"concept weights need temperature > 0 and 1 <= keep <= 1000, got {temperature}, {keep}")
+        if not prompts or any(not p for p in prompts):
+            raise BadInput("concept weights need at least one prompt per class")
+        flat = [t for per_class in prompts for t in per_class]
+        vectors = self.text.encode(flat).astype(np.float64)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        sims = vectors @ self.class_vectors().astype(np.float64).T / temperature
+        q = np.exp(sims - sims.max(axis=1, keepdims=True))
+        q /= q.sum(axis=1, keepdims=True)
+        owner = np.repeat(np.arange(len(prompts)), [len(p) for p in prompts])
+        weights = np.zeros((len(prompts), 1000))
+        np.add.at(weights, owner, q)
+        if keep < 1000:
+            drop = np.argpartition(weights, -keep, axis=1)[:, :-keep]
+            np.put_along_axis(weights, drop, 0.0, axis=1)
+        return weights / weights.sum(axis=1, keepdims=True)
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """``(n, dim)`` float32 unit vectors of free texts (the query side of the bridge)."""
         vectors = self.text.encode(texts)
