@@ -51,7 +51,11 @@ class _AxisText:
 
     name, dim, fingerprint = "axis", 1000, "axis-0000000000000000"
 
+    def __init__(self) -> None:
+        self.calls = 0
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
         out = np.full((len(texts), 1000), 1e-3, np.float32)
         for row, text in enumerate(texts):
             out[row, int(text.split()[-1])] = 1.0
@@ -63,7 +67,8 @@ def test_concept_weights_put_a_class_on_the_imagenet_classes_its_prompts_match(
 ) -> None:
     monkeypatch.setenv("VISREC_CACHE_DIR", str(tmp_path))
     names = imagenet_class_names()
-    bridge = LabelBridge(_AxisText())  # type: ignore[arg-type]
+    text = _AxisText()
+    bridge = LabelBridge(text)  # type: ignore[arg-type]
     bridge._classes = np.eye(1000, dtype=np.float32)  # class j's vector is axis j (no prompt of the stub's form)
     w = bridge.concept_weights([["a photo of a 7"], ["a 3", "a 5"]], temperature=0.05, keep=20)
     assert w.shape == (2, 1000) and len(names) == 1000
@@ -71,6 +76,12 @@ def test_concept_weights_put_a_class_on_the_imagenet_classes_its_prompts_match(
     assert w[0].argmax() == 7 and w[0, 7] > 0.9
     assert abs(w[1, 3] - w[1, 5]) < 1e-9 and w[1, 3] > 0.45  # two prompts share the class's weight
     assert (w > 0).sum(axis=1).max() <= 20  # only the kept classes carry weight
+    calls = text.calls
+    again = bridge.concept_weights([["a photo of a 7"], ["a 3", "a 5"]], temperature=0.05, keep=20)
+    np.testing.assert_allclose(again, w, atol=1e-6)
+    assert text.calls == calls and list(tmp_path.glob("zeroshot-concepts-*.npy"))  # read from the cache folder
+    other = bridge.concept_weights([["a photo of a 7"], ["a 3", "a 6"]], temperature=0.05, keep=20)
+    assert text.calls == calls + 1 and other[1].argmax() in (3, 6)  # other prompts: computed anew
     with pytest.raises(BadInput, match="keep"):
         bridge.concept_weights([["a 1"]], keep=0)
     with pytest.raises(BadInput, match="prompt"):

@@ -232,20 +232,36 @@ class LabelBridge:
         ``temperature`` of its MiniLM cosines to the 1000 class vectors, averaged over the prompts; only the
         ``keep`` largest weights stay (renormalised), so a class is not credited with the long tail of classes
         every text resembles a little. An image's probability mass on these weights is how much of what the
-        ImageNet model sees in it the class describes (:class:`visrec.classify.ZeroShotClassifier`).
+        ImageNet model sees in it the class describes (:class:`visrec.classify.ZeroShotClassifier`). Cached in the
+        cache folder as ``.npy`` (keyed by the text encoder, the class vectors, the prompts and the settings).
         """
         if temperature <= 0 or not 1 <= keep <= 1000:
             raise BadInput(f"concept weights need temperature > 0 and 1 <= keep <= 1000, got {temperature}, {keep}")
         if not prompts or any(not p for p in prompts):
             raise BadInput("concept weights need at least one prompt per class")
         flat = [t for per_class in prompts for t in per_class]
+        facts = [self.text.fingerprint, self.class_vectors_path().name, f"{temperature}", f"{keep}"]
+        sizes = [str(len(p)) for p in prompts]
+        key = hashlib.sha256("\n".join([*facts, *sizes, *flat]).encode()).hexdigest()[:16]
+        path = cache_dir() / f"zeroshot-concepts-{key}.npy"
+        cached = _load_npy(path, (len(prompts), 1000))
+        if cached is not None and (cached >= 0).all() and (cached.sum(axis=1) > 0).all():
+            weights = cached.astype(np.float64)
+            return weights / weights.sum(axis=1, keepdims=True)
+        weights = self._concept_weights(flat, [len(p) for p in prompts], temperature, keep)
+        buf = io.BytesIO()
+        np.save(buf, weights.astype(np.float32), allow_pickle=False)
+        atomic_write_bytes(path, buf.getvalue())
+        return weights
+
+    def _concept_weights(self, flat: list[str], sizes: list[int], temperature: float, keep: int) -> np.ndarray:
         vectors = self.text.encode(flat).astype(np.float64)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         sims = vectors @ self.class_vectors().astype(np.float64).T / temperature
         q = np.exp(sims - sims.max(axis=1, keepdims=True))
         q /= q.sum(axis=1, keepdims=True)
-        owner = np.repeat(np.arange(len(prompts)), [len(p) for p in prompts])
-        weights = np.zeros((len(prompts), 1000))
+        owner = np.repeat(np.arange(len(sizes)), sizes)
+        weights = np.zeros((len(sizes), 1000))
         np.add.at(weights, owner, q)
         if keep < 1000:
             drop = np.argpartition(weights, -keep, axis=1)[:, :-keep]
