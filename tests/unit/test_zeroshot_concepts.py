@@ -168,3 +168,44 @@ def test_real_default_encoder_names_caltech_objects_by_concepts(session_cache: P
     preds = [p.label for p in clf.predict(emb.joint, emb.logits)]  # type: ignore[arg-type]
     right = sum(p == t for p, t in zip(preds, [lab for lab in labels for _ in range(5)], strict=True))
     assert right >= 16, preds  # 19 of 20 when this was written; chance is 5
+
+
+class _HashText:
+    """A text encoder of seeded random 16-d unit vectors per text."""
+
+    name, dim, fingerprint = "hash", 16, "hash-0000000000000000"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.array([np.random.default_rng(abs(hash(t)) % 2**32).normal(size=16) for t in texts], np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class _BridgedIndex:
+    """What ``make_classifier`` reads of an index whose encoder's text side is a label bridge."""
+
+    path = Path("stub.vrx")
+    joint = object()
+
+    def __init__(self, bridge: LabelBridge) -> None:
+        self.encoder_info = {"name": "stub"}
+        self.encoder = type("Enc", (), {"bridge": bridge, "encode_texts": staticmethod(bridge.encode_texts)})()
+
+    def prototypes(self) -> tuple[np.ndarray, list[str]]:
+        return np.zeros((0, 4), np.float32), []
+
+
+def test_stored_options_decide_the_scoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from visrec.index.recognize import make_classifier
+
+    monkeypatch.setenv("VISREC_CACHE_DIR", str(tmp_path))
+    bridge = LabelBridge(_HashText())  # type: ignore[arg-type]
+    bridge._classes = _HashText().encode([str(i) for i in range(1000)])
+    index = _BridgedIndex(bridge)
+    fresh = make_classifier(index, "zeroshot", {}, ["ketch", "car_side"])  # type: ignore[arg-type]
+    assert fresh.concepts is not None and fresh.concepts.shape == (2, 1000)  # type: ignore[union-attr]
+    again = make_classifier(index, "zeroshot", fresh.params(), ["ketch", "car_side"])  # type: ignore[arg-type]
+    assert again.params()["scoring"] == "concepts"  # a calibration fitted on concept scores keeps them
+    old = {"mode": "zeroshot", "temperature": 0.01, "score": "softmax", "top_k": 5}  # stored before the option
+    assert make_classifier(index, "zeroshot", old, ["ketch", "car_side"]).concepts is None  # type: ignore[arg-type,union-attr]
+    joint = make_classifier(index, "zeroshot", {**old, "scoring": "joint"}, ["ketch"])  # type: ignore[arg-type]
+    assert joint.params()["scoring"] == "joint"

@@ -74,11 +74,13 @@ def concept_weights(bridge: LabelBridge, names: Sequence[str]) -> np.ndarray:
 
 
 def _zeroshot(index: OpenedIndex, prompts: dict[str, str], opts: dict[str, Any]) -> ZeroShotClassifier:
-    """Concept scoring where the encoder's text side is the label bridge (unless ``scoring="joint"``)."""
+    """Concept scoring where the encoder's text side is the label bridge, unless ``opts`` (stored with a
+    calibration) say ``scoring="joint"`` or predate the option."""
     from visrec.classify import ZeroShotClassifier
 
     cls, text = list(prompts), _text_vectors(index, list(prompts.values()))
-    scoring = opts.pop("scoring", "concepts")
+    # A calibration stored before concept scoring existed has options but no "scoring": it was fitted on cosines.
+    scoring = opts.pop("scoring", "joint" if opts else "concepts")
     bridge = label_bridge(index.encoder) if scoring == "concepts" else None
     if bridge is None:
         opts.pop("concept_temperature", None)
