@@ -28,8 +28,8 @@ Each measurement runs in a fresh subprocess (so its peak memory is its own), and
   natively; ``visrec-onnxruntime`` runs float32; ``visrec-bf16``, run where the CPU computes bfloat16 natively
   and the default is not already bf16, is the opt-in ``VISREC_PRECISION=bf16`` end to end). Also printed: the
   same model through the encoder's batch path on ready-made batches (one single-threaded inference per core, as
-  ``build_index`` runs it), per batch size: the ceiling of the embed stage itself. ``model-openvino-bf16`` (where the CPU
-  computes bfloat16 natively) is the same at bfloat16, the fastest precision that passes the accuracy gate; the
+  ``build_index`` runs it), per batch size: the ceiling of the embed stage itself. ``model-openvino-bf16``
+  (where the CPU computes bfloat16 natively) is the same at bfloat16, the fastest precision that passes the gate; the
   ``BOUND`` line divides the fastest model-alone speed by the fair loop's end-to-end speed: no pipeline around this
   model (decoding, hashing and calibrating on the same cores) can beat the fair loop by more than that here.
 - ``ceiling``: FLOPs per image (torch's FLOP counter on the module) and the machine's float32 matmul FLOP/s
