@@ -127,8 +127,11 @@ def eval_cmd(
     train: str = TRAIN,
     test: str = TEST,
     modes: str = typer.Option(
-        "auto", "--mode", "-m", help="Comma-separated modes: auto (linear on a calibrated index, else knn), knn, "
-        "prototype, linear, zeroshot, blend."
+        "auto",
+        "--mode",
+        "-m",
+        help="Comma-separated modes: auto (linear on a calibrated index, else knn), knn, "
+        "prototype, linear, zeroshot, blend.",
     ),
     encoders: str = ENCODERS,
     unknown: list[Path] = UNKNOWN,

@@ -114,8 +114,10 @@ def classify_cmd(
     index: Path = typer.Argument(..., help="Index folder."),
     inputs: list[Path] = typer.Argument(..., help="Images, folders of images, or a labeled dataset to evaluate."),
     mode: str = typer.Option(
-        "auto", "--mode", "-m", help="auto (linear where the index has a linear head, else knn) | knn | prototype | "
-        "linear | zeroshot | blend."
+        "auto",
+        "--mode",
+        "-m",
+        help="auto (linear where the index has a linear head, else knn) | knn | prototype | linear | zeroshot | blend.",
     ),
     k: int = typer.Option(None, "-k", min=1, help="Neighbours for knn (default: the calibrated value)."),
     where: str = WHERE,
