@@ -115,3 +115,19 @@ def test_an_index_without_a_head_names_the_command_that_fits_it(tmp_path: Path) 
     with Index(out) as idx:
         pred = idx.classify(idx.encode([root / "amber" / sorted(os.listdir(root / "amber"))[0]]), "linear")[0]
         assert pred.candidate == "amber" and math.isfinite(pred.calibrated)
+
+
+def test_a_large_index_cross_validates_on_a_sample_that_holds_every_calibrated_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import visrec.classify.linear as linear
+
+    x, labels = _mixture(60, 4, 16, 1.0, seed=4)
+    monkeypatch.setattr(linear, "MAX_FOLD_ROWS", 100)
+    rows = np.arange(0, 240, 3)  # 80 queries, all must come back predicted
+    sample = linear._fold_rows(list(range(240)), rows, seed=0)
+    assert len(sample) == 100 and set(rows.tolist()) <= set(sample)
+    known, unknown, fitted = linear.left_out_predictions(LinearClassifier(), x, labels, np.arange(240), rows)
+    assert len(known) == len(unknown) == rows.size and fitted.config.penalty in PENALTIES
+    acc = np.mean([p.candidate == labels[r][0] for p, r in zip(known, rows, strict=True)])
+    assert acc > 0.8 and all(p.candidate != labels[r][0] for p, r in zip(unknown, rows, strict=True))

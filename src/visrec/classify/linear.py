@@ -31,6 +31,10 @@ from visrec.types import Prediction
 PENALTIES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 """Ridge penalties tried (unit rows: the scatter's trace is the number of rows)."""
 FOLDS = 5
+MAX_FOLD_ROWS = 20_000
+"""The cross-validation (penalty and held-out predictions) fits on at most this many labeled rows: the calibrated
+queries plus a seeded sample of the others. The stored head is fitted on every labeled row."""
+_BLOCK = 8192
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,20 @@ def incidence(labels: Sequence[Sequence[str]], classes: Sequence[str]) -> np.nda
 def ridge_fit(x: np.ndarray, y: np.ndarray, penalties: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(weights (d, c) float32, bias (c,) float32)]``, one per penalty, for rows ``x (n, d)`` onto ``y (n, c)``.
 
-    One scatter, then one Cholesky factorisation per penalty (SciPy's ``cho_factor``)."""
+    One scatter (float64, summed over blocks of rows so no float64 copy of ``x`` is made), then one Cholesky
+    factorisation per penalty (SciPy's ``cho_factor``)."""
     from scipy.linalg import cho_factor, cho_solve
 
     mean_x, mean_y = x.mean(axis=0, dtype=np.float64), y.mean(axis=0)
-    xc = np.asarray(x, np.float64) - mean_x
-    scatter, cross = xc.T @ xc, xc.T @ (y - mean_y)
+    d = x.shape[1]
+    scatter, cross = np.zeros((d, d)), np.zeros((d, y.shape[1]))
+    for s in range(0, x.shape[0], _BLOCK):
+        xb = np.asarray(x[s : s + _BLOCK], np.float64) - mean_x
+        scatter += xb.T @ xb
+        cross += xb.T @ (y[s : s + _BLOCK] - mean_y)
     out = []
     for lam in penalties:
-        w = cho_solve(cho_factor(scatter + lam * np.eye(scatter.shape[0]), check_finite=False), cross)
+        w = cho_solve(cho_factor(scatter + lam * np.eye(d), check_finite=False), cross, check_finite=False)
         out.append((w.astype(np.float32), (mean_y - mean_x @ w).astype(np.float32)))
     return out
 
@@ -232,6 +241,7 @@ def left_out_predictions(
     classes = tuple(natsorted({lab for i in labeled for lab in labels[i]}))
     if len(classes) < 2:
         raise EmptyDataset(f"a linear probe needs labeled images of at least 2 classes, got {len(classes)}")
+    labeled = _fold_rows(labeled, rows, seed)
     x, y = np.asarray(vectors[labeled], np.float32), incidence([labels[i] for i in labeled], classes)
     folds = group_folds(np.asarray(groups)[labeled], FOLDS, seed)
     penalties = PENALTIES if clf.config.penalty is None else (clf.config.penalty,)
@@ -249,3 +259,14 @@ def left_out_predictions(
     own = y[pos[rows]] > 0
     unknown = fitted.predict_from_outputs(np.where(own, -np.inf, outs))
     return known, unknown, fitted
+
+
+def _fold_rows(labeled: list[int], rows: np.ndarray, seed: int) -> list[int]:
+    """``labeled`` itself, or past :data:`MAX_FOLD_ROWS` the ``rows`` asked for plus a seeded sample of the rest."""
+    if len(labeled) <= MAX_FOLD_ROWS:
+        return labeled
+    asked = {int(r) for r in rows}
+    others = np.asarray([i for i in labeled if i not in asked], np.int64)
+    room = max(0, MAX_FOLD_ROWS - len(asked))
+    extra = np.random.default_rng(seed).choice(others, size=min(room, others.size), replace=False)
+    return sorted(asked | {int(i) for i in extra})
