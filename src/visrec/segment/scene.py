@@ -16,7 +16,9 @@ Four acceptance rules (``SceneConfig.accept``):
   CIFAR-10 thumbnails 0.45-0.85); both were chosen on generated scenes of four kinds
   (``benchmarks/scene_generated.py``, docs/scene.md). The second part is for small, clean indexes: when
   their held-out known and novel items lie far apart, the confidence is interpolated across the gap and a
-  background crop scoring below every known image can still reach 0.9. No cap on how many regions a scene
+  background crop scoring below every known image can still reach 0.9; there the minimum moves a quarter of
+  the way into the gap (:func:`known_floor`; set on the unit tests' synthetic scenes, since the generated
+  scenes' indexes have no gap). No cap on how many regions a scene
   may name; of overlapping regions of one label, equal confidences (saturated at 1) go by raw score. An index
   without an open-set decision (built with ``--no-calibrate``, calibrated by an older version, or of fewer
   than three classes) falls back to the raw ``floor``.
