@@ -160,7 +160,7 @@ def run(
     report = build_index(train, out, create_encoder(), None, progress)
     idx = Index(out)
     emb = idx.encode([test.abspath(r) for r in test.records])
-    preds = idx.classify(emb, "knn", calibrated=bool(idx.calibration_data()))
+    preds = idx.classify(emb, "auto", calibrated=bool(idx.calibration_data()))
     summary = summarize([r.labels for r in test.records], preds).to_dict()
     first = next(iter(idx.labels()))
     searches = [idx.search_text(first, k=5).to_dict()]

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from visrec.classify import Classifier, ClassNames, ZeroShotClassifier
     from visrec.encoders.bridge import LabelBridge
 
-MODES = ("knn", "prototype", "zeroshot", "blend")
+MODES = ("knn", "prototype", "linear", "zeroshot", "blend")
+AUTO = "auto"
+"""The default mode: ``linear`` on an index with a linear head (any calibrated index with two labeled classes or
+more), else ``knn``; ``knn`` too when a neighbour count is given."""
 
 
 class OpenedIndex(Protocol):
@@ -36,6 +39,8 @@ class OpenedIndex(Protocol):
     def encoder(self) -> Encoder: ...
 
     def prototypes(self) -> tuple[np.ndarray, list[str]]: ...
+
+    def linear_head(self) -> dict[str, np.ndarray]: ...
 
     def metadata(self) -> dict[str, dict[str, Any]]: ...
 
@@ -97,11 +102,21 @@ def make_classifier(
     (:func:`visrec.classify.class_prompts`); default the index's labels. Blend keeps the image prototype of every
     such label the index holds.
     """
-    from visrec.classify import BlendClassifier, KnnClassifier, PrototypeClassifier, ZeroShotClassifier, class_prompts
+    from visrec.classify import (
+        BlendClassifier,
+        KnnClassifier,
+        LinearClassifier,
+        PrototypeClassifier,
+        ZeroShotClassifier,
+        class_prompts,
+    )
 
     opts = {k: v for k, v in params.items() if k != "mode"}
     if mode == "knn":
         return KnnClassifier(**opts)
+    if mode == "linear":
+        head = index.linear_head()
+        return LinearClassifier.from_arrays([str(c) for c in head["classes"]], head["weights"], head["bias"], **opts)
     protos, names = index.prototypes()
     if mode == "prototype":
         if not names:
@@ -145,13 +160,15 @@ def predict(index: OpenedIndex, clf: Classifier, emb: Embeddings, mode: str) -> 
 
 
 def make_classifier_from_params(mode: str, params: dict[str, Any]) -> Classifier:
-    """A kNN or prototype classifier from stored options, for calibration on the index's own vectors
-    (the prototype classifier is fitted there, per left-out group)."""
-    from visrec.classify import KnnClassifier, PrototypeClassifier
+    """A kNN, prototype or linear classifier from stored options, for calibration on the index's own vectors
+    (the prototype classifier is fitted there, per left-out group; the linear one per fold)."""
+    from visrec.classify import KnnClassifier, LinearClassifier, PrototypeClassifier
 
     opts = {k: v for k, v in params.items() if k != "mode"}
     if mode == "knn":
         return KnnClassifier(**opts)
+    if mode == "linear":
+        return LinearClassifier(**opts)
     if mode == "prototype":
         return PrototypeClassifier(**opts)
     raise BadInput(f"mode {mode!r} cannot be calibrated on the index alone; give a labeled held-out set")
