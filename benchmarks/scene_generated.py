@@ -41,7 +41,8 @@ RULES: list[dict[str, Any]] = (
     + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.4, 0.5, 0.6, 0.7, 0.8) for m in (0.1, 0.3, 0.5)]
     + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.65, 0.75) for m in (0.1, 0.3)]
     + [
-        {"accept": "confidence", "min_confidence": c, "known_quantile": q, "merge_iou": 0.1}
+        {"accept": "confidence", "min_confidence": c, "known_quantile": q, "merge_iou": 0.1, "region_novelty": r}
+        for r in (False, True)
         for c in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
         for q in (0.0, 0.02, 0.05, 0.1)
     ]
@@ -59,6 +60,7 @@ def default_rule() -> dict[str, Any]:
     if d.accept == "confidence":
         rule["min_confidence"] = d.min_confidence
         rule["known_quantile"] = d.known_quantile
+        rule["region_novelty"] = d.region_novelty
     if d.accept == "relative":
         rule["margin"] = d.margin
     return rule
@@ -85,13 +87,14 @@ def segmenter_configs() -> dict[str, Any]:
     }
 
 
-def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float]:
-    """Per scene ``(regions, preds, factor, hw)``, mean seconds and mean windows embedded."""
+def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float, float]:
+    """Per scene ``(regions, preds, region preds, factor, hw)`` (region preds: confidences with the region
+    novelty maps), mean seconds, mean windows embedded and mean seconds of the region maps per scene."""
     from visrec.data.images import load_image
-    from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale, region_confidences, region_crops
 
     an = SceneAnalyzer(index, seg, SceneConfig(long_side=long_side, accept="calibrated"))
-    out, secs, wins = [], [], []
+    out, secs, wins, extra = [], [], [], []
     for s in scenes:
         rgb = load_image(s.path)
         t0 = time.perf_counter()
@@ -101,15 +104,22 @@ def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[li
         preds = an._predict(small, regions)
         secs.append(time.perf_counter() - t0)
         wins.append(getattr(seg, "embedded", len(regions)))
-        out.append((regions, preds, factor, rgb.shape[:2]))
-    return out, float(np.mean(secs)), float(np.mean(wins))
+        t0 = time.perf_counter()
+        emb = seg.cached_embeddings()
+        if emb is None or regions.masks is not None:
+            emb = index.encoder.encode_images(region_crops(small, regions, True), batch_size=32)
+        region_preds = region_confidences(index, "knn", emb, preds, regions.xyxy) if preds else preds
+        extra.append(time.perf_counter() - t0)
+        out.append((regions, preds, region_preds, factor, rgb.shape[:2]))
+    return out, float(np.mean(secs)), float(np.mean(wins)), float(np.mean(extra))
 
 
 def apply_rule(index: Any, seg: Any, collected: list[Any], rule: dict[str, Any]) -> list[Any]:
     from visrec.segment.scene import SceneAnalyzer, SceneConfig
 
     an = SceneAnalyzer(index, seg, SceneConfig(**rule))
-    return [an._result(r, p, f, hw, {}) for r, p, f, hw in collected]
+    region = bool(rule.get("region_novelty"))
+    return [an._result(r, rp if region else p, f, hw, {}) for r, p, rp, f, hw in collected]
 
 
 def baseline(index: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float]:
@@ -190,16 +200,23 @@ def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list
     scenes = load_coco_scenes(Path(coco))[: limit or None]
     report: dict[str, Any] = {"index": index_path, "coco": coco, "scenes": len(scenes), "segmenters": {}}
     index.encoder.encode_images([np.zeros((64, 64, 3), np.uint8)])  # warm-up outside the timings
+    from visrec.segment.region_novelty import region_novelty
+
+    maps = region_novelty(index, "knn")  # fitted once per index generation, before the first scene
+    report["region_novelty"] = None if maps is None else {
+        "seconds": round(maps.seconds, 2), "renders": list(maps.renders), "skipped": maps.skipped,
+        "bands_fitted": [m is not None for m in maps.maps]}  # fmt: skip
     for name, gcfg in segmenter_configs().items():
         if names and name not in names:
             continue
         seg = _Counting(create_segmenter(gcfg) if isinstance(gcfg, str) else GallerySegmenter(index, gcfg), index)
-        collected, secs, wins = collect(index, seg, scenes, long_side)
+        collected, secs, wins, extra = collect(index, seg, scenes, long_side)
         grid = []
         for rule in RULES:
             rep = score_results(scenes, apply_rule(index, seg, collected, rule), classes)
             grid.append({"rule": rule, **rep.metrics, "presence_f1": rep.presence["f1"]})
-        report["segmenters"][name] = {"seconds": round(secs, 3), "windows": round(wins, 1), "grid": grid}
+        report["segmenters"][name] = {"seconds": round(secs, 3), "windows": round(wins, 1),
+                                      "region_novelty_seconds": round(extra, 4), "grid": grid}  # fmt: skip
         best = max(grid, key=lambda g: g["correct_f1"])
         print(f"{coco} {name}: {secs:.2f} s, {wins:.0f} windows, best {best}", file=sys.stderr, flush=True)
     res, secs, wins = baseline(index, scenes, long_side)

@@ -68,22 +68,29 @@ def held_out_novelty(
     gid: np.ndarray,
     rows: np.ndarray,
     seed: int = 0,
+    queries: np.ndarray | None = None,
+    novel: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, int | None]:
     """``(known (m,), novel (m,), dims)``: float64 novelty scores of items ``rows`` (see the module docstring)
     and, for Gaussian scores, the number of PCA axes every fold used (the final fit must use the same).
 
     ``vectors``: ``(n, d)`` unit rows of the labeled items; ``primary``: one class per item; ``gid``: ``(n,)``
-    group codes; ``make``: builds an unfitted score.
+    group codes; ``make``: builds an unfitted score; ``queries``: ``(m, d)`` vectors scored in place of
+    ``vectors[rows]`` (the same items seen otherwise, e.g. rendered as small scene objects; default those rows);
+    ``novel``: False skips the leave-classes-out fits (the novel scores are then all NaN).
     """
+    scored_rows = vectors[rows] if queries is None else queries
+    if scored_rows.shape[0] != rows.size:
+        raise BadInput(f"got {scored_rows.shape[0]} query vectors for {rows.size} rows; give one per row")
     labs = np.asarray(primary, dtype=object)
-    plans = _fold_fits(labs, gid, seed)
+    plans = [p for p in _fold_fits(labs, gid, seed) if novel or not p[2]]
     probe = make()
     dims = None
     if isinstance(probe, GaussianNovelty):
         sizes = [int(fit.sum()) - np.unique(labs[fit]).size - 1 for fit, _, _ in plans]
         dims = max(1, min([probe.dims, vectors.shape[1], *sizes]))
     known = np.full(rows.size, np.nan)
-    novel = np.full(rows.size, np.nan)
+    novel_scores = np.full(rows.size, np.nan)
     # A fold fitted through its scatter matrix takes it from the full set's: O(items left out), not O(items).
     wide = [dims is not None and not uses_gram(int(fit.sum()), vectors.shape[1]) for fit, _, _ in plans]
     scatters = FoldScatter(vectors) if any(wide) else None
@@ -97,13 +104,13 @@ def held_out_novelty(
             gauss = GaussianNovelty(dims, relative=probe.name != "mahalanobis")
             score = gauss.fit(vectors[fit], labs[fit].tolist(), scatter=scatter)
         take = held[rows]
-        return score.score(vectors[rows[take]]) if take.any() else None
+        return score.score(scored_rows[take]) if take.any() else None
 
     work = [(*plan, w) for plan, w in zip(plans, wide, strict=True)]
     for (_, held, as_novel), got in zip(plans, map_fits(scored, work, vectors.size * 8), strict=True):
         if got is not None:
-            (novel if as_novel else known)[held[rows]] = got
-    return known, novel, dims
+            (novel_scores if as_novel else known)[held[rows]] = got
+    return known, novel_scores, dims
 
 
 def _fold_fits(labs: np.ndarray, gid: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray, bool]]:

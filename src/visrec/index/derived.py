@@ -66,6 +66,19 @@ def _groups(hashes: Sequence[str], around: np.ndarray | None = None) -> list[str
     return groups
 
 
+def sampled_items(
+    store: VectorStore, sample: int, seed: int
+) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None], np.ndarray]:
+    """``(ids, (n, d) float32 vectors, label tuples, near-duplicate groups, rows)`` of every stored item, with
+    ``rows`` a seeded sample of at most ``sample`` labeled items (ascending) and the groups found around them
+    (every other item is a group of its own)."""
+    from visrec.classify.loo import sample_queries
+
+    ids, matrix, labels, hashes = _export_labeled(store)
+    rows = sample_queries(labels, sample, seed)
+    return ids, matrix, labels, _groups(hashes, around=rows), rows
+
+
 def _labels_and_groups(
     store: VectorStore, with_groups: bool = True
 ) -> tuple[list[str], np.ndarray, list[tuple[str, ...]], list[str | None]]:

@@ -45,12 +45,13 @@ than ``suppress_ioa`` of the smaller box is dropped.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from visrec.classify.base import NO_CANDIDATE
 from visrec.encoders.base import ImageLike
 from visrec.errors import BadInput
 from visrec.segment.base import Segmenter
@@ -78,7 +79,9 @@ class SceneConfig:
     confidence rule's raw-score minimum, as a quantile of the index's correctly recognised held-out images;
     ``context``: with masked crops, also embed each region's box grown by this share of its size per side,
     background kept (a context crop, in the same batch), and recognise the mean of the two views' embeddings
-    (0: masked crop only)."""
+    (0: masked crop only); ``region_novelty``: under the confidence rule, P(known) of a region comes from novelty
+    maps fitted on the index's own images rendered at region sizes (:mod:`visrec.segment.region_novelty`)
+    instead of the index's whole-image map."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -94,6 +97,7 @@ class SceneConfig:
     min_confidence: float = 0.6
     known_quantile: float = 0.05
     context: float = 0.0
+    region_novelty: bool = True
 
     def __post_init__(self) -> None:
         if self.long_side < 0 or self.batch_size < 1:
@@ -220,6 +224,28 @@ def known_floor(known: np.ndarray, novel: np.ndarray, quantile: float, share: fl
     return low - share * max(0.0, gap)
 
 
+def region_confidences(
+    index: Any, mode: str, emb: Embeddings, preds: list[Prediction], boxes: np.ndarray
+) -> list[Prediction]:
+    """``preds`` with ``calibrated`` recomputed as P(known | novelty moved onto the whole-image scale for the
+    region's size) x P(right | raw score), both maps the index's own; the shift per size is measured once per
+    index generation (:mod:`visrec.segment.region_novelty`). ``emb``: the regions' embeddings; ``boxes``:
+    ``(n, 4)`` xyxy pixels of the image the crops were taken from. Unchanged when the shift cannot be measured."""
+    from visrec.segment.region_novelty import region_novelty
+
+    shift = region_novelty(index, mode)
+    if shift is None or not preds:
+        return preds
+    cal = index.calibration(mode)
+    dec = cal.decision
+    sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    nov = shift.whole_image_novelty(index.novelty_scores(emb.vectors, dec.novelty_name), sides)
+    scores = np.asarray([p.score for p in preds], np.float64)
+    conf = dec.p_known(nov, cal.novelty_prior) * dec.p_class(scores, [p.candidate for p in preds])
+    return [p if p.candidate == NO_CANDIDATE or np.isnan(p.calibrated) else replace(p, calibrated=float(c))
+            for p, c in zip(preds, conf, strict=True)]  # fmt: skip
+
+
 def pieces(boxes: np.ndarray, labels: list[str | None], share: float = 0.25) -> np.ndarray:
     """``(n,)`` bool: the named box regions lying inside a region of the same label at least ``1 / share`` times
     their area: a part of that object (an eye of a face, a patch of a picture's outline), which may look even
@@ -273,7 +299,8 @@ class SceneAnalyzer:
             return []
         cached = getattr(self.segmenter, "cached_embeddings", lambda: None)()
         use_cache = isinstance(cached, Embeddings) and not (self.config.masked and regions.masks is not None)
-        if use_cache:
+        emb: Embeddings
+        if isinstance(cached, Embeddings) and use_cache:
             emb = cached
         else:
             crops = region_crops(image, regions, self.config.masked)
@@ -284,7 +311,10 @@ class SceneAnalyzer:
             if views:
                 emb = fuse_views(emb, len(regions))
         calibrated = self.config.accept in ("calibrated", "confidence") and bool(self.index.calibration_data())
-        return list(self.index.classify(emb, self.config.mode, calibrated=calibrated))
+        preds = list(self.index.classify(emb, self.config.mode, calibrated=calibrated))
+        if self.config.accept == "confidence" and self.config.region_novelty and self._has_decision():
+            return region_confidences(self.index, self.config.mode, emb, preds, regions.xyxy)
+        return preds
 
     def _result(
         self, regions: Regions, preds: list[Prediction], factor: float, hw: tuple[int, ...], t: dict[str, float]
