@@ -205,7 +205,7 @@ def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list
     maps = region_novelty(index, "knn")  # fitted once per index generation, before the first scene
     report["region_novelty"] = None if maps is None else {
         "seconds": round(maps.seconds, 2), "renders": list(maps.renders), "skipped": maps.skipped,
-        "bands_fitted": [m is not None for m in maps.maps]}  # fmt: skip
+        "bands_fitted": [m is not None for m in maps.novelty]}  # fmt: skip
     for name, gcfg in segmenter_configs().items():
         if names and name not in names:
             continue
@@ -255,6 +255,7 @@ def main() -> None:
     out: dict[str, Any] = {"chosen": {k: v for k, v in best.items() if k != "index"}, "kinds": {}}
     for kind, rep in kinds.items():
         summary = {"scenes": rep["scenes"], "baseline": rep["baseline"], "segmenters": {}}
+        summary["region_novelty"] = rep.get("region_novelty")
         for seg, entry in rep["segmenters"].items():
             row = entry["grid"][best["index"]]
             summary["segmenters"][seg] = {"seconds": entry["seconds"], "windows": entry["windows"], "chosen": row}

@@ -4,10 +4,11 @@ Usage::
 
     python benchmarks/scene_presence_designs.py INDEX [SCENES]
 
-SCENES defaults to ``../shared/data/naruto_scenes_dlp`` (a folder with ``manual_labels.json``). Four designs run on
+SCENES defaults to ``../shared/data/naruto_scenes_dlp`` (a folder with ``manual_labels.json``). Five designs run on
 the same scenes with the same index: the default (``gallery`` with boundary boxes and windows, the ``confidence``
-rule), boundary boxes + windows with ``absolute`` 0.8 (the former default), with ``calibrated``, and windows only
-with ``absolute`` 0.8 (the default before boundary boxes). These are test scenes: the numbers are reported, never
+rule with region novelty moved for the region's size), the same rule on the whole-image novelty scale (the former
+default), boundary boxes + windows with ``absolute`` 0.8, with ``calibrated``, and windows only with ``absolute``
+0.8 (the default before boundary boxes). These are test scenes: the numbers are reported, never
 used to choose a setting. Prints one JSON object: per design micro precision / recall / F1, counts and seconds per
 scene.
 """
@@ -30,6 +31,7 @@ def designs() -> dict[str, tuple[Any, dict[str, Any]]]:
 
     return {
         "default": (GalleryConfig(), {}),
+        "confidence_whole_image_novelty": (GalleryConfig(), {"region_novelty": False}),
         "boxes_and_windows_absolute_0.8": (GalleryConfig(), {"accept": "absolute", "floor": 0.8}),
         "boxes_and_windows_calibrated": (GalleryConfig(), {"accept": "calibrated"}),
         "windows_absolute_0.8": (GalleryConfig(edges=None), {"accept": "absolute", "floor": 0.8}),
