@@ -252,7 +252,10 @@ def info(d: dict[str, Any]) -> None:
         )
     )
     enc = d["encoder"]
-    out.print(f"encoder {enc.get('name')} ({enc.get('fingerprint')}), dim {d['dim']}, joint dim {d['joint_dim']}")
+    out.print(
+        f"encoder {enc.get('name')} ({enc.get('fingerprint')}), precision {d.get('precision', 'f32')}, "
+        f"dim {d['dim']}, joint dim {d['joint_dim']}"
+    )
     t = Table()
     t.add_column("label")
     t.add_column("images", justify="right")

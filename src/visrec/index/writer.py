@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from visrec.encoders.base import Encoder
+from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, EmptyDataset
 from visrec.index.derived import Delta, _derived_files
 from visrec.index.folder import IndexFolder
@@ -36,7 +37,7 @@ from visrec.types import LabeledSet
 def _open_or_create(out: Path, encoder: Encoder, backend: str) -> IndexFolder:
     if (out / "manifest.json").exists():
         folder = IndexFolder.open(out)
-        folder.check_encoder(encoder.fingerprint, encoder.name)
+        folder.check_encoder(encoder.fingerprint, encoder.name, recorded_precision(encoder.describe()))
         return folder
     info = {"describe": encoder.describe()}
     return IndexFolder.create(
