@@ -1,6 +1,6 @@
 """Ingest: decode images, read labeled datasets, find near-duplicates and leak-free splits.
 
-Importing this package loads numpy, Pillow and natsort only (no torch; imagehash loads when hashing).
+Importing this package loads numpy, Pillow and natsort only (no torch; the perceptual hashes are numpy).
 """
 
 from __future__ import annotations
