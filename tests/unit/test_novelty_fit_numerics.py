@@ -4,6 +4,7 @@ inverses, and held-out folds fitted side by side."""
 
 from __future__ import annotations
 
+import io
 import threading
 from typing import Any
 
@@ -150,3 +151,24 @@ def test_held_out_novelty_with_fold_scatters_scores_like_fitting_each_fold_alone
     for a, b in zip(fast[:2], plain[:2], strict=True):
         assert np.isfinite(a).all()
         np.testing.assert_allclose(a, b, rtol=1e-4)
+
+
+def test_the_final_fit_runs_on_one_blas_thread_like_the_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from visrec.index.derived import novelty_files
+
+    x, labels = _clusters(120, 32, 4)
+    seen: list[set[int]] = []
+    fit = GaussianNovelty.fit
+
+    def spying_fit(self: GaussianNovelty, *args: Any, **kwargs: Any) -> GaussianNovelty:
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianNovelty, "fit", spying_fit)
+    cals = {"knn": {"decision": {"novelty": "mahalanobis", "novelty_dims": 16}}}
+    with threadpool_limits(limits=2, user_api="blas"):  # a multi-threaded BLAS whatever this machine has
+        files = novelty_files(x, [(lab,) for lab in labels], cals)
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {2}  # restored after
+    assert seen == [{1}] and np.load(io.BytesIO(files["novelty.npz"]))["axes"].shape == (16, 32)
