@@ -92,3 +92,34 @@ def test_parquet_export_refuses_undecodable_names_naming_the_item(tmp_path: Path
     with pytest.raises(BadInput, match=r"item 'blue/img_\\udcff.jpg' .* not valid UTF-8.*rename"):
         export_index(out, tmp_path / "x.parquet")
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_grouped_split_plots_and_scene_colours_take_undecodable_class_names(tmp_path: Path) -> None:
+    from visrec.data import grouped_split
+    from visrec.eval.plots import confusion_figure, figure_png, per_class_figure
+    from visrec.segment.draw import label_colour
+
+    assert label_colour(LABEL) == label_colour(LABEL) != label_colour("green")
+
+    ds = load_dataset(undecodable_tree(tmp_path / "data"))
+    side = grouped_split(ds, {r.id: r.id for r in ds.records})
+    assert len(side) == 18 and set(side.values()) == {"train", "test"}
+    figures = {"precision": 1.0, "recall": 0.5, "f1": 0.67}
+    result = {"classes": ["amber", LABEL], "confusion": [[2, 0, 0], [0, 1, 1]],
+              "per_class": {"amber": figures, LABEL: figures}}  # fmt: skip
+    confusion, per_class = confusion_figure(result), per_class_figure(result)
+    assert [t.get_text() for t in confusion.axes[0].get_yticklabels()] == ["amber", "gr\ufffden"]
+    assert [t.get_text() for t in per_class.axes[0].get_xticklabels()] == ["amber", "gr\ufffden"]
+    assert figure_png(confusion).startswith(b"\x89PNG") and figure_png(per_class).startswith(b"\x89PNG")
+
+
+def test_web_ui_outputs_show_undecodable_bytes_as_replacement_characters() -> None:
+    orjson = pytest.importorskip("orjson")  # Gradio's encoder, which refuses surrogate escapes
+    from visrec.data import printable
+    from visrec.web.ui import _shown
+
+    image = object()
+    out = _shown([(image, f"blue/{FILE}"), ([[LABEL, 6]], {"choices": [LABEL]}, 0.5)])
+    assert out == [(image, "blue/img_\ufffd.jpg"), ([["gr\ufffden", 6]], {"choices": ["gr\ufffden"]}, 0.5)]
+    assert orjson.loads(orjson.dumps(out[1])) == [[["gr\ufffden", 6]], {"choices": ["gr\ufffden"]}, 0.5]
+    assert printable("caf\u00e9") == "caf\u00e9" and printable("\ud800.jpg") == "?.jpg"
