@@ -123,3 +123,22 @@ def test_web_ui_outputs_show_undecodable_bytes_as_replacement_characters() -> No
     assert out == [(image, "blue/img_\ufffd.jpg"), ([["gr\ufffden", 6]], {"choices": ["gr\ufffden"]}, 0.5)]
     assert orjson.loads(orjson.dumps(out[1])) == [[["gr\ufffden", 6]], {"choices": ["gr\ufffden"]}, 0.5]
     assert printable("caf\u00e9") == "caf\u00e9" and printable("\ud800.jpg") == "?.jpg"
+
+
+def test_a_milvus_index_skips_undecodable_names_with_the_fix_and_indexes_the_rest(tmp_path: Path) -> None:
+    pytest.importorskip("pymilvus", reason="pip install 'visrec[milvus]' to test the milvus store")
+    pytest.importorskip("milvus_lite", reason="pip install 'visrec[milvus]' to test the milvus store")
+    from visrec.index.pipeline import IndexConfig
+
+    root = undecodable_tree(tmp_path / "data")
+    out = tmp_path / "idx.vrx"
+    cfg = IndexConfig(store=f"milvus-lite://{tmp_path}/db/m.db#things", calibrate=False)
+    rep = build_index(load_dataset(root), out, create_encoder("fake"), cfg)
+    assert rep.count == 11 and len(rep.skipped["name-not-utf8"]) == 7  # blue/img_\xff.jpg and gr\xe9en's six
+    assert f"blue/{FILE}" in rep.skipped["name-not-utf8"]
+    again = build_index(load_dataset(root), out, create_encoder("fake"))
+    assert (again.count, again.unchanged, again.removed) == (11, 11, 0)
+    from visrec.stores._milvus_io import check_id_lengths
+
+    with pytest.raises(BadInput, match=r"not UTF-8, which Milvus cannot store; rename"):  # e.g. an API upload
+        check_id_lengths(["a.jpg", f"blue/{FILE}"])

@@ -18,6 +18,7 @@ from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, EmptyDataset
 from visrec.index.derived import Delta, _derived_files
 from visrec.index.folder import IndexFolder
+from visrec.index.inputs import utf8_only
 from visrec.index.pipeline import (
     IndexConfig,
     IndexingReport,
@@ -254,6 +255,8 @@ def build_index(
         stored = _stored_items(old)
         stop = timed(report, "scan")
         prefetched = prefetch.result() if prefetch is not None and not cfg.rehash and len(stored) else None
+        if folder.manifest.store == "milvus":
+            dataset = utf8_only(dataset, report)
         plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash, prefetched)
         stop()
         shards = ShardWriter(folder.work_dir, encoder.fingerprint)
