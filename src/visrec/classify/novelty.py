@@ -17,13 +17,12 @@ default is decided by ``benchmarks/novelty_scores.py``.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from visrec.blas import blas_threads, usable_cores
 from visrec.classify.base import check_vectors
 from visrec.errors import BadInput, StageOrderError
 
@@ -40,18 +39,6 @@ _PARALLEL_BYTES = 1 << 28
 concurrent fit holds its own copies."""
 
 
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """NumPy's and SciPy's BLAS on one thread while the block runs (process-wide), for novelty fits: their
-    eigensolve slowed to a crawl on a multi-threaded OpenBLAS when other processes held a core (4 s vs 0.56 s on a
-    loaded 2-core machine)."""
-    import scipy.linalg  # noqa: F401  # the fits' eigensolver: loaded first, so the limit covers SciPy's own BLAS
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 def map_fits(fn: Callable[[_T], _R], items: Iterable[_T], fitted_bytes: int) -> list[_R]:
     """``[fn(item) ...]`` in order, one item per core at a time, each on one BLAS thread.
 
@@ -63,11 +50,11 @@ def map_fits(fn: Callable[[_T], _R], items: Iterable[_T], fitted_bytes: int) -> 
     from concurrent.futures import ThreadPoolExecutor
 
     work = list(items)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     workers = min(cores, len(work)) if fitted_bytes <= _PARALLEL_BYTES else 1
     if workers <= 1:
         return [fn(item) for item in work]
-    with one_blas_thread(), ThreadPoolExecutor(workers) as pool:
+    with blas_threads(1), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, work))
 
 

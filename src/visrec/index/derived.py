@@ -190,7 +190,8 @@ def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dic
     (first label of each), as float32 arrays; empty when no calibration has an open-set decision."""
     import io
 
-    from visrec.classify.novelty import GaussianNovelty, create_novelty, one_blas_thread
+    from visrec.blas import blas_threads, free_cores
+    from visrec.classify.novelty import GaussianNovelty, create_novelty
 
     names = {(c["decision"]["novelty"], c["decision"].get("novelty_dims")) for c in cals.values() if c.get("decision")}
     if not names:
@@ -200,7 +201,7 @@ def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dic
     labeled = [i for i, lab in enumerate(labels) if lab]
     name, dims = names.pop()
     options = {} if dims is None else {"dims": int(dims)}  # the axes its held-out scores were made with
-    with one_blas_thread():  # as the folds' fits: unlimited BLAS threads collapsed under load (4.5x slower)
+    with blas_threads(free_cores()):  # a core another process holds would stall every BLAS thread (visrec.blas)
         score = create_novelty(name, **options).fit(vecs[labeled], [labels[i][0] for i in labeled])
     if not isinstance(score, GaussianNovelty):
         return {}
