@@ -40,7 +40,11 @@ RULES: list[dict[str, Any]] = (
     ]
     + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.4, 0.5, 0.6, 0.7, 0.8) for m in (0.1, 0.3, 0.5)]
     + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.65, 0.75) for m in (0.1, 0.3)]
-    + [{"accept": "confidence", "min_confidence": c, "merge_iou": 0.1} for c in (0.2, 0.3, 0.4, 0.5, 0.6)]
+    + [
+        {"accept": "confidence", "min_confidence": c, "known_quantile": q, "merge_iou": 0.1}
+        for c in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+        for q in (0.0, 0.02, 0.05, 0.1)
+    ]
 )
 
 
@@ -54,6 +58,7 @@ def default_rule() -> dict[str, Any]:
         rule["floor"] = d.floor
     if d.accept == "confidence":
         rule["min_confidence"] = d.min_confidence
+        rule["known_quantile"] = d.known_quantile
     if d.accept == "relative":
         rule["margin"] = d.margin
     return rule

@@ -4,11 +4,12 @@ Usage::
 
     python benchmarks/scene_presence_designs.py INDEX [SCENES]
 
-SCENES defaults to ``../shared/data/naruto_scenes_dlp`` (a folder with ``manual_labels.json``). Three designs
-run on the same scenes with the same index: the default (``gallery`` with boundary boxes and windows, the
-``calibrated`` rule), the former default (windows only, ``absolute`` 0.8) and boundary boxes + windows with
-``absolute`` 0.8. These are test scenes: the numbers are reported, never used to choose a setting. Prints one
-JSON object: per design micro precision / recall / F1, counts and seconds per scene.
+SCENES defaults to ``../shared/data/naruto_scenes_dlp`` (a folder with ``manual_labels.json``). Four designs run on
+the same scenes with the same index: the default (``gallery`` with boundary boxes and windows, the ``confidence``
+rule), boundary boxes + windows with ``absolute`` 0.8 (the former default), with ``calibrated``, and windows only
+with ``absolute`` 0.8 (the default before boundary boxes). These are test scenes: the numbers are reported, never
+used to choose a setting. Prints one JSON object: per design micro precision / recall / F1, counts and seconds per
+scene.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def designs() -> dict[str, tuple[Any, dict[str, Any]]]:
 
     return {
         "default": (GalleryConfig(), {}),
-        "former_default_windows_absolute_0.8": (GalleryConfig(edges=None), {"accept": "absolute", "floor": 0.8}),
         "boxes_and_windows_absolute_0.8": (GalleryConfig(), {"accept": "absolute", "floor": 0.8}),
+        "boxes_and_windows_calibrated": (GalleryConfig(), {"accept": "calibrated"}),
+        "windows_absolute_0.8": (GalleryConfig(edges=None), {"accept": "absolute", "floor": 0.8}),
     }
 
 

@@ -94,6 +94,7 @@ class DemoResult:
     index: dict[str, Any]
     summary: dict[str, Any] | None
     searches: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "knn"
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -106,9 +107,9 @@ class DemoResult:
         ]
         if s:
             out.append(
-                f"kNN on the test split: top-1 {100 * s['top1']:.1f}%, macro-F1 {100 * s['macro_f1']:.1f}%, "
-                f"unknown {100 * s['unknown_rate']:.1f}% (before the unknown decision: "
-                f"{100 * s['top1_raw']:.1f}%)"
+                f"{self.mode} classifier on the test split: top-1 {100 * s['top1']:.1f}%, "
+                f"macro-F1 {100 * s['macro_f1']:.1f}%, unknown {100 * s['unknown_rate']:.1f}% "
+                f"(before the unknown decision: {100 * s['top1_raw']:.1f}%)"
             )
         for q in self.searches:
             hits = ", ".join(f"{'/'.join(h['labels']) or '-'} {h['score']:.2f}" for h in q["hits"][:5])
@@ -160,10 +161,11 @@ def run(
     report = build_index(train, out, create_encoder(), None, progress)
     idx = Index(out)
     emb = idx.encode([test.abspath(r) for r in test.records])
-    preds = idx.classify(emb, "knn", calibrated=bool(idx.calibration_data()))
+    mode = idx.resolve_mode("auto")
+    preds = idx.classify(emb, mode, calibrated=bool(idx.calibration_data()))
     summary = summarize([r.labels for r in test.records], preds).to_dict()
     first = next(iter(idx.labels()))
     searches = [idx.search_text(first, k=5).to_dict()]
     if idx.joint is not None:
         searches.append(idx.search_text("a photo of a flower", k=5, route="joint").to_dict())
-    return DemoResult(str(src), rule, len(train), len(test), report.to_dict(), summary, searches)
+    return DemoResult(str(src), rule, len(train), len(test), report.to_dict(), summary, searches, mode)

@@ -117,13 +117,13 @@ def class_names(spec: str) -> list[str]:
 
 def calibrate_hint(index_path: Path, mode: str) -> str:
     """The command that calibrates ``mode`` (``visrec calibrate`` does knn and prototype unless told)."""
-    return f"visrec calibrate {index_path}" + ("" if mode in ("knn", "prototype") else f" --modes {mode}")
+    return f"visrec calibrate {index_path}" + ("" if mode in ("knn", "prototype", "linear") else f" --modes {mode}")
 
 
 def classify(
     index_path: Path,
     inputs: Sequence[Path],
-    mode: str = "knn",
+    mode: str = "auto",
     k: int | None = None,
     where: str | None = None,
     classes: ClassNames | None = None,
@@ -150,6 +150,7 @@ def classify(
     files, truths = _gather(inputs, where)
     emb, kept, skipped = encode_files(idx, files)
     notes = []
+    mode = idx.resolve_mode(mode, k)
     use_cal = calibrated and classes is None and mode in idx.calibration_data()
     if calibrated and not use_cal:
         hint = (
@@ -196,7 +197,7 @@ def calibrate(
     from visrec.classify import CalibrationOptions
     from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index import Index
-    from visrec.index.derived import _labels_and_groups, novelty_files
+    from visrec.index.derived import _labels_and_groups, linear_files, novelty_files
     from visrec.index.writer import save_calibration
 
     idx = Index(index_path)
@@ -207,7 +208,7 @@ def calibrate(
         cal = _held_out(idx, held_out, where, mode, opts) if held_out else _loo(idx, mode, opts)
         cals[mode] = cal.to_dict()
     _, vecs, labels, _ = _labels_and_groups(idx.store)
-    save_calibration(index_path, cals, novelty_files(vecs, labels, cals))
+    save_calibration(index_path, cals, {**novelty_files(vecs, labels, cals), **linear_files(vecs, labels, cals)})
     return cals
 
 
@@ -235,8 +236,9 @@ def _held_out(idx: Any, held_out: Path, where: str | None, mode: str, opts: Any)
 
 
 def _loo(idx: Any, mode: str, opts: Any) -> Any:
-    from visrec.classify import calibrate_leave_one_group_out
+    from visrec.classify import ZeroShotClassifier, calibrate_leave_one_group_out
     from visrec.index.derived import _labels_and_groups
+    from visrec.index.recognize import make_classifier_from_params
 
     ids, vecs, labels, groups = _labels_and_groups(idx.store)
     joint = None
@@ -244,7 +246,10 @@ def _loo(idx: Any, mode: str, opts: Any) -> Any:
         if idx.joint is None:
             raise BadInput(f"mode {mode!r} needs an encoder with a text side")
         joint = np.asarray(idx.joint.get(ids)[0], np.float32)
-    clf = idx.classifier(mode)
+    # a linear probe is fitted afresh (its penalty chosen on the folds), not read from a head that may be stale
+    clf = make_classifier_from_params("linear", {}) if mode == "linear" else idx.classifier(mode)
+    if isinstance(clf, ZeroShotClassifier) and clf.concepts is not None:
+        clf = clf.joint_only()  # the index keeps joint vectors, not ImageNet logits: calibrate what it can score
     return calibrate_leave_one_group_out(vecs, labels, groups, clf, opts, joint)
 
 

@@ -301,7 +301,7 @@ def data_check(d: dict[str, Any]) -> None:
 
 def demo(res: Any) -> None:
     for line in res.lines():
-        out.print(line, style="bold" if line.startswith("kNN on the test split") else None)
+        out.print(line, style="bold" if " classifier on the test split" in line else None)
 
 
 def prepared(models: Sequence[Any]) -> None:

@@ -113,12 +113,15 @@ class Embeddings:
     ``vectors``: ``(n, d)`` float32, L2-normalised rows (the retrieval space).
     ``joint``: ``(n, dj)`` float32 in the space shared with the encoder's text tower, or None when the
     encoder has no text side. For a CLIP-like encoder ``joint`` is ``vectors``.
+    ``logits``: ``(n, m)`` float32 scores of the encoder's classifier head (ImageNet-1k: ``m = 1000``) for the
+    zero-shot classifier, or None. Not stored in an index.
     """
 
     vectors: np.ndarray
     ids: tuple[str, ...]
     encoder_id: str
     joint: np.ndarray | None = None
+    logits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         v = self.vectors
@@ -135,6 +138,12 @@ class Embeddings:
                     f"Embeddings.joint must be 2-D float32, got shape {self.joint.shape} {self.joint.dtype}"
                 )
             _check_rows("Embeddings.joint", self.joint, len(self.ids))
+        if self.logits is not None:
+            if self.logits.ndim != 2 or self.logits.dtype != np.float32:
+                raise DimensionMismatch(
+                    f"Embeddings.logits must be 2-D float32, got shape {self.logits.shape} {self.logits.dtype}"
+                )
+            _check_rows("Embeddings.logits", self.logits, len(self.ids))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -147,7 +156,8 @@ class Embeddings:
         """The given rows, in the given order."""
         idx = np.asarray(rows, dtype=np.int64)
         joint = None if self.joint is None else self.joint[idx]
-        return Embeddings(self.vectors[idx], tuple(self.ids[i] for i in idx), self.encoder_id, joint)
+        logits = None if self.logits is None else self.logits[idx]
+        return Embeddings(self.vectors[idx], tuple(self.ids[i] for i in idx), self.encoder_id, joint, logits)
 
     @staticmethod
     def concat(parts: Sequence[Embeddings], encoder_id: str, dim: int, joint_dim: int | None) -> Embeddings:
@@ -161,7 +171,11 @@ class Embeddings:
         joint = None
         if all(j is not None for j in joints):
             joint = np.concatenate(joints).astype(np.float32, copy=False)  # type: ignore[arg-type]
-        return Embeddings(vecs, ids, encoder_id, joint)
+        heads = [p.logits for p in parts]
+        logits = None
+        if all(h is not None for h in heads):
+            logits = np.concatenate(heads).astype(np.float32, copy=False)  # type: ignore[arg-type]
+        return Embeddings(vecs, ids, encoder_id, joint, logits)
 
 
 @dataclass(frozen=True)

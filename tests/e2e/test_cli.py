@@ -51,10 +51,10 @@ def test_index_info_search_classify(data: Path, tmp_path: Path) -> None:
     assert rep["count"] == 30 and rep["added"] == 30
     assert rep["n_skipped"] == sum(len(v) for v in rep["skipped"].values()) >= 5
     assert {"empty", "truncated", "not-an-image", "too-large"} <= set(rep["skipped"])
-    assert set(rep["calibration"]) == {"knn", "prototype"}
+    assert set(rep["calibration"]) == {"knn", "prototype", "linear"}
 
     info = as_json(visrec("info", str(out), "--json"))
-    assert info["labels"] == {c: 10 for c in CLASSES} and info["calibrated_modes"] == ["knn", "prototype"]
+    assert info["labels"] == {c: 10 for c in CLASSES} and info["calibrated_modes"] == ["knn", "linear", "prototype"]
 
     q = data / "crimson" / "crimson_4.jpg"
     hits = as_json(visrec("search", str(out), "--image", str(q), "-k", "3", "--json"))[0]["hits"]

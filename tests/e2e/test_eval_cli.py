@@ -88,7 +88,7 @@ def test_eval_of_an_existing_index(manifest: Path, tmp_path: Path) -> None:
     assert out["index"] == str(idx) and out["encoders"][0]["gallery"] == 18 and out["encoders"][0]["queries"] == 7
     text = cli("eval", str(idx), "--data", str(manifest), "--split-field", "split", "--train", "train",
                "--out", str(tmp_path / "t"), "--no-plots").stdout  # fmt: skip
-    assert "knn at the default: known test images unknown as novel" in text and "the best threshold" in text
+    assert "linear at the default: known test images unknown as novel" in text and "the best threshold" in text
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")

@@ -89,7 +89,7 @@ def test_bad_options_and_shapes_raise_typed_errors() -> None:
 
 
 def test_registry_builds_every_classifier_kind() -> None:
-    assert CLASSIFIERS.names() == ["knn", "prototype", "zeroshot", "blend"]
+    assert CLASSIFIERS.names() == ["knn", "prototype", "zeroshot", "blend", "linear"]
     knn = CLASSIFIERS.create("knn", k=3, temperature=0.1)
     assert isinstance(knn, KnnClassifier) and knn.k == 3
     assert KnnClassifier.from_config(knn.config).config == knn.config

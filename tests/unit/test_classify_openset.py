@@ -258,3 +258,22 @@ def test_held_out_known_novelty_looks_like_new_images_when_axes_are_many() -> No
     fresh = final.score(np.concatenate([draw(c, 40) for c in range(n_cls)]))
     ratio = np.median(known[np.isfinite(known)]) / np.median(fresh)
     assert 0.8 < ratio < 1.25, ratio
+
+
+def test_a_cleanly_separated_held_out_stream_does_not_refuse_an_image_just_below_its_known_items() -> None:
+    """Known held-out items all near-certain, simulated novel ones far off: the threshold sits midway between the
+    two, so a new image a little more novel than any known held-out item is still answered (it used to be refused
+    as novel: the threshold was the known items' own confidence, 1 - 1e-6)."""
+    from visrec.classify.decision import HeldOut, fit_decision
+
+    rng = np.random.default_rng(0)
+    n = 30
+    known = HeldOut(rng.uniform(0.9, 1.0, n), np.array(["a", "b"] * (n // 2), dtype=object),
+                    rng.uniform(1.0, 10.0, n), np.ones(n, bool))  # fmt: skip
+    novel = HeldOut(rng.uniform(0.2, 0.5, n), np.array(["a", "b"] * (n // 2), dtype=object),
+                    rng.uniform(900.0, 1100.0, n), np.zeros(n, bool))  # fmt: skip
+    dec = fit_decision(known, novel, "mahalanobis")
+    op = dec.operating_point(0.95, 0.1)
+    assert op.coverage == 1.0 and op.novel_rejected == 1.0 and op.precision == 1.0
+    answered, _, reasons = dec.decide(np.array([0.95, 0.95]), ["a", "b"], np.array([12.0, 1000.0]), op.tau, 0.1)
+    assert answered.tolist() == [True, False] and reasons == [None, "novel"]

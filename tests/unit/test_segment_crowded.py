@@ -1,10 +1,10 @@
 """Crowded scenes: many small objects per image are found one by one.
 
 Two scenes of 9-12 small pasted class images (20-50 px on 320x240, on crops of a smooth noise "photo") are
-generated here; the default scene pipeline (boundary boxes, then windows; each region judged on its own; per-label
-NMS) must find most of them with the right label, where the former default (windows only, raw floor 0.8) finds
-almost none. The pure parts (Canny edges, boundary boxes, the tier order of the overlap resolution) are checked
-on drawn shapes.
+generated here; the default scene pipeline (boundary boxes, then windows; each region judged on its own by the
+index's open-set confidence; per-label NMS) must find most of them with the right label, where the former default
+(windows only, raw floor 0.8) finds almost none. The pure parts (Canny edges, boundary boxes, the tier order of the
+overlap resolution) are checked on drawn shapes.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_default_finds_most_small_objects_where_windows_alone_do_not(crowded) ->
     index, scenes, images = crowded
     assert sum(len(s.boxes) for s in scenes) >= 18
     new = _scores(index, SceneAnalyzer(index), scenes, images)
-    # most objects boxed at IoU >= 0.5 with the right name (measured: 19 of 19, 23 named regions)
+    # most objects boxed at IoU >= 0.5 with the right name (measured: 19 of 19, 24 named regions)
     assert new["correct_recall"] >= 0.8 and new["correct_precision"] >= 0.7, new
     former = SceneConfig(accept="absolute", floor=0.8)  # the former default: windows only, raw floor 0.8
     windows_only = SceneAnalyzer(index, GallerySegmenter(index, GalleryConfig(edges=None)), former)
@@ -70,7 +70,7 @@ def test_default_finds_most_small_objects_where_windows_alone_do_not(crowded) ->
 
 def test_no_cap_on_objects_per_scene(crowded) -> None:
     index, scenes, images = crowded
-    result = SceneAnalyzer(index, config=SceneConfig(floor=0.0)).analyze(images[0])
+    result = SceneAnalyzer(index).analyze(images[0])
     assert len(result) >= len(scenes[0].boxes) - 2  # a dozen objects are named, not the best few
 
 

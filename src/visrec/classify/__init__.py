@@ -12,12 +12,14 @@ from visrec.classify.calibration import (
     calibrate_leave_one_group_out,
 )
 from visrec.classify.knn import KNN_SCORES, KnnClassifier, KnnConfig
+from visrec.classify.linear import LinearClassifier, LinearConfig
 from visrec.classify.loo import Classifier
 from visrec.classify.prototype import PrototypeClassifier, PrototypeConfig
 from visrec.classify.thresholds import ClassThresholds, ConfidenceMap, fit_confidence, per_class_thresholds
 from visrec.classify.zeroshot import (
     DEFAULT_TEMPLATES,
     ZEROSHOT_SCORES,
+    ZEROSHOT_SCORINGS,
     ClassNames,
     ZeroShotClassifier,
     ZeroShotConfig,
@@ -31,6 +33,7 @@ CLASSIFIERS.register("knn", KnnClassifier, help="similarity-weighted vote of the
 CLASSIFIERS.register("prototype", PrototypeClassifier, help="cosine to per-class mean vectors")
 CLASSIFIERS.register("zeroshot", ZeroShotClassifier, help="cosine to class-name text prompts (joint space)")
 CLASSIFIERS.register("blend", BlendClassifier, help="text prompts blended with image prototypes")
+CLASSIFIERS.register("linear", LinearClassifier, help="ridge linear probe on the labeled vectors")
 
 __all__ = [
     "BLEND_SCORES",
@@ -38,6 +41,7 @@ __all__ = [
     "DEFAULT_TEMPLATES",
     "KNN_SCORES",
     "ZEROSHOT_SCORES",
+    "ZEROSHOT_SCORINGS",
     "BlendClassifier",
     "BlendConfig",
     "Calibration",
@@ -48,6 +52,8 @@ __all__ = [
     "ConfidenceMap",
     "KnnClassifier",
     "KnnConfig",
+    "LinearClassifier",
+    "LinearConfig",
     "PrototypeClassifier",
     "PrototypeConfig",
     "ZeroShotClassifier",

@@ -17,6 +17,7 @@ import numpy as np
 from visrec.classify.base import NO_CANDIDATE, check_vectors
 from visrec.classify.decision import LOW_SCORE, NOVEL, OpenSetDecision
 from visrec.classify.knn import KnnClassifier
+from visrec.classify.linear import LinearClassifier, left_out_predictions
 from visrec.classify.loo import Classifier, LooData, chunked_left_out, sample_queries
 from visrec.classify.prototype import PrototypeClassifier
 from visrec.classify.target import NOVEL_IMAGES, target_verdict
@@ -373,12 +374,17 @@ def calibrate_leave_one_group_out(
             "cannot calibrate: none of the items has a label; calibration needs labeled images (a folder per "
             "label or a manifest with a label column)"
         )
-    known = chunked_left_out(clf, data, rows, False, opts.chunk_size)
     unknown: list[Prediction] = []
-    if opts.simulate_unknown and opts.unknown_weight > 0:
-        unknown = chunked_left_out(clf, data, rows, True, opts.chunk_size)
+    if isinstance(clf, LinearClassifier):
+        known, simulated, clf = left_out_predictions(clf, data.vectors, data.labels, data.gid, rows, opts.seed)
+        if opts.simulate_unknown and opts.unknown_weight > 0:
+            unknown = simulated
+    else:
+        known = chunked_left_out(clf, data, rows, False, opts.chunk_size)
+        if opts.simulate_unknown and opts.unknown_weight > 0:
+            unknown = chunked_left_out(clf, data, rows, True, opts.chunk_size)
     truths = [data.labels[i] for i in rows]
-    if opts.novelty and unknown and isinstance(clf, (KnnClassifier, PrototypeClassifier)):
+    if opts.novelty and unknown and isinstance(clf, (KnnClassifier, PrototypeClassifier, LinearClassifier)):
         from visrec.classify.openset_fit import fit_open_set
 
         cal = fit_open_set(data, rows, known, unknown, opts, clf.params())

@@ -116,7 +116,12 @@ class OpenSetDecision:
         return self.p_known(h.novelty, prior), self.p_class(h.score, list(h.candidate))
 
     def operating_point(self, target: float, prior: float) -> OperatingPoint:
-        """The lowest confidence threshold whose answered held-out stream reaches precision ``target``."""
+        """The confidence threshold whose answered held-out stream reaches precision ``target`` with the most
+        answers: the lowest held-out confidence it answers, except where that is above ``target`` itself (a
+        cleanly separated stream: known items all near 1, novel ones far below), where it moves down to the
+        larger of ``target`` and the midpoint to the next held-out confidence. The same held-out items are
+        answered either way, but a new image whose calibrated confidence is a hair below every known held-out
+        item's, and still above the target, is no longer refused."""
         if not 0.0 < target <= 1.0:
             raise BadInput(f"target precision must be in (0, 1], got {target}")
         pi = _check_prior(prior)
@@ -125,7 +130,11 @@ class OpenSetDecision:
         wk = np.full(ck.size, (1 - pi) / max(1, ck.size))
         wn = np.full(cn.size, pi / max(1, cn.size))
         conf, ok, w = np.r_[ck, cn], np.r_[self.known.correct, np.zeros(cn.size, bool)], np.r_[wk, wn]
-        tau, met = pick_threshold(threshold_curve(conf, ok, w), target)
+        curve = threshold_curve(conf, ok, w)
+        tau, met = pick_threshold(curve, target)
+        below = curve.t[curve.t < tau]
+        if met and below.size and tau > target:  # a threshold above the target probability: lower it toward the
+            tau = max(0.5 * (tau + float(below.max())), target)  # next held-out item (same held-out answers)
         acc = conf >= tau
         cand = np.r_[self.known.candidate, self.novel.candidate]
         prec: dict[str, float] = {}

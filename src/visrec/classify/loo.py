@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
 from visrec.classify.blend import BlendClassifier
 from visrec.classify.knn import KnnClassifier
+from visrec.classify.linear import LinearClassifier
 from visrec.classify.prototype import PrototypeClassifier, class_sums
 from visrec.classify.zeroshot import ZeroShotClassifier
 from visrec.errors import BadInput, DimensionMismatch
 from visrec.types import Prediction
 
-Classifier = Union[KnnClassifier, PrototypeClassifier, ZeroShotClassifier, BlendClassifier]
+Classifier = Union[KnnClassifier, PrototypeClassifier, ZeroShotClassifier, BlendClassifier, LinearClassifier]
 
 _CELLS_PER_CHUNK = 1 << 24  # query x item similarities held at once (64 MiB of float32)
 

@@ -126,7 +126,13 @@ def eval_cmd(
     split_field: str = SPLIT,
     train: str = TRAIN,
     test: str = TEST,
-    modes: str = typer.Option("knn", "--mode", "-m", help="Comma-separated modes: knn, prototype, zeroshot, blend."),
+    modes: str = typer.Option(
+        "auto",
+        "--mode",
+        "-m",
+        help="Comma-separated modes: auto (linear on a calibrated index, else knn), knn, "
+        "prototype, linear, zeroshot, blend.",
+    ),
     encoders: str = ENCODERS,
     unknown: list[Path] = UNKNOWN,
     out: Path = OUT,

@@ -113,7 +113,12 @@ def search_cmd(
 def classify_cmd(
     index: Path = typer.Argument(..., help="Index folder."),
     inputs: list[Path] = typer.Argument(..., help="Images, folders of images, or a labeled dataset to evaluate."),
-    mode: str = typer.Option("knn", "--mode", "-m", help="knn | prototype | zeroshot | blend."),
+    mode: str = typer.Option(
+        "auto",
+        "--mode",
+        "-m",
+        help="auto (linear where the index has a linear head, else knn) | knn | prototype | linear | zeroshot | blend.",
+    ),
     k: int = typer.Option(None, "-k", min=1, help="Neighbours for knn (default: the calibrated value)."),
     where: str = WHERE,
     classes: str = typer.Option(
@@ -147,7 +152,7 @@ def calibrate_cmd(
     index: Path = typer.Argument(..., help="Index folder."),
     held_out: Path = typer.Argument(None, help="Labeled held-out dataset (default: leave-one-group-out on the index)."),
     where: str = WHERE,
-    modes: str = typer.Option("knn,prototype", "--modes", help="Comma-separated modes to calibrate."),
+    modes: str = typer.Option("knn,prototype,linear", "--modes", help="Comma-separated modes to calibrate."),
     target_precision: float = typer.Option(0.95, "--target-precision", min=0.01, max=1.0),
     novelty_prior: float = typer.Option(
         0.1, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."

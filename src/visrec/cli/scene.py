@@ -29,16 +29,19 @@ MIN_SCORE = typer.Option(0.0, "--min-score", help="Drop labelled regions whose c
 UNKNOWN = typer.Option(False, "--unknown/--no-unknown", help="Also report regions recognised as nobody.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ACCEPT = typer.Option(
-    "absolute",
+    "confidence",
     "--accept",
-    help="relative: keep regions scoring near the scene's best (and >= --floor) | calibrated: each region by the "
-    "index's open-set decision | absolute: each region whose raw score is >= --floor | confidence: each region "
-    "whose held-out P(correct) on the index is >= --min-confidence.",
+    help="confidence: each region whose open-set confidence on the index (P(a known object, rightly named), "
+    "fitted on the index's own held-out images) is >= --min-confidence | calibrated: each region by the index's "
+    "open-set decision at its stored threshold | absolute: each region whose raw score is >= --floor | relative: "
+    "keep regions scoring near the scene's best (and >= --floor).",
 )
 MARGIN = typer.Option(0.02, "--margin", help="relative: keep regions within this raw score of the scene's best.")
-MIN_CONF = typer.Option(0.3, "--min-confidence", help="confidence: the lowest P(correct) that names a region.")
+MIN_CONF = typer.Option(0.6, "--min-confidence", help="confidence: the lowest open-set confidence that names a region.")
 FLOOR = typer.Option(
-    0.8, "--floor", help="relative, absolute (and confidence on an uncalibrated index): the lowest raw score."
+    0.8,
+    "--floor",
+    help="relative, absolute (and the others on an index without an open-set decision): the lowest raw score.",
 )
 
 

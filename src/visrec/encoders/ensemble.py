@@ -86,7 +86,8 @@ class EnsembleEncoder:
     ) -> Embeddings:
         """Encode images with every member (each file decoded once), in order.
 
-        ``vectors``: ``(n, dim)`` float32 unit rows (see :func:`fuse`); ``joint``: ``(n, joint_dim)`` or None.
+        ``vectors``: ``(n, dim)`` float32 unit rows (see :func:`fuse`); ``joint``: ``(n, joint_dim)`` or None;
+        ``logits``: ``(n, 1000)``, the weighted mean of the text members' ImageNet logits, or None.
         """
         check_images(images)
         id_tuple = resolve_ids(len(images), ids)
@@ -94,16 +95,21 @@ class EnsembleEncoder:
         n = len(images)
         vectors = np.empty((n, self.dim), np.float32)
         joint = np.empty((n, self.joint_dim), np.float32) if self.joint_dim else None
+        logits: np.ndarray | None = np.empty((n, 1000), np.float32) if self.joint_dim else None
         pool = ThreadPoolExecutor(2, thread_name_prefix="visrec-ensemble-decode")
         with pool, progress_bar(n, progress, f"encoding with {self.name}") as advance:
             for start in range(0, n, CHUNK):
                 chunk = list(pool.map(self._decoded, images[start : start + CHUNK]))
-                v, j = self._encode_chunk(chunk, size)
+                v, j, lg = self._encode_chunk(chunk, size)
                 vectors[start : start + len(chunk)] = v
                 if joint is not None and j is not None:
                     joint[start : start + len(chunk)] = j
+                if logits is not None and lg is not None:
+                    logits[start : start + len(chunk)] = lg
+                elif lg is None:
+                    logits = None
                 advance(len(chunk))
-        return Embeddings(vectors, id_tuple, self.fingerprint, joint)
+        return Embeddings(vectors, id_tuple, self.fingerprint, joint, logits)
 
     def _decoded(self, image: ImageLike) -> ImageLike:
         """A path decoded once (upright RGB, draft mode at the largest member's size); other inputs as given."""
@@ -113,17 +119,24 @@ class EnsembleEncoder:
             return decode_file(image, draft_size=self.input_size).image
         return image
 
-    def _encode_chunk(self, chunk: Sequence[ImageLike], size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    def _encode_chunk(
+        self, chunk: Sequence[ImageLike], size: int
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         embs = [m.encode_images(chunk, batch_size=size) for m in self.members]
         vectors = fuse([e.vectors for e in embs], self.weights)
         if not self.text_members:
-            return vectors, None
+            return vectors, None, None
         joint = np.zeros((len(chunk), self.joint_dim or 0), np.float64)
+        heads = [(self.weights[i], embs[i].logits) for i in self.text_members]
         for i in self.text_members:
             part = embs[i].joint
             if part is not None:
                 joint += self.weights[i] * part
-        return vectors, l2_normalize(joint)
+        logits = None
+        if all(lg is not None and lg.shape[1] == 1000 for _, lg in heads):
+            stacked = np.stack([np.asarray(lg, np.float64) * w for w, lg in heads])
+            logits = (stacked.sum(axis=0) / sum(w for w, _ in heads)).astype(np.float32)
+        return vectors, l2_normalize(joint), logits
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """``(n, joint_dim)`` text vectors of the first member with a text side (see :attr:`text_members`)."""

@@ -37,7 +37,7 @@ class EvalConfig:
     """Options of :func:`evaluate`. ``encoders``: encoder names (ignored when an index is reused);
     ``unknown``: images of classes the index does not hold ("none of these"), for the open-set figures."""
 
-    modes: tuple[str, ...] = ("knn",)
+    modes: tuple[str, ...] = ("auto",)
     encoders: tuple[str, ...] = ("efficientnet-lite0",)
     store: str = "exact"
     calibrate: bool = True
@@ -209,12 +209,13 @@ def evaluate_index(idx: Any, test: LabeledSet, cfg: EvalConfig, unknown_files: S
     truths = [recs[i].labels for i in kept]
     unk_files = list(unknown_files) + extra_unknown
     unk = encode_files(idx, unk_files)[0] if unk_files else None
-    cal = {m: cfg.calibrate and m in idx.calibration_data() for m in cfg.modes}
-    preds = {m: idx.classify(emb, m, calibrated=cal[m]) for m in cfg.modes}
-    lat = _latencies(idx, [files[i] for i in kept[: cfg.latency_queries]], cfg.modes, cal)
-    opens = _open_set(idx, unk, cfg.modes, cal, preds, cfg.known_recall)
+    names = list(dict.fromkeys(idx.resolve_mode(m) for m in cfg.modes))  # "auto" -> the mode it stands for
+    cal = {m: cfg.calibrate and m in idx.calibration_data() for m in names}
+    preds = {m: idx.classify(emb, m, calibrated=cal[m]) for m in names}
+    lat = _latencies(idx, [files[i] for i in kept[: cfg.latency_queries]], names, cal)
+    opens = _open_set(idx, unk, names, cal, preds, cfg.known_recall)
     modes = {}
-    for m in cfg.modes:
+    for m in names:
         cls, cov = _mode_figures(preds[m], truths, classes)
         modes[m] = {"calibrated": cal[m], "classification": cls, "coverage": cov,
                     "open_set": opens.get(m), "latency": lat[m],

@@ -13,10 +13,11 @@ import numpy as np
 from visrec.errors import BadInput
 from visrec.index.folder import IndexFolder
 from visrec.index.pipeline import IndexConfig, IndexingReport
+from visrec.index.snapshot import LINEAR_HEAD
 from visrec.npyio import load_npy
 from visrec.stores.base import VectorStore
 
-CALIBRATED_MODES = ("knn", "prototype")
+CALIBRATED_MODES = ("knn", "prototype", "linear")
 MIN_LABELED_FOR_CALIBRATION = 10
 RECALIBRATE_FRACTION = 0.1
 """A commit keeps the previous calibration while the items added, changed or removed since it was fitted stay
@@ -180,6 +181,7 @@ def _derived_files(
             cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts).to_dict()
         files["calibration.json"] = json.dumps(cals, indent=1).encode()
         files.update(novelty_files(vecs, labels, cals))
+        files.update(linear_files(vecs, labels, cals))
         files[BASIS] = json.dumps({"count": labeled, "changed": 0, "classes": classes}).encode()
         report.calibration = {m: _brief(c) for m, c in cals.items()}
     return files
@@ -210,6 +212,24 @@ def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dic
     return {"novelty.npz": buf.getvalue()}
 
 
+def linear_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dict[str, Any]) -> dict[str, bytes]:
+    """``{LINEAR_HEAD: ...}``: the linear probe fitted on every labeled item with the penalty its calibration chose
+    (``cals["linear"]``); empty when there is no linear calibration."""
+    import io
+
+    from visrec.classify import LinearClassifier
+
+    params = cals.get("linear", {}).get("params")
+    if not params:
+        return {}
+    clf = LinearClassifier(top_k=int(params.get("top_k", 5)), penalty=params.get("penalty"))
+    clf.fit(vecs, labels)
+    buf = io.BytesIO()
+    head = clf.arrays()
+    np.savez(buf, classes=np.asarray(clf.classes, dtype=str), weights=head["weights"], bias=head["bias"])
+    return {LINEAR_HEAD: buf.getvalue()}
+
+
 def _carry_calibration(folder: IndexFolder, report: IndexingReport, classes: list[str]) -> dict[str, bytes] | None:
     """The current calibration files with this commit's changes counted, or None when it must be refitted."""
     gen = folder.generation_dir
@@ -222,8 +242,9 @@ def _carry_calibration(folder: IndexFolder, report: IndexingReport, classes: lis
     data = (gen / "calibration.json").read_bytes()
     report.calibration = {m: {**_brief(c), "carried_over": True} for m, c in json.loads(data).items()}
     out = {"calibration.json": data, BASIS: json.dumps({**basis, "changed": changed}).encode()}
-    if (gen / "novelty.npz").is_file():  # the novelty model the carried calibration decides with
-        out["novelty.npz"] = (gen / "novelty.npz").read_bytes()
+    for name in ("novelty.npz", LINEAR_HEAD):  # the novelty model and linear head the calibration decides with
+        if (gen / name).is_file():
+            out[name] = (gen / name).read_bytes()
     return out
 
 

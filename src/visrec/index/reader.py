@@ -26,8 +26,8 @@ from visrec.encoders.base import Encoder, ImageLike, TextEncoder
 from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.index.folder import IndexFolder
-from visrec.index.recognize import MODES  # noqa: F401  (re-exported)
-from visrec.index.snapshot import Snapshot, manifest_signature
+from visrec.index.recognize import AUTO, MODES  # noqa: F401  (re-exported)
+from visrec.index.snapshot import LINEAR_HEAD, Snapshot, manifest_signature
 from visrec.npyio import load_npz
 from visrec.stores import VectorStore
 from visrec.types import Embeddings, Hit, Prediction
@@ -364,9 +364,18 @@ class Index:
             s.parsed[mode] = None if data is None else Calibration.from_dict(data)
         return s.parsed[mode]
 
+    def resolve_mode(self, mode: str = AUTO, k: int | None = None, snap: Snapshot | None = None) -> str:
+        """``mode`` itself, or for ``"auto"`` (:data:`~visrec.index.recognize.AUTO`) the mode it stands for on
+        this generation: ``linear`` where a linear head was fitted and no neighbour count ``k`` is given, else
+        ``knn``."""
+        if mode != AUTO:
+            return mode
+        s = snap or self.snapshot()
+        return "linear" if k is None and (s.gen / LINEAR_HEAD).is_file() else "knn"
+
     def classifier(
         self,
-        mode: str = "knn",
+        mode: str = AUTO,
         k: int | None = None,
         classes: ClassNames | None = None,
         snap: Snapshot | None = None,
@@ -376,6 +385,7 @@ class Index:
         from visrec.index.recognize import make_classifier
 
         s = snap or self.snapshot()
+        mode = self.resolve_mode(mode, k, s)
         key = (mode, k, tuple(class_prompts(classes).items()) if classes else None)
         if key in s.classifiers:
             return s.classifiers[key]
@@ -390,7 +400,7 @@ class Index:
     def classify(
         self,
         images: Sequence[ImageLike] | Embeddings,
-        mode: str = "knn",
+        mode: str = AUTO,
         k: int | None = None,
         calibrated: bool = True,
         classes: ClassNames | None = None,
@@ -399,10 +409,12 @@ class Index:
     ) -> list[Prediction]:
         """Classify images (or their embeddings) against the index.
 
-        With ``calibrated`` (default) and a stored calibration, predictions carry a calibrated confidence and
-        fall to unknown (``label=None``, ``reason`` novel or ambiguous) when it is below the threshold;
-        without calibration data they are raw. ``target_precision``/``novelty_prior``: replace the calibrated
-        ones (answered precision wanted, share of novel images expected; no re-indexing needed).
+        ``mode``: ``"auto"`` (default: the linear probe where the index has one, else kNN), ``knn``,
+        ``prototype``, ``linear``, ``zeroshot`` or ``blend``. With ``calibrated`` (default) and a stored
+        calibration, predictions carry a calibrated confidence and fall to unknown (``label=None``, ``reason``
+        novel or ambiguous) when it is below the threshold; without calibration data they are raw.
+        ``target_precision``/``novelty_prior``: replace the calibrated ones (answered precision wanted, share of
+        novel images expected; no re-indexing needed).
         ``classes`` (zero-shot/blend): labels to answer with instead of the index's, as names or as a mapping
         label -> name used in the prompts (``{"Motorbikes": "motorbike"}``).
         """
@@ -410,6 +422,7 @@ class Index:
 
         emb = images if isinstance(images, Embeddings) else self.encode(images)
         s = self.snapshot()
+        mode = self.resolve_mode(mode, k, s)
         if emb.encoder_id != s.encoder_info.get("fingerprint"):
             raise ManifestMismatch(
                 f"query embeddings come from encoder {emb.encoder_id}, the index from "
@@ -420,7 +433,7 @@ class Index:
         if calibrated and cal is None and classes is None and not s.calibration_data():
             raise NotCalibrated(
                 f"{self.path} has no calibration; run: visrec calibrate {self.path}"
-                + ("" if mode in ("knn", "prototype") else f" --modes {mode}")
+                + ("" if mode in ("knn", "prototype", "linear") else f" --modes {mode}")
                 + "  (or pass calibrated=False)"
             )
         if cal is not None and k is not None and cal.params.get("k", k) != k:

@@ -14,9 +14,13 @@ from visrec.stores.base import VectorStore
 from visrec.types import Embeddings, Prediction
 
 if TYPE_CHECKING:
-    from visrec.classify import Classifier, ClassNames
+    from visrec.classify import Classifier, ClassNames, ZeroShotClassifier
+    from visrec.encoders.bridge import LabelBridge
 
-MODES = ("knn", "prototype", "zeroshot", "blend")
+MODES = ("knn", "prototype", "linear", "zeroshot", "blend")
+AUTO = "auto"
+"""The default mode: ``linear`` on an index with a linear head (any calibrated index with two labeled classes or
+more), else ``knn``; ``knn`` too when a neighbour count is given."""
 
 
 class OpenedIndex(Protocol):
@@ -36,6 +40,8 @@ class OpenedIndex(Protocol):
 
     def prototypes(self) -> tuple[np.ndarray, list[str]]: ...
 
+    def linear_head(self) -> dict[str, np.ndarray]: ...
+
     def metadata(self) -> dict[str, dict[str, Any]]: ...
 
     def metadata_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
@@ -50,6 +56,43 @@ def _text_vectors(index: OpenedIndex, classes: Sequence[str]) -> np.ndarray:
     return prompt_vectors(list(classes), lambda t: enc.encode_texts(t))
 
 
+def label_bridge(encoder: Encoder) -> LabelBridge | None:
+    """The ImageNet label bridge behind an encoder's text side (its own, or an ensemble's first text member's)."""
+    from visrec.encoders.bridge import LabelBridge
+
+    bridge = getattr(encoder, "bridge", None)
+    members, text_members = getattr(encoder, "members", None), getattr(encoder, "text_members", None)
+    if bridge is None and members and text_members:
+        bridge = getattr(members[text_members[0]], "bridge", None)
+    return bridge if isinstance(bridge, LabelBridge) else None
+
+
+def concept_weights(bridge: LabelBridge, names: Sequence[str]) -> np.ndarray:
+    """``(c, 1000)`` ImageNet-class weights of zero-shot classes: each name's prompts are the classifier's
+    templates around the name and its WordNet texts (:meth:`visrec.encoders.wordnet.WordNetNouns.describe`)."""
+    from visrec.classify import DEFAULT_TEMPLATES
+    from visrec.encoders.wordnet import WordNetNouns
+
+    nouns = WordNetNouns()
+    prompts = [[t.format(x) for t in DEFAULT_TEMPLATES for x in nouns.describe(n)] for n in names]
+    return bridge.concept_weights(prompts)
+
+
+def _zeroshot(index: OpenedIndex, prompts: dict[str, str], opts: dict[str, Any]) -> ZeroShotClassifier:
+    """Concept scoring where the encoder's text side is the label bridge, unless ``opts`` (stored with a
+    calibration) say ``scoring="joint"`` or predate the option."""
+    from visrec.classify import ZeroShotClassifier
+
+    cls, text = list(prompts), _text_vectors(index, list(prompts.values()))
+    # A calibration stored before concept scoring existed has options but no "scoring": it was fitted on cosines.
+    scoring = opts.pop("scoring", "joint" if opts else "concepts")
+    bridge = label_bridge(index.encoder) if scoring == "concepts" else None
+    if bridge is None:
+        opts.pop("concept_temperature", None)
+        return ZeroShotClassifier(cls, text, **opts)
+    return ZeroShotClassifier(cls, text, concepts=concept_weights(bridge, list(prompts.values())), **opts)
+
+
 def make_classifier(
     index: OpenedIndex, mode: str, params: dict[str, Any], classes: ClassNames | None = None
 ) -> Classifier:
@@ -59,11 +102,21 @@ def make_classifier(
     (:func:`visrec.classify.class_prompts`); default the index's labels. Blend keeps the image prototype of every
     such label the index holds.
     """
-    from visrec.classify import BlendClassifier, KnnClassifier, PrototypeClassifier, ZeroShotClassifier, class_prompts
+    from visrec.classify import (
+        BlendClassifier,
+        KnnClassifier,
+        LinearClassifier,
+        PrototypeClassifier,
+        ZeroShotClassifier,
+        class_prompts,
+    )
 
     opts = {k: v for k, v in params.items() if k != "mode"}
     if mode == "knn":
         return KnnClassifier(**opts)
+    if mode == "linear":
+        head = index.linear_head()
+        return LinearClassifier.from_arrays([str(c) for c in head["classes"]], head["weights"], head["bias"], **opts)
     protos, names = index.prototypes()
     if mode == "prototype":
         if not names:
@@ -73,9 +126,9 @@ def make_classifier(
         if not classes and not names:
             raise BadInput("zero-shot needs class names: the index has no labels, pass classes=[...]")
         prompts = class_prompts(classes if classes else names)
-        cls, text = list(prompts), _text_vectors(index, list(prompts.values()))
         if mode == "zeroshot":
-            return ZeroShotClassifier(cls, text, **opts)
+            return _zeroshot(index, prompts, opts)
+        cls, text = list(prompts), _text_vectors(index, list(prompts.values()))
         zs_opts = {k: v for k, v in opts.items() if k in ("temperature", "top_k")}
         zs = ZeroShotClassifier(cls, text, **zs_opts)
         keep = [i for i, n in enumerate(names) if n in cls]
@@ -100,20 +153,22 @@ def predict(index: OpenedIndex, clf: Classifier, emb: Embeddings, mode: str) -> 
     if isinstance(clf, (ZeroShotClassifier, BlendClassifier)) and emb.joint is None:
         raise VisrecError(f"mode {mode!r} needs joint (image-text) vectors, which this encoder does not produce")
     if isinstance(clf, ZeroShotClassifier):
-        return clf.predict(emb.joint)  # type: ignore[arg-type]
+        return clf.predict(emb.joint, emb.logits)  # type: ignore[arg-type]
     if isinstance(clf, BlendClassifier):
         return clf.predict(emb.vectors, emb.joint)
     return clf.predict(emb.vectors)
 
 
 def make_classifier_from_params(mode: str, params: dict[str, Any]) -> Classifier:
-    """A kNN or prototype classifier from stored options, for calibration on the index's own vectors
-    (the prototype classifier is fitted there, per left-out group)."""
-    from visrec.classify import KnnClassifier, PrototypeClassifier
+    """A kNN, prototype or linear classifier from stored options, for calibration on the index's own vectors
+    (the prototype classifier is fitted there, per left-out group; the linear one per fold)."""
+    from visrec.classify import KnnClassifier, LinearClassifier, PrototypeClassifier
 
     opts = {k: v for k, v in params.items() if k != "mode"}
     if mode == "knn":
         return KnnClassifier(**opts)
+    if mode == "linear":
+        return LinearClassifier(**opts)
     if mode == "prototype":
         return PrototypeClassifier(**opts)
     raise BadInput(f"mode {mode!r} cannot be calibrated on the index alone; give a labeled held-out set")

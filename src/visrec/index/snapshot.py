@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from visrec.encoders.base import Encoder
-from visrec.errors import IndexCorrupt
+from visrec.errors import IndexCorrupt, NotCalibrated
 from visrec.index.folder import IndexFolder
 from visrec.index.manifest import MANIFEST, Manifest
-from visrec.npyio import load_npy
+from visrec.npyio import load_npy, load_npz
 from visrec.stores import VectorStore, load_store
 
 Signature = tuple[int, int, int]
+LINEAR_HEAD = "linear.npz"
+"""The linear probe of a calibrated generation (``classes``, ``weights``, ``bias``)."""
 
 
 def manifest_signature(root: Path) -> Signature | None:
@@ -61,6 +63,7 @@ class Snapshot:
         self.classifiers: dict[tuple[Any, ...], Any] = {}
         self.parsed: dict[str, Any] = {}  # mode -> Calibration, parsed once per generation
         self.novelty: Any = None  # the fitted novelty score (novelty.npz), loaded on first use
+        self._linear: dict[str, np.ndarray] | None = None
         self._finalizer = weakref.finalize(self, folder.release, lease)
 
     @property
@@ -85,6 +88,24 @@ class Snapshot:
 
     def calibration_data(self) -> dict[str, Any]:
         return self._calibration
+
+    def linear_head(self) -> dict[str, np.ndarray]:
+        """The linear probe fitted at calibration (``linear.npz``): ``classes (c,)`` str, ``weights (d, c)``
+        float32, ``bias (c,)`` float32; read on first use."""
+        with self._lock:
+            if self._linear is None:
+                p = self.gen / LINEAR_HEAD
+                if not p.exists():
+                    raise NotCalibrated(
+                        f"{self._root} has no linear head (indexed without calibration, with fewer than two labeled "
+                        f"classes, or before linear mode existed); run: visrec calibrate {self._root} --modes linear"
+                    )
+                try:
+                    self._linear = load_npz(p)
+                except (OSError, ValueError, KeyError) as e:
+                    fix = f"visrec calibrate {self._root} --modes linear"
+                    raise IndexCorrupt(f"{p} cannot be read ({e}); run: {fix}") from None
+        return self._linear
 
     def metadata(self) -> dict[str, dict[str, Any]]:
         """Metadata of every item, by id (read from the store once; a segmented store reads no vectors for it)."""

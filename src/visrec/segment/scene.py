@@ -7,20 +7,29 @@ input image's pixels.
 
 Four acceptance rules (``SceneConfig.accept``):
 
-* ``"absolute"`` (default): each region is judged on its own: its best class when its raw classifier score
-  (kNN vote share x similarity) is at least ``floor`` (0.8). No cap on how many regions a scene may name. A raw
-  floor fits one index's score scale: on generated scenes of indexes whose scores run lower (Caltech-101,
-  CIFAR-10 thumbnails) it names few objects, where ``"calibrated"`` names more (``benchmarks/scene_generated.py``,
-  docs/scene.md).
-* ``"calibrated"``: each region is judged on its own by the index's open-set decision (its per-class
-  thresholds and novelty check, fitted on the index's own images); an index without calibration falls back to
-  the raw ``floor``. Best mean label-correct F1 on generated scenes of four kinds, but the novelty check of a
-  small index can call a plainly visible known object novel, so it is not the default.
-* ``"confidence"``: each region is judged on its own: named when the index's held-out probability of being
-  right at its raw score (the calibration's confidence map, fitted on the index's own images) is at least
-  ``min_confidence`` (0.3); an index without calibration falls back to the raw ``floor``. The map is a coarse
-  step function whose steps move between builds of the same data (0.3 is a raw 0.78 on half of the naruto
-  training split, 0.87 on all of it).
+* ``"confidence"`` (default): each region is judged on its own: named after its best class when the index's
+  open-set confidence (``Prediction.calibrated``: P(an indexed kind of object | novelty score) x P(its best class
+  is right | raw score), both fitted on the index's own images held out, :mod:`visrec.classify.decision`) is at
+  least ``min_confidence`` (0.6), and its raw score is at least the ``known_quantile`` (0.05) of the raw scores
+  of the index's own correctly recognised held-out images. Both are on the index's own scale, so one setting
+  serves indexes whose raw scores run on different scales (anime face crops score their own kind 0.85-0.95,
+  CIFAR-10 thumbnails 0.45-0.85); both were chosen on generated scenes of four kinds
+  (``benchmarks/scene_generated.py``, docs/scene.md). The second part is for small, clean indexes: when
+  their held-out known and novel items lie far apart, the confidence is interpolated across the gap and a
+  background crop scoring below every known image can still reach 0.9; there the minimum moves a quarter of
+  the way into the gap (:func:`known_floor`; set on the unit tests' synthetic scenes, since the generated
+  scenes' indexes have no gap). No cap on how many regions a scene
+  may name; of overlapping regions of one label, equal confidences (saturated at 1) go by raw score. An index
+  without an open-set decision (built with ``--no-calibrate``, calibrated by an older version, or of fewer
+  than three classes) falls back to the raw ``floor``.
+* ``"calibrated"``: each region is judged on its own by the index's open-set decision at its stored operating
+  point ``tau`` (the lowest confidence at which the held-out stream reaches the target precision). When the
+  held-out known and novel items are fully apart (a small, clean index), ``tau`` sits on the known items' own
+  confidence (1 - 1e-7), so a plainly visible known object a little less typical than every held-out one is
+  called novel; the ``confidence`` rule's fixed minimum does not have that edge.
+* ``"absolute"``: its best class when its raw classifier score (kNN vote share x similarity) is at least
+  ``floor`` (0.8). A raw floor fits one index's score scale: on generated scenes of indexes whose scores run
+  lower (Caltech-101, CIFAR-10 thumbnails) 0.8 names few objects.
 * ``"relative"``: a region keeps its best class when its raw score is within ``margin`` of the best region of
   the same scene and at least ``floor``: the ranking inside a scene carries the signal, but a scene names
   only its few best regions.
@@ -50,6 +59,9 @@ from visrec.segment.types import Regions, SceneResult
 from visrec.types import Embeddings, Prediction
 
 ACCEPT_RULES = ("relative", "calibrated", "absolute", "confidence")
+GAP_SHARE = 0.25
+"""Share of the gap between an index's held-out novel and known raw scores that the confidence rule's raw
+minimum moves down into (:func:`known_floor`); indexes whose two score sets overlap are not moved at all."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +71,11 @@ class SceneConfig:
     regions of one label overlapping with IoU above this, the weaker is dropped; ``suppress_ioa``: a region
     that overlaps a more confident region of another label by more than this (of the smaller box) is dropped;
     ``keep_unknown``: keep regions recognised as nobody; ``min_score``: drop labelled regions below it;
-    ``accept``: ``"absolute"``, ``"confidence"``, ``"relative"`` or ``"calibrated"`` (see the module docstring);
+    ``accept``: ``"confidence"``, ``"calibrated"``, ``"absolute"`` or ``"relative"`` (see the module docstring);
     ``margin``: the relative rule's distance to the scene's best raw score; ``floor``: the lowest raw score that
-    names a region under the absolute and relative rules; ``min_confidence``: the confidence rule's minimum;
+    names a region under the absolute and relative rules (and the others on an index without an open-set
+    decision); ``min_confidence``: the confidence rule's minimum open-set confidence; ``known_quantile``: the
+    confidence rule's raw-score minimum, as a quantile of the index's correctly recognised held-out images;
     ``context``: with masked crops, also embed each region's box grown by this share of its size per side,
     background kept (a context crop, in the same batch), and recognise the mean of the two views' embeddings
     (0: masked crop only)."""
@@ -74,10 +88,11 @@ class SceneConfig:
     keep_unknown: bool = False
     min_score: float = 0.0
     batch_size: int = 32
-    accept: str = "absolute"
+    accept: str = "confidence"
     margin: float = 0.02
     floor: float = 0.8
-    min_confidence: float = 0.3
+    min_confidence: float = 0.6
+    known_quantile: float = 0.05
     context: float = 0.0
 
     def __post_init__(self) -> None:
@@ -85,6 +100,8 @@ class SceneConfig:
             raise BadInput(f"long_side must be >= 0 and batch_size >= 1, got {self.long_side}, {self.batch_size}")
         if self.accept not in ACCEPT_RULES:
             raise BadInput(f"accept must be one of {', '.join(ACCEPT_RULES)}, got {self.accept!r}")
+        if not 0.0 <= self.known_quantile <= 1.0:
+            raise BadInput(f"known_quantile must be in [0, 1], got {self.known_quantile}")
         if self.margin < 0 or self.context < 0:
             raise BadInput(f"margin and context must be >= 0, got {self.margin}, {self.context}")
 
@@ -146,9 +163,11 @@ def resolve_overlaps(
     cfg: SceneConfig,
     joined: dict[int, list[int]] | None = None,
     tiers: np.ndarray | None = None,
+    ties: np.ndarray | None = None,
 ) -> list[int]:
     """Indices of the regions to keep, in the order considered: known before unknown, then lower ``tiers`` first
-    (``(n,)`` ints, e.g. boundary boxes before windows; default all 0), then most confident first.
+    (``(n,)`` ints, e.g. boundary boxes before windows; default all 0), then most confident first, equal
+    ``scores`` (a probability saturated at 1) ordered by ``ties`` (``(n,)``, e.g. raw scores; default none).
 
     Same label and IoU > ``merge_iou`` (or one box inside the other): without ``joined`` (box regions such as
     windows) the weaker is dropped, per-label NMS, and ``boxes`` is not changed, so distinct touching objects
@@ -159,7 +178,8 @@ def resolve_overlaps(
     dropped first, whatever their scores.
     """
     tier = np.zeros(len(labels), np.int64) if tiers is None else np.asarray(tiers)
-    order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i])))
+    tie = np.zeros(len(labels)) if ties is None else np.asarray(ties)
+    order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i]), -tie[i]))
     if joined is None:
         piece = pieces(boxes, labels)
         order = [i for i in order if not piece[i]]
@@ -180,6 +200,24 @@ def resolve_overlaps(
                 continue
         kept.append(i)
     return kept
+
+
+def known_floor(known: np.ndarray, novel: np.ndarray, quantile: float, share: float = GAP_SHARE) -> float:
+    """The lowest raw score the confidence rule names: the ``quantile`` of ``known`` (``(n,)`` raw scores of an
+    index's correctly recognised held-out images); when the ``1 - quantile`` of ``novel`` (``(m,)`` raw scores of
+    its held-out images of removed classes) lies below that, a gap separates the two, and the floor moves down
+    by ``share`` of the gap. Scene crops score a little below clean images, so a floor on the lowest known
+    images alone would drop the objects of an index whose own images all score alike; a region deep in the
+    gap is still refused, since the confidence there is interpolated between held-out points far apart.
+    ``-inf`` when ``known`` is empty."""
+    known = np.asarray(known, np.float64)
+    novel = np.asarray(novel, np.float64)
+    novel = novel[np.isfinite(novel)]
+    if known.size == 0:
+        return float("-inf")
+    low = float(np.quantile(known, quantile))
+    gap = low - float(np.quantile(novel, 1.0 - quantile)) if novel.size else 0.0
+    return low - share * max(0.0, gap)
 
 
 def pieces(boxes: np.ndarray, labels: list[str | None], share: float = 0.25) -> np.ndarray:
@@ -245,7 +283,7 @@ class SceneAnalyzer:
             emb = self.index.encoder.encode_images(crops, batch_size=self.config.batch_size)
             if views:
                 emb = fuse_views(emb, len(regions))
-        calibrated = self.config.accept == "calibrated" and bool(self.index.calibration_data())
+        calibrated = self.config.accept in ("calibrated", "confidence") and bool(self.index.calibration_data())
         return list(self.index.classify(emb, self.config.mode, calibrated=calibrated))
 
     def _result(
@@ -255,16 +293,17 @@ class SceneAnalyzer:
         if cfg.accept == "relative":
             labels = relative_labels(preds, cfg.margin, cfg.floor)
             scores = np.asarray([p.score for p in preds], np.float32)
-        elif cfg.accept == "confidence" and self.index.calibration(cfg.mode) is not None:
-            scores = self._confidences(preds)
-            labels = [p.candidate if c >= cfg.min_confidence else None for p, c in zip(preds, scores, strict=True)]
-        elif cfg.accept in ("absolute", "confidence") or not self.index.calibration_data():
-            # confidence or calibrated on an index without calibration: the raw floor
-            labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
-            scores = np.asarray([p.score for p in preds], np.float32)
-        else:
+        elif cfg.accept == "confidence" and self._has_decision():
+            scores = np.asarray([p.calibrated for p in preds], np.float32)
+            low = self._known_floor()
+            labels = [p.candidate if c >= cfg.min_confidence and p.score >= low else None
+                      for p, c in zip(preds, scores, strict=True)]  # fmt: skip
+        elif cfg.accept == "calibrated" and self.index.calibration_data():  # raw thresholds on an older one
             labels = [p.label for p in preds]
             scores = np.asarray([confidence(p) for p in preds], np.float32)
+        else:  # absolute, or an index without calibration (without an open-set decision for confidence)
+            labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
+            scores = np.asarray([p.score for p in preds], np.float32)
         ok = [
             i
             for i, lab in enumerate(labels)
@@ -273,7 +312,8 @@ class SceneAnalyzer:
         boxes = regions.xyxy[ok].copy()  # mask fragments of one label join: their boxes grow in place
         joined: dict[int, list[int]] | None = None if regions.masks is None else {}
         tiers = self._tiers(len(regions))
-        sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg, joined, tiers[ok]) if ok else []
+        raw = np.asarray([p.score for p in preds], np.float64)[ok]
+        sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg, joined, tiers[ok], raw) if ok else []
         keep = [ok[j] for j in sub]
         masks = None
         if regions.masks is not None:  # joined regions of one label: the union of their masks
@@ -297,10 +337,15 @@ class SceneAnalyzer:
         out = None if tiers is None else np.asarray(tiers(), np.int64)
         return out if out is not None and out.shape == (n,) else np.zeros(n, np.int64)
 
-    def _confidences(self, preds: list[Prediction]) -> np.ndarray:
-        """The index's held-out P(correct) at each prediction's raw score, ``(n,)`` float32."""
-        cal = self.index.calibration(self.config.mode)
-        return np.asarray([float(cal.confidence(p.score)) for p in preds], np.float32)
+    def _known_floor(self) -> float:
+        """The confidence rule's raw minimum from the index's held-out scores (:func:`known_floor`)."""
+        dec = self.index.calibration(self.config.mode).decision
+        return known_floor(dec.known.score[dec.known.correct], dec.novel.score, self.config.known_quantile)
+
+    def _has_decision(self) -> bool:
+        """Whether the index's calibration of the classifier mode has an open-set decision."""
+        cal = self.index.calibration(self.config.mode) if self.index.calibration_data() else None
+        return getattr(cal, "decision", None) is not None
 
 
 def _upscale_masks(masks: np.ndarray, hw: tuple[int, ...]) -> np.ndarray:

@@ -176,7 +176,7 @@ def create_api(service: Service) -> FastAPI:
     @app.post("/api/classify", dependencies=query_only)
     async def classify(
         file: UploadFile = File(...),
-        mode: str = Query("knn", pattern="^(knn|prototype|zeroshot|blend)$"),
+        mode: str = Query("auto", pattern="^(auto|knn|prototype|linear|zeroshot|blend)$"),
         k: int | None = Query(None, ge=1, le=1000),
     ) -> dict[str, Any]:
         up = await read_upload(service, file)

@@ -155,9 +155,10 @@ class Service:
             raise BadInput("the text query is empty")
         return self.index.search_text(query, k, where, route).to_dict()
 
-    def classify(self, up: Upload, mode: str = "knn", k: int | None = None, neighbours: int = 5) -> dict[str, Any]:
-        """Prediction plus the nearest indexed examples."""
+    def classify(self, up: Upload, mode: str = "auto", k: int | None = None, neighbours: int = 5) -> dict[str, Any]:
+        """Prediction plus the nearest indexed examples (``mode`` "auto": linear where the index has a head)."""
         idx = self.index
+        mode = idx.resolve_mode(mode, k)
         emb = idx.encode([up.pixels])
         calibrated = mode in idx.calibration_data()
         pred = idx.classify(emb, mode, k, calibrated)[0]

@@ -136,7 +136,7 @@ def build_ui(service: Service) -> Any:
             with gr.Row():
                 c_img = gr.Image(label="image", type="numpy", elem_id="classify-image")
                 with gr.Column():
-                    c_mode = gr.Radio(["knn", "prototype"], value="knn", label="mode")
+                    c_mode = gr.Radio(["auto", "knn", "prototype", "linear"], value="auto", label="mode")
                     c_btn = gr.Button("Classify", variant="primary", elem_id="classify-button")
                     c_label = gr.Textbox(label="answer", elem_id="classify-answer")
                     c_conf = gr.Markdown(elem_id="classify-confidence")
