@@ -6,8 +6,10 @@ brackets (``data/[old]/images``). Styling goes through ``style=`` or :class:`ric
 
 from __future__ import annotations
 
+import codecs
 import logging
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +58,28 @@ def show_notices() -> None:
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
+
+
+def _replace_unencodable(e: UnicodeError) -> tuple[bytes, int]:
+    """Codec error handler: U+FFFD (``?`` where the stream cannot write that) for each character it cannot encode,
+    e.g. the surrogate escape of a byte of a file name that is not UTF-8. Bytes, as the UTF-8 encoder takes only
+    ASCII text from a handler."""
+    if not isinstance(e, UnicodeEncodeError):
+        raise e
+    try:
+        mark = "\ufffd".encode(e.encoding)
+    except UnicodeEncodeError:
+        mark = b"?"
+    return mark * (e.end - e.start), e.end
+
+
+def replace_unencodable_output() -> None:
+    """Let stdout and stderr print any str: undecodable file-name bytes show as U+FFFD instead of raising (a strict
+    locale) or writing bytes that are not text (``surrogateescape``). JSON output stays lossless: it escapes them."""
+    codecs.register_error("visrec.replace", _replace_unencodable)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", None) != "visrec.replace":
+            stream.reconfigure(errors="visrec.replace")
 
 
 @contextmanager
@@ -228,7 +252,10 @@ def info(d: dict[str, Any]) -> None:
         )
     )
     enc = d["encoder"]
-    out.print(f"encoder {enc.get('name')} ({enc.get('fingerprint')}), dim {d['dim']}, joint dim {d['joint_dim']}")
+    out.print(
+        f"encoder {enc.get('name')} ({enc.get('fingerprint')}), precision {d.get('precision', 'f32')}, "
+        f"dim {d['dim']}, joint dim {d['joint_dim']}"
+    )
     t = Table()
     t.add_column("label")
     t.add_column("images", justify="right")

@@ -38,6 +38,29 @@ def test_precision_follows_the_cpu_and_the_environment(monkeypatch: pytest.Monke
         precision_name("openvino", "bf16")
 
 
+def test_recorded_precision_of_backbones_ensembles_and_old_records() -> None:
+    from visrec.encoders.runtime import recorded_precision
+
+    bf16, f32 = {"options": {"precision": "bf16"}}, {"options": {"precision": "f32"}}
+    assert recorded_precision(bf16) == "bf16" and recorded_precision(f32) == "f32"
+    assert recorded_precision({"options": {"model": "ViT-B-32"}}) == "f32"  # CLIP, fake, records before precisions
+    assert recorded_precision({"members": [bf16, bf16]}) == "bf16"
+    assert recorded_precision({"members": [f32, bf16]}) == "bf16+f32"
+
+
+def test_encoder_mismatch_names_the_precision_when_it_differs(tmp_path: Path) -> None:
+    from visrec.index.folder import IndexFolder
+
+    info = {"name": "efficientnet-lite0", "fingerprint": "eff-bf16", "describe": {"options": {"precision": "bf16"}}}
+    folder = IndexFolder.create(tmp_path / "x.vrx", encoder_info=info, dim=8, joint_dim=None, backend="exact")
+    folder.check_encoder("eff-bf16", "efficientnet-lite0", "bf16")
+    with pytest.raises(ManifestMismatch, match=r"at precision bf16, but the encoder given runs at f32.*"
+                       r"Leave out --encoder.*VISREC_PRECISION=bf16"):  # fmt: skip
+        folder.check_encoder("eff-f32", "efficientnet-lite0", "f32")
+    with pytest.raises(ManifestMismatch, match="weights or preprocessing changed"):  # same precision: not the cause
+        folder.check_encoder("eff-other", "efficientnet-lite0", "bf16")
+
+
 def _net(tmp_path: Path) -> Path:
     torch = pytest.importorskip("torch")
     from visrec.encoders.onnx_export import export_module
@@ -132,7 +155,8 @@ def test_an_index_reopens_at_its_precision_and_refuses_the_other(tmp_path: Path)
         mp.setenv("VISREC_PRECISION", "f32")
         reopened: Any = Index(tmp_path / "x.vrx").encoder
         assert reopened.precision == "bf16" and reopened.fingerprint == bf16.fingerprint
-        with pytest.raises(ManifestMismatch):
+        assert Index(tmp_path / "x.vrx").info()["precision"] == "bf16"
+        with pytest.raises(ManifestMismatch, match="at precision bf16, but the encoder given runs at f32"):
             Index(tmp_path / "x.vrx", encoder=f32)
         mp.setenv("VISREC_RUNTIME", "onnxruntime")
         with pytest.raises(BadInput, match="bfloat16"):

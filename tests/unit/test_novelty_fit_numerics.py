@@ -4,6 +4,7 @@ inverses, and held-out folds fitted side by side."""
 
 from __future__ import annotations
 
+import io
 import threading
 from typing import Any
 
@@ -87,7 +88,7 @@ def test_spd_inverse_matches_pinv_and_survives_a_singular_matrix() -> None:
 
 
 def test_map_fits_keeps_order_and_runs_side_by_side_only_when_small(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(novelty.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setattr(novelty, "usable_cores", lambda: 2)
     threads: set[int] = set()
     barrier = threading.Barrier(2, timeout=5)
 
@@ -150,3 +151,44 @@ def test_held_out_novelty_with_fold_scatters_scores_like_fitting_each_fold_alone
     for a, b in zip(fast[:2], plain[:2], strict=True):
         assert np.isfinite(a).all()
         np.testing.assert_allclose(a, b, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("others", "threads"), [(0, 2), (1, 1), (5, 1)])
+def test_the_final_fit_leaves_busy_cores_to_other_processes(
+    monkeypatch: pytest.MonkeyPatch, others: int, threads: int
+) -> None:
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from visrec import blas
+    from visrec.index.derived import novelty_files
+
+    monkeypatch.setattr(blas, "usable_cores", lambda: 2)
+    monkeypatch.setattr(blas, "_others_running", lambda: others)
+    x, labels = _clusters(120, 32, 4)
+    seen: list[set[int]] = []
+    fit = GaussianNovelty.fit
+
+    def spying_fit(self: GaussianNovelty, *args: Any, **kwargs: Any) -> GaussianNovelty:
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianNovelty, "fit", spying_fit)
+    cals = {"knn": {"decision": {"novelty": "mahalanobis", "novelty_dims": 16}}}
+    with threadpool_limits(limits=2, user_api="blas"):  # a 2-thread BLAS whatever this machine has
+        files = novelty_files(x, [(lab,) for lab in labels], cals)
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {2}  # restored after
+    assert seen == [{threads}] and np.load(io.BytesIO(files["novelty.npz"]))["axes"].shape == (16, 32)
+
+
+def test_free_cores_reads_the_running_tasks_of_other_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from visrec import blas
+
+    if blas._others_running() is None:
+        pytest.skip("no /proc here: every core counts as free")
+    assert blas._others_running() >= 0  # type: ignore[operator]
+    monkeypatch.setattr(blas, "usable_cores", lambda: 4)
+    flicker = iter([0, 3, 0, 0, 3])  # a task passing by in two looks of five is not a busy core
+    monkeypatch.setattr(blas, "_others_running", lambda: next(flicker))
+    assert blas.free_cores(gap=0) == 4
+    monkeypatch.setattr(blas, "_others_running", lambda: None)
+    assert blas.free_cores(gap=0) == 4

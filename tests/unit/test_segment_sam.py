@@ -42,6 +42,25 @@ def test_filters_and_nms_keep_one_crisp_square() -> None:
     assert select_masks(_logits(), np.array([0.8, 0.4, 0.95]), cfg).tolist() == [0]  # the other one under 0.5
 
 
+def test_sam_and_mobilesam_select_the_same_candidates_from_the_same_logits() -> None:
+    from visrec.segment.mobilesam import MobileSamConfig
+    from visrec.segment.mobilesam_amg import describe, select_grid
+
+    rng = np.random.default_rng(3)
+    low = np.full((4, 3, 256, 256), -6.0, np.float32)
+    for k in range(4):
+        for j in range(3):
+            x, y, w = rng.integers(0, 20, 3)
+            low[k, j, y : y + 4 + w, x : x + 4 + w] = rng.choice([0.5, 6.0])  # crisp or unstable squares
+    iou = rng.uniform(0.6, 1.0, (4, 3)).astype(np.float32)
+    cfg = MobileSamConfig(pred_iou_thresh=0.7, stability_thresh=0.9, points_per_batch=4, skip_covered=False)
+    frame = (48, 48)
+    sam = select_masks(low[:, :, :48, :48].reshape(12, 48, 48), iou.reshape(-1), cfg)
+    got = select_grid(lambda rows: describe(low[rows], iou[rows], frame, cfg.stability_offset),
+                      np.zeros((4, 2)), (48, 48), frame, cfg)  # fmt: skip
+    assert 0 < len(sam) < 12 and got.ids.tolist() == sam.tolist()
+
+
 def test_missing_or_wrong_checkpoints_are_clear(tmp_path: Path) -> None:
     with pytest.raises(MissingWeights, match="checkpoint="):
         SamSegmenter()

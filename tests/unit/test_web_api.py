@@ -42,6 +42,7 @@ def test_health_info_and_search(index_path: Path) -> None:
     c = client(index_path)
     assert c.get("/api/health").json()["count"] == 24
     assert c.get("/api/index").json()["labels"] == {c_: 8 for c_ in CLASSES}
+    assert c.get("/api/index").json()["precision"] == "f32"  # the fake encoder runs float32
     r = c.post("/api/search/image?k=3", files={"file": ("q.png", png(1), "image/png")})
     assert r.status_code == 200 and [h["labels"] for h in r.json()["hits"]] == [["blue"]] * 3
     r = c.get("/api/search/text", params={"q": "crimson", "k": 2})

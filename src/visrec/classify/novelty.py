@@ -17,12 +17,12 @@ default is decided by ``benchmarks/novelty_scores.py``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from visrec.blas import blas_threads, usable_cores
 from visrec.classify.base import check_vectors
 from visrec.errors import BadInput, StageOrderError
 
@@ -49,15 +49,12 @@ def map_fits(fn: Callable[[_T], _R], items: Iterable[_T], fitted_bytes: int) -> 
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    import scipy.linalg  # noqa: F401  # the fits' eigensolver: loaded first, so the limit covers SciPy's own BLAS
-    from threadpoolctl import threadpool_limits
-
     work = list(items)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     workers = min(cores, len(work)) if fitted_bytes <= _PARALLEL_BYTES else 1
     if workers <= 1:
         return [fn(item) for item in work]
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with blas_threads(1), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, work))
 
 

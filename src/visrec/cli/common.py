@@ -24,6 +24,7 @@ def command(interrupted: str = "interrupted") -> Callable[[F], F]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             render.show_notices()
+            render.replace_unencodable_output()
             try:
                 return fn(*args, **kwargs)
             except VisrecError as e:

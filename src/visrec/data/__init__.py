@@ -1,6 +1,6 @@
 """Ingest: decode images, read labeled datasets, find near-duplicates and leak-free splits.
 
-Importing this package loads numpy, Pillow and natsort only (no torch; imagehash loads when hashing).
+Importing this package loads numpy, Pillow and natsort only (no torch; the perceptual hashes are numpy).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from visrec.data.dedup import (
 from visrec.data.images import IMAGE_EXTENSIONS, file_facts, is_image_file, load_image, to_rgb_array
 from visrec.data.load import FORMATS, detect_format, load_dataset, read_dataset
 from visrec.data.manifest import describe_files, read_manifest, write_manifest
-from visrec.data.readers import LoadReport, Skipped
+from visrec.data.readers import LoadReport, Skipped, printable
 from visrec.data.split import LeakageReport, LeakPair, grouped_split, leakage_report
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "load_dataset",
     "load_image",
     "near_duplicate_groups",
+    "printable",
     "read_dataset",
     "read_manifest",
     "to_rgb_array",

@@ -300,3 +300,19 @@ def drop_duplicate_ids(records: Sequence[ImageRecord], skipped: list[Skipped]) -
             seen.add(r.id)
             kept.append(r)
     return kept
+
+
+def printable(name: str) -> str:
+    """``name`` as text any display takes: each byte of a file or folder name that is not UTF-8 (which Python
+    gives as a surrogate escape, ``os.fsdecode(b"img_\\xff.jpg")``) becomes U+FFFD. Valid text is returned as is."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that no file name gives
+        return name.encode("utf-8", "replace").decode("utf-8")

@@ -213,7 +213,7 @@ def grouped_split(
     test_groups: set[Hashable] = set()
     for key in natsorted(strata):
         ordered = natsorted(strata[key], key=lambda gs: str(gs[0]))
-        rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8"))])
+        rng = np.random.default_rng([seed, zlib.crc32(key.encode("utf-8", "surrogateescape"))])
         shuffled = [ordered[i] for i in rng.permutation(len(ordered))]
         test_groups |= _pick_test_groups(shuffled, fraction, every_nth)
     return {r.id: "test" if group_of[r.id] in test_groups else "train" for r in dataset.records}

@@ -66,11 +66,34 @@ def export_store(store: VectorStore, out: str | Path, *, info: Mapping[str, Any]
 
     schema = _schema(pa, store.dim, dict(info or {}))
     n = 0
-    with pq.ParquetWriter(str(out), schema) as writer:
-        for batch in store.export(batch_size):
-            writer.write_table(_table(pa, schema, batch))
-            n += len(batch[0])
+    try:
+        with pq.ParquetWriter(str(out), schema) as writer:
+            for batch in store.export(batch_size):
+                try:
+                    table = _table(pa, schema, batch)
+                except UnicodeEncodeError:
+                    raise _not_utf8(batch, out) from None
+                writer.write_table(table)
+                n += len(batch[0])
+    except BadInput:
+        Path(out).unlink(missing_ok=True)
+        raise
     return n
+
+
+def _not_utf8(batch: Batch, out: str | Path) -> BadInput:
+    """The refusal for a batch holding text Parquet cannot store: surrogate escapes of undecodable file names."""
+    item = "?"
+    for i, m in zip(batch[0], batch[2], strict=True):
+        try:
+            json.dumps([i, m], ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            item = i
+            break
+    return BadInput(
+        f"cannot export to {out}: item {item!r} has a file or folder name that is not valid UTF-8, which Parquet "
+        "cannot hold; rename it to valid UTF-8 (e.g. convmv -f latin1 -t utf8 -r --notest DIR), re-index, and export"
+    )
 
 
 def parquet_info(src: str | Path) -> dict[str, Any]:

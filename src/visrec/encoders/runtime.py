@@ -92,6 +92,18 @@ def precision_name(runtime: str, precision: str | None = None) -> str:
     return name
 
 
+def recorded_precision(describe: Mapping[str, Any]) -> str:
+    """The precision an encoder's ``describe()`` facts (an index manifest's record) say it ran at: ``"f32"`` or
+    ``"bf16"``; an ensemble's members joined with ``+`` where they differ (``"bf16+f32"``). Encoders without the
+    option (CLIP, the fake one, indexes recorded before precisions existed) ran float32."""
+    members = describe.get("members")
+    if isinstance(members, list) and members:
+        return "+".join(sorted({recorded_precision(m) for m in members if isinstance(m, Mapping)}))
+    options = describe.get("options")
+    precision = options.get("precision") if isinstance(options, Mapping) else None
+    return precision if precision in PRECISIONS else "f32"
+
+
 class OpenVinoSession:
     """An OpenVINO CPU model with ONNX Runtime's ``run`` call; safe to call from several threads at once.
 

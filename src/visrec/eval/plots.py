@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from visrec.data.readers import printable
 from visrec.errors import MissingExtra
 
 
@@ -41,8 +42,8 @@ def confusion_figure(classification: Mapping[str, Any], title: str = "") -> Any:
     fig = _figure(side + 1, side)
     ax = fig.add_subplot()
     ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(cm.shape[1]), [*classes, "unknown"], rotation=45, ha="right")
-    ax.set_yticks(range(cm.shape[0]), classes)
+    ax.set_xticks(range(cm.shape[1]), [*[printable(c) for c in classes], "unknown"], rotation=45, ha="right")
+    ax.set_yticks(range(cm.shape[0]), [printable(c) for c in classes])
     ax.set_xlabel("answer")
     ax.set_ylabel("true class")
     if cm.size <= 400:
@@ -62,7 +63,8 @@ def per_class_figure(classification: Mapping[str, Any], title: str = "") -> Any:
     x = np.arange(len(classes))
     for j, key in enumerate(("precision", "recall", "f1")):
         ax.bar(x + (j - 1) * 0.27, [per[c][key] for c in classes], width=0.27, label=key)
-    ax.set_xticks(x, classes, rotation=45 if len(classes) > 6 else 0, ha="right" if len(classes) > 6 else "center")
+    ax.set_xticks(x, [printable(c) for c in classes], rotation=45 if len(classes) > 6 else 0,
+                  ha="right" if len(classes) > 6 else "center")  # fmt: skip
     ax.set_ylim(0, 1.05)
     ax.legend(loc="lower right")
     ax.set_title(title or "per-class precision / recall / F1")

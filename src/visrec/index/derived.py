@@ -205,6 +205,7 @@ def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dic
     (first label of each), as float32 arrays; empty when no calibration has an open-set decision."""
     import io
 
+    from visrec.blas import blas_threads, free_cores
     from visrec.classify.novelty import GaussianNovelty, create_novelty
 
     names = {(c["decision"]["novelty"], c["decision"].get("novelty_dims")) for c in cals.values() if c.get("decision")}
@@ -215,7 +216,8 @@ def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dic
     labeled = [i for i, lab in enumerate(labels) if lab]
     name, dims = names.pop()
     options = {} if dims is None else {"dims": int(dims)}  # the axes its held-out scores were made with
-    score = create_novelty(name, **options).fit(vecs[labeled], [labels[i][0] for i in labeled])
+    with blas_threads(free_cores()):  # a core another process holds would stall every BLAS thread (visrec.blas)
+        score = create_novelty(name, **options).fit(vecs[labeled], [labels[i][0] for i in labeled])
     if not isinstance(score, GaussianNovelty):
         return {}
     buf = io.BytesIO()

@@ -32,6 +32,7 @@ from typing import Any
 
 import filelock
 
+from visrec.encoders.runtime import PRECISION_VAR, recorded_precision
 from visrec.errors import BadInput, IndexBusy, IndexCorrupt, ManifestMismatch, VisrecError
 from visrec.index import leases
 from visrec.index.manifest import MANIFEST, SCHEMA_VERSION, Manifest, check_manifest, read_manifest
@@ -179,11 +180,20 @@ class IndexFolder:
         except (ValueError, OSError) as e:
             raise IndexCorrupt(f"{gen / name} cannot be read ({e}); re-index or restore the folder") from None
 
-    def check_encoder(self, fingerprint: str, name: str) -> None:
-        """Raise ``ManifestMismatch`` unless the index was built by the encoder with this ``fingerprint``."""
+    def check_encoder(self, fingerprint: str, name: str, precision: str | None = None) -> None:
+        """Raise ``ManifestMismatch`` unless the index was built by the encoder with this ``fingerprint``;
+        ``precision`` (``"f32"`` | ``"bf16"``): the encoder's, named in the message when it is what differs."""
         m = self._manifest
         if fingerprint == m.encoder_fingerprint:
             return
+        built = recorded_precision(m.encoder.get("describe") or {})
+        if name == m.encoder_name and precision is not None and precision != built:
+            raise ManifestMismatch(
+                f"{self.path} was built with encoder {name!r} at precision {built}, but the encoder given runs at "
+                f"{precision} (fingerprint {fingerprint}; vectors of the two precisions are not interchangeable). "
+                f"Leave out --encoder to use the index's own encoder at {built}, set {PRECISION_VAR}={built}, or "
+                f"re-index the images at {precision}."
+            )
         same = " (same name, but its weights or preprocessing changed)" if name == m.encoder_name else ""
         raise ManifestMismatch(
             f"{self.path} was built with encoder {m.encoder_name!r} (fingerprint {m.encoder_fingerprint}), "

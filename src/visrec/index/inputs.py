@@ -5,18 +5,50 @@ Shared by the write path (:mod:`visrec.index.writer` callers), evaluation and tr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visrec.encoders.base import Encoder
 from visrec.errors import BadImage, BadInput, EmptyDataset
-from visrec.index.pipeline import record_metadata
+from visrec.index.pipeline import IndexingReport, record_metadata
 from visrec.types import Embeddings, LabeledSet
 
 if TYPE_CHECKING:
     from visrec.index.reader import Index
     from visrec.stores.filters import Filter
+
+log = logging.getLogger(__name__)
+
+
+NOT_UTF8 = "name-not-utf8"
+"""The skip reason of a file whose path is not UTF-8 where the store holds only UTF-8 (Milvus)."""
+
+
+def utf8_only(ds: LabeledSet, report: IndexingReport) -> LabeledSet:
+    """``ds`` without the records whose id, path or labels hold undecodable file-name bytes (surrogate escapes),
+    each reported as skipped (:data:`NOT_UTF8`) with a warning naming the fix: Milvus stores UTF-8 text only."""
+    bad = [r for r in ds.records if not _utf8(r.id, r.path, *r.labels)]
+    if not bad:
+        return ds
+    report.skipped.setdefault(NOT_UTF8, []).extend(r.path for r in bad)
+    log.warning(
+        "%d file(s) skipped: their names are not UTF-8, which a Milvus store cannot hold (first: %r); rename them "
+        "(convmv -f latin1 -t utf8 -r --notest DIR) or index into a local store (--store faiss)",
+        len(bad),
+        bad[0].path,
+    )
+    return ds.subset([r for r in ds.records if _utf8(r.id, r.path, *r.labels)])
+
+
+def _utf8(*texts: str) -> bool:
+    try:
+        for t in texts:
+            t.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def filter_dataset(ds: LabeledSet, where: str | None) -> LabeledSet:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from visrec.encoders.base import Encoder, ImageLike, TextEncoder
+from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.index.folder import IndexFolder
 from visrec.index.recognize import AUTO, MODES  # noqa: F401  (re-exported)
@@ -179,7 +180,7 @@ class Index:
 
     def check_encoder(self, encoder: Encoder) -> None:
         """Raise ManifestMismatch unless ``encoder`` is the one that built this index."""
-        self.folder.check_encoder(encoder.fingerprint, encoder.name)
+        self.folder.check_encoder(encoder.fingerprint, encoder.name, recorded_precision(encoder.describe()))
 
     @property
     def encoder(self) -> Encoder:
@@ -207,7 +208,8 @@ class Index:
         return count_labels(list((snap or self.snapshot()).metadata().values()))
 
     def info(self) -> dict[str, Any]:
-        """A JSON-ready summary: counts, encoder, store, calibration."""
+        """A JSON-ready summary: counts, encoder, the precision it ran at (``"f32"`` | ``"bf16"``), store,
+        calibration."""
         s = self.snapshot()
         m = s.manifest
         cal = s.calibration_data()
@@ -217,6 +219,7 @@ class Index:
             "labels": self.labels(s),
             "unlabeled": sum(1 for x in s.metadata().values() if not x.get("labels")),
             "encoder": {k: v for k, v in m.encoder.items() if k != "describe"} | m.encoder.get("describe", {}),
+            "precision": recorded_precision(m.encoder.get("describe") or {}),
             "dim": m.dim,
             "joint_dim": m.joint_dim,
             "store": m.store,

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 
 from visrec.encoders.base import Encoder
+from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, EmptyDataset
 from visrec.index.derived import Delta, _derived_files
 from visrec.index.folder import IndexFolder
+from visrec.index.inputs import utf8_only
 from visrec.index.pipeline import (
     IndexConfig,
     IndexingReport,
@@ -36,7 +38,7 @@ from visrec.types import LabeledSet
 def _open_or_create(out: Path, encoder: Encoder, backend: str) -> IndexFolder:
     if (out / "manifest.json").exists():
         folder = IndexFolder.open(out)
-        folder.check_encoder(encoder.fingerprint, encoder.name)
+        folder.check_encoder(encoder.fingerprint, encoder.name, recorded_precision(encoder.describe()))
         return folder
     info = {"describe": encoder.describe()}
     return IndexFolder.create(
@@ -253,6 +255,8 @@ def build_index(
         stored = _stored_items(old)
         stop = timed(report, "scan")
         prefetched = prefetch.result() if prefetch is not None and not cfg.rehash and len(stored) else None
+        if folder.manifest.store == "milvus":
+            dataset = utf8_only(dataset, report)
         plan = plan_changes(dataset, stored, report, cfg.workers, cfg.rehash, prefetched)
         stop()
         shards = ShardWriter(folder.work_dir, encoder.fingerprint)

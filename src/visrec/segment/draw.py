@@ -19,7 +19,7 @@ def label_colour(label: str | None) -> tuple[int, int, int]:
     """A stable, saturated colour per label (gray for unknown)."""
     if label is None:
         return UNKNOWN_COLOUR
-    hue = int(hashlib.sha256(label.encode()).hexdigest()[:6], 16) / 0xFFFFFF
+    hue = int(hashlib.sha256(label.encode("utf-8", "surrogateescape")).hexdigest()[:6], 16) / 0xFFFFFF
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
     return int(r * 255), int(g * 255), int(b * 255)
 

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from visrec.segment.masks import masks_to_boxes, nms
-from visrec.segment.sam_amg import stability_scores
+from visrec.segment.sam_amg import CandidateFilters, passing, stability_scores
 
 Decode = Callable[[np.ndarray], "Candidates"]
 """Point rows ``(k,)`` int64 -> the :class:`Candidates` of those points."""
@@ -48,21 +48,14 @@ def describe(low: np.ndarray, iou: np.ndarray, frame: tuple[int, int], offset: f
     return Candidates(low, iou, stable, masks_to_boxes(cand > 0).reshape(k, 3, 4))
 
 
-class GridOptions(Protocol):
-    """The settings :func:`select_grid` reads (``MobileSamConfig`` has them)."""
+class GridOptions(CandidateFilters, Protocol):
+    """The settings :func:`select_grid` reads (``MobileSamConfig`` has them): the filters of :func:`passing`
+    (shared with the ``sam`` backend) and the batching."""
 
     @property
     def points_per_batch(self) -> int: ...
     @property
     def skip_covered(self) -> bool: ...
-    @property
-    def pred_iou_thresh(self) -> float: ...
-    @property
-    def stability_thresh(self) -> float: ...
-    @property
-    def stability_offset(self) -> float: ...
-    @property
-    def nms_iou(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -74,16 +67,6 @@ class GridSelection:
     scores: np.ndarray
     ids: np.ndarray
     decoded: int
-
-
-def passing(iou: np.ndarray, stability: np.ndarray, boxes: np.ndarray, cfg: GridOptions) -> np.ndarray:
-    """Rows of candidates (``iou (n,)``, ``stability (n,)``, ``boxes (n, 4)``) that pass the predicted-IoU and
-    stability filters, are not empty and survive box NMS among themselves, best predicted IoU first."""
-    full = (boxes[:, 2:] > boxes[:, :2]).all(1)
-    ok = np.nonzero((iou >= cfg.pred_iou_thresh) & (stability >= cfg.stability_thresh) & full)[0]
-    if len(ok) == 0:
-        return ok
-    return ok[nms(boxes[ok], iou[ok], cfg.nms_iou)]
 
 
 def select_grid(

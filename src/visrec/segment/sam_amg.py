@@ -100,8 +100,8 @@ def stability_scores(logits: np.ndarray, threshold: float = 0.0, offset: float =
     return np.divide(inter, union, out=np.zeros(len(flat)), where=union > 0)
 
 
-class MaskFilters(Protocol):
-    """The filter settings :func:`select_masks` reads (``SamConfig`` and ``MobileSamConfig`` have them)."""
+class CandidateFilters(Protocol):
+    """The thresholds :func:`passing` reads (``SamConfig`` and ``MobileSamConfig`` have them)."""
 
     @property
     def pred_iou_thresh(self) -> float: ...
@@ -111,20 +111,31 @@ class MaskFilters(Protocol):
     def stability_offset(self) -> float: ...
     @property
     def nms_iou(self) -> float: ...
+
+
+class MaskFilters(CandidateFilters, Protocol):
+    """The filter settings :func:`select_masks` reads: the thresholds and the cap."""
+
     @property
     def max_regions(self) -> int: ...
 
 
-def select_masks(logits: np.ndarray, iou_pred: np.ndarray, cfg: MaskFilters) -> np.ndarray:
-    """Indices of the candidate masks that pass both filters, are not empty and survive box NMS, best
-    predicted IoU first (at most ``cfg.max_regions``)."""
-    stable = stability_scores(logits, 0.0, cfg.stability_offset)
-    masks = logits > 0
-    ok = np.nonzero((iou_pred >= cfg.pred_iou_thresh) & (stable >= cfg.stability_thresh) & masks.any((1, 2)))[0]
+def passing(iou: np.ndarray, stability: np.ndarray, boxes: np.ndarray, cfg: CandidateFilters) -> np.ndarray:
+    """Rows of candidates (``iou (n,)``, ``stability (n,)``, ``boxes (n, 4)`` xyxy, ``[0, 0, 0, 0]`` for an
+    empty mask as :func:`~visrec.segment.masks.masks_to_boxes` gives) that pass the predicted-IoU and stability
+    filters, are not empty and survive box NMS among themselves, best predicted IoU first."""
+    full = (boxes[:, 2:] > boxes[:, :2]).all(1)
+    ok = np.nonzero((iou >= cfg.pred_iou_thresh) & (stability >= cfg.stability_thresh) & full)[0]
     if len(ok) == 0:
         return ok
-    boxes = masks_to_boxes(masks[ok])
-    return ok[nms(boxes, iou_pred[ok], cfg.nms_iou)][: cfg.max_regions]
+    return ok[nms(boxes[ok], iou[ok], cfg.nms_iou)]
+
+
+def select_masks(logits: np.ndarray, iou_pred: np.ndarray, cfg: MaskFilters) -> np.ndarray:
+    """Indices of the candidate masks (``logits (n, h, w)``) that pass both filters, are not empty and survive
+    box NMS, best predicted IoU first (at most ``cfg.max_regions``)."""
+    stable = stability_scores(logits, 0.0, cfg.stability_offset)
+    return passing(iou_pred, stable, masks_to_boxes(logits > 0), cfg)[: cfg.max_regions]
 
 
 def sam_modeling() -> Any:

@@ -237,10 +237,17 @@ def search(
 
 
 def check_id_lengths(ids: list[str]) -> None:
-    """``BadInput`` for an id longer than the collection allows."""
-    long = [i for i in ids if len(i.encode()) > MAX_ID]
-    if long:
-        raise BadInput(f"id {long[0][:40]!r}... is longer than {MAX_ID} bytes, the Milvus limit for ids")
+    """``BadInput`` for an id longer than the collection allows, or not UTF-8 (from an undecodable file name)."""
+    for i in ids:
+        try:
+            size = len(i.encode())
+        except UnicodeEncodeError:
+            raise BadInput(
+                f"id {i!r} holds bytes of a file name that are not UTF-8, which Milvus cannot store; rename the file "
+                "(convmv -f latin1 -t utf8 -r --notest DIR) or use a local store (faiss)"
+            ) from None
+        if size > MAX_ID:
+            raise BadInput(f"id {i[:40]!r}... is longer than {MAX_ID} bytes, the Milvus limit for ids")
 
 
 def meta_to_row(item: str, seq: int, vector: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:

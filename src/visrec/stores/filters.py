@@ -115,6 +115,11 @@ def parse_filter(expr: str) -> Filter:
         root = _convert(tree.body, expr)
     except SyntaxError as e:
         raise BadInput(f"cannot parse filter {expr!r}: {e.msg}. Allowed: {_ALLOWED}") from None
+    except UnicodeEncodeError:
+        raise BadInput(
+            f"filter {expr[:80]!r} holds an undecodable file-name byte; filter values must be valid text: compare "
+            "another field (label, split, ...) or rename the file"
+        ) from None
     except (RecursionError, MemoryError, ValueError):
         raise BadInput(f"cannot parse filter {expr[:80]!r}: too deeply nested or invalid") from None
     return Filter(expr, root)

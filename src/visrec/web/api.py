@@ -15,11 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 from typing import Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -87,6 +89,25 @@ async def query_options_only(request: Request) -> None:
         raise BadInput(f"send {', '.join(misplaced)} in the query string ({request.url.path}?{example}), not the form")
 
 
+class _JSON(JSONResponse):
+    """JSON that also carries names of files whose names are not UTF-8: their bytes' surrogate escapes are written
+    as ``\\udcXX`` (an ASCII body that Python and JavaScript parse back to the same string) instead of failing."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+class _Route(APIRoute):
+    """A route whose dict result goes to :class:`_JSON` as it is: pydantic's response serialization (inferred from
+    the ``dict[str, Any]`` annotation, adding nothing to the schema) cannot hold those surrogate escapes."""
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **{**kwargs, "response_model": None})
+
+
 class DeleteRequest(BaseModel):
     ids: list[str]
 
@@ -101,19 +122,21 @@ def create_api(service: Service) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        default_response_class=_JSON,
     )
+    app.router.route_class = _Route
 
     @app.exception_handler(VisrecError)
     async def _visrec_error(_: Request, exc: VisrecError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+        return _JSON({"error": str(exc)}, status_code=status_of(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        return _JSON({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": validation_message(exc.errors())}, status_code=422)
+        return _JSON({"error": validation_message(exc.errors())}, status_code=422)
 
     def auth(request: Request, _: Any = Security(BEARER)) -> None:
         token = service.config.token

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from visrec.data.readers import printable
 from visrec.errors import VisrecError
 from visrec.web.service import Service, Upload
 
@@ -48,6 +49,18 @@ def _upload(service: Service, image: np.ndarray | None) -> Upload:
     return service.decode("upload.png", buf.getvalue())
 
 
+def _shown(value: Any) -> Any:
+    """A callback's outputs with every string printable: Gradio's JSON encoder refuses the surrogate escapes of
+    file and folder names that are not UTF-8 (shown as U+FFFD instead)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_shown(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    return value
+
+
 def build_ui(service: Service) -> Any:
     """The ``gradio.Blocks`` app."""
     import gradio as gr
@@ -58,9 +71,9 @@ def build_ui(service: Service) -> Any:
         @functools.wraps(fn)  # Gradio reads the signature: a gr.Progress() default gets the progress bar
         def run(*args: Any) -> Any:
             try:
-                return fn(*args)
+                return _shown(fn(*args))
             except VisrecError as e:
-                raise gr.Error(str(e)) from None
+                raise gr.Error(printable(str(e))) from None
 
         return run
 
@@ -148,7 +161,7 @@ def build_ui(service: Service) -> Any:
                     "`visrec serve INDEX --report DIR/report.html`."
                 )
         with gr.Tab("Index"):
-            table = gr.Dataframe(headers=["label", "images"], value=counts(), elem_id="index-counts")
+            table = gr.Dataframe(headers=["label", "images"], value=_shown(counts()), elem_id="index-counts")
             if service.config.writable:
                 files = gr.File(file_count="multiple", label="add images", type="filepath")
                 label = gr.Textbox(label="label of the added images")
