@@ -14,7 +14,9 @@ Four acceptance rules (``SceneConfig.accept``):
   of the index's own correctly recognised held-out images. Both are on the index's own scale, so one setting
   serves indexes whose raw scores run on different scales (anime face crops score their own kind 0.85-0.95,
   CIFAR-10 thumbnails 0.45-0.85); both were chosen on generated scenes of four kinds
-  (``benchmarks/scene_generated.py``, docs/scene.md). The second part is for small, clean indexes: when
+  (``benchmarks/scene_generated.py``, docs/scene.md). A region's novelty score is first moved onto the scale
+  of whole images by the shift measured for its size on the index's own images shrunk
+  (``SceneConfig.region_novelty``, :func:`region_confidences`). The second part is for small, clean indexes: when
   their held-out known and novel items lie far apart, the confidence is interpolated across the gap and a
   background crop scoring below every known image can still reach 0.9; there the minimum moves a quarter of
   the way into the gap (:func:`known_floor`; set on the unit tests' synthetic scenes, since the generated
