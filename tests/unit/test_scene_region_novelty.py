@@ -127,7 +127,34 @@ def test_the_shift_is_measured_once_per_index_generation(scene) -> None:
     assert sum(first.renders) == 48 and first.skipped == 0  # every labeled image, each rendered once
 
 
-def test_images_whose_file_is_gone_are_skipped_and_counted(scene, tmp_path: Path) -> None:
+def test_a_later_process_reads_the_measurement_from_the_cache_folder(
+    scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import visrec.segment.region_novelty as rn
+
+    monkeypatch.setenv("VISREC_CACHE_DIR", str(tmp_path / "cache"))
+    index = scene[0]
+    path = index.path
+    first = rn.region_novelty(Index(path, encoder=BlurringEncoder()), "knn")
+    assert first is not None and len(list((tmp_path / "cache" / "region-novelty").glob("*.json"))) == 1
+
+    def measure(*_: object, **__: object) -> None:
+        raise AssertionError("measured again although the cache folder holds this generation's shift")
+
+    monkeypatch.setattr(rn, "fit_region_novelty", measure)
+    again = rn.region_novelty(Index(path, encoder=BlurringEncoder()), "knn")  # a fresh reader: a later process
+    assert again is not None and again.edges == first.edges and again.renders == first.renders
+    for a, b in zip(again.novelty, first.novelty, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            np.testing.assert_allclose(a[0], b[0])
+            np.testing.assert_allclose(a[1], b[1])
+
+
+def test_images_whose_file_is_gone_are_skipped_and_counted(
+    scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VISREC_CACHE_DIR", str(tmp_path / "cache"))
     src = scene[4]
     shutil.copytree(src / "data", tmp_path / "data")
     build_index(load_dataset(tmp_path / "data"), tmp_path / "idx.vrx", FakeEncoder())
@@ -136,6 +163,7 @@ def test_images_whose_file_is_gone_are_skipped_and_counted(scene, tmp_path: Path
     got = region_novelty(Index(tmp_path / "idx.vrx", encoder=BlurringEncoder()), "knn")
     assert got is not None and got.skipped == 5 and sum(got.renders) == 43
     shutil.rmtree(tmp_path / "data")
+    monkeypatch.setenv("VISREC_CACHE_DIR", str(tmp_path / "fresh-cache"))  # nothing measured before
     assert region_novelty(Index(tmp_path / "idx.vrx", encoder=BlurringEncoder()), "knn") is None
 
 

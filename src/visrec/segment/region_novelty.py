@@ -192,10 +192,72 @@ def fit_region_novelty(index: Any, mode: str, per_band: int = PER_BAND, seed: in
 
 
 def region_novelty(index: Any, mode: str) -> RegionNovelty | None:
-    """:func:`fit_region_novelty` of ``index``'s newest generation, measured on first use and kept with it."""
+    """:func:`fit_region_novelty` of ``index``'s newest generation, measured on first use and kept with it, and in
+    the cache folder (a small JSON file per index generation and mode), so a later process (the next ``visrec
+    scene`` call) reads it instead of measuring again."""
     snap = index.snapshot()
     key = f"region-novelty:{mode}"
     if key not in snap.parsed:
-        snap.parsed[key] = fit_region_novelty(index, mode)
+        path = _cache_file(index, snap, mode)
+        found = _read_cached(path)
+        if found is None:
+            found = fit_region_novelty(index, mode)
+            _write_cached(path, found)
+        snap.parsed[key] = found
     result: RegionNovelty | None = snap.parsed[key]
     return result
+
+
+_CACHE_VERSION = 1
+
+
+def _cache_file(index: Any, snap: Any, mode: str) -> Path | None:
+    """Where the measurement of this index generation is cached (None when the cache folder is unusable)."""
+    import hashlib
+    import json
+
+    from visrec.encoders.cache import cache_dir
+
+    m = snap.manifest
+    ident = [str(Path(index.path).resolve()), m.created, m.updated, m.generation, m.encoder_fingerprint, mode,
+             PER_BAND, list(BAND_SHARES), _CACHE_VERSION]  # fmt: skip
+    digest = hashlib.sha1(json.dumps(ident).encode()).hexdigest()[:20]
+    try:
+        return cache_dir() / "region-novelty" / f"{digest}.json"
+    except OSError:
+        return None
+
+
+def _read_cached(path: Path | None) -> RegionNovelty | None:
+    import json
+
+    if path is None or not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        novelty = tuple(None if m is None else (np.asarray(m[0], np.float64), np.asarray(m[1], np.float64))
+                        for m in d["novelty"])  # fmt: skip
+        return RegionNovelty(tuple(int(e) for e in d["edges"]), novelty, tuple(int(r) for r in d["renders"]),
+                             int(d["skipped"]), float(d["seconds"]))  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None  # unreadable or from another version: measured again
+
+
+def _write_cached(path: Path | None, found: RegionNovelty | None) -> None:
+    import json
+    import os
+    import tempfile
+
+    if path is None or found is None:
+        return
+    data = {"edges": list(found.edges), "renders": list(found.renders), "skipped": found.skipped,
+            "seconds": found.seconds,
+            "novelty": [None if m is None else [m[0].tolist(), m[1].tolist()] for m in found.novelty]}  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except OSError:
+        return  # a read-only cache folder only costs the next process the measurement
