@@ -31,6 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+MODE = ["knn"]
+"""The classifier mode the regions are recognised with (``--mode``)."""
+
 RULES: list[dict[str, Any]] = (
     [{"accept": "calibrated", "merge_iou": m} for m in (0.1, 0.3, 0.5)]
     + [
@@ -93,7 +96,7 @@ def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[li
     from visrec.data.images import load_image
     from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale, region_confidences, region_crops
 
-    an = SceneAnalyzer(index, seg, SceneConfig(long_side=long_side, accept="calibrated"))
+    an = SceneAnalyzer(index, seg, SceneConfig(long_side=long_side, accept="calibrated", mode=MODE[0]))
     out, secs, wins, extra = [], [], [], []
     for s in scenes:
         rgb = load_image(s.path)
@@ -108,7 +111,7 @@ def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[li
         emb = seg.cached_embeddings()
         if emb is None or regions.masks is not None:
             emb = index.encoder.encode_images(region_crops(small, regions, True), batch_size=32)
-        region_preds = region_confidences(index, "knn", emb, preds, regions.xyxy) if preds else preds
+        region_preds = region_confidences(index, MODE[0], emb, preds, regions.xyxy) if preds else preds
         extra.append(time.perf_counter() - t0)
         out.append((regions, preds, region_preds, factor, rgb.shape[:2]))
     return out, float(np.mean(secs)), float(np.mean(wins)), float(np.mean(extra))
@@ -117,7 +120,7 @@ def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[li
 def apply_rule(index: Any, seg: Any, collected: list[Any], rule: dict[str, Any]) -> list[Any]:
     from visrec.segment.scene import SceneAnalyzer, SceneConfig
 
-    an = SceneAnalyzer(index, seg, SceneConfig(**rule))
+    an = SceneAnalyzer(index, seg, SceneConfig(**rule, mode=MODE[0]))
     region = bool(rule.get("region_novelty"))
     return [an._result(r, rp if region else p, f, hw, {}) for r, p, rp, f, hw in collected]
 
@@ -242,9 +245,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kinds", nargs="+", help="KIND=INDEX:COCO")
     ap.add_argument("--limit", type=int, default=30)
+    ap.add_argument("--mode", default="knn", help="classifier mode of the index for the regions (knn | linear)")
     ap.add_argument("--long-side", type=int, default=1024)
     ap.add_argument("--segmenters", default="", help="comma-separated names (default: all)")
     args = ap.parse_args()
+    MODE[0] = args.mode
     names = [n for n in args.segmenters.split(",") if n]
     kinds = {}
     for spec in args.kinds:
