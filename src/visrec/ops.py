@@ -201,6 +201,12 @@ def calibrate(
     from visrec.index.writer import save_calibration
 
     idx = Index(index_path)
+    if held_out is not None and "linear" in modes and idx.resolve_mode("auto") != "linear":
+        # a held-out calibration scores the stored head: an index that has none gets one fitted first
+        _, vecs, labels, _ = _labels_and_groups(idx.store)
+        head = linear_files(vecs, labels, {"linear": {"params": {"mode": "linear", "penalty": None}}})
+        save_calibration(index_path, {}, head)
+        idx = Index(index_path)
     opts = CalibrationOptions(target_precision=target_precision, novelty_prior=novelty_prior,
                               novelty=DEFAULT_NOVELTY, held_out_cache={})  # fmt: skip
     cals = {}

@@ -131,3 +131,19 @@ def test_a_large_index_cross_validates_on_a_sample_that_holds_every_calibrated_q
     assert len(known) == len(unknown) == rows.size and fitted.config.penalty in PENALTIES
     acc = np.mean([p.candidate == labels[r][0] for p, r in zip(known, rows, strict=True)])
     assert acc > 0.8 and all(p.candidate != labels[r][0] for p, r in zip(unknown, rows, strict=True))
+
+
+def test_a_held_out_calibration_fits_the_head_an_older_index_lacks(tmp_path: Path) -> None:
+    from visrec import ops
+
+    root, out = tmp_path / "data", tmp_path / "idx.vrx"
+    make_labeled_tree(root, ("amber", "blue", "crimson"), per_class=8, size=32)
+    build_index(load_dataset(root), out, create_encoder("fake"), IndexConfig(calibrate=False))
+    held = tmp_path / "held"
+    make_labeled_tree(held, ("amber", "blue", "crimson"), per_class=6, size=32, seed=7)
+    cals = ops.calibrate(out, held, None, ["knn", "prototype", "linear"])  # the CLI's default modes
+    assert set(cals) == {"knn", "prototype", "linear"} and cals["linear"]["method"] == "held-out"
+    with Index(out) as idx:
+        assert idx.resolve_mode("auto") == "linear"
+        pred = idx.classify(idx.encode([held / "blue" / sorted(os.listdir(held / "blue"))[0]]))[0]
+        assert pred.mode == "linear" and pred.candidate == "blue"
