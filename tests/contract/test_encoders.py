@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,6 @@ from visrec.types import Embeddings
 
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 HAS_OPEN_CLIP = importlib.util.find_spec("open_clip") is not None
-
-
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One cache folder per test session (shared by every encoder test module: same base temp)."""
-    path = tmp_path_factory.getbasetemp() / "visrec-cache"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VISREC_CACHE_DIR", str(path))
-        yield path
 
 
 def _byte_chars() -> list[str]:

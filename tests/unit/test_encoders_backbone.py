@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,6 @@ from visrec.encoders.bridge import imagenet_class_names
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One cache folder per test session (the same base temp as the contract tests: one export each)."""
-    path = tmp_path_factory.getbasetemp() / "visrec-cache"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VISREC_CACHE_DIR", str(path))
-        yield path
 
 
 @pytest.fixture(params=["efficientnet-lite0", "mobilenet-v2"])

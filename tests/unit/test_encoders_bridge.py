@@ -88,15 +88,6 @@ def test_invalid_settings_and_logits(cache: Path) -> None:
         LabelBridge(_StubText()).project(np.zeros((2, 10), np.float32))  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.getbasetemp() / "visrec-cache"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VISREC_CACHE_DIR", str(path))
-        yield path
-
-
 @pytest.mark.slow
 def test_real_airplanes_rank_airplane_above_frog(session_cache: Path) -> None:
     images = DATA / "cifar10_subset" / "images"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,6 @@ TEXTS = [
     "Gaara of the Sand, drawn in anime style",
     "word " * 600,  # longer than 256 tokens: truncated, not an error
 ]
-
-
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.getbasetemp() / "visrec-cache"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VISREC_CACHE_DIR", str(path))
-        yield path
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ classifier scoring ImageNet logits by probability mass, and the logits carried b
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -138,15 +138,6 @@ def test_embeddings_carry_logits_through_take_and_concat() -> None:
     assert Embeddings.concat([emb, Embeddings(vec, ("x", "y", "z"), "enc")], "enc", 4, None).logits is None
     with pytest.raises(DimensionMismatch, match="logits"):
         Embeddings(vec, ("a", "b", "c"), "enc", None, logits.astype(np.float64))
-
-
-@pytest.fixture(scope="session")
-def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.getbasetemp() / "visrec-cache"
-    path.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VISREC_CACHE_DIR", str(path))
-        yield path
 
 
 @pytest.mark.slow
