@@ -202,7 +202,7 @@ def per_core_speeds(enc: Any, per_thread: int = 192) -> dict[str, float]:
     single-threaded inferences of ``bs`` images (what ``build_index`` runs, minus decoding), per batch size."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from visrec.encoders.backbone import usable_cores
+    from visrec.blas import usable_cores
 
     single, cores = enc.batch_session(), usable_cores()
     out = {}

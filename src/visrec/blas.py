@@ -19,10 +19,11 @@ from pathlib import Path
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
+    """Cores this process may run on (CPU affinity where the OS reports it, else the core count)."""
+    try:
         return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _others_running() -> int | None:

@@ -201,9 +201,9 @@ def calibrate(
     from visrec.index.writer import save_calibration
 
     idx = Index(index_path)
+    _, vecs, labels, _ = _labels_and_groups(idx.store, with_groups=False)  # saving calibrations keeps the vectors
     if held_out is not None and "linear" in modes and idx.resolve_mode("auto") != "linear":
         # a held-out calibration scores the stored head: an index that has none gets one fitted first
-        _, vecs, labels, _ = _labels_and_groups(idx.store)
         head = linear_files(vecs, labels, {"linear": {"params": {"mode": "linear", "penalty": None}}})
         save_calibration(index_path, {}, head)
         idx = Index(index_path)
@@ -213,7 +213,6 @@ def calibrate(
     for mode in modes:
         cal = _held_out(idx, held_out, where, mode, opts) if held_out else _loo(idx, mode, opts)
         cals[mode] = cal.to_dict()
-    _, vecs, labels, _ = _labels_and_groups(idx.store)
     save_calibration(index_path, cals, {**novelty_files(vecs, labels, cals), **linear_files(vecs, labels, cals)})
     return cals
 

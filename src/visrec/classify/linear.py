@@ -95,6 +95,17 @@ def margins(outputs: np.ndarray) -> np.ndarray:
     return out - np.where(out >= best, second, best)
 
 
+def labeled_classes(labels: Sequence[Sequence[str]]) -> tuple[list[int], tuple[str, ...]]:
+    """The labeled rows and their classes in natural order; ``EmptyDataset`` with fewer than two classes."""
+    from natsort import natsorted
+
+    rows = [i for i, x in enumerate(labels) if len(x) > 0]
+    classes = tuple(natsorted({str(lab) for i in rows for lab in labels[i]}))
+    if len(classes) < 2:
+        raise EmptyDataset(f"a linear probe needs labeled images of at least 2 classes, got {len(classes)}")
+    return rows, classes
+
+
 def group_folds(groups: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     """``(n,)`` int fold number of each row: whole groups (integer codes ``groups``) go to one fold, at random."""
     uniq, inverse = np.unique(groups, return_inverse=True)
@@ -151,21 +162,16 @@ class LinearClassifier:
     ) -> LinearClassifier:
         """Fit on ``(n, d)`` unit rows and their label tuples (unlabeled rows skipped); ``groups``: ``(n,)``
         integer near-duplicate group codes kept together by the cross-validation (default: each row alone)."""
-        from natsort import natsorted
-
         vecs = check_vectors("vectors", vectors)
-        rows = [i for i, x in enumerate(labels) if len(x) > 0]
-        classes = tuple(natsorted({str(lab) for i in rows for lab in labels[i]}))
-        if len(classes) < 2:
-            raise EmptyDataset(f"a linear probe needs labeled images of at least 2 classes, got {len(classes)}")
+        rows, classes = labeled_classes(labels)
         x, y = vecs[rows], incidence([labels[i] for i in rows], classes)
         lam = self.config.penalty
         if lam is None:
             codes = np.arange(len(rows)) if groups is None else np.asarray(groups)[rows]
             lam = choose_penalty(x, y, group_folds(codes, FOLDS, seed))
-        from threadpoolctl import threadpool_limits
+        from visrec.blas import blas_threads
 
-        with threadpool_limits(limits=1, user_api="blas"):  # a multi-threaded BLAS crawled on a loaded CPU
+        with blas_threads(1):  # a multi-threaded BLAS crawled on a loaded CPU
             ((w, b),) = ridge_fit(x, y, [lam])
         self.config = LinearConfig(top_k=self.config.top_k, penalty=lam)
         self._classes, self._weights, self._bias = classes, w, b
@@ -235,12 +241,7 @@ def left_out_predictions(
     that class, so the runner-up's margin is what a new class would show, a little optimistic). ``fitted``:
     the classifier whose options (the penalty chosen on the folds) the calibration stores.
     """
-    from natsort import natsorted
-
-    labeled = [i for i, x in enumerate(labels) if len(x) > 0]
-    classes = tuple(natsorted({lab for i in labeled for lab in labels[i]}))
-    if len(classes) < 2:
-        raise EmptyDataset(f"a linear probe needs labeled images of at least 2 classes, got {len(classes)}")
+    labeled, classes = labeled_classes(labels)
     labeled = _fold_rows(labeled, rows, seed)
     x, y = np.asarray(vectors[labeled], np.float32), incidence([labels[i] for i in labeled], classes)
     folds = group_folds(np.asarray(groups)[labeled], FOLDS, seed)

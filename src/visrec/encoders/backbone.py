@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from visrec.blas import usable_cores
 from visrec.encoders.base import ImageLike
 from visrec.encoders.cache import cache_dir, fingerprint, weights_sha256
 from visrec.encoders.common import (
@@ -30,7 +31,7 @@ from visrec.encoders.common import (
     progress_bar,
     resolve_ids,
 )
-from visrec.encoders.onnx_export import cached_onnx, export_module, usable_cores, verify_export
+from visrec.encoders.onnx_export import cached_onnx, export_module, verify_export
 from visrec.encoders.preprocess import ImagePrep, parallel_batches, prefetched_batches
 from visrec.encoders.runtime import PRECISIONS, Session, create_image_session, precision_name, runtime_name
 from visrec.encoders.weights import PackagedWeights

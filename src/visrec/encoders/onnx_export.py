@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from visrec.blas import usable_cores
 from visrec.encoders.cache import cache_lock, is_intact, publish, temp_path_for
 from visrec.errors import MissingExtra, VisrecError
 
@@ -171,14 +171,6 @@ def verify_export(
             "this is a bug in the exporter or the model code, please report it with your torch/onnx versions"
         )
     return worst
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (CPU affinity where the OS reports it, else the core count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def create_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:

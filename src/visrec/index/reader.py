@@ -27,7 +27,7 @@ from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.index.folder import IndexFolder
 from visrec.index.recognize import AUTO, MODES  # noqa: F401  (re-exported)
-from visrec.index.snapshot import LINEAR_HEAD, Snapshot, manifest_signature
+from visrec.index.snapshot import Snapshot, manifest_signature
 from visrec.npyio import load_npz
 from visrec.stores import VectorStore
 from visrec.types import Embeddings, Hit, Prediction
@@ -371,7 +371,7 @@ class Index:
         if mode != AUTO:
             return mode
         s = snap or self.snapshot()
-        return "linear" if k is None and (s.gen / LINEAR_HEAD).is_file() else "knn"
+        return "linear" if k is None and s.has_linear_head else "knn"
 
     def classifier(
         self,

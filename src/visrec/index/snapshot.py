@@ -8,6 +8,7 @@ closed or garbage-collected.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -88,6 +89,11 @@ class Snapshot:
 
     def calibration_data(self) -> dict[str, Any]:
         return self._calibration
+
+    @functools.cached_property
+    def has_linear_head(self) -> bool:
+        """Whether this generation holds a linear probe (looked up once, not on every classify call)."""
+        return (self.gen / LINEAR_HEAD).is_file()
 
     def linear_head(self) -> dict[str, np.ndarray]:
         """The linear probe fitted at calibration (``linear.npz``): ``classes (c,)`` str, ``weights (d, c)``

@@ -89,7 +89,7 @@ def balanced_batch(n: int, cores: int | None = None) -> int:
     The encoder runs one batch per core at a time: 96 windows in batches of 32 make one core run two batches
     while the other runs one; two batches of 48 finish a third sooner.
     """
-    from visrec.encoders.onnx_export import usable_cores
+    from visrec.blas import usable_cores
 
     cores = cores or usable_cores()
     per_core = -(-n // cores)
