@@ -7,21 +7,24 @@ Usage::
     python benchmarks/calibration_speed.py --synthetic 20000 --rounds 1
 
 The index is built once without calibration (``--split-field``: its train side only; ``--repeat``: every image
-that many times under distinct names, as ``benchmarks/indexing_speed.py`` indexes naruto_roboflow), then the
-calibration the store stage runs (leave-one-group-out kNN and prototype calibrations sharing one set of held-out
-novelty fits, plus the final novelty fit) is timed, alternating between:
+that many times under distinct names, as ``benchmarks/indexing_speed.py`` indexes naruto_roboflow), then what the
+store stage computes from the vectors is timed (leave-one-group-out kNN, prototype and linear calibrations sharing
+one set of held-out novelty fits, the final novelty fit and the final linear head), alternating between:
 
-- ``previous``: every fold's scatter summed from its own rows, eigenvectors from NumPy's ``eigh`` (which solves
-  a float32 matrix in float64), the Gram-matrix route for any fold with fewer items than dimensions;
-- ``current``: folds' scatters as the full set's minus the rows left out (``FoldScatter``), eigenvectors from
-  SciPy's ``dsyevd`` (float64), the Gram route only below half as many items as dimensions.
+- ``previous``: eigenvectors from SciPy's ``dsyevd`` (all of them transformed back), shrunk covariances inverted
+  through a Cholesky factor and a general solve, every linear-probe fold's scatter summed from its own rows;
+- ``current``: ``dsytrd`` + ``dstevd`` with only the leading eigenvectors transformed back (``dormqr``), a
+  triangular inverse of the Cholesky factor (``dtrtri``), linear-probe folds' scatters as the full set's minus
+  the rows left out (``FoldScatter``).
 
-The best round of each counts (other load only slows a round down). Printed: seconds, the ratio, and how far the
-results moved: held-out novelty scores (relative difference, rank correlation) and each calibration's threshold,
-precision, coverage and share of simulated unknowns rejected. On repeated images (``--repeat`` > 1) a fold has
-fewer distinct images than PCA axes: the axes beyond the data's rank are arbitrary under either solver, so the
-scores are compared on data without repeats. ``--synthetic N``: N generated items of 50 classes (each its own
-group) instead of images, for index sizes beyond the data sets.
+Both run on this process's cores as ``visrec index`` runs them (folds side by side). The best round of each
+counts (other load only slows a round down). Printed: seconds, the ratio, and how far the results moved: held-out
+novelty scores (relative difference, rank correlation), each calibration's threshold, precision, coverage and
+share of simulated unknowns rejected, the linear penalty, and the final novelty model's and linear head's
+arrays. On repeated images (``--repeat`` > 1) a fold has fewer distinct images than PCA axes: the axes beyond the
+data's rank are fixed by rounding under any computation, so the scores are compared on data without repeats.
+``--synthetic N``: N generated items of 50 classes (each its own group) instead of images, for index sizes
+beyond the data sets.
 """
 
 from __future__ import annotations
@@ -77,33 +80,54 @@ def labeled_vectors(data: Path, repeat: int, split_field: str | None) -> tuple[n
     return vecs, labels, groups
 
 
+def _previous_leading(matrix: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.linalg import eigh
+
+    vals, vecs = eigh(matrix, driver="evd", check_finite=False)
+    return vals[::-1][:dims].astype(np.float64), vecs[:, ::-1][:, :dims].astype(np.float64)
+
+
+def _previous_spd_inverse(matrix: np.ndarray) -> np.ndarray:
+    try:
+        factor = np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.pinv(matrix))
+    inv_factor = np.linalg.solve(factor, np.eye(matrix.shape[0]))
+    return np.asarray(inv_factor.T @ inv_factor)
+
+
+class _OwnRows:
+    """A linear-probe fold scatter left to ``ridge_fit`` (summed from the fold's own rows)."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        pass
+
+    def of(self, keep: np.ndarray) -> None:
+        return None
+
+
 @contextmanager
 def previous_numerics() -> Iterator[None]:
-    """The fits as computed before: per-fold scatter from the fold's rows, NumPy ``eigh``."""
-    from visrec.classify import novelty, openset_fit
+    """The fits as computed before: ``dsyevd`` for every eigenvector, LU-solved inverses, per-fold ridge scatters."""
+    from visrec.classify import novelty
 
-    def numpy_eigh(matrix: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
-        vals, vecs = np.linalg.eigh(np.asarray(matrix, np.float32))
-        return vals[::-1][:dims].astype(np.float64), vecs[:, ::-1][:, :dims].astype(np.float64)
-
-    def gram_below_d(n: int, d: int) -> bool:
-        return n < d
-
-    saved = novelty._leading_eigenvectors, openset_fit.FoldScatter, novelty.uses_gram, openset_fit.uses_gram
-    novelty._leading_eigenvectors = numpy_eigh
-    openset_fit.FoldScatter = lambda vectors: None  # type: ignore[assignment,misc,return-value]
-    novelty.uses_gram = openset_fit.uses_gram = gram_below_d
+    saved = novelty._leading_eigenvectors, novelty._spd_inverse, novelty.FoldScatter
+    novelty._leading_eigenvectors = _previous_leading
+    novelty._spd_inverse = _previous_spd_inverse
+    # linear.fold_outputs imports FoldScatter from novelty when called; openset_fit keeps its own reference
+    novelty.FoldScatter = _OwnRows  # type: ignore[assignment,misc]
     try:
         yield
     finally:
-        novelty._leading_eigenvectors, openset_fit.FoldScatter, novelty.uses_gram, openset_fit.uses_gram = saved
+        novelty._leading_eigenvectors, novelty._spd_inverse, novelty.FoldScatter = saved
 
 
 def calibrate(vecs: np.ndarray, labels: list[Any], groups: list[Any]) -> tuple[float, dict[str, Any], Any]:
-    """``(seconds, calibrations as dicts, held-out (known, novel) scores)``: what the store stage computes."""
+    """``(seconds, calibrations as dicts, (held-out known, novel, dims, saved files))``: what the store stage
+    computes from the vectors."""
     from visrec.classify import CalibrationOptions, calibrate_leave_one_group_out
     from visrec.classify.novelty import DEFAULT_NOVELTY
-    from visrec.index.derived import CALIBRATED_MODES, novelty_files
+    from visrec.index.derived import CALIBRATED_MODES, linear_files, novelty_files
     from visrec.index.recognize import make_classifier_from_params
 
     cache: dict[Any, Any] = {}
@@ -113,13 +137,22 @@ def calibrate(vecs: np.ndarray, labels: list[Any], groups: list[Any]) -> tuple[f
     for mode in CALIBRATED_MODES:
         clf = make_classifier_from_params(mode, {})
         cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts).to_dict()
-    novelty_files(vecs, labels, cals)
+    files = novelty_files(vecs, labels, cals) | linear_files(vecs, labels, cals)
     took = time.perf_counter() - t0
     held = next(iter(cache.values()))
-    return took, cals, held
+    return took, cals, (*held, files)
 
 
-def compare(prev: tuple[float, dict[str, Any], Any], cur: tuple[float, dict[str, Any], Any]) -> None:
+def _arrays(blob: bytes) -> dict[str, np.ndarray]:
+    import io
+
+    with np.load(io.BytesIO(blob)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def compare(
+    prev: tuple[float, dict[str, Any], Any], cur: tuple[float, dict[str, Any], Any], queries: np.ndarray | None = None
+) -> None:
     for name, a, b in zip(("known", "novel"), prev[2][:2], cur[2][:2], strict=True):
         ok = np.isfinite(a) & np.isfinite(b)
         rel = np.abs(a[ok] - b[ok]) / np.maximum(np.abs(a[ok]), 1e-12)
@@ -130,6 +163,18 @@ def compare(prev: tuple[float, dict[str, Any], Any], cur: tuple[float, dict[str,
     for mode in prev[1]:
         row = ", ".join(f"{k} {prev[1][mode][k]} -> {cur[1][mode][k]}" for k in keys)
         print(f"{mode}: {row}")
+    print(f"linear penalty {prev[1]['linear']['params']['penalty']} -> {cur[1]['linear']['params']['penalty']}")
+    if "linear.npz" in prev[2][3] and "linear.npz" in cur[2][3]:
+        a, b = _arrays(prev[2][3]["linear.npz"]), _arrays(cur[2][3]["linear.npz"])
+        worst = max(float(np.abs(a[k] - b[k]).max() / np.abs(a[k]).max()) for k in ("weights", "bias"))
+        print(f"linear head: largest difference, relative to the largest weight / bias: {worst:.2e}")
+    if "novelty.npz" in prev[2][3] and "novelty.npz" in cur[2][3] and queries is not None:
+        # axes of (nearly) equal variance may turn within their plane: compare what the model scores
+        from visrec.classify.novelty import GaussianNovelty
+
+        a_s, b_s = (GaussianNovelty.from_arrays(_arrays(r[2][3]["novelty.npz"])).score(queries) for r in (prev, cur))
+        rel = np.abs(a_s - b_s) / np.maximum(np.abs(a_s), 1e-12)
+        print(f"final novelty model, scores of the {len(queries)} items: max relative difference {rel.max():.2e}")
 
 
 def main() -> None:
@@ -163,7 +208,7 @@ def main() -> None:
             if name not in best or res[0] < best[name][0]:
                 best[name] = res
     prev, cur = best["previous"], best["current"]
-    compare(prev, cur)
+    compare(prev, cur, vecs)
     print(f"RATIO calibration seconds previous/current = {prev[0]:.2f} / {cur[0]:.2f} = {prev[0] / cur[0]:.2f}x")
 
 

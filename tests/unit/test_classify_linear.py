@@ -44,6 +44,25 @@ def test_ridge_fit_matches_a_plain_numpy_solve() -> None:
     np.testing.assert_allclose(b, y.mean(axis=0) - x.mean(axis=0) @ ref, rtol=1e-4, atol=1e-5)
 
 
+def test_ridge_fit_from_a_fold_scatter_gives_the_heads_of_summing_the_fold() -> None:
+    from visrec.classify.linear import fold_outputs
+    from visrec.classify.novelty import FoldScatter
+
+    x, labels = _mixture(40, 5, 24, 1.0, seed=2)
+    y = np.eye(5)[[int(lab[0][1:]) for lab in labels]]
+    keep = np.random.default_rng(1).random(x.shape[0]) < 0.8
+    plain = ridge_fit(x[keep], y[keep], PENALTIES)
+    derived = ridge_fit(x[keep], y[keep], PENALTIES, FoldScatter(x).of(keep))
+    for (w0, b0), (w1, b1) in zip(plain, derived, strict=True):
+        np.testing.assert_allclose(w1, w0, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b1, b0, rtol=1e-5, atol=1e-6)
+    folds = group_folds(np.arange(x.shape[0]), 5)
+    held = fold_outputs(x, y, folds, PENALTIES)
+    for f in range(5):  # every fold's rows scored by a head fitted on the other rows alone
+        ((w, b),) = ridge_fit(x[folds != f], y[folds != f], [PENALTIES[2]])
+        np.testing.assert_allclose(held[2][folds == f], x[folds == f] @ w + b, rtol=1e-4, atol=1e-5)
+
+
 def test_margins_give_the_best_class_its_lead_and_the_others_their_gap() -> None:
     m = margins(np.array([[0.9, 0.2, 0.5], [0.1, 0.1, 0.3]]))
     np.testing.assert_allclose(m, [[0.4, -0.7, -0.4], [-0.2, -0.2, 0.2]], atol=1e-12)

@@ -72,6 +72,32 @@ def test_principal_axes_span_the_float64_subspace() -> None:
         assert cosines.min() > 0.9999, f"n={n}: subspace drifted, smallest cosine {cosines.min()}"
 
 
+@pytest.mark.parametrize("dims", [1, 17, 119, 120])
+def test_leading_eigenvectors_are_those_of_the_full_solve(dims: int) -> None:
+    from scipy.linalg import eigh
+
+    rng = np.random.default_rng(4)
+    basis = np.linalg.qr(rng.normal(size=(120, 120)))[0]
+    spectrum = 1.0 / (1.0 + np.arange(120)) + 1e-3 * rng.random(120)  # decaying, distinct, some close together
+    matrix = (basis * spectrum) @ basis.T
+    vals, vecs = novelty._leading_eigenvectors(matrix, dims)
+    ref_vals, ref_vecs = eigh(matrix)
+    assert vals.shape == (dims,) and vecs.shape == (120, dims) and vecs.dtype == np.float64
+    np.testing.assert_allclose(vals, ref_vals[::-1][:dims], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.abs((vecs * ref_vecs[:, ::-1][:, :dims]).sum(axis=0)), 1.0, atol=1e-9)
+    np.testing.assert_allclose(vecs.T @ vecs, np.eye(dims), atol=1e-12)
+
+
+def test_leading_eigenvectors_fall_back_to_the_full_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    matrix = np.diag([3.0, 1.0, 2.0, 0.5])
+    fast = novelty._leading_eigenvectors(matrix, 2)
+    monkeypatch.setattr(novelty, "_tridiagonal_leading", lambda m, d: None)  # LAPACK reported a failure
+    full = novelty._leading_eigenvectors(matrix, 2)
+    np.testing.assert_allclose(fast[0], [3.0, 2.0])
+    np.testing.assert_allclose(full[0], fast[0])
+    np.testing.assert_allclose(np.abs(full[1]), np.abs(fast[1]), atol=1e-12)
+
+
 def test_gram_path_falls_back_when_an_axis_has_no_variance() -> None:
     x, _ = _clusters(30, 150, 3)
     rows = np.repeat(x, 2, axis=0)  # 60 items, rank <= 30: asking for 40 axes leaves some with no variance
@@ -192,3 +218,44 @@ def test_free_cores_reads_the_running_tasks_of_other_processes(monkeypatch: pyte
     assert blas.free_cores(gap=0) == 4
     monkeypatch.setattr(blas, "_others_running", lambda: None)
     assert blas.free_cores(gap=0) == 4
+
+
+def test_calibration_figures_are_those_of_full_eigen_solves_and_plain_ridge_folds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scipy.linalg import eigh
+
+    from visrec.classify import CalibrationOptions, KnnClassifier, LinearClassifier, calibrate_leave_one_group_out
+
+    x, labels = _clusters(300, 400, 6)  # folds of ~240 items: scatter route, about 230 of 400 axes
+    labs = [(lab,) for lab in labels]
+
+    def figures() -> list[dict[str, Any]]:
+        out = []
+        for clf in (KnnClassifier(), LinearClassifier()):
+            opts = CalibrationOptions(novelty="mahalanobis")
+            out.append(calibrate_leave_one_group_out(x, labs, None, clf, opts).to_dict())
+        return out
+
+    fast = figures()
+    assert 0 < fast[0]["decision"]["novelty_dims"] < 400
+
+    def full_solve(matrix: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+        vals, vecs = eigh(matrix, driver="evd")
+        return vals[::-1][:dims], vecs[:, ::-1][:, :dims]
+
+    class OwnRows:  # each linear-probe fold sums its own scatter
+        def __init__(self, vectors: np.ndarray) -> None:
+            pass
+
+        def of(self, keep: np.ndarray) -> None:
+            return None
+
+    monkeypatch.setattr(novelty, "_leading_eigenvectors", full_solve)
+    monkeypatch.setattr(novelty, "_spd_inverse", lambda m: np.linalg.pinv(m))
+    monkeypatch.setattr(novelty, "FoldScatter", OwnRows)
+    plain = figures()
+    for a, b in zip(fast, plain, strict=True):
+        assert a["target_met"] == b["target_met"] and a["params"] == b["params"]
+        for key in ("global_threshold", "precision", "coverage", "unknown_rejected"):
+            assert a[key] == pytest.approx(b[key], rel=1e-9), key

@@ -64,23 +64,27 @@ def incidence(labels: Sequence[Sequence[str]], classes: Sequence[str]) -> np.nda
     return out
 
 
-def ridge_fit(x: np.ndarray, y: np.ndarray, penalties: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+def ridge_fit(
+    x: np.ndarray, y: np.ndarray, penalties: Sequence[float], scatter: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(weights (d, c) float32, bias (c,) float32)]``, one per penalty, for rows ``x (n, d)`` onto ``y (n, c)``.
 
-    One scatter (float64, summed over blocks of rows so no float64 copy of ``x`` is made), then one Cholesky
-    factorisation per penalty (SciPy's ``cho_factor``)."""
+    One scatter (float64, summed over blocks of rows so no float64 copy of ``x`` is made; ``scatter``: that
+    ``(d, d)`` matrix of ``x`` about its mean when already known, see :class:`visrec.classify.novelty.FoldScatter`),
+    then one Cholesky factorisation per penalty (SciPy's ``cho_factor``)."""
     from scipy.linalg import cho_factor, cho_solve
 
     mean_x, mean_y = x.mean(axis=0, dtype=np.float64), y.mean(axis=0)
     d = x.shape[1]
-    scatter, cross = np.zeros((d, d)), np.zeros((d, y.shape[1]))
+    total, cross = np.zeros((d, d)) if scatter is None else scatter, np.zeros((d, y.shape[1]))
     for s in range(0, x.shape[0], _BLOCK):
         xb = np.asarray(x[s : s + _BLOCK], np.float64) - mean_x
-        scatter += xb.T @ xb
+        if scatter is None:
+            total += xb.T @ xb
         cross += xb.T @ (y[s : s + _BLOCK] - mean_y)
     out = []
     for lam in penalties:
-        w = cho_solve(cho_factor(scatter + lam * np.eye(d), check_finite=False), cross, check_finite=False)
+        w = cho_solve(cho_factor(total + lam * np.eye(d), check_finite=False), cross, check_finite=False)
         out.append((w.astype(np.float32), (mean_y - mean_x @ w).astype(np.float32)))
     return out
 
@@ -197,14 +201,17 @@ class LinearClassifier:
 
 def fold_outputs(x: np.ndarray, y: np.ndarray, folds: np.ndarray, penalties: Sequence[float]) -> list[np.ndarray]:
     """Held-out ``(n, c)`` outputs of every row, one array per penalty: each fold's rows from the heads fitted
-    without that fold (folds side by side, one BLAS thread each: :func:`visrec.classify.novelty.map_fits`)."""
-    from visrec.classify.novelty import map_fits
+    without that fold (folds side by side, one BLAS thread each: :func:`visrec.classify.novelty.map_fits`; each
+    fold's scatter derived from the full set's: :class:`visrec.classify.novelty.FoldScatter`)."""
+    from visrec.classify.novelty import FoldScatter, map_fits
+
+    scatters = FoldScatter(x)  # a fold's scatter is the full set's minus that of the rows it leaves out
 
     def fit(f: int) -> list[np.ndarray]:
         test, train = folds == f, folds != f
         if not train.any():
             return [np.full((int(test.sum()), y.shape[1]), -np.inf) for _ in penalties]
-        return [x[test] @ w + b for w, b in ridge_fit(x[train], y[train], penalties)]
+        return [x[test] @ w + b for w, b in ridge_fit(x[train], y[train], penalties, scatters.of(train))]
 
     fold_ids = [int(f) for f in np.unique(folds)]
     parts = map_fits(fit, fold_ids, 8 * x.shape[0] * x.shape[1])
