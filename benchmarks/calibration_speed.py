@@ -11,11 +11,13 @@ that many times under distinct names, as ``benchmarks/indexing_speed.py`` indexe
 store stage computes from the vectors is timed (leave-one-group-out kNN, prototype and linear calibrations sharing
 one set of held-out novelty fits, the final novelty fit and the final linear head), alternating between:
 
-- ``previous``: eigenvectors from SciPy's ``dsyevd`` (all of them transformed back), shrunk covariances inverted
-  through a Cholesky factor and a general solve, every linear-probe fold's scatter summed from its own rows;
-- ``current``: ``dsytrd`` + ``dstevd`` with only the leading eigenvectors transformed back (``dormqr``), a
-  triangular inverse of the Cholesky factor (``dtrtri``), linear-probe folds' scatters as the full set's minus
-  the rows left out (``FoldScatter``).
+- ``previous``: eigenvectors from SciPy's ``dsyevd`` (all of them transformed back), shrunk covariances from
+  scikit-learn's ``ledoit_wolf`` (three ``X^T X``-sized products) inverted through a Cholesky factor and a general
+  solve, every linear-probe fold's scatter summed from its own rows, left-out prototype cosines one group at a time;
+- ``current``: ``dsytrd`` + ``dstevd`` with only the leading eigenvectors transformed back (``dormqr``), the same
+  shrunk covariances from one product (``ledoit_wolf_covariance``), a triangular inverse of the Cholesky factor
+  (``dtrtri``), linear-probe folds' scatters as the full set's minus the rows left out (``FoldScatter``), left-out
+  prototype cosines for every (group, class) pair at once.
 
 Both run on this process's cores as ``visrec index`` runs them (folds side by side). The best round of each
 counts (other load only slows a round down). Printed: seconds, the ratio, and how far the results moved: held-out
@@ -96,6 +98,32 @@ def _previous_spd_inverse(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(inv_factor.T @ inv_factor)
 
 
+def _previous_ledoit_wolf(rows: np.ndarray, assume_centered: bool = False) -> np.ndarray:
+    from sklearn.covariance import ledoit_wolf
+
+    return np.asarray(ledoit_wolf(rows, assume_centered=assume_centered)[0])
+
+
+def _previous_prototype_cosines(data: Any, rows: np.ndarray, remove_class: bool) -> np.ndarray:
+    """Left-out class-mean cosines, one group at a time."""
+    q = data.vectors[rows].astype(np.float64)
+    norms = np.linalg.norm(data.sums, axis=1)
+    cos = (q @ data.sums.T) / np.where(norms > 0, norms, 1.0)
+    for g in np.unique(data.gid[rows]):
+        members = data.members(int(g))
+        own = data.own_classes(members)
+        cols = np.flatnonzero(own.any(axis=0))
+        qi = np.flatnonzero(data.gid[rows] == g)
+        rest = data.sums[cols] - own[:, cols].T.astype(np.float64) @ data.vectors[members]
+        rest_norm = np.linalg.norm(rest, axis=1)
+        sub = (q[qi] @ rest.T) / np.where(rest_norm > 1e-9, rest_norm, 1.0)
+        sub[:, rest_norm <= 1e-9] = -np.inf
+        cos[np.ix_(qi, cols)] = sub
+    if remove_class:
+        cos[data.own_classes(rows)] = -np.inf
+    return cos
+
+
 class _OwnRows:
     """A linear-probe fold scatter left to ``ridge_fit`` (summed from the fold's own rows)."""
 
@@ -109,17 +137,21 @@ class _OwnRows:
 @contextmanager
 def previous_numerics() -> Iterator[None]:
     """The fits as computed before: ``dsyevd`` for every eigenvector, LU-solved inverses, per-fold ridge scatters."""
-    from visrec.classify import novelty
+    from visrec.classify import loo, novelty
 
-    saved = novelty._leading_eigenvectors, novelty._spd_inverse, novelty.FoldScatter
+    saved = (novelty._leading_eigenvectors, novelty._spd_inverse, novelty.FoldScatter,
+             novelty.ledoit_wolf_covariance, loo._prototype_cosines)  # fmt: skip
     novelty._leading_eigenvectors = _previous_leading
     novelty._spd_inverse = _previous_spd_inverse
     # linear.fold_outputs imports FoldScatter from novelty when called; openset_fit keeps its own reference
     novelty.FoldScatter = _OwnRows  # type: ignore[assignment,misc]
+    novelty.ledoit_wolf_covariance = _previous_ledoit_wolf
+    loo._prototype_cosines = _previous_prototype_cosines
     try:
         yield
     finally:
-        novelty._leading_eigenvectors, novelty._spd_inverse, novelty.FoldScatter = saved
+        (novelty._leading_eigenvectors, novelty._spd_inverse, novelty.FoldScatter, novelty.ledoit_wolf_covariance,
+         loo._prototype_cosines) = saved  # fmt: skip
 
 
 def calibrate(vecs: np.ndarray, labels: list[Any], groups: list[Any]) -> tuple[float, dict[str, Any], Any]:

@@ -220,3 +220,28 @@ def test_held_out_calibration_from_predictions(world: World) -> None:
         calibrate_held_out(preds, [("class0",)])
     with pytest.raises(EmptyDataset):
         calibrate_leave_one_group_out(world.vectors[:2], [(), ()], None)
+
+
+def test_left_out_prototype_cosines_with_multi_label_and_unlabeled_group_members() -> None:
+    from visrec.classify.loo import _prototype_cosines
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, 12))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    labels: list[tuple[str, ...]] = [(f"c{i % 4}",) for i in range(60)]
+    labels[3], labels[10], labels[11] = ("c0", "c2"), (), ("c5",)  # c5 lives in one group only
+    groups = [f"g{i // 3}" for i in range(60)]
+    groups[11] = groups[10] = "g-c5"
+    data = LooData.build(x, labels, groups)
+    rows = np.array([0, 3, 4, 10, 11, 30, 59])
+    for remove_class in (False, True):
+        got = _prototype_cosines(data, rows, remove_class)
+        for r, row in zip(rows, got, strict=True):
+            keep = [i for i in range(60) if groups[i] != groups[r]]
+            for j, c in enumerate(data.classes):
+                members = [i for i in keep if c in labels[i]]
+                if (remove_class and c in labels[r]) or not members:
+                    assert row[j] == -np.inf, (r, c)
+                    continue
+                mean = x[members].astype(np.float64).sum(axis=0)
+                assert row[j] == pytest.approx(float(x[r] @ mean / np.linalg.norm(mean)), abs=1e-9), (r, c)

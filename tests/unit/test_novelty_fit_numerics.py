@@ -220,7 +220,7 @@ def test_free_cores_reads_the_running_tasks_of_other_processes(monkeypatch: pyte
     assert blas.free_cores(gap=0) == 4
 
 
-def test_calibration_figures_are_those_of_full_eigen_solves_and_plain_ridge_folds(
+def test_calibration_figures_are_those_of_full_eigen_solves_sklearn_shrinkage_and_plain_ridge_folds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from scipy.linalg import eigh
@@ -254,8 +254,22 @@ def test_calibration_figures_are_those_of_full_eigen_solves_and_plain_ridge_fold
     monkeypatch.setattr(novelty, "_leading_eigenvectors", full_solve)
     monkeypatch.setattr(novelty, "_spd_inverse", lambda m: np.linalg.pinv(m))
     monkeypatch.setattr(novelty, "FoldScatter", OwnRows)
+    sklearn_lw: Any = lambda rows, assume_centered=False: ledoit_wolf(rows, assume_centered=assume_centered)[0]  # noqa: E731
+    monkeypatch.setattr(novelty, "ledoit_wolf_covariance", sklearn_lw)
     plain = figures()
     for a, b in zip(fast, plain, strict=True):
         assert a["target_met"] == b["target_met"] and a["params"] == b["params"]
         for key in ("global_threshold", "precision", "coverage", "unknown_rejected"):
             assert a[key] == pytest.approx(b[key], rel=1e-9), key
+
+
+@pytest.mark.parametrize("centred", [True, False])
+def test_ledoit_wolf_covariance_is_scikit_learns(centred: bool) -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(90, 30)) * (1.0 / (1.0 + np.arange(30))) + 0.3
+    if centred:
+        rows -= rows.mean(axis=0)
+    ref = ledoit_wolf(rows, assume_centered=centred)[0]
+    np.testing.assert_allclose(novelty.ledoit_wolf_covariance(rows, assume_centered=centred), ref, rtol=1e-10)
+    one = rows[:, :1]
+    np.testing.assert_allclose(novelty.ledoit_wolf_covariance(one), ledoit_wolf(one)[0], rtol=1e-10)

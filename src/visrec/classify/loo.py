@@ -118,24 +118,47 @@ def _knn(clf: KnnClassifier, data: LooData, rows: np.ndarray, remove_class: bool
 
 
 def _prototype_cosines(data: LooData, rows: np.ndarray, remove_class: bool) -> np.ndarray:
-    """``(m, c)`` cosine of each query to every class mean computed without the query's group."""
+    """``(m, c)`` cosine of each query to every class mean computed without the query's group.
+
+    The class sums less a group's own items are formed once per (group, class) pair, all pairs at once: a
+    Python loop over groups cost ~1 s per 1,500 queries when every image is its own group."""
     q = data.vectors[rows].astype(np.float64)
     norms = np.linalg.norm(data.sums, axis=1)
     cos = (q @ data.sums.T) / np.where(norms > 0, norms, 1.0)
-    for g in np.unique(data.gid[rows]):
-        members = data.members(int(g))
-        own = data.own_classes(members)
-        cols = np.flatnonzero(own.any(axis=0))
-        qi = np.flatnonzero(data.gid[rows] == g)
-        gsum = own[:, cols].T.astype(np.float64) @ data.vectors[members]
-        rest = data.sums[cols] - gsum
-        rest_norm = np.linalg.norm(rest, axis=1)
-        sub = (q[qi] @ rest.T) / np.where(rest_norm > 1e-9, rest_norm, 1.0)
-        sub[:, rest_norm <= 1e-9] = -np.inf  # the class has no item outside this group
-        cos[np.ix_(qi, cols)] = sub
+    pair_group, pair_class, rest = _group_class_rests(data, np.unique(data.gid[rows]))
+    rest_norm = np.linalg.norm(rest, axis=1)
+    # every (query, pair of the query's group) combination; pairs are sorted by group
+    first = np.searchsorted(pair_group, data.gid[rows], side="left")
+    count = np.searchsorted(pair_group, data.gid[rows], side="right") - first
+    qi = np.repeat(np.arange(rows.size), count)
+    pi = np.repeat(first - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+    sub = np.einsum("ij,ij->i", q[qi], rest[pi]) / np.where(rest_norm[pi] > 1e-9, rest_norm[pi], 1.0)
+    sub[rest_norm[pi] <= 1e-9] = -np.inf  # the class has no item outside this group
+    cos[qi, pair_class[pi]] = sub
     if remove_class:
         cos[data.own_classes(rows)] = -np.inf
     return cos
+
+
+def _group_class_rests(data: LooData, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(group (p,), class (p,), rest (p, d) float64)`` for every (group, class) pair where a member of one of
+    ``groups`` carries the class: the class's sum less those members' vectors; sorted by group, then class."""
+    start, stop = data.group_start[groups], data.group_start[groups + 1]
+    size = stop - start
+    at = np.repeat(start - np.cumsum(size) + size, size) + np.arange(int(size.sum()))
+    members = data.group_order[at]
+    inc = data.incidence[members].tocoo()
+    item, cls = members[inc.row], inc.col.astype(np.int64)
+    order = np.lexsort((cls, data.gid[item]))
+    item, cls = item[order], cls[order]
+    grp = data.gid[item]
+    new = np.r_[True, (grp[1:] != grp[:-1]) | (cls[1:] != cls[:-1])] if item.size else np.zeros(0, bool)
+    heads = np.flatnonzero(new)
+    d = data.vectors.shape[1]
+    if heads.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, d))
+    own = np.add.reduceat(data.vectors[item].astype(np.float64), heads, axis=0)
+    return grp[heads], cls[heads], data.sums[cls[heads]] - own
 
 
 def _to_columns(data: LooData, target: tuple[str, ...], cos: np.ndarray) -> np.ndarray:

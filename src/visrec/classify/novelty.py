@@ -237,6 +237,30 @@ def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
     return np.asarray(inv_factor.T @ inv_factor)
 
 
+def ledoit_wolf_covariance(rows: np.ndarray, assume_centered: bool = False) -> np.ndarray:
+    """``(p, p)`` float64 Ledoit-Wolf shrunk covariance of ``(n, p)`` float64 rows, as scikit-learn's
+    ``sklearn.covariance.ledoit_wolf`` computes it, from one ``X^T X`` product instead of three: the sum of
+    ``X2^T X2`` (``X2`` the squared entries) is the sum of the rows' squared norms squared, and the empirical
+    covariance serves both the shrinkage and the result. ``assume_centered``: the rows are already centred.
+    """
+    x = rows if assume_centered else rows - rows.mean(axis=0)
+    n, p = x.shape
+    emp = (x.T @ x) / n
+    if p == 1:  # one feature: the same whatever the shrinkage
+        return emp
+    trace = float(np.trace(emp))
+    mu = trace / p
+    norms = np.einsum("ij,ij->i", x, x)
+    squared = float(np.sum(emp**2))  # sum of the squared entries of X^T X, over n^2
+    beta = (float(np.sum(norms**2)) / n - squared) / (p * n)
+    delta = (squared - 2.0 * mu * trace + p * mu**2) / p
+    beta = min(beta, delta)
+    shrinkage = 0.0 if beta == 0 else beta / delta
+    out = (1.0 - shrinkage) * emp
+    out.flat[:: p + 1] += shrinkage * mu
+    return out
+
+
 class GaussianNovelty:
     """Class-conditional Gaussians with one shared Ledoit-Wolf covariance in a PCA space of ``dims`` axes.
 
@@ -261,8 +285,6 @@ class GaussianNovelty:
         ``scatter``: the rows' ``(d, d)`` scatter about their mean when already known (see :class:`FoldScatter`);
         it must be that of ``vectors``.
         """
-        from sklearn.covariance import ledoit_wolf
-
         x = check_vectors("vectors", vectors).astype(np.float64)
         labs = np.asarray([str(v) for v in labels], dtype=object)
         if labs.shape != (x.shape[0],):
@@ -272,12 +294,13 @@ class GaussianNovelty:
             raise BadInput(f"a Gaussian novelty score needs more items than classes + 1, got {x.shape[0]}")
         mean = x.mean(axis=0)
         dims = int(min(self.dims, x.shape[0] - classes.size - 1, x.shape[1]))
-        vt = _principal_axes(x - mean, dims, scatter)
-        z = (x - mean) @ vt.T
+        x -= mean
+        vt = _principal_axes(x, dims, scatter)
+        z = x @ vt.T
         mus = np.stack([z[inv == c].mean(axis=0) for c in range(classes.size)])
-        within = ledoit_wolf(z - mus[inv], assume_centered=True)[0]
+        within = ledoit_wolf_covariance(z - mus[inv], assume_centered=True)
         # The all-items Gaussian is only used by the relative score (kept as an identity otherwise: same arrays).
-        precision0 = _spd_inverse(ledoit_wolf(z)[0]) if self.relative else np.eye(dims)
+        precision0 = _spd_inverse(ledoit_wolf_covariance(z)) if self.relative else np.eye(dims)
         self._fast = None
         self.state = {"mean": mean, "axes": vt, "means": mus, "precision": _spd_inverse(within),
                       "mean0": z.mean(axis=0), "precision0": precision0}  # fmt: skip
