@@ -84,7 +84,9 @@ def ridge_fit(
         cross += xb.T @ (y[s : s + _BLOCK] - mean_y)
     out = []
     for lam in penalties:
-        w = cho_solve(cho_factor(total + lam * np.eye(d), check_finite=False), cross, check_finite=False)
+        shifted = total.copy()
+        shifted.flat[:: d + 1] += lam  # total + lam I with one (d, d) array instead of three
+        w = cho_solve(cho_factor(shifted, overwrite_a=True, check_finite=False), cross, check_finite=False)
         out.append((w.astype(np.float32), (mean_y - mean_x @ w).astype(np.float32)))
     return out
 

@@ -200,13 +200,14 @@ class FoldScatter:
     def _sums(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(sum y y^T (d, d), sum y (d,))`` float64 over the rows of boolean mask ``rows``."""
         d = self._x.shape[1]
-        outer, total = np.zeros((d, d)), np.zeros(d)
+        outer, total = None, np.zeros(d)
         idx = np.flatnonzero(rows)
         for s in range(0, idx.size, 8192):
             block = self._x[idx[s : s + 8192]].astype(np.float64) - self._mean
-            outer += block.T @ block
+            part = block.T @ block
+            outer = part if outer is None else np.add(outer, part, out=outer)  # no (d, d) temporaries
             total += block.sum(axis=0)
-        return outer, total
+        return (np.zeros((d, d)) if outer is None else outer), total
 
     def of(self, keep: np.ndarray) -> np.ndarray:
         """``(d, d)`` float64 scatter of the rows of boolean mask ``keep`` (``(n,)``) about their own mean."""
@@ -214,11 +215,15 @@ class FoldScatter:
         if count == 0:
             raise BadInput("a fold scatter needs at least one kept row")
         if count >= keep.size - count:
-            left_outer, left_sum = self._sums(~keep)
-            outer, total = self._total - left_outer, -left_sum
+            outer, left_sum = self._sums(~keep)
+            np.subtract(self._total, outer, out=outer)
+            total = -left_sum
         else:
             outer, total = self._sums(keep)
-        return outer - np.outer(total, total) / count
+        mean_part = np.outer(total, total)
+        mean_part /= count
+        outer -= mean_part  # in place: each (d, d) temporary cost as much as the left-out rows' product
+        return outer
 
 
 def _spd_inverse(matrix: np.ndarray) -> np.ndarray:
