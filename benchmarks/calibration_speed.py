@@ -217,6 +217,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--synthetic", type=int, default=0, help="N generated 1472-d items instead of --data")
     args = ap.parse_args()
+    args.data = args.data.resolve()  # the repeated folder links to it
     if args.synthetic:
         vecs, labels, groups = synthetic_vectors(args.synthetic)
         source = f"{args.synthetic} generated items, each its own group"
