@@ -26,6 +26,7 @@ from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.index import text_search
 from visrec.index.folder import IndexFolder
 from visrec.index.recognize import AUTO, MODES  # noqa: F401  (re-exported)
+from visrec.index.rerank import rerank_search
 from visrec.index.snapshot import Snapshot, manifest_signature
 from visrec.index.text_search import TextSearchResult
 from visrec.npyio import load_npz
@@ -205,10 +206,16 @@ class Index:
         """Encode query images with the index's encoder."""
         return self.encoder.encode_images(images, progress=progress)
 
-    def search_vectors(self, vectors: np.ndarray, k: int = 10, where: str | None = None) -> list[list[Hit]]:
-        """Top-``k`` hits per query vector ``(q, dim)`` in the image space."""
+    def search_vectors(
+        self, vectors: np.ndarray, k: int = 10, where: str | None = None, rerank: bool = True
+    ) -> list[list[Hit]]:
+        """Top-``k`` hits per query vector ``(q, dim)`` in the image space.
+
+        ``rerank`` (default): candidates re-ranked in the index's centred space with query expansion
+        (:mod:`visrec.index.rerank`; ``score`` is the cosine there); False: the store's plain cosine order.
+        """
         s = self.snapshot()
-        hits = s.search(vectors, k, where)
+        hits = rerank_search(s, vectors, k, where) if rerank else s.search(vectors, k, where)
         if where and not any(hits) and s.metadata():
             self._check_filter_fields(s, where)
         return hits
@@ -222,9 +229,11 @@ class Index:
         if note:
             raise BadInput(f"{self.path}: no item matches --where {where!r}{note}")
 
-    def search_images(self, images: Sequence[ImageLike], k: int = 10, where: str | None = None) -> list[list[Hit]]:
-        """Image -> image search: top-``k`` hits per query image."""
-        return self.search_vectors(self.encode(images).vectors, k, where)
+    def search_images(
+        self, images: Sequence[ImageLike], k: int = 10, where: str | None = None, rerank: bool = True
+    ) -> list[list[Hit]]:
+        """Image -> image search: top-``k`` hits per query image (``rerank``: see :meth:`search_vectors`)."""
+        return self.search_vectors(self.encode(images).vectors, k, where, rerank)
 
     def text_encoder(self) -> TextEncoder:
         """The sentence encoder that matches free text against label names (MiniLM)."""
