@@ -2,8 +2,8 @@
 
 Pipeline (timed per stage): load and downscale to ``long_side`` -> ``segmenter.set_image`` -> crops (or
 masked crops with the background blanked) -> one batched encode (skipped when the segmenter cached it) ->
-``index.classify(..., "knn")`` -> accept or reject each region -> resolve overlaps -> boxes mapped back to the
-input image's pixels.
+``index.classify(..., "knn")`` -> accept or reject each region -> snap named boxes to edge lines -> resolve
+overlaps -> boxes mapped back to the input image's pixels.
 
 Four acceptance rules (``SceneConfig.accept``):
 
@@ -35,6 +35,10 @@ Four acceptance rules (``SceneConfig.accept``):
 * ``"relative"``: a region keeps its best class when its raw score is within ``margin`` of the best region of
   the same scene and at least ``floor``: the ranking inside a scene carries the signal, but a scene names
   only its few best regions.
+
+The sides of each named box region are then snapped to nearby straight edge lines of the image
+(``SceneConfig.snap``, :mod:`visrec.segment.snap`): a box placed on two touching objects' shared outline, or on a
+strong outline inside an object, moves onto the object's own border where there is one.
 
 Overlaps are then resolved per label, a segmenter's lower region tiers first (the ``gallery`` segmenter's
 boundary boxes before its windows), then by score: of two same-label box regions (boxes, windows) overlapping with IoU >
@@ -83,7 +87,8 @@ class SceneConfig:
     background kept (a context crop, in the same batch), and recognise the mean of the two views' embeddings
     (0: masked crop only); ``region_novelty``: under the confidence rule, P(known) of a region comes from novelty
     maps fitted on the index's own images rendered at region sizes (:mod:`visrec.segment.region_novelty`)
-    instead of the index's whole-image map."""
+    instead of the index's whole-image map; ``snap``: the sides of named box regions move onto nearby straight
+    edge lines of the image before overlaps are resolved (:mod:`visrec.segment.snap`)."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -100,6 +105,7 @@ class SceneConfig:
     known_quantile: float = 0.05
     context: float = 0.0
     region_novelty: bool = True
+    snap: bool = True
 
     def __post_init__(self) -> None:
         if self.long_side < 0 or self.batch_size < 1:
@@ -263,6 +269,26 @@ def pieces(boxes: np.ndarray, labels: list[str | None], share: float = 0.25) -> 
     return (inside & same).any(axis=1)
 
 
+def scene_edges(image: np.ndarray) -> np.ndarray:
+    """The bool ``(h, w)`` edge map of an RGB ``image`` that named boxes snap to: the boundary boxes' first Canny
+    thresholds (:class:`visrec.segment.edges.EdgeBoxConfig`)."""
+    from visrec.segment.edges import EdgeBoxConfig, canny
+
+    return canny(image[..., :3], *EdgeBoxConfig().thresholds[0])
+
+
+def snap_named(edges: np.ndarray, boxes: np.ndarray, labels: list[str | None]) -> np.ndarray:
+    """``boxes`` ``(n, 4)`` xyxy pixels, the named ones (label not None) snapped to the lines of the bool
+    ``(h, w)`` ``edges`` (:func:`scene_edges`) by :func:`visrec.segment.snap.snap_boxes`; a new array."""
+    from visrec.segment.snap import snap_boxes
+
+    named = np.array([lab is not None for lab in labels])
+    out = boxes.copy()
+    if named.any():
+        out[named] = snap_boxes(edges, boxes[named])
+    return out
+
+
 class SceneAnalyzer:
     """Recognise the regions of scenes against ``index`` (a :class:`visrec.index.Index`).
 
@@ -294,7 +320,12 @@ class SceneAnalyzer:
         t0 = time.perf_counter()
         preds = self._predict(small, regions)
         t["recognise"] = time.perf_counter() - t0
-        return self._result(regions, preds, factor, rgb.shape[:2], t)
+        edges = None
+        if self.config.snap and regions.masks is None and len(regions):
+            t0 = time.perf_counter()
+            edges = scene_edges(small)
+            t["snap"] = time.perf_counter() - t0
+        return self._result(regions, preds, factor, rgb.shape[:2], t, edges)
 
     def _predict(self, image: np.ndarray, regions: Regions) -> list[Prediction]:
         if len(regions) == 0:
@@ -318,30 +349,46 @@ class SceneAnalyzer:
             return region_confidences(self.index, self.config.mode, emb, preds, regions.xyxy)
         return preds
 
-    def _result(
-        self, regions: Regions, preds: list[Prediction], factor: float, hw: tuple[int, ...], t: dict[str, float]
-    ) -> SceneResult:
+    def decide(self, preds: list[Prediction]) -> tuple[list[str | None], np.ndarray]:
+        """The acceptance rule (``config.accept``) on one scene's region predictions: per region its label or None
+        (unknown), and the ``(n,)`` float32 scores that order the overlap resolution."""
         cfg = self.config
         if cfg.accept == "relative":
-            labels = relative_labels(preds, cfg.margin, cfg.floor)
-            scores = np.asarray([p.score for p in preds], np.float32)
-        elif cfg.accept == "confidence" and self._has_decision():
+            return relative_labels(preds, cfg.margin, cfg.floor), np.asarray([p.score for p in preds], np.float32)
+        if cfg.accept == "confidence" and self._has_decision():
             scores = np.asarray([p.calibrated for p in preds], np.float32)
             low = self._known_floor()
             labels = [p.candidate if c >= cfg.min_confidence and p.score >= low else None
                       for p, c in zip(preds, scores, strict=True)]  # fmt: skip
-        elif cfg.accept == "calibrated" and self.index.calibration_data():  # raw thresholds on an older one
-            labels = [p.label for p in preds]
-            scores = np.asarray([confidence(p) for p in preds], np.float32)
-        else:  # absolute, or an index without calibration (without an open-set decision for confidence)
-            labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
-            scores = np.asarray([p.score for p in preds], np.float32)
+            return labels, scores
+        if cfg.accept == "calibrated" and self.index.calibration_data():  # raw thresholds on an older one
+            return [p.label for p in preds], np.asarray([confidence(p) for p in preds], np.float32)
+        # absolute, or an index without calibration (without an open-set decision for confidence)
+        return [p.candidate if p.score >= cfg.floor else None for p in preds], np.asarray(
+            [p.score for p in preds], np.float32
+        )
+
+    def _result(
+        self,
+        regions: Regions,
+        preds: list[Prediction],
+        factor: float,
+        hw: tuple[int, ...],
+        t: dict[str, float],
+        edges: np.ndarray | None = None,
+    ) -> SceneResult:
+        """Accepted regions after overlap resolution, boxes in the input image's pixels; with ``edges`` (the
+        analysed image's :func:`scene_edges`) and ``config.snap``, named box regions first snap to its lines."""
+        cfg = self.config
+        labels, scores = self.decide(preds)
         ok = [
             i
             for i, lab in enumerate(labels)
             if (lab is None and cfg.keep_unknown) or (lab and scores[i] >= cfg.min_score)
         ]
         boxes = regions.xyxy[ok].copy()  # mask fragments of one label join: their boxes grow in place
+        if edges is not None and cfg.snap and regions.masks is None and ok:
+            boxes = snap_named(edges, boxes, [labels[i] for i in ok])
         joined: dict[int, list[int]] | None = None if regions.masks is None else {}
         tiers = self._tiers(len(regions))
         raw = np.asarray([p.score for p in preds], np.float64)[ok]
