@@ -94,9 +94,9 @@ def segmenter_configs() -> dict[str, Any]:
 
 
 def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float, float]:
-    """Per scene ``(regions, preds, region preds, factor, hw, edges)`` (region preds: confidences with the region
-    novelty maps; edges: the map named boxes snap to), mean seconds, mean windows embedded and mean seconds of the
-    region maps per scene."""
+    """Per scene ``(regions, preds, region preds, factor, hw, edges, tiers)`` (region preds: confidences with the
+    region novelty maps; edges: the map named boxes snap to; tiers: the segmenter's region tiers of that scene),
+    mean seconds, mean windows embedded and mean seconds of the region maps per scene."""
     from visrec.data.images import load_image
     from visrec.segment.scene import (
         SceneAnalyzer,
@@ -124,16 +124,32 @@ def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[li
             emb = index.encoder.encode_images(region_crops(small, regions, True), batch_size=32)
         region_preds = region_confidences(index, MODE[0], emb, preds, regions.xyxy) if preds else preds
         extra.append(time.perf_counter() - t0)
-        out.append((regions, preds, region_preds, factor, rgb.shape[:2], scene_edges(small)))
+        tiers = getattr(seg, "region_tiers", lambda: None)()
+        out.append((regions, preds, region_preds, factor, rgb.shape[:2], scene_edges(small), tiers))
     return out, float(np.mean(secs)), float(np.mean(wins)), float(np.mean(extra))
 
 
-def apply_rule(index: Any, seg: Any, collected: list[Any], rule: dict[str, Any]) -> list[Any]:
+class _Stored:
+    """One collected scene's region tiers, as its segmenter gave them (a segmenter holds only its last image's)."""
+
+    name = "stored"
+
+    def __init__(self, tiers: Any) -> None:
+        self.tiers = tiers
+
+    def region_tiers(self) -> Any:
+        return self.tiers
+
+
+def apply_rule(index: Any, collected: list[Any], rule: dict[str, Any]) -> list[Any]:
     from visrec.segment.scene import SceneAnalyzer, SceneConfig
 
-    an = SceneAnalyzer(index, seg, SceneConfig(**rule, mode=MODE[0]))
+    cfg = SceneConfig(**rule, mode=MODE[0])
     region = bool(rule.get("region_novelty"))
-    return [an._result(r, rp if region else p, f, hw, {}, e) for r, p, rp, f, hw, e in collected]
+    return [
+        SceneAnalyzer(index, _Stored(t), cfg)._result(r, rp if region else p, f, hw, {}, e)  # type: ignore[arg-type]
+        for r, p, rp, f, hw, e, t in collected
+    ]
 
 
 def baseline(index: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float]:
@@ -227,7 +243,7 @@ def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list
         collected, secs, wins, extra = collect(index, seg, scenes, long_side)
         grid = []
         for rule in RULES:
-            rep = score_results(scenes, apply_rule(index, seg, collected, rule), classes)
+            rep = score_results(scenes, apply_rule(index, collected, rule), classes)
             grid.append({"rule": rule, **rep.metrics, "presence_f1": rep.presence["f1"]})
         report["segmenters"][name] = {"seconds": round(secs, 3), "windows": round(wins, 1),
                                       "region_novelty_seconds": round(extra, 4), "grid": grid}  # fmt: skip
