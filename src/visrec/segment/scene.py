@@ -69,6 +69,11 @@ ACCEPT_RULES = ("relative", "calibrated", "absolute", "confidence")
 GAP_SHARE = 0.25
 """Share of the gap between an index's held-out novel and known raw scores that the confidence rule's raw
 minimum moves down into (:func:`known_floor`); indexes whose two score sets overlap are not moved at all."""
+PIECE_SHARE = 0.1
+"""A named box region lying inside a same-label region at least ``1 / PIECE_SHARE`` times its area is a piece of
+that region (:func:`pieces`). At a quarter (the former share), a small object inside a loose same-label box of it
+and its surroundings (4-5x its area) was dropped as a piece of that box; chosen on generated scenes of seed 1
+(docs/scene.md)."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,7 @@ def region_confidences(
             for p, c in zip(preds, conf, strict=True)]  # fmt: skip
 
 
-def pieces(boxes: np.ndarray, labels: list[str | None], share: float = 0.25) -> np.ndarray:
+def pieces(boxes: np.ndarray, labels: list[str | None], share: float = PIECE_SHARE) -> np.ndarray:
     """``(n,)`` bool: the named box regions lying inside a region of the same label at least ``1 / share`` times
     their area: a part of that object (an eye of a face, a patch of a picture's outline), which may look even
     more like the index's images than the whole. Two objects side by side are never nested; a box around two
@@ -387,12 +392,12 @@ class SceneAnalyzer:
             if (lab is None and cfg.keep_unknown) or (lab and scores[i] >= cfg.min_score)
         ]
         boxes = regions.xyxy[ok].copy()  # mask fragments of one label join: their boxes grow in place
-        if edges is not None and cfg.snap and regions.masks is None and ok:
-            boxes = snap_named(edges, boxes, [labels[i] for i in ok])
         joined: dict[int, list[int]] | None = None if regions.masks is None else {}
         tiers = self._tiers(len(regions))
         raw = np.asarray([p.score for p in preds], np.float64)[ok]
         sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg, joined, tiers[ok], raw) if ok else []
+        if edges is not None and cfg.snap and regions.masks is None and sub:
+            sub = self._snap_kept(edges, boxes, [labels[i] for i in ok], scores[ok], tiers[ok], raw, sub)
         keep = [ok[j] for j in sub]
         masks = None
         if regions.masks is not None:  # joined regions of one label: the union of their masks
@@ -409,6 +414,24 @@ class SceneAnalyzer:
             int(hw[0]),
             t,
         )
+
+    def _snap_kept(
+        self,
+        edges: np.ndarray,
+        boxes: np.ndarray,
+        labels: list[str | None],
+        scores: np.ndarray,
+        tiers: np.ndarray,
+        raw: np.ndarray,
+        kept: list[int],
+    ) -> list[int]:
+        """The kept regions' boxes (rows ``kept`` of ``boxes``, changed in place) snapped to ``edges``, then
+        overlaps resolved once more among them (two boxes that snapped onto one object become one); returns the
+        rows still kept."""
+        lab = [labels[j] for j in kept]
+        boxes[kept] = snap_named(edges, boxes[kept], lab)
+        again = resolve_overlaps(boxes[kept].copy(), lab, scores[kept], self.config, None, tiers[kept], raw[kept])
+        return [kept[j] for j in again]
 
     def _tiers(self, n: int) -> np.ndarray:
         """The segmenter's region tiers ``(n,)`` int64 when it has them (``region_tiers()``), else all 0."""
