@@ -86,6 +86,10 @@ def test_boundary_boxes_follow_drawn_rectangles_of_any_aspect() -> None:
     assert len(few) == 2
     with pytest.raises(BadInput, match="thresholds"):
         EdgeBoxConfig(thresholds=((200.0, 100.0),))
+    smooth = edge_boxes(img, EdgeBoxConfig(smooth=(2.0, 30.0, 90.0)))  # one more, smoother edge map
+    assert box_iou(truth, smooth).max(1).min() >= 0.85 and len(smooth) >= len(boxes)
+    with pytest.raises(BadInput, match="smooth"):
+        EdgeBoxConfig(smooth=(0.0, 30.0, 90.0))
 
 
 def test_canny_gives_one_thin_line_on_a_step() -> None:
