@@ -26,7 +26,8 @@ from visrec.segment.box_eval import CocoScene, score_results
 from visrec.segment.edges import EdgeBoxConfig, canny, edge_boxes
 from visrec.segment.gallery import GalleryConfig, GallerySegmenter
 from visrec.segment.masks import box_iou
-from visrec.segment.scene import SceneAnalyzer, SceneConfig, pieces, resolve_overlaps
+from visrec.segment.overlaps import pieces, resolve_overlaps
+from visrec.segment.scene import SceneAnalyzer, SceneConfig
 from visrec.segment.synth import SynthConfig, make_scene
 
 CLASSES = ("amber", "blue", "crimson", "green")

@@ -91,5 +91,7 @@ def test_sides_move_onto_straight_outlines_only() -> None:
 def test_bad_settings_and_inputs_are_refused() -> None:
     with pytest.raises(BadInput, match="reach"):
         SnapConfig(reach=1.5)
+    with pytest.raises(BadInput, match="piece_share"):
+        SceneConfig(piece_share=2.0)
     with pytest.raises(DimensionMismatch, match="edges"):
         snap_boxes(np.zeros((4, 4, 3), bool), np.zeros((1, 4), np.float32))

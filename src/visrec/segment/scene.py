@@ -2,8 +2,8 @@
 
 Pipeline (timed per stage): load and downscale to ``long_side`` -> ``segmenter.set_image`` -> crops (or
 masked crops with the background blanked) -> one batched encode (skipped when the segmenter cached it) ->
-``index.classify(..., "knn")`` -> accept or reject each region -> snap named boxes to edge lines -> resolve
-overlaps -> boxes mapped back to the input image's pixels.
+``index.classify(..., "knn")`` -> accept or reject each region -> resolve overlaps -> snap the kept boxes to
+edge lines and resolve again -> boxes mapped back to the input image's pixels.
 
 Four acceptance rules (``SceneConfig.accept``):
 
@@ -36,16 +36,18 @@ Four acceptance rules (``SceneConfig.accept``):
   the same scene and at least ``floor``: the ranking inside a scene carries the signal, but a scene names
   only its few best regions.
 
-The sides of each named box region are then snapped to nearby straight edge lines of the image
-(``SceneConfig.snap``, :mod:`visrec.segment.snap`): a box placed on two touching objects' shared outline, or on a
-strong outline inside an object, moves onto the object's own border where there is one.
-
 Overlaps are then resolved per label, a segmenter's lower region tiers first (the ``gallery`` segmenter's
 boundary boxes before its windows), then by score: of two same-label box regions (boxes, windows) overlapping with IoU >
 ``merge_iou``, or one inside the other, the weaker is dropped (NMS; boxes are never grown into unions, so
 distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
 object and join (union mask and box). A region overlapping a more confident region of another label by more
-than ``suppress_ioa`` of the smaller box is dropped.
+than ``suppress_ioa`` of the smaller box is dropped. Box regions inside a same-label region at least
+``1 / piece_share`` (10) times their area are dropped first, as pieces of it (:func:`visrec.segment.overlaps.pieces`).
+
+Last, the sides of each kept box region are snapped to nearby straight edge lines of the image
+(``SceneConfig.snap``, :mod:`visrec.segment.snap`) and overlaps resolved once more among them: a box placed on two
+touching objects' shared outline, or on a strong outline inside an object, moves onto the object's own border
+where that border is straight.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ from visrec.classify.base import NO_CANDIDATE
 from visrec.encoders.base import ImageLike
 from visrec.errors import BadInput
 from visrec.segment.base import Segmenter
-from visrec.segment.masks import box_area, box_ioa, box_iou, crop, masked_crop, scale_boxes
+from visrec.segment.masks import crop, masked_crop, scale_boxes
+from visrec.segment.overlaps import PIECE_SHARE, resolve_overlaps, scene_edges, snap_named
 from visrec.segment.types import Regions, SceneResult
 from visrec.types import Embeddings, Prediction
 
@@ -69,11 +72,6 @@ ACCEPT_RULES = ("relative", "calibrated", "absolute", "confidence")
 GAP_SHARE = 0.25
 """Share of the gap between an index's held-out novel and known raw scores that the confidence rule's raw
 minimum moves down into (:func:`known_floor`); indexes whose two score sets overlap are not moved at all."""
-PIECE_SHARE = 0.1
-"""A named box region lying inside a same-label region at least ``1 / PIECE_SHARE`` times its area is a piece of
-that region (:func:`pieces`). At a quarter (the former share), a small object inside a loose same-label box of it
-and its surroundings (4-5x its area) was dropped as a piece of that box; chosen on generated scenes of seed 1
-(docs/scene.md)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,9 @@ class SceneConfig:
     (0: masked crop only); ``region_novelty``: under the confidence rule, P(known) of a region comes from novelty
     maps fitted on the index's own images rendered at region sizes (:mod:`visrec.segment.region_novelty`)
     instead of the index's whole-image map; ``snap``: the sides of named box regions move onto nearby straight
-    edge lines of the image before overlaps are resolved (:mod:`visrec.segment.snap`)."""
+    edge lines of the image, then overlaps among them are resolved again (:mod:`visrec.segment.snap`);
+    ``piece_share``: a named box region inside a same-label region at least ``1 / piece_share`` times its area is
+    a piece of it and is dropped (:func:`visrec.segment.overlaps.pieces`)."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -111,6 +111,7 @@ class SceneConfig:
     context: float = 0.0
     region_novelty: bool = True
     snap: bool = True
+    piece_share: float = PIECE_SHARE
 
     def __post_init__(self) -> None:
         if self.long_side < 0 or self.batch_size < 1:
@@ -119,6 +120,8 @@ class SceneConfig:
             raise BadInput(f"accept must be one of {', '.join(ACCEPT_RULES)}, got {self.accept!r}")
         if not 0.0 <= self.known_quantile <= 1.0:
             raise BadInput(f"known_quantile must be in [0, 1], got {self.known_quantile}")
+        if not 0.0 <= self.piece_share <= 1.0:
+            raise BadInput(f"piece_share must be in [0, 1], got {self.piece_share}")
         if self.margin < 0 or self.context < 0:
             raise BadInput(f"margin and context must be >= 0, got {self.margin}, {self.context}")
 
@@ -173,52 +176,6 @@ def relative_labels(preds: list[Prediction], margin: float, floor: float) -> lis
     return [p.candidate if p.score >= cut else None for p in preds]
 
 
-def resolve_overlaps(
-    boxes: np.ndarray,
-    labels: list[str | None],
-    scores: np.ndarray,
-    cfg: SceneConfig,
-    joined: dict[int, list[int]] | None = None,
-    tiers: np.ndarray | None = None,
-    ties: np.ndarray | None = None,
-) -> list[int]:
-    """Indices of the regions to keep, in the order considered: known before unknown, then lower ``tiers`` first
-    (``(n,)`` ints, e.g. boundary boxes before windows; default all 0), then most confident first, equal
-    ``scores`` (a probability saturated at 1) ordered by ``ties`` (``(n,)``, e.g. raw scores; default none).
-
-    Same label and IoU > ``merge_iou`` (or one box inside the other): without ``joined`` (box regions such as
-    windows) the weaker is dropped, per-label NMS, and ``boxes`` is not changed, so distinct touching objects
-    stay distinct; with ``joined`` (mask regions, fragments of one object) the weaker joins the stronger,
-    whose box grows to their union in ``boxes``, and ``joined`` receives ``{kept index: [joined indices]}``.
-    Different labels and overlap > ``suppress_ioa`` (of the smaller box): the weaker is dropped. Unknown
-    regions never suppress known ones. Box regions that are pieces of a same-label region (:func:`pieces`) are
-    dropped first, whatever their scores.
-    """
-    tier = np.zeros(len(labels), np.int64) if tiers is None else np.asarray(tiers)
-    tie = np.zeros(len(labels)) if ties is None else np.asarray(ties)
-    order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i]), -tie[i]))
-    if joined is None:
-        piece = pieces(boxes, labels)
-        order = [i for i in order if not piece[i]]
-    kept: list[int] = []
-    for i in order:
-        if kept:
-            iou = box_iou(boxes[i : i + 1], boxes[kept])[0]
-            ioa = box_ioa(boxes[i : i + 1], boxes[kept])[0]
-            same = np.array([labels[k] == labels[i] for k in kept])
-            merge = same & ((iou > cfg.merge_iou) | (ioa > 0.9))
-            if labels[i] is not None and merge.any() and joined is not None:
-                k = kept[int(np.argmax(merge))]
-                joined.setdefault(k, []).append(i)
-                boxes[k, :2] = np.minimum(boxes[k, :2], boxes[i, :2])
-                boxes[k, 2:] = np.maximum(boxes[k, 2:], boxes[i, 2:])
-                continue
-            if merge.any() or (~same & (ioa > cfg.suppress_ioa)).any():
-                continue
-        kept.append(i)
-    return kept
-
-
 def known_floor(known: np.ndarray, novel: np.ndarray, quantile: float, share: float = GAP_SHARE) -> float:
     """The lowest raw score the confidence rule names: the ``quantile`` of ``known`` (``(n,)`` raw scores of an
     index's correctly recognised held-out images); when the ``1 - quantile`` of ``novel`` (``(m,)`` raw scores of
@@ -257,41 +214,6 @@ def region_confidences(
     conf = dec.p_known(nov, cal.novelty_prior) * dec.p_class(scores, [p.candidate for p in preds])
     return [p if p.candidate == NO_CANDIDATE or np.isnan(p.calibrated) else replace(p, calibrated=float(c))
             for p, c in zip(preds, conf, strict=True)]  # fmt: skip
-
-
-def pieces(boxes: np.ndarray, labels: list[str | None], share: float = PIECE_SHARE) -> np.ndarray:
-    """``(n,)`` bool: the named box regions lying inside a region of the same label at least ``1 / share`` times
-    their area: a part of that object (an eye of a face, a patch of a picture's outline), which may look even
-    more like the index's images than the whole. Two objects side by side are never nested; a box around two
-    touching objects holds each at about half its area, which is kept to the score order."""
-    n = len(labels)
-    if n < 2:
-        return np.zeros(n, bool)
-    named = np.array([lab is not None for lab in labels])
-    same = np.array([[a == b for b in labels] for a in labels]) & named[:, None] & named[None, :]
-    area = box_area(boxes)
-    inside = (box_ioa(boxes, boxes) > 0.9) & (area[:, None] < share * area[None, :])
-    return (inside & same).any(axis=1)
-
-
-def scene_edges(image: np.ndarray) -> np.ndarray:
-    """The bool ``(h, w)`` edge map of an RGB ``image`` that named boxes snap to: the boundary boxes' first Canny
-    thresholds (:class:`visrec.segment.edges.EdgeBoxConfig`)."""
-    from visrec.segment.edges import EdgeBoxConfig, canny
-
-    return canny(image[..., :3], *EdgeBoxConfig().thresholds[0])
-
-
-def snap_named(edges: np.ndarray, boxes: np.ndarray, labels: list[str | None]) -> np.ndarray:
-    """``boxes`` ``(n, 4)`` xyxy pixels, the named ones (label not None) snapped to the lines of the bool
-    ``(h, w)`` ``edges`` (:func:`scene_edges`) by :func:`visrec.segment.snap.snap_boxes`; a new array."""
-    from visrec.segment.snap import snap_boxes
-
-    named = np.array([lab is not None for lab in labels])
-    out = boxes.copy()
-    if named.any():
-        out[named] = snap_boxes(edges, boxes[named])
-    return out
 
 
 class SceneAnalyzer:
