@@ -16,7 +16,9 @@ from visrec.errors import BadInput, DimensionMismatch
 from visrec.index import Index
 from visrec.index.writer import build_index
 from visrec.segment.edges import canny
+from visrec.segment.gallery import GallerySegmenter
 from visrec.segment.masks import box_iou
+from visrec.segment.overlaps import scene_edges
 from visrec.segment.scene import SceneAnalyzer, SceneConfig
 from visrec.segment.snap import SnapConfig, snap_boxes
 from visrec.segment.types import Regions
@@ -68,6 +70,13 @@ def test_a_straddling_box_is_found_only_with_snapping_and_touching_objects_stay_
     best = box_iou(snapped.regions.xyxy, OBJECTS).max(0)
     assert (best[:2] >= 0.9).all(), best  # both pictures found, each by its own box: one label, two objects
     assert "snap" in snapped.timings
+
+
+def test_the_gallery_hands_its_edge_map_to_snapping(index: Index) -> None:
+    seg = GallerySegmenter(index)
+    seg.set_image(scene())
+    edges = seg.edge_map()  # found once for the boundary boxes, reused to snap (no second Canny pass)
+    assert edges is not None and np.array_equal(edges, scene_edges(scene()))
 
 
 def test_sides_move_onto_straight_outlines_only() -> None:

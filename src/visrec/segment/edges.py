@@ -108,20 +108,29 @@ def _component_boxes(mask: np.ndarray, structure: np.ndarray | None, inner: bool
     return out
 
 
-def edge_boxes(image: np.ndarray, config: EdgeBoxConfig | None = None) -> np.ndarray:
+def edge_maps(image: np.ndarray, config: EdgeBoxConfig | None = None) -> list[np.ndarray]:
+    """The Canny edge maps boundary boxes come from, bool ``(h, w)`` each: one per ``config.thresholds`` pair
+    (sigma 0.8), then the ``smooth`` one when set."""
+    cfg = config or EdgeBoxConfig()
+    settings = [(0.8, low, high) for low, high in cfg.thresholds] + ([cfg.smooth] if cfg.smooth else [])
+    return [canny(image[..., :3], low, high, sigma) for sigma, low, high in settings]
+
+
+def edge_boxes(
+    image: np.ndarray, config: EdgeBoxConfig | None = None, maps: list[np.ndarray] | None = None
+) -> np.ndarray:
     """Boundary boxes of an RGB ``uint8`` ``(h, w, 3)`` image: ``(n, 4)`` float32 xyxy pixels, most contrasted
-    first, at most ``config.max_boxes`` (see the module docstring)."""
+    first, at most ``config.max_boxes`` (see the module docstring). ``maps``: its :func:`edge_maps`, when the
+    caller has them already."""
     cfg = config or EdgeBoxConfig()
     h, w = image.shape[:2]
     if min(h, w) < 8:
         return np.zeros((0, 4), np.float32)
     gray = image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     boxes: list[tuple[int, ...]] = []
-    settings = [(0.8, low, high) for low, high in cfg.thresholds] + ([cfg.smooth] if cfg.smooth else [])
-    for sigma, low, high in settings:
-        edges = canny(image[..., :3], low, high, sigma)
-        maps = [edges, ndimage.binary_dilation(edges)] if cfg.dilate else [edges]
-        for m in maps:
+    for edges in edge_maps(image, cfg) if maps is None else maps:
+        variants = [edges, ndimage.binary_dilation(edges)] if cfg.dilate else [edges]
+        for m in variants:
             boxes += _component_boxes(m, np.ones((3, 3)), inner=False)
             boxes += _component_boxes(~m, None, inner=True)
     b = np.asarray(boxes, np.float32).reshape(-1, 4)

@@ -250,7 +250,8 @@ class SceneAnalyzer:
         edges = None
         if self.config.snap and regions.masks is None and len(regions):
             t0 = time.perf_counter()
-            edges = scene_edges(small)
+            edges = getattr(self.segmenter, "edge_map", lambda: None)()  # the gallery's boundary-box edges
+            edges = scene_edges(small) if edges is None or edges.shape != small.shape[:2] else edges
             t["snap"] = time.perf_counter() - t0
         return self._result(regions, preds, factor, rgb.shape[:2], t, edges)
 
