@@ -30,7 +30,8 @@ BOXES = np.array([[71, 72, 131, 132], [120, 64, 180, 124]], np.float32)
 
 
 class FixedBoxes:
-    """A segmenter that always proposes the same boxes (as a grid of windows would, wherever the objects lie)."""
+    """A segmenter that always proposes the same boxes (as a grid of windows would, wherever the objects lie) and
+    keeps the image's edge map, as the gallery does."""
 
     name = "fixed"
 
@@ -42,6 +43,10 @@ class FixedBoxes:
 
     def regions(self) -> Regions:
         return Regions(self.boxes.copy(), np.ones(len(self.boxes), np.float32), None)
+
+    def edge_map(self) -> np.ndarray:
+        """The image's edges, as the gallery keeps them (segmenters without one do not snap)."""
+        return scene_edges(self.image)
 
 
 def scene() -> np.ndarray:
@@ -70,6 +75,17 @@ def test_a_straddling_box_is_found_only_with_snapping_and_touching_objects_stay_
     best = box_iou(snapped.regions.xyxy, OBJECTS).max(0)
     assert (best[:2] >= 0.9).all(), best  # both pictures found, each by its own box: one label, two objects
     assert "snap" in snapped.timings
+
+
+def test_segmenters_without_an_edge_map_keep_their_boxes(index: Index) -> None:
+    class Detector(FixedBoxes):  # a detector's boxes (faces, NanoDet): no edge map, no snapping
+        edge_map = None  # type: ignore[assignment]
+
+    image = scene()
+    res = SceneAnalyzer(index, Detector(BOXES), SceneConfig()).analyze(image)
+    plain = SceneAnalyzer(index, Detector(BOXES), SceneConfig(snap=False)).analyze(image)
+    np.testing.assert_array_equal(res.regions.xyxy, plain.regions.xyxy)
+    assert "snap" not in res.timings
 
 
 def test_the_gallery_hands_its_edge_map_to_snapping(index: Index) -> None:

@@ -64,7 +64,7 @@ from visrec.encoders.base import ImageLike
 from visrec.errors import BadInput
 from visrec.segment.base import Segmenter
 from visrec.segment.masks import crop, masked_crop, scale_boxes
-from visrec.segment.overlaps import PIECE_SHARE, resolve_overlaps, scene_edges, snap_named
+from visrec.segment.overlaps import PIECE_SHARE, resolve_overlaps, snap_named
 from visrec.segment.types import Regions, SceneResult
 from visrec.types import Embeddings, Prediction
 
@@ -90,8 +90,9 @@ class SceneConfig:
     background kept (a context crop, in the same batch), and recognise the mean of the two views' embeddings
     (0: masked crop only); ``region_novelty``: under the confidence rule, P(known) of a region comes from novelty
     maps fitted on the index's own images rendered at region sizes (:mod:`visrec.segment.region_novelty`)
-    instead of the index's whole-image map; ``snap``: the sides of named box regions move onto nearby straight
-    edge lines of the image, then overlaps among them are resolved again (:mod:`visrec.segment.snap`);
+    instead of the index's whole-image map; ``snap``: with a segmenter that keeps an edge map of the image (the
+    gallery), the sides of named box regions move onto nearby straight edge lines, then overlaps among them are
+    resolved again (:mod:`visrec.segment.snap`);
     ``piece_share``: a named box region inside a same-label region at least ``1 / piece_share`` times its area is
     a piece of it and is dropped (:func:`visrec.segment.overlaps.pieces`)."""
 
@@ -248,10 +249,13 @@ class SceneAnalyzer:
         preds = self._predict(small, regions)
         t["recognise"] = time.perf_counter() - t0
         edges = None
-        if self.config.snap and regions.masks is None and len(regions):
+        # Only segmenters that keep an edge map of the image (the gallery: its boundary-box edges) snap: the rule
+        # was measured on their boxes; a detector's boxes (faces, NanoDet) have their own geometry.
+        edge_map = getattr(self.segmenter, "edge_map", None)
+        if self.config.snap and regions.masks is None and len(regions) and callable(edge_map):
             t0 = time.perf_counter()
-            edges = getattr(self.segmenter, "edge_map", lambda: None)()  # the gallery's boundary-box edges
-            edges = scene_edges(small) if edges is None or edges.shape != small.shape[:2] else edges
+            edges = edge_map()
+            edges = None if edges is None or edges.shape != small.shape[:2] else edges
             t["snap"] = time.perf_counter() - t0
         return self._result(regions, preds, factor, rgb.shape[:2], t, edges)
 
@@ -306,7 +310,8 @@ class SceneAnalyzer:
         edges: np.ndarray | None = None,
     ) -> SceneResult:
         """Accepted regions after overlap resolution, boxes in the input image's pixels; with ``edges`` (the
-        analysed image's :func:`scene_edges`) and ``config.snap``, named box regions first snap to its lines."""
+        segmenter's edge map of the analysed image, :func:`~visrec.segment.overlaps.scene_edges`) and
+        ``config.snap``, named box regions first snap to its lines."""
         cfg = self.config
         labels, scores = self.decide(preds)
         ok = [
