@@ -45,9 +45,11 @@ RULES: list[dict[str, Any]] = (
     + [{"accept": "absolute", "floor": f, "merge_iou": m} for f in (0.65, 0.75) for m in (0.1, 0.3)]
     + [
         {"accept": "confidence", "min_confidence": c, "known_quantile": q, "merge_iou": 0.1, "region_novelty": r}
+        | {"snap": sn}
         for r in (False, True)
         for c in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
         for q in (0.0, 0.02, 0.05, 0.1)
+        for sn in ((False, True) if (c, q, r) == (0.6, 0.05, True) else (True,))
     ]
 )
 
@@ -64,6 +66,7 @@ def default_rule() -> dict[str, Any]:
         rule["min_confidence"] = d.min_confidence
         rule["known_quantile"] = d.known_quantile
         rule["region_novelty"] = d.region_novelty
+        rule["snap"] = d.snap
     if d.accept == "relative":
         rule["margin"] = d.margin
     return rule
@@ -91,10 +94,18 @@ def segmenter_configs() -> dict[str, Any]:
 
 
 def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float, float]:
-    """Per scene ``(regions, preds, region preds, factor, hw)`` (region preds: confidences with the region
-    novelty maps), mean seconds, mean windows embedded and mean seconds of the region maps per scene."""
+    """Per scene ``(regions, preds, region preds, factor, hw, edges, tiers)`` (region preds: confidences with the
+    region novelty maps; edges: the map named boxes snap to; tiers: the segmenter's region tiers of that scene),
+    mean seconds, mean windows embedded and mean seconds of the region maps per scene."""
     from visrec.data.images import load_image
-    from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale, region_confidences, region_crops
+    from visrec.segment.scene import (
+        SceneAnalyzer,
+        SceneConfig,
+        downscale,
+        region_confidences,
+        region_crops,
+        scene_edges,
+    )
 
     an = SceneAnalyzer(index, seg, SceneConfig(long_side=long_side, accept="calibrated", mode=MODE[0]))
     out, secs, wins, extra = [], [], [], []
@@ -113,16 +124,32 @@ def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[li
             emb = index.encoder.encode_images(region_crops(small, regions, True), batch_size=32)
         region_preds = region_confidences(index, MODE[0], emb, preds, regions.xyxy) if preds else preds
         extra.append(time.perf_counter() - t0)
-        out.append((regions, preds, region_preds, factor, rgb.shape[:2]))
+        tiers = getattr(seg, "region_tiers", lambda: None)()
+        out.append((regions, preds, region_preds, factor, rgb.shape[:2], scene_edges(small), tiers))
     return out, float(np.mean(secs)), float(np.mean(wins)), float(np.mean(extra))
 
 
-def apply_rule(index: Any, seg: Any, collected: list[Any], rule: dict[str, Any]) -> list[Any]:
+class _Stored:
+    """One collected scene's region tiers, as its segmenter gave them (a segmenter holds only its last image's)."""
+
+    name = "stored"
+
+    def __init__(self, tiers: Any) -> None:
+        self.tiers = tiers
+
+    def region_tiers(self) -> Any:
+        return self.tiers
+
+
+def apply_rule(index: Any, collected: list[Any], rule: dict[str, Any]) -> list[Any]:
     from visrec.segment.scene import SceneAnalyzer, SceneConfig
 
-    an = SceneAnalyzer(index, seg, SceneConfig(**rule, mode=MODE[0]))
+    cfg = SceneConfig(**rule, mode=MODE[0])
     region = bool(rule.get("region_novelty"))
-    return [an._result(r, rp if region else p, f, hw, {}) for r, p, rp, f, hw in collected]
+    return [
+        SceneAnalyzer(index, _Stored(t), cfg)._result(r, rp if region else p, f, hw, {}, e)  # type: ignore[arg-type]
+        for r, p, rp, f, hw, e, t in collected
+    ]
 
 
 def baseline(index: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], float, float]:
@@ -216,7 +243,7 @@ def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list
         collected, secs, wins, extra = collect(index, seg, scenes, long_side)
         grid = []
         for rule in RULES:
-            rep = score_results(scenes, apply_rule(index, seg, collected, rule), classes)
+            rep = score_results(scenes, apply_rule(index, collected, rule), classes)
             grid.append({"rule": rule, **rep.metrics, "presence_f1": rep.presence["f1"]})
         report["segmenters"][name] = {"seconds": round(secs, 3), "windows": round(wins, 1),
                                       "region_novelty_seconds": round(extra, 4), "grid": grid}  # fmt: skip

@@ -2,17 +2,21 @@
 
 Usage::
 
-    python benchmarks/scene_misses.py INDEX GEN/annotations.json [--limit 16] [--json]
+    python benchmarks/scene_misses.py INDEX GEN/annotations.json [--limit 16] [--json] [--no-snap]
 
 Runs the default pipeline (``SceneAnalyzer(index)``: the ``gallery`` segmenter and the default acceptance rule)
 on each generated scene (``visrec scene-gen``, whose pasted images must not be in INDEX) and follows every
 ground-truth object through the stages, at box IoU 0.5:
 
-1. ``no window``: none of the windows the gallery embedded (both rounds) reaches IoU 0.5 with the object;
-2. ``pruned``: some window does, but the gallery's similarity NMS / cap dropped it;
-3. ``below floor``: a kept region does, but its best class's raw score is under the acceptance floor;
-4. ``wrong label``: accepted with another label; ``overlap``: accepted but removed by overlap resolution;
-5. ``found``: a named region of the scene reaches IoU 0.5 with the object.
+1. ``found``: a named region of the scene (its box snapped to edge lines, as the pipeline does) reaches IoU 0.5
+   with the object and carries its label;
+2. ``no window``: none of the boxes the gallery embedded (boundary boxes and windows) reaches IoU 0.5 with it;
+3. ``pruned``: some box does, but the gallery's similarity NMS / cap dropped it;
+4. ``wrong label``: kept regions at IoU >= 0.5 exist, none with the object's class as best class;
+5. ``overlap``: one of those is named with the right label by the acceptance rule, but the overlap resolution
+   removed it (or its snapped box moved off the object);
+6. ``below raw minimum``: the confidence rule's open-set confidence accepts one, its raw minimum does not;
+7. ``refused``: the acceptance rule names none of them.
 
 Each object is counted at the first stage that loses it. Also prints the best window IoU per object (median and
 quartiles) and the objects' sizes, to tell a window-grid limit from a scoring one.
@@ -64,6 +68,7 @@ def _best(truth: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def diagnose_scene(analyzer: Any, path: Path, truth: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
     """One record per ground-truth object: the stage that lost it and its best IoUs (truth: xyxy, input px)."""
     from visrec.data.images import load_image
+    from visrec.segment.masks import box_iou
     from visrec.segment.scene import downscale
 
     rgb = load_image(path)
@@ -76,17 +81,25 @@ def diagnose_scene(analyzer: Any, path: Path, truth: np.ndarray, labels: list[st
     win_iou, _ = _best(t_small, np.concatenate(seg.windows) if seg.windows else np.zeros((0, 4), np.float32))
     kept_iou, kept_row = _best(t_small, regions.xyxy)
     out_iou, out_row = _best(truth, result.regions.xyxy)
+    named, _ = analyzer.decide(preds)
+    kept_all = box_iou(t_small, regions.xyxy) if len(regions) else np.zeros((len(truth), 0))
     records = []
     for j, lab in enumerate(labels):
-        if win_iou[j] < 0.5:
+        right = [i for i in np.flatnonzero(kept_all[j] >= 0.5) if preds[i].candidate == lab]
+        if out_iou[j] >= 0.5 and result.labels[out_row[j]] == lab:
+            stage = "found"
+        elif win_iou[j] < 0.5:
             stage = "no window"
         elif kept_iou[j] < 0.5:
             stage = "pruned"
-        elif out_iou[j] >= 0.5:
-            stage = "found" if result.labels[out_row[j]] == lab else "wrong label"
+        elif not right:
+            stage = "wrong label"
+        elif any(named[i] == lab for i in right):
+            stage = "overlap"
+        elif cfg.accept == "confidence" and any(preds[i].calibrated >= cfg.min_confidence for i in right):
+            stage = "below raw minimum"
         else:
-            p = preds[kept_row[j]]
-            stage = "below floor" if p.score < cfg.floor else ("wrong label" if p.candidate != lab else "overlap")
+            stage = "refused"
         score = float(preds[kept_row[j]].score) if kept_row[j] >= 0 and preds else 0.0
         side = float(max(t_small[j, 2] - t_small[j, 0], t_small[j, 3] - t_small[j, 1]))
         records.append(
@@ -102,13 +115,14 @@ def main() -> None:
     ap.add_argument("annotations")
     ap.add_argument("--limit", type=int, default=16)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-snap", action="store_true", help="leave named boxes where the segmenter put them")
     args = ap.parse_args()
 
     from visrec.index import Index
-    from visrec.segment.scene import SceneAnalyzer
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig
 
     index = Index(args.index)
-    analyzer = SceneAnalyzer(index, _recording_gallery(index))
+    analyzer = SceneAnalyzer(index, _recording_gallery(index), SceneConfig(snap=not args.no_snap))
     coco = json.loads(Path(args.annotations).read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
     root = Path(args.annotations).parent
@@ -125,7 +139,7 @@ def main() -> None:
         "stages": dict(stages.most_common()),
         "window_iou_quartiles": np.percentile(w, [25, 50, 75]).round(3).tolist() if len(w) else [],
         "objects_with_a_window_at_0.5": round(float((w >= 0.5).mean()), 3) if len(w) else 0.0,
-        "below_floor_scores": sorted(r["score"] for r in records if r["stage"] == "below floor"),
+        "below_raw_minimum_scores": sorted(r["score"] for r in records if r["stage"] == "below raw minimum"),
         "no_window_sides_px": sorted(r["side_px"] for r in records if r["stage"] == "no window"),
     }
     print(json.dumps({"summary": summary, "objects": records} if args.json else summary, indent=1))

@@ -1,14 +1,15 @@
-"""Seconds per scene of ``visrec scene`` with the default settings, per stage, beside the unbounded grid.
+"""Seconds per scene of ``visrec scene`` with the default settings, per stage, beside no snapping and no bound.
 
 Usage::
 
     python benchmarks/scene_speed.py INDEX [IMAGE ...] [--repeat 3] [--long-side 1024]
 
 With no IMAGE, every scene of ``../shared/data/naruto_scenes_dlp/images`` is used, each first resized so its
-longer side is exactly ``--long-side`` (the budget is a 1024-pixel image in <= 3 s on a 2-core CPU). Two
+longer side is exactly ``--long-side`` (the budget is a 1024-pixel image in <= 3 s on a 2-core CPU). Three
 ``gallery`` configurations run interleaved on the same images: ``default`` (at most ``max_windows`` windows in
-two rounds, flat ones dropped, one batch per core) and ``unbounded`` (every window of the finest grid in one
-round, batches of 32: the design before the bound). The first analysis of each (model load) is timed apart as
+two rounds, flat ones dropped, one batch per core), ``no_snap`` (the same without snapping named boxes to edge
+lines) and ``unbounded`` (every window of the finest grid in one round, batches of 32: the design before the
+bound). The first analysis of each (model load) is timed apart as
 ``warmup``. Prints one JSON object: mean / max seconds per image and windows embedded per image for each, the
 mean per stage, the ratios, and the labels found by the default.
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +81,13 @@ def main() -> None:
     base = Index(args.index)
     idx = _Index(base, _Counting(base.encoder))
     unbounded = GalleryConfig(max_windows=10_000, refine_seeds=0, min_contrast=0.0, batch_size=32)
-    configs = {"default": GalleryConfig(), "unbounded": unbounded}
     cfg = SceneConfig(long_side=args.long_side)
-    analyzers = {k: SceneAnalyzer(idx, GallerySegmenter(idx, c), cfg) for k, c in configs.items()}
+    configs = {
+        "default": (GalleryConfig(), cfg),
+        "no_snap": (GalleryConfig(), replace(cfg, snap=False)),
+        "unbounded": (unbounded, cfg),
+    }
+    analyzers = {k: SceneAnalyzer(idx, GallerySegmenter(idx, g), c) for k, (g, c) in configs.items()}
     images = _images(args.images, args.long_side)
     report: dict[str, Any] = {}
     for name, an in analyzers.items():
@@ -108,10 +114,11 @@ def main() -> None:
             "max_s": round(float(np.max(r["secs"])), 3),
             "windows_mean": round(float(np.mean(r["windows"])), 1),
             "windows_max": int(np.max(r["windows"])),
-            "stages_s": {k: round(float(np.mean([s[k] for s in r["stages"]])), 3) for k in r["stages"][0]},
+            "stages_s": {k: round(float(np.mean([s.get(k, 0.0) for s in r["stages"]])), 3) for k in r["stages"][0]},
         }
     out["ratio_mean"] = round(out["default"]["mean_s"] / out["unbounded"]["mean_s"], 3)
     out["ratio_max"] = round(out["default"]["max_s"] / out["unbounded"]["max_s"], 3)
+    out["ratio_mean_to_no_snap"] = round(out["default"]["mean_s"] / out["no_snap"]["mean_s"], 3)
     out["found"] = found
     print(json.dumps(out, indent=1))
 

@@ -27,3 +27,27 @@ def test_finetune_a_dataset_then_reproject_and_refuse_the_wrong_index(tmp_path: 
     bad = visrec("reproject", str(new), "--adapter", str(out), "--out", str(tmp_path / "twice.vrx"), ok=False)
     assert bad.returncode == 3 and "trained on vectors of encoder 'fake'" in bad.stderr.replace("\n", "")
     assert not (tmp_path / "twice.vrx").exists()
+
+
+def test_finetune_with_style_views_reports_them_and_refuses_bad_options(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_labeled_tree(data, ("amber", "blue", "crimson"), per_class=10, size=40)
+    out, idx = tmp_path / "adapter", tmp_path / "base.vrx"
+    res = visrec("finetune", str(data), "--method", "supcon", "--out", str(out), "--index", str(idx),
+                 "--encoder", "fake", "--epochs", "3", "--dim", "8", "--style-views", "2",
+                 "--styles", "greyscale,blur", "--json")  # fmt: skip
+    got = json.loads(res.stdout)
+    train_val = got["split"]["train"] + got["split"]["val"]
+    assert got["style_views"]["images"] == train_val and got["style_views"]["views"] == 2 * train_val
+    assert got["style_views"]["skipped"] == 0 and got["style_views"]["seconds"] >= 0
+    assert "val_style_top1" in got["training"]["history"][0]
+    info = json.loads((out / "adapter.json").read_text())["info"]
+    assert info["config"]["style_views"] == 2 and info["config"]["styles"] == ["greyscale", "blur"]
+    assert info["style_views"]["views"] == 2 * train_val
+
+    bad = visrec("finetune", str(idx), "--out", str(tmp_path / "x"), "--style-views", "2", "--styles", "ink",
+                 ok=False)  # fmt: skip
+    assert bad.returncode != 0 and "unknown style(s) ['ink']" in bad.stderr and "Traceback" not in bad.stderr
+    bad = visrec("finetune", str(idx), "--out", str(tmp_path / "y"), "--unfreeze", "2", "--style-views", "2",
+                 ok=False)  # fmt: skip
+    assert bad.returncode != 0 and "--views" in bad.stderr and "Traceback" not in bad.stderr

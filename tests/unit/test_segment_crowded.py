@@ -26,7 +26,8 @@ from visrec.segment.box_eval import CocoScene, score_results
 from visrec.segment.edges import EdgeBoxConfig, canny, edge_boxes
 from visrec.segment.gallery import GalleryConfig, GallerySegmenter
 from visrec.segment.masks import box_iou
-from visrec.segment.scene import SceneAnalyzer, SceneConfig, pieces, resolve_overlaps
+from visrec.segment.overlaps import pieces, resolve_overlaps
+from visrec.segment.scene import SceneAnalyzer, SceneConfig
 from visrec.segment.synth import SynthConfig, make_scene
 
 CLASSES = ("amber", "blue", "crimson", "green")
@@ -86,6 +87,10 @@ def test_boundary_boxes_follow_drawn_rectangles_of_any_aspect() -> None:
     assert len(few) == 2
     with pytest.raises(BadInput, match="thresholds"):
         EdgeBoxConfig(thresholds=((200.0, 100.0),))
+    smooth = edge_boxes(img, EdgeBoxConfig(smooth=(2.0, 30.0, 90.0)))  # one more, smoother edge map
+    assert box_iou(truth, smooth).max(1).min() >= 0.85 and len(smooth) >= len(boxes)
+    with pytest.raises(BadInput, match="smooth"):
+        EdgeBoxConfig(smooth=(0.0, 30.0, 90.0))
 
 
 def test_canny_gives_one_thin_line_on_a_step() -> None:

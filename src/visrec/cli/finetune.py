@@ -12,7 +12,7 @@ import typer
 
 from visrec import render
 from visrec.cli.common import command, print_json, split_names
-from visrec.errors import MissingExtra
+from visrec.errors import BadInput, MissingExtra
 
 METHOD_HELP = (
     "linear | mlp (classifier heads, cross-entropy) | arcface | triplet | infonce | supcon (metric projections) | "
@@ -42,6 +42,11 @@ def _print(res: Any, out: Path, reprojected: dict[str, Any] | None) -> None:
         table.add_row(row["what"], *[f"{100 * row[c]:.1f}%" if c in row else "-" for c in cols])
     # Piped output has no terminal width to respect: keep every row on one line.
     (render.out if render.out.is_terminal else Console(width=200, markup=False)).print(table)
+    if res.views:
+        v = res.views
+        render.out.print(f"style views: {v['views']} of {v['images']} images encoded in {v['seconds']:.1f} s "
+                         f"({v['megabytes']:.1f} MB of vectors, peak memory {v['peak_rss_mb']:.0f} MB); "
+                         f"{v['skipped']} images missing, skipped", highlight=False)  # fmt: skip
     t = res.training
     render.out.print(f"trained {t.epochs} epochs in {t.seconds:.1f} s, kept epoch {t.best_epoch}; {t.stopped}",
                      highlight=False)  # fmt: skip
@@ -98,6 +103,18 @@ def finetune_cmd(
     ),
     views: int = typer.Option(4, "--views", min=1, help="With --unfreeze: views per image (plain, mirror, styles)."),
     reindex: Path = typer.Option(None, "--reindex", help="With --unfreeze: also write the index re-encoded with it."),
+    style_views: int = typer.Option(
+        0,
+        "--style-views",
+        help="Head methods: render each train / val image in N styles (sketch, cartoon, ...), encode them with the "
+        "index's encoder and train on them as extra views of the image (0: the indexed vectors only).",
+    ),
+    styles: str = typer.Option(
+        None,
+        "--styles",
+        help="With --style-views: styles to draw from, comma-separated (default: greyscale, sketch, posterize, "
+        "cartoon, blur, jitter).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON result instead of a table."),
 ) -> None:
@@ -110,12 +127,16 @@ def finetune_cmd(
     from visrec.train import FinetuneConfig, GuardConfig, LoopConfig, LossOptions, SplitOptions, save_adapter
     from visrec.train.reproject import reproject_index
     from visrec.train.run import LIT, finetune, finetune_lit, prepare_index
+    from visrec.train.style_views import HEAD_STYLES
 
     split = SplitOptions(split_field, split_names(train), split_names(test))
     with render.progress(enabled=not as_json) as bar:
         idx = prepare_index(source, index or out / "base.vrx", fmt, where, encoder, bar)
     if unfreeze:
         from visrec.train.tail import TailConfig
+
+        if style_views:
+            raise BadInput("--style-views is for the head methods; with --unfreeze use --views (plain, mirror, styles)")
 
         tail = TailConfig(
             unfreeze=unfreeze, epochs=epochs, patience=min(patience, 5), lr=lr or 1e-4, weight_decay=weight_decay,
@@ -128,10 +149,14 @@ def finetune_cmd(
         loss=LossOptions(margin=margin, temperature=temperature, miner=miner),
         loop=LoopConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, weight_decay=weight_decay,
                         patience=patience, seed=seed, device=device, guard=GuardConfig(enabled=guard)),
-        split=split,
+        split=split, style_views=style_views, styles=split_names(styles) if styles is not None else HEAD_STYLES,
     )  # fmt: skip
     log = None if quiet or as_json else (lambda line: render.err.print(line, highlight=False, soft_wrap=True))
-    res = finetune_lit(idx, cfg, log=log) if method == LIT else finetune(idx, cfg, log)
+    if method == LIT:
+        res = finetune_lit(idx, cfg, log=log)
+    else:
+        with render.progress(enabled=not as_json) as bar:
+            res = finetune(idx, cfg, log, bar)
     save_adapter(res.adapter, out)
     done = reproject_index(idx, res.adapter, reproject) if reproject else None
     if as_json:

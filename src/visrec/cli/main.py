@@ -91,6 +91,11 @@ def search_cmd(
     k: int = typer.Option(10, "-k", min=1, help="Number of hits."),
     where: str = WHERE,
     route: str = typer.Option("auto", "--route", help="Text route: auto | labels | joint."),
+    rerank: bool = typer.Option(
+        True,
+        "--rerank/--no-rerank",
+        help="Image queries: re-rank in the index's centred space with query expansion (default), or plain cosine.",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Search by image (image -> image) or by text (label names, or the encoder's image-text space)."""
@@ -103,7 +108,7 @@ def search_cmd(
         res = idx.search_text(text, k, where, route)
         _emit(as_json, res.to_dict(), lambda: render.text_hits(res, idx.encoder_info.get("name", "")))
         return
-    hits = idx.search_images(list(image), k, where)
+    hits = idx.search_images(list(image), k, where, rerank)
     data = [{"query": str(q), "hits": [h.to_dict() for h in hs]} for q, hs in zip(image, hits, strict=True)]
     _emit(as_json, data, lambda: render.image_hits(image, hits))
 

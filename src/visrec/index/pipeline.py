@@ -9,7 +9,6 @@ run reuses every shard already written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -263,12 +262,6 @@ def _input_square(encoder: Encoder) -> Callable[[Image.Image], np.ndarray] | Non
     prep = getattr(encoder, "prep", None)
     square = getattr(prep, "square_decoded", None)
     return square if callable(square) else None
-
-
-def dataset_fingerprint(records: Sequence[ImageRecord]) -> str:
-    """A short hash of record ids, used to tell runs apart in logs."""
-    h = hashlib.sha256("\n".join(sorted(r.id for r in records)).encode())
-    return h.hexdigest()[:12]
 
 
 def count_labels(metas: Sequence[dict[str, Any]]) -> dict[str, int]:

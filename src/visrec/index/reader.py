@@ -11,12 +11,10 @@ already running finish on the old one, whose files stay until its last reader le
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +23,12 @@ import numpy as np
 from visrec.encoders.base import Encoder, ImageLike, TextEncoder
 from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
+from visrec.index import text_search
 from visrec.index.folder import IndexFolder
 from visrec.index.recognize import AUTO, MODES  # noqa: F401  (re-exported)
+from visrec.index.rerank import rerank_search
 from visrec.index.snapshot import Snapshot, manifest_signature
+from visrec.index.text_search import TextSearchResult
 from visrec.npyio import load_npz
 from visrec.stores import VectorStore
 from visrec.types import Embeddings, Hit, Prediction
@@ -36,47 +37,6 @@ if TYPE_CHECKING:
     from visrec.classify import ClassNames
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TextSearchResult:
-    """Hits for a text query and how they were found.
-
-    ``route`` is ``"labels"`` when the query matched the index's label names (``matched`` lists the names and
-    their text similarity) or ``"joint"`` when it was searched in the encoder's image-text space. Through the
-    ImageNet label bridge, ``concepts`` are the classes the query is read as, ``seen_as`` the classes each hit
-    is seen as, and ``matches_query`` whether any hit is seen as the query's first concept (False: the index
-    probably holds nothing the query names); all empty / None otherwise.
-    """
-
-    query: str
-    route: str
-    matched: tuple[tuple[str, float], ...]
-    hits: tuple[Hit, ...]
-    concepts: tuple[str, ...] = ()
-    seen_as: tuple[tuple[str, ...], ...] = ()
-    matches_query: bool | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "query": self.query,
-            "route": self.route,
-            "matched_labels": [[n, round(s, 4)] for n, s in self.matched],
-            "hits": [h.to_dict() for h in self.hits],
-            "concepts": list(self.concepts),
-            "seen_as": [list(c) for c in self.seen_as],
-            "matches_query": self.matches_query,
-        }
-
-
-def _hits(ids: np.ndarray, scores: np.ndarray, metas: dict[str, dict[str, Any]]) -> list[Hit]:
-    out = []
-    for i, s in zip(ids, scores, strict=True):
-        if i == "":
-            continue
-        m = metas[str(i)]
-        out.append(Hit(str(i), float(s), m["path"], tuple(m.get("labels", [])), m.get("split")))
-    return out
 
 
 class Index:
@@ -246,19 +206,19 @@ class Index:
         """Encode query images with the index's encoder."""
         return self.encoder.encode_images(images, progress=progress)
 
-    def search_vectors(self, vectors: np.ndarray, k: int = 10, where: str | None = None) -> list[list[Hit]]:
-        """Top-``k`` hits per query vector ``(q, dim)`` in the image space."""
+    def search_vectors(
+        self, vectors: np.ndarray, k: int = 10, where: str | None = None, rerank: bool = True
+    ) -> list[list[Hit]]:
+        """Top-``k`` hits per query vector ``(q, dim)`` in the image space.
+
+        ``rerank`` (default): candidates re-ranked in the index's centred space with query expansion
+        (:mod:`visrec.index.rerank`; ``score`` is the cosine there); False: the store's plain cosine order.
+        """
         s = self.snapshot()
-        hits = self._search(s, vectors, k, where)
+        hits = rerank_search(s, vectors, k, where) if rerank else s.search(vectors, k, where)
         if where and not any(hits) and s.metadata():
             self._check_filter_fields(s, where)
         return hits
-
-    @staticmethod
-    def _search(s: Snapshot, vectors: np.ndarray, k: int, where: str | None) -> list[list[Hit]]:
-        nb = s.store.search(vectors, k, where)
-        metas = s.metadata_of([str(i) for i in nb.ids.ravel()])
-        return [_hits(nb.ids[i], nb.scores[i], metas) for i in range(len(nb.ids))]
 
     def _check_filter_fields(self, s: Snapshot, where: str) -> None:
         """Raise ``BadInput`` naming the fields of ``where`` that no indexed item has (a typo, e.g. ``splt``)."""
@@ -269,9 +229,11 @@ class Index:
         if note:
             raise BadInput(f"{self.path}: no item matches --where {where!r}{note}")
 
-    def search_images(self, images: Sequence[ImageLike], k: int = 10, where: str | None = None) -> list[list[Hit]]:
-        """Image -> image search: top-``k`` hits per query image."""
-        return self.search_vectors(self.encode(images).vectors, k, where)
+    def search_images(
+        self, images: Sequence[ImageLike], k: int = 10, where: str | None = None, rerank: bool = True
+    ) -> list[list[Hit]]:
+        """Image -> image search: top-``k`` hits per query image (``rerank``: see :meth:`search_vectors`)."""
+        return self.search_vectors(self.encode(images).vectors, k, where, rerank)
 
     def text_encoder(self) -> TextEncoder:
         """The sentence encoder that matches free text against label names (MiniLM)."""
@@ -288,19 +250,7 @@ class Index:
 
         A case-insensitive exact match (or the query naming the label as a word) scores 1.0.
         """
-        names = list(self.labels(snap))
-        if not names:
-            return []
-        q = query.strip().lower()
-        words = set(q.replace(",", " ").split())
-        te = self.text_encoder()
-        sims = te.encode(names) @ te.encode([query])[0]
-        scored = [
-            (n, 1.0 if n.lower() == q or n.lower() in words else float(s)) for n, s in zip(names, sims, strict=True)
-        ]
-        best = max(s for _, s in scored)
-        keep = [(n, s) for n, s in scored if s >= min_similarity and s >= best - 0.05]
-        return sorted(keep, key=lambda x: -x[1])
+        return text_search.match_labels(list(self.labels(snap)), self.text_encoder(), query, min_similarity)
 
     def search_text(self, query: str, k: int = 10, where: str | None = None, route: str = "auto") -> TextSearchResult:
         """Text -> image search.
@@ -311,39 +261,7 @@ class Index:
         or the default encoder's ImageNet-label bridge, which knows everyday objects, not character names).
         ``"auto"``: labels when a label name matches, else joint.
         """
-        if route not in ("auto", "labels", "joint"):
-            raise BadInput(f"route must be auto, labels or joint, got {route!r}")
-        s = self.snapshot()
-        matched = self.match_labels(query, snap=s) if route in ("auto", "labels") else []
-        if matched:
-            return TextSearchResult(query, "labels", tuple(matched), tuple(self._label_hits(s, matched, k, where)))
-        if route == "labels":
-            return TextSearchResult(query, "labels", (), ())
-        if s.joint is None:
-            raise VisrecError(
-                f"no label of this index matches {query!r} and its encoder "
-                f"({s.encoder_info.get('name')}) has no text side; try one of: {', '.join(self.labels(s))}"
-            )
-        q = self.encoder.encode_texts([query])
-        nb = s.joint.search(q, k, where)
-        hits = tuple(_hits(nb.ids[0], nb.scores[0], s.metadata_of([str(i) for i in nb.ids[0]])))
-        bridge = getattr(self.encoder, "bridge", None)
-        if bridge is None or not hits:
-            return TextSearchResult(query, "joint", (), hits)
-        concepts = bridge.concepts(q, top=3)[0]
-        seen = tuple(bridge.concepts(s.joint.get([h.id for h in hits])[0], top=bridge.top_k))
-        match = any(concepts[0] in seen_as for seen_as in seen)  # an image the bridge sees as the first concept
-        return TextSearchResult(query, "joint", (), hits, concepts, tuple(seen_as[:3] for seen_as in seen), match)
-
-    def _label_hits(self, s: Snapshot, matched: list[tuple[str, float]], k: int, where: str | None) -> list[Hit]:
-        protos, classes = s.prototypes()
-        hits: list[Hit] = []
-        for name, _ in matched:
-            cond = f"label == {json.dumps(name)}"
-            cond = cond if where is None else f"({cond}) and ({where})"
-            hits += self._search(s, protos[classes.index(name)][None, :], k, cond)[0]
-        hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+        return text_search.search_text(self, query, k, where, route)
 
     # -------------------------------------------------------------- classify
     def prototypes(self) -> tuple[np.ndarray, list[str]]:

@@ -25,6 +25,7 @@ from visrec.index.folder import IndexFolder
 from visrec.index.manifest import MANIFEST, Manifest
 from visrec.npyio import load_npy, load_npz
 from visrec.stores import VectorStore, load_store
+from visrec.types import Hit, Neighbors
 
 Signature = tuple[int, int, int]
 LINEAR_HEAD = "linear.npz"
@@ -112,6 +113,34 @@ class Snapshot:
                     fix = f"visrec calibrate {self._root} --modes linear"
                     raise IndexCorrupt(f"{p} cannot be read ({e}); run: {fix}") from None
         return self._linear
+
+    @functools.cached_property
+    def _gallery_mean(self) -> np.ndarray:
+        from visrec.index.rerank import store_mean
+
+        return store_mean(self)
+
+    def gallery_mean(self) -> np.ndarray:
+        """``(dim,)`` float32 mean of this generation's image vectors (estimated once, on a sample)."""
+        return self._gallery_mean
+
+    def search(self, vectors: np.ndarray, k: int, where: str | None = None) -> list[list[Hit]]:
+        """Top-``k`` hits per query vector ``(q, dim)`` in this generation's image space (``where``: a filter)."""
+        return self.hits(self.store.search(vectors, k, where))
+
+    def hits(self, nb: Neighbors) -> list[list[Hit]]:
+        """Store neighbours (``ids`` / ``scores``, ``(q, k)``) as :class:`Hit` rows; empty slots (``""``) dropped."""
+        metas = self.metadata_of([str(i) for i in nb.ids.ravel()])
+        out: list[list[Hit]] = []
+        for ids, scores in zip(nb.ids, nb.scores, strict=True):
+            row = []
+            for i, sc in zip(ids, scores, strict=True):
+                if i == "":
+                    continue
+                m = metas[str(i)]
+                row.append(Hit(str(i), float(sc), m["path"], tuple(m.get("labels", [])), m.get("split")))
+            out.append(row)
+        return out
 
     def metadata(self) -> dict[str, dict[str, Any]]:
         """Metadata of every item, by id (read from the store once; a segmented store reads no vectors for it)."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from visrec.errors import BadInput
 from visrec.segment.base import ImageHolder
-from visrec.segment.edges import EdgeBoxConfig, edge_boxes
+from visrec.segment.edges import EdgeBoxConfig, edge_boxes, edge_maps
 from visrec.segment.masks import crop, nms
 from visrec.segment.proposals import ProposalConfig, ProposalSegmenter, fit_stride, jitter_windows
 from visrec.segment.types import Regions
@@ -109,10 +109,12 @@ class GallerySegmenter(ImageHolder):
         self._regions: Regions | None = None
         self._emb: Embeddings | None = None
         self._tiers = np.zeros(0, np.int64)
+        self._edges: np.ndarray | None = None
 
     def set_image(self, image: np.ndarray) -> None:
         """Embed and score the boundary boxes and windows of an RGB ``uint8`` ``(h, w, 3)`` image (the slow part)."""
         self._image = image
+        self._edges = None
         tiers = [(t, p) for t, p in enumerate((self._boundary(image), self._windows(image))) if p is not None]
         if not tiers:
             self._regions, self._emb, self._tiers = Regions.empty(), None, np.zeros(0, np.int64)
@@ -126,7 +128,9 @@ class GallerySegmenter(ImageHolder):
         """Boundary boxes whose similarity is at least ``min_similarity``: boxes, similarities, embeddings."""
         if self.config.edges is None:
             return None
-        boxes = edge_boxes(image, self.config.edges)
+        maps = edge_maps(image, self.config.edges)
+        self._edges = maps[0]
+        boxes = edge_boxes(image, self.config.edges, maps)
         if len(boxes) == 0:
             return None
         emb, sims = self._score(image, boxes, "e")
@@ -175,6 +179,12 @@ class GallerySegmenter(ImageHolder):
     def cached_embeddings(self) -> Embeddings | None:
         self._require_image()
         return self._emb
+
+    def edge_map(self) -> np.ndarray | None:
+        """The bool ``(h, w)`` Canny map of the image's boundary boxes (their first thresholds), or None without
+        boundary boxes: the scene pipeline snaps named boxes to it instead of finding edges again."""
+        self._require_image()
+        return self._edges
 
     def region_tiers(self) -> np.ndarray:
         """Per region, ``(n,)`` int64: 0 for a boundary box, 1 for a window (overlaps are resolved tier first)."""

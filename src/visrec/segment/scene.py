@@ -2,8 +2,8 @@
 
 Pipeline (timed per stage): load and downscale to ``long_side`` -> ``segmenter.set_image`` -> crops (or
 masked crops with the background blanked) -> one batched encode (skipped when the segmenter cached it) ->
-``index.classify(..., "knn")`` -> accept or reject each region -> resolve overlaps -> boxes mapped back to the
-input image's pixels.
+``index.classify(..., "knn")`` -> accept or reject each region -> resolve overlaps -> snap the kept boxes to
+edge lines and resolve again -> boxes mapped back to the input image's pixels.
 
 Four acceptance rules (``SceneConfig.accept``):
 
@@ -41,7 +41,13 @@ boundary boxes before its windows), then by score: of two same-label box regions
 ``merge_iou``, or one inside the other, the weaker is dropped (NMS; boxes are never grown into unions, so
 distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
 object and join (union mask and box). A region overlapping a more confident region of another label by more
-than ``suppress_ioa`` of the smaller box is dropped.
+than ``suppress_ioa`` of the smaller box is dropped. Box regions inside a same-label region at least
+``1 / piece_share`` (10) times their area are dropped first, as pieces of it (:func:`visrec.segment.overlaps.pieces`).
+
+Last, the sides of each kept box region are snapped to nearby straight edge lines of the image
+(``SceneConfig.snap``, :mod:`visrec.segment.snap`) and overlaps resolved once more among them: a box placed on two
+touching objects' shared outline, or on a strong outline inside an object, moves onto the object's own border
+where that border is straight.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ from visrec.classify.base import NO_CANDIDATE
 from visrec.encoders.base import ImageLike
 from visrec.errors import BadInput
 from visrec.segment.base import Segmenter
-from visrec.segment.masks import box_area, box_ioa, box_iou, crop, masked_crop, scale_boxes
+from visrec.segment.masks import crop, masked_crop, scale_boxes
+from visrec.segment.overlaps import PIECE_SHARE, resolve_overlaps, snap_named
 from visrec.segment.types import Regions, SceneResult
 from visrec.types import Embeddings, Prediction
 
@@ -83,7 +90,11 @@ class SceneConfig:
     background kept (a context crop, in the same batch), and recognise the mean of the two views' embeddings
     (0: masked crop only); ``region_novelty``: under the confidence rule, P(known) of a region comes from novelty
     maps fitted on the index's own images rendered at region sizes (:mod:`visrec.segment.region_novelty`)
-    instead of the index's whole-image map."""
+    instead of the index's whole-image map; ``snap``: with a segmenter that keeps an edge map of the image (the
+    gallery), the sides of named box regions move onto nearby straight edge lines, then overlaps among them are
+    resolved again (:mod:`visrec.segment.snap`);
+    ``piece_share``: a named box region inside a same-label region at least ``1 / piece_share`` times its area is
+    a piece of it and is dropped (:func:`visrec.segment.overlaps.pieces`)."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -100,6 +111,8 @@ class SceneConfig:
     known_quantile: float = 0.05
     context: float = 0.0
     region_novelty: bool = True
+    snap: bool = True
+    piece_share: float = PIECE_SHARE
 
     def __post_init__(self) -> None:
         if self.long_side < 0 or self.batch_size < 1:
@@ -108,6 +121,8 @@ class SceneConfig:
             raise BadInput(f"accept must be one of {', '.join(ACCEPT_RULES)}, got {self.accept!r}")
         if not 0.0 <= self.known_quantile <= 1.0:
             raise BadInput(f"known_quantile must be in [0, 1], got {self.known_quantile}")
+        if not 0.0 <= self.piece_share <= 1.0:
+            raise BadInput(f"piece_share must be in [0, 1], got {self.piece_share}")
         if self.margin < 0 or self.context < 0:
             raise BadInput(f"margin and context must be >= 0, got {self.margin}, {self.context}")
 
@@ -162,52 +177,6 @@ def relative_labels(preds: list[Prediction], margin: float, floor: float) -> lis
     return [p.candidate if p.score >= cut else None for p in preds]
 
 
-def resolve_overlaps(
-    boxes: np.ndarray,
-    labels: list[str | None],
-    scores: np.ndarray,
-    cfg: SceneConfig,
-    joined: dict[int, list[int]] | None = None,
-    tiers: np.ndarray | None = None,
-    ties: np.ndarray | None = None,
-) -> list[int]:
-    """Indices of the regions to keep, in the order considered: known before unknown, then lower ``tiers`` first
-    (``(n,)`` ints, e.g. boundary boxes before windows; default all 0), then most confident first, equal
-    ``scores`` (a probability saturated at 1) ordered by ``ties`` (``(n,)``, e.g. raw scores; default none).
-
-    Same label and IoU > ``merge_iou`` (or one box inside the other): without ``joined`` (box regions such as
-    windows) the weaker is dropped, per-label NMS, and ``boxes`` is not changed, so distinct touching objects
-    stay distinct; with ``joined`` (mask regions, fragments of one object) the weaker joins the stronger,
-    whose box grows to their union in ``boxes``, and ``joined`` receives ``{kept index: [joined indices]}``.
-    Different labels and overlap > ``suppress_ioa`` (of the smaller box): the weaker is dropped. Unknown
-    regions never suppress known ones. Box regions that are pieces of a same-label region (:func:`pieces`) are
-    dropped first, whatever their scores.
-    """
-    tier = np.zeros(len(labels), np.int64) if tiers is None else np.asarray(tiers)
-    tie = np.zeros(len(labels)) if ties is None else np.asarray(ties)
-    order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i]), -tie[i]))
-    if joined is None:
-        piece = pieces(boxes, labels)
-        order = [i for i in order if not piece[i]]
-    kept: list[int] = []
-    for i in order:
-        if kept:
-            iou = box_iou(boxes[i : i + 1], boxes[kept])[0]
-            ioa = box_ioa(boxes[i : i + 1], boxes[kept])[0]
-            same = np.array([labels[k] == labels[i] for k in kept])
-            merge = same & ((iou > cfg.merge_iou) | (ioa > 0.9))
-            if labels[i] is not None and merge.any() and joined is not None:
-                k = kept[int(np.argmax(merge))]
-                joined.setdefault(k, []).append(i)
-                boxes[k, :2] = np.minimum(boxes[k, :2], boxes[i, :2])
-                boxes[k, 2:] = np.maximum(boxes[k, 2:], boxes[i, 2:])
-                continue
-            if merge.any() or (~same & (ioa > cfg.suppress_ioa)).any():
-                continue
-        kept.append(i)
-    return kept
-
-
 def known_floor(known: np.ndarray, novel: np.ndarray, quantile: float, share: float = GAP_SHARE) -> float:
     """The lowest raw score the confidence rule names: the ``quantile`` of ``known`` (``(n,)`` raw scores of an
     index's correctly recognised held-out images); when the ``1 - quantile`` of ``novel`` (``(m,)`` raw scores of
@@ -248,21 +217,6 @@ def region_confidences(
             for p, c in zip(preds, conf, strict=True)]  # fmt: skip
 
 
-def pieces(boxes: np.ndarray, labels: list[str | None], share: float = 0.25) -> np.ndarray:
-    """``(n,)`` bool: the named box regions lying inside a region of the same label at least ``1 / share`` times
-    their area: a part of that object (an eye of a face, a patch of a picture's outline), which may look even
-    more like the index's images than the whole. Two objects side by side are never nested; a box around two
-    touching objects holds each at about half its area, which is kept to the score order."""
-    n = len(labels)
-    if n < 2:
-        return np.zeros(n, bool)
-    named = np.array([lab is not None for lab in labels])
-    same = np.array([[a == b for b in labels] for a in labels]) & named[:, None] & named[None, :]
-    area = box_area(boxes)
-    inside = (box_ioa(boxes, boxes) > 0.9) & (area[:, None] < share * area[None, :])
-    return (inside & same).any(axis=1)
-
-
 class SceneAnalyzer:
     """Recognise the regions of scenes against ``index`` (a :class:`visrec.index.Index`).
 
@@ -294,7 +248,16 @@ class SceneAnalyzer:
         t0 = time.perf_counter()
         preds = self._predict(small, regions)
         t["recognise"] = time.perf_counter() - t0
-        return self._result(regions, preds, factor, rgb.shape[:2], t)
+        edges = None
+        # Only segmenters that keep an edge map of the image (the gallery: its boundary-box edges) snap: the rule
+        # was measured on their boxes; a detector's boxes (faces, NanoDet) have their own geometry.
+        edge_map = getattr(self.segmenter, "edge_map", None)
+        if self.config.snap and regions.masks is None and len(regions) and callable(edge_map):
+            t0 = time.perf_counter()
+            edges = edge_map()
+            edges = None if edges is None or edges.shape != small.shape[:2] else edges
+            t["snap"] = time.perf_counter() - t0
+        return self._result(regions, preds, factor, rgb.shape[:2], t, edges)
 
     def _predict(self, image: np.ndarray, regions: Regions) -> list[Prediction]:
         if len(regions) == 0:
@@ -318,24 +281,39 @@ class SceneAnalyzer:
             return region_confidences(self.index, self.config.mode, emb, preds, regions.xyxy)
         return preds
 
-    def _result(
-        self, regions: Regions, preds: list[Prediction], factor: float, hw: tuple[int, ...], t: dict[str, float]
-    ) -> SceneResult:
+    def decide(self, preds: list[Prediction]) -> tuple[list[str | None], np.ndarray]:
+        """The acceptance rule (``config.accept``) on one scene's region predictions: per region its label or None
+        (unknown), and the ``(n,)`` float32 scores that order the overlap resolution."""
         cfg = self.config
         if cfg.accept == "relative":
-            labels = relative_labels(preds, cfg.margin, cfg.floor)
-            scores = np.asarray([p.score for p in preds], np.float32)
-        elif cfg.accept == "confidence" and self._has_decision():
+            return relative_labels(preds, cfg.margin, cfg.floor), np.asarray([p.score for p in preds], np.float32)
+        if cfg.accept == "confidence" and self._has_decision():
             scores = np.asarray([p.calibrated for p in preds], np.float32)
             low = self._known_floor()
             labels = [p.candidate if c >= cfg.min_confidence and p.score >= low else None
                       for p, c in zip(preds, scores, strict=True)]  # fmt: skip
-        elif cfg.accept == "calibrated" and self.index.calibration_data():  # raw thresholds on an older one
-            labels = [p.label for p in preds]
-            scores = np.asarray([confidence(p) for p in preds], np.float32)
-        else:  # absolute, or an index without calibration (without an open-set decision for confidence)
-            labels = [p.candidate if p.score >= cfg.floor else None for p in preds]
-            scores = np.asarray([p.score for p in preds], np.float32)
+            return labels, scores
+        if cfg.accept == "calibrated" and self.index.calibration_data():  # raw thresholds on an older one
+            return [p.label for p in preds], np.asarray([confidence(p) for p in preds], np.float32)
+        # absolute, or an index without calibration (without an open-set decision for confidence)
+        return [p.candidate if p.score >= cfg.floor else None for p in preds], np.asarray(
+            [p.score for p in preds], np.float32
+        )
+
+    def _result(
+        self,
+        regions: Regions,
+        preds: list[Prediction],
+        factor: float,
+        hw: tuple[int, ...],
+        t: dict[str, float],
+        edges: np.ndarray | None = None,
+    ) -> SceneResult:
+        """Accepted regions after overlap resolution, boxes in the input image's pixels; with ``edges`` (the
+        segmenter's edge map of the analysed image, :func:`~visrec.segment.overlaps.scene_edges`) and
+        ``config.snap``, named box regions first snap to its lines."""
+        cfg = self.config
+        labels, scores = self.decide(preds)
         ok = [
             i
             for i, lab in enumerate(labels)
@@ -346,6 +324,8 @@ class SceneAnalyzer:
         tiers = self._tiers(len(regions))
         raw = np.asarray([p.score for p in preds], np.float64)[ok]
         sub = resolve_overlaps(boxes, [labels[i] for i in ok], scores[ok], cfg, joined, tiers[ok], raw) if ok else []
+        if edges is not None and cfg.snap and regions.masks is None and sub:
+            sub = self._snap_kept(edges, boxes, [labels[i] for i in ok], scores[ok], tiers[ok], raw, sub)
         keep = [ok[j] for j in sub]
         masks = None
         if regions.masks is not None:  # joined regions of one label: the union of their masks
@@ -362,6 +342,24 @@ class SceneAnalyzer:
             int(hw[0]),
             t,
         )
+
+    def _snap_kept(
+        self,
+        edges: np.ndarray,
+        boxes: np.ndarray,
+        labels: list[str | None],
+        scores: np.ndarray,
+        tiers: np.ndarray,
+        raw: np.ndarray,
+        kept: list[int],
+    ) -> list[int]:
+        """The kept regions' boxes (rows ``kept`` of ``boxes``, changed in place) snapped to ``edges``, then
+        overlaps resolved once more among them (two boxes that snapped onto one object become one); returns the
+        rows still kept."""
+        lab = [labels[j] for j in kept]
+        boxes[kept] = snap_named(edges, boxes[kept], lab)
+        again = resolve_overlaps(boxes[kept].copy(), lab, scores[kept], self.config, None, tiers[kept], raw[kept])
+        return [kept[j] for j in again]
 
     def _tiers(self, n: int) -> np.ndarray:
         """The segmenter's region tiers ``(n,)`` int64 when it has them (``region_tiers()``), else all 0."""

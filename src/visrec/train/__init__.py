@@ -3,7 +3,8 @@
 Importing this package imports torch (it trains); pytorch-metric-learning loads only for its losses. Pieces:
 :mod:`~visrec.train.data` (leak-free train/val/test of an index's vectors), :mod:`~visrec.train.heads`,
 :mod:`~visrec.train.losses` (objectives and miners), :mod:`~visrec.train.loop` (the loop),
-:mod:`~visrec.train.guard` (collapse guard), :mod:`~visrec.train.adapter` (save/load, the ``adapted`` encoder),
+:mod:`~visrec.train.guard` (collapse guard), :mod:`~visrec.train.style_views` (style renderings of the labeled
+images encoded as extra views), :mod:`~visrec.train.adapter` (save/load, the ``adapted`` encoder),
 :mod:`~visrec.train.reproject`, :mod:`~visrec.train.lit` (text head), :mod:`~visrec.train.backbone`
 (unfreezing the encoder's last blocks), :mod:`~visrec.train.run` (whole runs).
 """

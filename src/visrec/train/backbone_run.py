@@ -20,18 +20,12 @@ from visrec.train.tail import TailConfig, finetune_tail, save_backbone
 
 def _files(index_path: Path, ids: Sequence[str]) -> list[Path]:
     """The image file of each item id, from the index's dataset root; ``BadInput`` names the first missing one."""
-    from visrec.index import Index
-    from visrec.train.data import read_index
+    from visrec.train.data import item_files
 
-    root = Index(index_path, mmap=False).folder.manifest.extra.get("dataset_root")
-    all_ids, _, metas, _ = read_index(index_path)
-    where = dict(zip(all_ids, (m["path"] for m in metas), strict=True))
-    out = []
-    for i in ids:
-        p = Path(where[i]) if Path(where[i]).is_absolute() else Path(root or ".") / where[i]
+    out = item_files(index_path, ids)
+    for i, p in zip(ids, out, strict=True):
         if not p.is_file():
             raise BadInput(f"{p} (item {i} of {index_path}) is missing; backbone fine-tuning needs the image files")
-        out.append(p)
     return out
 
 

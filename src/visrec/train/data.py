@@ -171,6 +171,17 @@ def read_index(path: str | Path) -> tuple[list[str], np.ndarray, list[dict[str, 
     return ids, matrix, metas, idx.encoder_info
 
 
+def item_files(index_path: str | Path, ids: Sequence[str]) -> list[Path]:
+    """The image file of each item id: its stored path, absolute or under the index's dataset root (it may no
+    longer exist; callers check)."""
+    from visrec.index import Index
+
+    root = Index(index_path, mmap=False).folder.manifest.extra.get("dataset_root")
+    all_ids, _, metas, _ = read_index(index_path)
+    where = dict(zip(all_ids, (m["path"] for m in metas), strict=True))
+    return [Path(where[i]) if Path(where[i]).is_absolute() else Path(root or ".") / where[i] for i in ids]
+
+
 def load_split(
     index_path: str | Path,
     split_field: str = AUTO,

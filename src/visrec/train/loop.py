@@ -24,6 +24,7 @@ from visrec.train.evaluate import embedding_figures, score
 from visrec.train.guard import CollapseGuard, GuardConfig, measure
 from visrec.train.heads import Head
 from visrec.train.losses import Objective
+from visrec.train.style_views import StyleViews
 
 Log = Callable[[str], None]
 MIN_GAIN = 1e-3
@@ -166,8 +167,11 @@ def project(head: Head, vectors: np.ndarray, device: torch.device | None = None,
 class _Epochs:
     """State of one run (kept out of :func:`fit` so each step stays short)."""
 
-    def __init__(self, head: Head, objective: Objective, data: EmbeddingSplit, cfg: LoopConfig) -> None:
+    def __init__(
+        self, head: Head, objective: Objective, data: EmbeddingSplit, cfg: LoopConfig, views: StyleViews | None
+    ) -> None:
         self.head, self.objective, self.data, self.cfg = head, objective, data, cfg
+        self.views = views
         self.device = resolve_device(cfg.device)
         head.to(self.device)
         for p in objective.parameters():
@@ -175,9 +179,13 @@ class _Epochs:
         params = list(head.parameters()) + objective.parameters()
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda e: lr_factor(e, cfg))
-        self.train_rows = data.rows("train")
-        self.x = torch.from_numpy(data.vectors[self.train_rows]).to(self.device)
-        self.y = torch.from_numpy(data.labels[self.train_rows]).to(self.device)
+        x, y = data.vectors[data.rows("train")], data.labels[data.rows("train")]
+        if views is not None:  # a train image's style views are extra training rows with its label
+            extra = views.rows_of(data.side, "train")
+            x = np.concatenate([x, views.vectors[extra]])
+            y = np.concatenate([y, data.labels[views.item[extra]]])
+        self.x = torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+        self.y = torch.from_numpy(y).to(self.device)
         self.rng = np.random.default_rng(cfg.seed)
 
     def train_one(self) -> float:
@@ -195,26 +203,38 @@ class _Epochs:
         return total / max(n, 1)
 
     def validate(self) -> tuple[dict[str, Any], Any]:
+        """Figures of the val images against the train images and, with style views, of the val images' views
+        (``style_`` keys) against the same train images; health of the val images (one vector per item)."""
         z = project(self.head, self.data.vectors, self.device)
         val, train = self.data.rows("val"), self.data.rows("train")
-        figs = embedding_figures(z, self.data.labels, val, train, self.data.classes, self.cfg.k)
-        return figs, measure(z[val], self.data.labels[val])
+        labels, classes, k = self.data.labels, self.data.classes, self.cfg.k
+        figs = embedding_figures(z, labels, val, train, classes, k)
+        views = self.views
+        seen = np.zeros(0, np.int64) if views is None else views.rows_of(self.data.side, "val")
+        if views is not None and len(seen):
+            zv = project(self.head, views.vectors[seen], self.device)
+            both = np.concatenate([z[train], zv])
+            tags = np.concatenate([labels[train], labels[views.item[seen]]])
+            q, g = np.arange(len(train), len(both)), np.arange(len(train))
+            figs |= {f"style_{key}": v for key, v in embedding_figures(both, tags, q, g, classes, k).items()}
+        return figs, measure(z[val], labels[val])
 
 
 def fit(
     head: Head, objective: Objective, data: EmbeddingSplit, cfg: LoopConfig,
-    log: Log | None = None, progress: Progress | None = None,
+    log: Log | None = None, progress: Progress | None = None, views: StyleViews | None = None,
 ) -> TrainResult:  # fmt: skip
-    """Train ``head`` with ``objective`` on the train rows of ``data``; keep the weights of the epoch with the best
-    validation score (kNN top-1 + mAP@R of val queries against the train rows). Raises
+    """Train ``head`` with ``objective`` on the train rows of ``data`` (and the style ``views`` of train images);
+    keep the weights of the epoch with the best validation score (kNN top-1 + mAP@R of val queries against the
+    train rows; with views, the mean of that and the same score of the val images' views). Raises
     :class:`~visrec.train.guard.EmbeddingCollapsed` when the validation embedding collapses."""
     t0 = time.perf_counter()
     res = TrainResult()
     with seeded(cfg.seed):
-        run = _Epochs(head, objective, data, cfg)
+        run = _Epochs(head, objective, data, cfg, views)
         start_val, start = run.validate()
         guard = CollapseGuard(start, len(data.classes), cfg.guard)
-        stopper = EarlyStopping(score(start_val), cfg.patience, cfg.min_epochs)
+        stopper = EarlyStopping(val_score(start_val), cfg.patience, cfg.min_epochs)
         best_state = copy.deepcopy(head.state_dict())
         res.best_val = _rounded(start_val)
         for epoch in range(1, cfg.epochs + 1):
@@ -229,7 +249,7 @@ def fit(
             if progress is not None:
                 progress("training", epoch, cfg.epochs)
             guard.check(epoch, health)
-            if stopper.improved(score(val)):
+            if stopper.improved(val_score(val)):
                 best_state, res.best_epoch, res.best_val = _copy(head), epoch, _rounded(val)
             if stopper.stop(epoch):
                 res.stopped = stopper.reason
@@ -239,6 +259,15 @@ def fit(
     head.eval()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def val_score(figures: dict[str, Any]) -> float:
+    """Early-stopping score: :func:`~visrec.train.evaluate.score` of the val images, averaged with that of their
+    style views when there are any (``style_`` keys), so photos and other styles count alike."""
+    plain = score(figures)
+    if "style_top1" not in figures:
+        return plain
+    return 0.5 * (plain + score({k[6:]: v for k, v in figures.items() if k.startswith("style_")}))
 
 
 def _copy(head: Head) -> dict[str, torch.Tensor]:
@@ -254,4 +283,6 @@ def _line(row: dict[str, Any]) -> str:
         f"epoch {row['epoch']:3d} loss {row['loss']:.4f} lr {row['lr']:.1e} | val top-1 {row['val_top1']:.3f} "
         f"mAP@R {row['val_map_at_r']:.3f} | spread {row['spread']:.3f} rank {row['effective_rank']:.1f} "
         f"gap {row['gap']:.3f}"
-    )
+        + (f" | styles top-1 {row['val_style_top1']:.3f} mAP@R {row['val_style_map_at_r']:.3f}"
+           if "val_style_top1" in row else "")
+    )  # fmt: skip

@@ -20,6 +20,7 @@ from visrec.train.evaluate import classification, embedding_figures
 from visrec.train.heads import HeadSpec, build_head
 from visrec.train.loop import Log, LoopConfig, Progress, TrainResult, fit, project, seeded
 from visrec.train.losses import CLASSIFIER_METHODS, METHODS, LossOptions, make_objective
+from visrec.train.style_views import HEAD_STYLES, StyleViews, check_styles
 
 LIT = "lit"
 
@@ -37,7 +38,9 @@ class SplitOptions:
 @dataclass(frozen=True)
 class FinetuneConfig:
     """One run. ``method``: one of ``METHODS`` or ``lit``; ``head``: projection kind for the metric methods
-    (``linear`` / ``mlp``; the ``linear`` and ``mlp`` methods fix it); ``out_dim``: width of the new space."""
+    (``linear`` / ``mlp``; the ``linear`` and ``mlp`` methods fix it); ``out_dim``: width of the new space;
+    ``style_views``: style renderings of each train / val image encoded as extra views
+    (:mod:`visrec.train.style_views`; 0: none, the images as indexed only), drawn from ``styles``."""
 
     method: str = "linear"
     out_dim: int = 256
@@ -46,12 +49,17 @@ class FinetuneConfig:
     loss: LossOptions = field(default_factory=LossOptions)
     loop: LoopConfig = field(default_factory=LoopConfig)
     split: SplitOptions = field(default_factory=SplitOptions)
+    style_views: int = 0
+    styles: tuple[str, ...] = HEAD_STYLES
 
     def __post_init__(self) -> None:
         from visrec.errors import BadInput
 
         if self.method not in (*METHODS, LIT):
             raise BadInput(f"method must be one of {', '.join((*METHODS, LIT))}, got {self.method!r}")
+        check_styles(self.styles, self.style_views)
+        if self.style_views and self.method == LIT:
+            raise BadInput("style views train the image heads; the lit method does not take them (drop --style-views)")
 
     def head_spec(self, in_dim: int, n_classes: int) -> HeadSpec:
         kind = self.method if self.method in CLASSIFIER_METHODS else self.head
@@ -70,6 +78,7 @@ class FinetuneResult:
     after: dict[str, Any]
     training: TrainResult
     after_head: dict[str, Any] | None = None
+    views: dict[str, Any] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """Table rows: the frozen embedding, the adapted one (kNN) and, for classifier heads, the head itself."""
@@ -90,6 +99,7 @@ class FinetuneResult:
             "after": self.after,
             "after_head": self.after_head,
             "training": self.training.to_dict(),
+            "style_views": self.views,
             "adapter": {
                 "fingerprint": self.adapter.fingerprint(),
                 "out_dim": self.adapter.out_dim,
@@ -104,8 +114,9 @@ def _figures(z: np.ndarray, data: EmbeddingSplit, k: int) -> dict[str, Any]:
 
 
 def finetune_split(data: EmbeddingSplit, cfg: FinetuneConfig, log: Log | None = None,
-                   progress: Progress | None = None) -> FinetuneResult:  # fmt: skip
-    """Train ``cfg.method`` on ``data`` (already split) and evaluate before and after on its test rows."""
+                   progress: Progress | None = None, views: StyleViews | None = None) -> FinetuneResult:  # fmt: skip
+    """Train ``cfg.method`` on ``data`` (already split; with the style ``views`` of its train / val images) and
+    evaluate before and after on its test rows."""
     import torch
 
     spec = cfg.head_spec(data.dim, len(data.classes))
@@ -113,7 +124,7 @@ def finetune_split(data: EmbeddingSplit, cfg: FinetuneConfig, log: Log | None = 
     with seeded(cfg.loop.seed):
         objective = make_objective(cfg.method, cfg.loss, len(data.classes), cfg.out_dim)
     before = _figures(data.vectors, data, cfg.loop.k)
-    result = fit(head, objective, data, cfg.loop, log, progress)
+    result = fit(head, objective, data, cfg.loop, log, progress, views)
     head = head.cpu().eval()
     z = project(head, data.vectors, torch.device("cpu"))
     after_head = None
@@ -124,11 +135,12 @@ def finetune_split(data: EmbeddingSplit, cfg: FinetuneConfig, log: Log | None = 
         figs = classification(data.labels[test], [data.classes[int(b)] for b in best], data.classes)
         after_head = {k: round(v, 4) for k, v in figs.items()}
     after = _figures(z, data, cfg.loop.k)
+    seen = None if views is None else views.to_dict()
     info = {"training": result.to_dict() | {"history": result.history[-3:]}, "split": data.to_dict(),
-            "before": before, "after": after, "after_head": after_head,
+            "before": before, "after": after, "after_head": after_head, "style_views": seen,
             "config": _config_dict(cfg)}  # fmt: skip
     adapter = Adapter(cfg.method, {"image": head}, data.encoder, data.classes, None, info)
-    return FinetuneResult(cfg.method, adapter, data.to_dict(), before, after, result, after_head)
+    return FinetuneResult(cfg.method, adapter, data.to_dict(), before, after, result, after_head, seen)
 
 
 def _config_dict(cfg: FinetuneConfig) -> dict[str, Any]:
@@ -139,10 +151,26 @@ def _config_dict(cfg: FinetuneConfig) -> dict[str, Any]:
 
 def finetune(index: str | Path, cfg: FinetuneConfig, log: Log | None = None,
              progress: Progress | None = None) -> FinetuneResult:  # fmt: skip
-    """:func:`finetune_split` on the vectors stored in the index folder ``index``."""
+    """:func:`finetune_split` on the vectors stored in the index folder ``index``; with ``cfg.style_views`` the
+    train / val images are first read from their stored paths, rendered and encoded with the index's encoder."""
     s = cfg.split
     data = load_split(index, s.field, s.train_values, s.test_values, s.val_fraction, cfg.loop.seed)
-    return finetune_split(data, cfg, log, progress)
+    views = index_style_views(index, data, cfg, progress) if cfg.style_views else None
+    return finetune_split(data, cfg, log, progress, views)
+
+
+def index_style_views(
+    index: str | Path, data: EmbeddingSplit, cfg: FinetuneConfig, progress: Progress | None = None
+) -> StyleViews:
+    """``cfg.style_views`` style views of each train / val image of ``data``, encoded with the index's encoder."""
+    from visrec.encoders import encoder_from_info
+    from visrec.train.data import item_files
+    from visrec.train.style_views import encode_style_views
+
+    encoder = encoder_from_info(data.encoder.get("describe", {}))
+    files = item_files(index, data.ids)
+    rows = data.rows("train", "val")
+    return encode_style_views(encoder, files, data.ids, rows, cfg.styles, cfg.style_views, cfg.loop.seed, progress)
 
 
 def finetune_lit(
