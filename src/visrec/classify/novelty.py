@@ -143,11 +143,12 @@ def _leading_eigenvectors(matrix: np.ndarray, dims: int) -> tuple[np.ndarray, np
     The steps of LAPACK's divide-and-conquer solver (``dsyevd``) through SciPy, with only the wanted vectors
     transformed back: reduction to tridiagonal form (``dsytrd``), the tridiagonal problem by divide and conquer
     (``dstevd``), then ``dsytrd``'s reflectors applied to the ``dims`` leading vectors (``dormqr``) instead of
-    all ``m``. Same eigenvalues to the bit and the same vectors to rounding as ``dsyevd``, in 0.6-0.75x its time
-    for 512 of 1472 (``benchmarks/calibration_speed.py``). A float32 solve (``ssyevd``) took half the time of
-    ``dsyevd`` but moved the Mahalanobis scores of a 20,000-item synthetic fold (1472-d, slowly decaying
-    spectrum, as ``benchmarks/calibration_speed.py --synthetic`` generates) by up to 1.6 % (median 0.12 %)
-    against float64, so it is not used. MRRR (``dsyevr``) on a subset was no faster here.
+    all ``m``. Same eigenvalues to the bit and the same vectors to rounding as ``dsyevd``, in 0.55-0.85x its time
+    for 512 of 1472 on one thread (``benchmarks/calibration_speed.py`` times the whole calibration). MRRR
+    (``dsyevr``) on a subset was no faster here. A float32 solve (``ssyevd``) took half the time of ``dsyevd``
+    but moved the Mahalanobis scores of a 20,000-item synthetic fold (1472-d, slowly decaying spectrum, as
+    ``benchmarks/calibration_speed.py --synthetic`` generates) by up to 1.6 % (median 0.12 %) against float64, so
+    it is not used.
     """
     m = matrix.shape[0]
     if m >= 3 and dims < m:
