@@ -113,7 +113,10 @@ class DemoResult:
             )
         for q in self.searches:
             hits = ", ".join(f"{'/'.join(h['labels']) or '-'} {h['score']:.2f}" for h in q["hits"][:5])
-            out.append(f"search {q['query']!r} via {q['route']}: {hits}")
+            line = f"search {q['query']!r} via {q['route']}: {hits}"
+            if q.get("matches_query") is False and q.get("concepts"):
+                line += f" (none of them looks like {q['concepts'][0]!r} to the bridge: nothing here is what it names)"
+            out.append(line)
         return out
 
 
