@@ -118,7 +118,7 @@ def repeated_folder(data: Path, repeat: int, dest: Path, limit: int = 0) -> Path
         for k in range(repeat):
             link = folder / f"r{k}_{n}_{src.name}"
             try:
-                link.symlink_to(src)
+                link.symlink_to(src.resolve())  # a relative source would dangle from dest
             except OSError:
                 shutil.copyfile(src, link)
     return dest
