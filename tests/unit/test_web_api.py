@@ -12,6 +12,7 @@ from PIL import Image
 from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
+from visrec.index import Index
 from visrec.index.writer import build_index
 from visrec.web import ServeConfig, Service
 from visrec.web.api import create_api
@@ -45,6 +46,21 @@ def test_health_info_and_search(index_path: Path) -> None:
     assert c.get("/api/index").json()["precision"] == "f32"  # the fake encoder runs float32
     r = c.post("/api/search/image?k=3", files={"file": ("q.png", png(1), "image/png")})
     assert r.status_code == 200 and [h["labels"] for h in r.json()["hits"]] == [["blue"]] * 3
+    reranks: list[bool] = []
+    real = Index.search_images
+
+    def spy(self: Index, images: list, k: int = 10, where: str | None = None, rerank: bool = True) -> list:
+        reranks.append(rerank)
+        return real(self, images, k, where, rerank)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Index, "search_images", spy)
+        for query in ("k=3&rerank=false", "k=3"):
+            r = c.post(f"/api/search/image?{query}", files={"file": ("q.png", png(1), "image/png")})
+            assert [h["labels"] for h in r.json()["hits"]] == [["blue"]] * 3
+    assert reranks == [False, True]  # plain cosine on request, re-ranked by default
+    r = c.post("/api/search/image?rerank=maybe", files={"file": ("q.png", png(1), "image/png")})
+    assert r.status_code in (400, 422) and "error" in r.json()
     r = c.get("/api/search/text", params={"q": "crimson", "k": 2})
     assert r.json()["route"] == "labels" and [h["labels"] for h in r.json()["hits"]] == [["crimson"]] * 2
     assert "/api/classify" in c.get("/openapi.json").json()["paths"]

@@ -159,10 +159,13 @@ def create_api(service: Service) -> FastAPI:
 
     @app.post("/api/search/image", dependencies=query_only)
     async def search_image(
-        file: UploadFile = File(...), k: int = Query(10, ge=1, le=1000), where: str | None = None
+        file: UploadFile = File(...),
+        k: int = Query(10, ge=1, le=1000),
+        where: str | None = None,
+        rerank: bool = Query(True, description="re-rank in the index's centred space (false: plain cosine)"),
     ) -> dict[str, Any]:
         up = await read_upload(service, file)
-        return {"query": up.name, "hits": service.search_image(up, k, where or None)}
+        return {"query": up.name, "hits": service.search_image(up, k, where or None, rerank)}
 
     @app.get("/api/search/text", dependencies=guarded)
     def search_text(

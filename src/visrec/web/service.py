@@ -147,8 +147,11 @@ class Service:
         return Upload(name, np.array(image, dtype=np.uint8), hashlib.sha256(data).hexdigest(), decoded.width,
                       decoded.height)  # fmt: skip
 
-    def search_image(self, up: Upload, k: int = 10, where: str | None = None) -> list[dict[str, Any]]:
-        return [h.to_dict() for h in self.index.search_images([up.pixels], k, where)[0]]
+    def search_image(
+        self, up: Upload, k: int = 10, where: str | None = None, rerank: bool = True
+    ) -> list[dict[str, Any]]:
+        """Image -> image hits (``rerank``: see :meth:`visrec.index.reader.Index.search_vectors`)."""
+        return [h.to_dict() for h in self.index.search_images([up.pixels], k, where, rerank)[0]]
 
     def search_text(self, query: str, k: int = 10, where: str | None = None, route: str = "auto") -> dict[str, Any]:
         if not query.strip():
