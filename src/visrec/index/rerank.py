@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from visrec.encoders.common import l2_normalize
 from visrec.types import Hit, Neighbors
 
 if TYPE_CHECKING:
@@ -39,11 +40,6 @@ def store_mean(s: Snapshot) -> np.ndarray:
     return np.asarray(vectors, np.float64).mean(axis=0).astype(np.float32)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
-
-
 def expanded_scores(query: np.ndarray, cand: np.ndarray, expand: int = EXPAND) -> np.ndarray:
     """``(K,)`` cosine of each centred unit candidate row of ``cand`` ``(K, dim)`` with the centred unit ``query``
     ``(dim,)`` expanded by the sum of its ``expand`` best candidates (``expand=0`` or one candidate: no expansion).
@@ -55,7 +51,7 @@ def expanded_scores(query: np.ndarray, cand: np.ndarray, expand: int = EXPAND) -
     if expand <= 0 or len(cand) < 2:
         return np.asarray(plain, np.float32)
     top = np.argsort(-plain, kind="stable")[:expand]
-    scores = cand @ _unit(query + cand[top].sum(axis=0))
+    scores = cand @ l2_normalize((query + cand[top].sum(axis=0))[None, :])[0]
     return np.asarray(np.where(plain >= 1.0 - SAME, np.maximum(plain, scores), scores), np.float32)
 
 
@@ -64,17 +60,17 @@ def rerank_search(
 ) -> list[list[Hit]]:
     """Top-``k`` hits per query vector ``(q, dim)``, re-ranked as the module says (``expand=0``: centring only)."""
     q = np.asarray(queries, np.float32)
-    nb = s.store.search(q, max(DEPTH * k, k), where)
+    nb = s.store.search(q, DEPTH * k, where)
     found = sorted({str(i) for i in nb.ids.ravel() if i != ""})
     if not found:
         return s.hits(nb)
     vectors, _ = s.store.get(found)
-    mean = s.gallery_mean()
-    cand = _unit(np.asarray(vectors, np.float32) - mean)  # (u, dim)
+    mean = s.gallery_mean
+    cand = l2_normalize(np.asarray(vectors, np.float32) - mean)  # (u, dim)
     pos = {i: j for j, i in enumerate(found)}
     out_ids = np.full((len(q), k), "", dtype=object)
     out_scores = np.full((len(q), k), -np.inf, np.float32)
-    for r, (row_ids, query) in enumerate(zip(nb.ids, _unit(q - mean), strict=True)):
+    for r, (row_ids, query) in enumerate(zip(nb.ids, l2_normalize(q - mean), strict=True)):
         rows = np.array([pos[str(i)] for i in row_ids if i != ""], np.int64)
         scores = expanded_scores(query, cand[rows], expand)
         order = np.argsort(-scores, kind="stable")[:k]

@@ -115,14 +115,11 @@ class Snapshot:
         return self._linear
 
     @functools.cached_property
-    def _gallery_mean(self) -> np.ndarray:
+    def gallery_mean(self) -> np.ndarray:
+        """``(dim,)`` float32 mean of this generation's image vectors (estimated once, on a sample)."""
         from visrec.index.rerank import store_mean
 
         return store_mean(self)
-
-    def gallery_mean(self) -> np.ndarray:
-        """``(dim,)`` float32 mean of this generation's image vectors (estimated once, on a sample)."""
-        return self._gallery_mean
 
     def search(self, vectors: np.ndarray, k: int, where: str | None = None) -> list[list[Hit]]:
         """Top-``k`` hits per query vector ``(q, dim)`` in this generation's image space (``where``: a filter)."""
