@@ -49,3 +49,16 @@ def test_flip_makes_features_mirror_invariant() -> None:
     torch.testing.assert_close(logits, logits_m, atol=1e-4, rtol=1e-4)
     plain, _ = RetrievalGraph(_Toy(), ["head"], "gem", 3.0, flip=False)(x)
     assert not torch.allclose(plain, feats, atol=1e-4)
+
+
+def test_flip_is_the_mean_of_the_image_and_its_mirror() -> None:
+    """flip=True gives the normalised sum of the unit features of the image and of its mirror image, and the
+    mean of their logits (what ``raw_variants.py`` recombines from separate passes)."""
+    torch.manual_seed(1)
+    x = torch.rand(3, 3, 8, 8)
+    plain = RetrievalGraph(_Toy(), ["small", "head"], "gem", 3.0, flip=False)
+    a, la = plain(x)
+    b, lb = plain(torch.flip(x, dims=[3]))
+    feats, logits = RetrievalGraph(_Toy(), ["small", "head"], "gem", 3.0, flip=True)(x)
+    torch.testing.assert_close(feats, torch.nn.functional.normalize(a + b, dim=1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(logits, (la + lb) / 2, atol=1e-5, rtol=1e-5)

@@ -52,6 +52,12 @@ ENCODERS.register(
     help="MobileNetV2 ImageNet features; text search through the MiniLM label bridge",
 )
 ENCODERS.register(
+    "efficientnet-ensemble",
+    "visrec.encoders.ensemble:create_recommended",
+    help="the recommended accurate ensemble: EfficientNet-Lite0 (weight 2) + Lite1 + Lite2, each averaged with the "
+    "mirror image (several times slower to index than the default; needs visrec[backbones])",
+)
+ENCODERS.register(
     "hf-clip",
     "visrec.encoders.clip:create_hf_clip",
     help="your own Hugging Face CLIP checkpoint (model=folder or cached id); needs visrec[clip]",
