@@ -18,8 +18,9 @@ or the library's neighbour rule, round(sqrt(n)) neighbours, none tuned on these 
 - Ward linkage restricted to the k-NN graph (merges only between neighbouring groups);
 - graph smoothing: each vector averaged over its neighbours (two steps of the normalised graph), then k-means.
 
-Prints one JSON line per set (NMI, purity, seconds per method) and, for the default's partition, its "whole-scene"
-errors: each block of >= 5 items that sit in a cluster of another label's majority, with the labels of their 3
+Prints one JSON line per set (NMI, purity, seconds per method; the k that Louvain at resolution 1 and the eigengap of
+the shared-neighbour graph pick by themselves) and, for the default's partition, its "whole-scene" errors: the 3
+largest blocks of >= 5 items that sit in a cluster of another label's majority, with the labels of their 3
 nearest items outside the block (when those are mostly the cluster's label, no neighbourhood rule can recover them).
 """
 
@@ -35,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cluster_auto_k import _unit, face_sets, image_sets
+from cluster_auto_k import K_RANGE, _unit, face_sets, image_sets
 
 from visrec.cluster import cluster_quality
-from visrec.cluster.algorithms import ClusterConfig, cluster
+from visrec.cluster.algorithms import ClusterConfig, cluster, eigengap_k
 
 
 def _neighbours(x: np.ndarray) -> tuple[int, np.ndarray]:
@@ -113,16 +114,34 @@ def louvain(x: np.ndarray, k: int) -> np.ndarray | None:
     return labels
 
 
-def snn_spectral(x: np.ndarray, k: int) -> np.ndarray:
-    """Spectral clustering of the shared-nearest-neighbour graph (Jaccard of the k-NN sets, on k-NN edges)."""
-    from sklearn.cluster import SpectralClustering
-
+def _snn_graph(x: np.ndarray) -> np.ndarray:
+    """Shared-nearest-neighbour affinities: Jaccard of the k-NN sets (each with its item), on the k-NN edges."""
     a = _knn_adjacency(x)
     member = a + np.eye(len(x))
     shared = member @ member.T
-    jaccard = shared / (member.sum(1)[:, None] + member.sum(1)[None, :] - shared) * a
+    return shared / (member.sum(1)[:, None] + member.sum(1)[None, :] - shared) * a
+
+
+def snn_spectral(x: np.ndarray, k: int) -> np.ndarray:
+    """Spectral clustering of the shared-nearest-neighbour graph."""
+    from sklearn.cluster import SpectralClustering
+
     model = SpectralClustering(k, affinity="precomputed", assign_labels="cluster_qr", random_state=0)
-    return np.asarray(model.fit_predict(jaccard), np.int64)
+    return np.asarray(model.fit_predict(_snn_graph(x)), np.int64)
+
+
+def k_rules(x: np.ndarray) -> dict[str, int]:
+    """How many clusters each neighbourhood method would pick by itself: Louvain's communities at resolution 1
+    (modularity's own count) and the eigengap of the shared-neighbour graph (the default's rule on that graph)."""
+    from scipy.sparse import csr_matrix
+
+    out = {"eigengap, shared-neighbour graph": eigengap_k(csr_matrix(_snn_graph(x)), K_RANGE)}
+    try:
+        import networkx as nx
+    except ImportError:
+        return out
+    found = nx.community.louvain_communities(nx.from_numpy_array(_knn_adjacency(x)), resolution=1.0, seed=0)
+    return out | {"Louvain, resolution 1": len(found)}
 
 
 def knn_ward(x: np.ndarray, k: int) -> np.ndarray:
@@ -156,8 +175,8 @@ METHODS: dict[str, Callable[[np.ndarray, int], np.ndarray | None]] = {
 
 
 def scene_errors(x: np.ndarray, labels: np.ndarray, truth: list[str]) -> list[dict[str, Any]]:
-    """Blocks of >= 5 items of one label inside a cluster whose majority is another label, and the labels of the
-    3 nearest items of each member outside the block."""
+    """The 3 largest blocks of >= 5 items of one label inside a cluster whose majority is another label, and the
+    labels of the 3 nearest items of each member outside the block."""
     t = np.asarray(truth)
     out = []
     for c in np.unique(labels):
@@ -171,7 +190,7 @@ def scene_errors(x: np.ndarray, labels: np.ndarray, truth: list[str]) -> list[di
             near = Counter(t[np.argsort(-sims, axis=1)[:, :3]].ravel().tolist())
             out.append({"label": str(label), "in_cluster_of": str(major), "items": len(block),
                         "labels_of_their_3_nearest_outside": dict(near.most_common())})  # fmt: skip
-    return out
+    return sorted(out, key=lambda block: -block["items"])[:3]
 
 
 def main() -> None:
@@ -195,6 +214,7 @@ def main() -> None:
             q = cluster_quality(labels.tolist(), truth)
             row[method] = {"nmi": round(q["nmi"], 3), "purity": round(q["purity"], 3),
                            "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+        row["k found by itself"] = k_rules(x)
         row["whole-scene errors of the default"] = scene_errors(x, METHODS["spectral (default)"](x, k), truth)
         print(json.dumps({name: row}), flush=True)
 

@@ -181,6 +181,7 @@ def _name(result: Any, ids: Any, emb: Any, joint: Any, source: Any, opts: tuple[
 def _write(result: Any, skipped: list[Any], out: Path, sheets: Any, names: Any = None) -> None:
     from visrec.cluster.run import write_sheets
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     result.save(out)
     written = write_sheets(result, sheets, out.with_suffix("").parent / f"{out.stem}_sheets")
     summary = {name: len(items) for name, items in result.clusters().items()}
