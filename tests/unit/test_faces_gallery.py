@@ -160,10 +160,11 @@ def test_cli_faces_cluster_named_from_a_face_index(people: Path, tmp_path: Path)
 def test_cli_faces_cluster_leaves_a_face_seen_once_unclustered(people: Path, tmp_path: Path) -> None:
     _save(people / "carol" / "0.png", (30, 200, 30), 0)  # a third person, photographed once
     run, app = CliRunner().invoke, _app()
-    res = run(app, ["faces", "cluster", str(people), "--out", str(tmp_path / "f.json"), *FAKE])
+    out = tmp_path / "not-yet" / "f.json"  # the folder is created
+    res = run(app, ["faces", "cluster", str(people), "--out", str(out), *FAKE])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
-    assert sorted(summary["clusters"].items()) == [("c0", 3), ("c1", 3), ("noise", 1)]
+    assert out.is_file() and sorted(summary["clusters"].items()) == [("c0", 3), ("c1", 3), ("noise", 1)]
     assert summary["quality_vs_folders"]["clusters"] == 2 and summary["quality_vs_folders"]["unclustered"] == 1
     res = run(app, ["faces", "cluster", str(people), "--out", str(tmp_path / "g.json"), "--min-size", "1", *FAKE])
     assert res.exit_code == 0 and sorted(json.loads(res.output)["clusters"].values()) == [1, 3, 3]
