@@ -9,7 +9,9 @@ the vectors between runs (``.npy`` + JSON ids).
 
 Rules: the former default (agglomerative, k of the best silhouette), the default (spectral clustering of the
 neighbour graph, k at its eigengap), and mixtures of the two, plus Ward's largest height ratio; on faces also
-``visrec faces cluster``'s default (agglomerative at the verification threshold). Prints one JSON line per set
+``visrec faces cluster``'s default (agglomerative at the verification threshold, clusters of fewer than
+``FACES_MIN_SIZE`` faces reported as unclustered) and the same cut keeping every cluster (the former default). The
+k found counts clusters, not the unclustered. Prints one JSON line per set
 (k found, true count, NMI, purity per rule, and the NMI of five methods given the true k: what any k rule could
 reach with these features), then per rule the mean |k - true| and mean NMI over the image sets
 and, apart, over the faces (whose count includes background faces of other people: see docs).
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from visrec.cluster import cluster_quality
-from visrec.cluster.algorithms import ClusterConfig, cluster, eigengap_k, neighbour_graph
+from visrec.cluster.algorithms import FACES_MIN_SIZE, ClusterConfig, cluster, eigengap_k, neighbour_graph
 
 K_RANGE = (2, 30)
 
@@ -139,8 +141,14 @@ def face_rules(x: np.ndarray) -> dict[str, np.ndarray]:
     """``visrec faces cluster``'s default (agglomerative at the face verification threshold) beside the rules."""
     from visrec.faces.pipeline import DEFAULT_THRESHOLDS
 
-    cfg = ClusterConfig("agglomerative", distance_threshold=DEFAULT_THRESHOLDS["dlib-resnet"])
-    return {"agglomerative at the verification threshold (faces default)": cluster(x, cfg), **rules(x)}
+    threshold = DEFAULT_THRESHOLDS["dlib-resnet"]
+    before = ClusterConfig("agglomerative", distance_threshold=threshold)
+    now = ClusterConfig("agglomerative", distance_threshold=threshold, min_size=FACES_MIN_SIZE)
+    return {
+        "agglomerative at the verification threshold (faces default before)": cluster(x, before),
+        f"the same, clusters under {FACES_MIN_SIZE} faces unclustered (faces default)": cluster(x, now),
+        **rules(x),
+    }
 
 
 def main() -> None:
@@ -159,8 +167,9 @@ def main() -> None:
         true_k = len(set(truth))
         row = {"n": len(truth), "true_k": true_k}
         for rule, labels in (face_rules if "faces" in name else rules)(_unit(vecs)).items():
-            q = cluster_quality([int(v) for v in labels], truth)
-            row[rule] = {"k": len(set(labels.tolist())), "nmi": round(q["nmi"], 3), "purity": round(q["purity"], 3)}
+            q = cluster_quality([int(v) for v in labels], truth)  # the unclustered (-1) scored as one more cluster
+            row[rule] = {"k": len(set(labels.tolist()) - {-1}), "nmi": round(q["nmi"], 3),
+                         "purity": round(q["purity"], 3), "unclustered": int((labels < 0).sum())}  # fmt: skip
             agg = report["faces" if "faces" in name else "rules"].setdefault(rule, {"abs_k_error": [], "nmi": []})
             agg["abs_k_error"].append(abs(row[rule]["k"] - true_k))
             agg["nmi"].append(row[rule]["nmi"])

@@ -70,3 +70,21 @@ def test_automatic_k_finds_the_classes_not_the_scenes() -> None:
     assert q["clusters"] == 4 and q["nmi"] > 0.95, q
     before = cluster(x, ClusterConfig("agglomerative", auto="silhouette"))
     assert len(set(before.tolist())) > 8  # the former rule split the classes into their scenes
+
+
+def test_min_size_reports_clusters_seen_once_as_noise() -> None:
+    """Four people with three photos each and two passers-by seen once: the passers-by are unclustered, every
+    person keeps a cluster (people with two photos too), and without the rule each stranger is a cluster."""
+    x, truth = _blobs(k=6, per=3)
+    x = np.concatenate([x[:12], x[12:13], x[15:16]])  # groups 4 and 5 keep one face each
+    truth = [*truth[:12], 4, 5]
+    everything = cluster(x, ClusterConfig("agglomerative", distance_threshold=0.3))
+    assert len(set(everything.tolist())) == 6
+    labels = cluster(x, ClusterConfig("agglomerative", distance_threshold=0.3, min_size=2))
+    assert labels[-2:].tolist() == [-1, -1]
+    assert sorted(set(labels.tolist())) == [-1, 0, 1, 2, 3]
+    assert cluster_quality(labels[:12], truth[:12])["nmi"] == pytest.approx(1.0)
+    pairs = cluster(x[[0, 1, 3, 4, 12]], ClusterConfig("agglomerative", distance_threshold=0.3, min_size=2))
+    assert pairs.tolist() == [0, 0, 1, 1, -1]  # two photos are enough to stay a person
+    with pytest.raises(BadInput, match="min_size must be >= 1"):
+        ClusterConfig(min_size=0)

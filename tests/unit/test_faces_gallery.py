@@ -155,3 +155,33 @@ def test_cli_faces_cluster_named_from_a_face_index(people: Path, tmp_path: Path)
     assert {n["source"] for n in json.loads(res.output)["names"]} == {"neighbors", "none"}
     res = run(app, ["cluster", str(new), "--out", str(out), "--encoder", "fake", "--name-from", str(idx)])
     assert res.exit_code != 0 and "visrec faces cluster --name-from" in res.output
+
+
+def test_cli_faces_cluster_leaves_a_face_seen_once_unclustered(people: Path, tmp_path: Path) -> None:
+    _save(people / "carol" / "0.png", (30, 200, 30), 0)  # a third person, photographed once
+    run, app = CliRunner().invoke, _app()
+    out = tmp_path / "not-yet" / "f.json"  # the folder is created
+    res = run(app, ["faces", "cluster", str(people), "--out", str(out), *FAKE])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert out.is_file() and sorted(summary["clusters"].items()) == [("c0", 3), ("c1", 3), ("noise", 1)]
+    assert summary["quality_vs_folders"]["clusters"] == 2 and summary["quality_vs_folders"]["unclustered"] == 1
+    res = run(app, ["faces", "cluster", str(people), "--out", str(tmp_path / "g.json"), "--min-size", "1", *FAKE])
+    assert res.exit_code == 0 and sorted(json.loads(res.output)["clusters"].values()) == [1, 3, 3]
+
+
+class _TwoFaces:
+    """A photo with a small face in the corner (row 0) and the large central one (row 1)."""
+
+    def find(self, image: np.ndarray) -> tuple[Faces, np.ndarray]:
+        xyxy = np.array([[0, 0, 4, 4], [8, 8, 24, 24]], np.float32)
+        faces = Faces(xyxy, np.zeros((2, 5, 2), np.float32), np.ones(2, np.float32), image.shape[:2])
+        return faces, np.eye(2, 8, dtype=np.float32)
+
+
+def test_one_face_per_photo_keeps_the_main_face(people: Path) -> None:
+    from visrec.faces.ops import embed_faces
+
+    ids, vecs, crops = embed_faces(people / "bob", _TwoFaces(), main_only=True)  # type: ignore[arg-type]
+    assert ids == ["0.png#1", "1.png#1", "2.png#1"] and vecs.shape == (3, 8) and crops["0.png#1"].shape[:2] == (16, 16)
+    assert len(embed_faces(people / "bob", _TwoFaces())[0]) == 6  # type: ignore[arg-type]

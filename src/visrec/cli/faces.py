@@ -33,6 +33,7 @@ METHOD = typer.Option(
 )
 K = typer.Option(None, "--k", help="Number of clusters (default: automatic).")
 PREVIOUS = typer.Option(None, "--keep-edits", help="A previous clusters.json whose manual edits to replay.")
+MIN_SIZE_HELP = "Clusters with fewer members are reported as one 'noise' group (unclustered); 1 keeps all"
 NAME_FROM = typer.Option(
     None, "--name-from", help="Name clusters from this labeled index (image index, or face index for faces)."
 )
@@ -141,11 +142,13 @@ def identify_cmd(
     print_json({"image": str(image), "faces": [asdict(m) for m in matches], "drawn": str(out) if out else None})
 
 
-def _cluster_cfg(method: str | None, k: int | None, threshold: float | None, default: str = "spectral") -> Any:
+def _cluster_cfg(
+    method: str | None, k: int | None, threshold: float | None, default: str = "spectral", min_size: int = 1
+) -> Any:
     from visrec.cluster import ClusterConfig
 
     method = method or ("agglomerative" if threshold is not None else default)
-    return ClusterConfig(method=method, k=k, distance_threshold=threshold)
+    return ClusterConfig(method=method, k=k, distance_threshold=threshold, min_size=min_size)
 
 
 def _source(name_from: Path | None, want: str) -> Any:
@@ -178,6 +181,7 @@ def _name(result: Any, ids: Any, emb: Any, joint: Any, source: Any, opts: tuple[
 def _write(result: Any, skipped: list[Any], out: Path, sheets: Any, names: Any = None) -> None:
     from visrec.cluster.run import write_sheets
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     result.save(out)
     written = write_sheets(result, sheets, out.with_suffix("").parent / f"{out.stem}_sheets")
     summary = {name: len(items) for name, items in result.clusters().items()}
@@ -196,6 +200,12 @@ def faces_cluster_cmd(
     threshold: float = typer.Option(
         None, "--threshold", help="Agglomerative cosine distance (default: calibrated-like 0.07 when no k)."
     ),
+    min_size: int = typer.Option(
+        None, "--min-size", help=f"{MIN_SIZE_HELP} (default 2: a face seen once is unclustered)."
+    ),
+    one_per_photo: bool = typer.Option(
+        False, "--one-per-photo", help="Only each photo's main face (most central of the largest), as faces index."
+    ),
     previous: Path = PREVIOUS,
     detector: str = DETECTOR,
     embedder: str = EMBEDDER,
@@ -205,15 +215,17 @@ def faces_cluster_cmd(
     name_dist: float = NAME_DIST,
 ) -> None:
     """Group every face found under ROOT into people; one contact sheet per cluster."""
+    from visrec.cluster.algorithms import FACES_MIN_SIZE
     from visrec.cluster.run import finish
     from visrec.faces.ops import embed_faces
 
     source = _source(name_from, "faces")
     pipe = _pipeline(detector, embedder)
-    ids, vecs, crops = embed_faces(root, pipe)
+    ids, vecs, crops = embed_faces(root, pipe, main_only=one_per_photo)
     if threshold is None and k is None and method in (None, "agglomerative"):
         threshold = pipe.default_threshold
-    cfg = _cluster_cfg(method, k, threshold, default="agglomerative")
+    smallest = FACES_MIN_SIZE if min_size is None else min_size
+    cfg = _cluster_cfg(method, k, threshold, default="agglomerative", min_size=smallest)
     result, skipped = finish(ids, vecs, cfg, {"faces": pipe.describe()}, previous)
     names = _name(result, ids, vecs, None, source, (name_k, name_share, name_dist))
     _write(result, skipped, out, crops.__getitem__, names)
@@ -231,6 +243,7 @@ def cluster_cmd(
     method: str = METHOD,
     k: int = K,
     threshold: float = typer.Option(None, "--threshold", help="Agglomerative cosine distance instead of k."),
+    min_size: int = typer.Option(1, "--min-size", help=f"{MIN_SIZE_HELP}."),
     previous: Path = PREVIOUS,
     name_from: Path = NAME_FROM,
     name_k: int = NAME_K,
@@ -255,7 +268,7 @@ def cluster_cmd(
         source.index.check_encoder(chosen)  # naming compares vectors with the index's: same encoder only
     emb, info = embed_images(root, chosen)
     ids = list(emb.ids)
-    result, skipped = finish(ids, emb.vectors, _cluster_cfg(method, k, threshold), info, previous)
+    result, skipped = finish(ids, emb.vectors, _cluster_cfg(method, k, threshold, min_size=min_size), info, previous)
     names = _name(result, ids, emb.vectors, emb.joint, source, (name_k, name_share, name_dist))
     _write(result, skipped, out, image_thumb(root), names)
 

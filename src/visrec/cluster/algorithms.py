@@ -7,8 +7,8 @@ link within but hardly across leave k eigenvalues near 0 and a jump after them. 
 (the former rule) by ``benchmarks/cluster_auto_k.py`` across naruto_roboflow, cifar10_subset, caltech101_dev
 and deepface_celebs: silhouette kept rising with k on video frames (30 clusters for 4 characters).
 
-Every method returns ``(n,)`` int64 labels ``0..k-1``, ``-1`` for noise (HDBSCAN only), numbered by decreasing
-cluster size so results are stable and readable.
+Every method returns ``(n,)`` int64 labels ``0..k-1``, ``-1`` for noise (HDBSCAN's, and members of clusters smaller
+than ``min_size``), numbered by decreasing cluster size so results are stable and readable.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from visrec.errors import BadInput
 
 METHODS = ("spectral", "agglomerative", "hdbscan", "kmeans")
 AUTO_RULES = ("eigengap", "silhouette")
+FACES_MIN_SIZE = 2
+"""Face clustering's smallest cluster: a face seen once (often a passer-by in the background) is reported as
+unclustered rather than as a person of its own. On deepface_celebs this turns 15 clusters for 13 people into 14;
+every person with two photos or more keeps a cluster (``benchmarks/cluster_auto_k.py``)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,8 @@ class ClusterConfig:
     ``k``: number of clusters, or None for automatic (agglomerative: ``distance_threshold`` when given; else the
     ``auto`` rule over ``k_range``: ``eigengap`` (default) or ``silhouette``; HDBSCAN is always automatic).
     ``distance_threshold``: cosine distance at which agglomerative stops merging (e.g. a face verification
-    threshold). ``min_cluster_size``: HDBSCAN's smallest group. ``seed`` fixes k-means.
+    threshold). ``min_cluster_size``: HDBSCAN's smallest group. ``min_size`` (any method): members of clusters
+    smaller than this are labeled noise (-1, "unclustered"); 1 keeps every cluster. ``seed`` fixes k-means.
     """
 
     method: str = "spectral"
@@ -43,6 +48,7 @@ class ClusterConfig:
     k_range: tuple[int, int] = (2, 30)
     seed: int = 0
     auto: str = "eigengap"
+    min_size: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -51,6 +57,8 @@ class ClusterConfig:
             raise BadInput(f"k must be >= 1, got {self.k}")
         if self.auto not in AUTO_RULES:
             raise BadInput(f"unknown automatic-k rule {self.auto!r}; use one of {', '.join(AUTO_RULES)}")
+        if self.min_size < 1:
+            raise BadInput(f"min_size must be >= 1 (1 keeps every cluster), got {self.min_size}")
 
 
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
@@ -61,6 +69,14 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     order = uniq[np.lexsort((first, -counts))]
     mapping = {int(old): new for new, old in enumerate(order)}
     return np.array([mapping.get(int(x), -1) for x in labels], np.int64)
+
+
+def drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """``(n,)`` int labels with the members of clusters smaller than ``min_size`` set to -1 (noise)."""
+    labels = np.asarray(labels, np.int64).copy()
+    values, counts = np.unique(labels[labels >= 0], return_counts=True)
+    labels[np.isin(labels, values[counts < min_size])] = -1
+    return labels
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -188,9 +204,14 @@ def _fixed_k(x: np.ndarray, k: int, cfg: ClusterConfig, graph: Any = None) -> np
 
 
 def cluster(vectors: np.ndarray, config: ClusterConfig | None = None) -> np.ndarray:
-    """Cluster ``(n, d)`` vectors (cosine geometry); returns ``(n,)`` int64 labels, -1 for noise."""
+    """Cluster ``(n, d)`` vectors (cosine geometry); returns ``(n,)`` int64 labels, -1 for noise (HDBSCAN's, and
+    the members of clusters smaller than ``config.min_size``)."""
     cfg = config or ClusterConfig()
-    x = _normalize(vectors)
+    labels = _cluster(_normalize(vectors), cfg)
+    return relabel_by_size(drop_small(labels, cfg.min_size)) if cfg.min_size > 1 else labels
+
+
+def _cluster(x: np.ndarray, cfg: ClusterConfig) -> np.ndarray:
     if cfg.method == "hdbscan":
         return relabel_by_size(_hdbscan(x, cfg.min_cluster_size))
     if cfg.method == "agglomerative" and cfg.k is None and cfg.distance_threshold is not None:

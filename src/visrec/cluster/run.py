@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from visrec.cluster.algorithms import ClusterConfig, cluster
-from visrec.cluster.edits import Clustering
+from visrec.cluster.edits import NOISE, Clustering
 from visrec.cluster.metrics import cluster_quality
 from visrec.cluster.sheet import contact_sheet
 from visrec.errors import EmptyDataset
@@ -40,14 +40,19 @@ def finish(
 ) -> tuple[Clustering, list[dict[str, Any]]]:
     """Cluster, then replay the manual edits of a previous clusters file (returned: the edits that no longer fit)."""
     labels = cluster(vectors, cfg)
-    result = Clustering.from_labels(list(ids), labels, info | {"method": cfg.method, "k": cfg.k})
+    made = {"method": cfg.method, "k": cfg.k} | ({"min_size": cfg.min_size} if cfg.min_size > 1 else {})
+    result = Clustering.from_labels(list(ids), labels, info | made)
     skipped: list[dict[str, Any]] = []
     if previous is not None and previous.is_file():
         skipped = result.reapply(Clustering.load(previous).edits)
     truth = folder_labels(ids)
     if truth is not None and len(set(truth)) > 1:
         pred = [result.assignment[i] for i in ids]
-        result.info["quality_vs_folders"] = cluster_quality(pred, truth)
+        quality: dict[str, Any] = cluster_quality(pred, truth)  # noise scored as one more cluster
+        unclustered = pred.count(NOISE)
+        if unclustered:
+            quality |= {"clusters": float(len(set(pred) - {NOISE})), "unclustered": float(unclustered)}
+        result.info["quality_vs_folders"] = quality
     return result, skipped
 
 

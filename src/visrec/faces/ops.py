@@ -111,10 +111,14 @@ def draw_matches(image: np.ndarray, matches: Sequence[FaceMatch]) -> Image.Image
     return im
 
 
-def embed_faces(root: Path, pipeline: FacePipeline) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
-    """Every face of every image under ``root``: ids ``<relpath>#<i>``, ``(n, dim)`` vectors, and face crops."""
+def embed_faces(
+    root: Path, pipeline: FacePipeline, main_only: bool = False
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Every face of every image under ``root`` (``main_only``: only each photo's main face, the most central of
+    the largest, as ``faces index`` keeps): ids ``<relpath>#<i>``, ``(n, dim)`` vectors, and face crops."""
     from visrec.cluster.run import image_files
     from visrec.data import load_image
+    from visrec.faces.pipeline import main_face
 
     ids: list[str] = []
     vecs: list[np.ndarray] = []
@@ -122,7 +126,8 @@ def embed_faces(root: Path, pipeline: FacePipeline) -> tuple[list[str], np.ndarr
     for f in image_files(root):
         image = load_image(f)
         faces, v = pipeline.find(image)
-        for i in range(len(faces)):
+        rows = [main_face(faces)] if main_only and len(faces) else range(len(faces))
+        for i in rows:
             item = f"{f.relative_to(root).as_posix()}#{i}"
             x0, y0, x1, y1 = (int(max(0, round(float(c)))) for c in faces.xyxy[i])
             ids.append(item)

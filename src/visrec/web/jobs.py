@@ -139,7 +139,7 @@ class ClusterJob:
             self._finished.set()
 
     def _run(self, encoder: Callable[[], Any], faces: FaceService) -> None:
-        from visrec.cluster import ClusterConfig
+        from visrec.cluster.algorithms import FACES_MIN_SIZE, ClusterConfig
         from visrec.cluster.run import finish, image_files
 
         req = self.request
@@ -163,7 +163,8 @@ class ClusterJob:
         if not ids:
             raise EmptyDataset(f"{req.folder}: no {'face' if req.what == 'faces' else 'readable image'} to cluster")
         self.stage = "clustering"
-        cfg = ClusterConfig(method=req.chosen_method, k=req.k, distance_threshold=threshold)
+        min_size = FACES_MIN_SIZE if req.what == "faces" else 1
+        cfg = ClusterConfig(method=req.chosen_method, k=req.k, distance_threshold=threshold, min_size=min_size)
         self.result, _ = finish(ids, vecs, cfg, info | {"root": str(req.folder)}, None)
 
     def _embed_images(self, files: list[Path], enc: Any, batch: int = 32) -> tuple[list[str], np.ndarray]:
