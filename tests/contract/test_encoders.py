@@ -88,6 +88,7 @@ BACKENDS = [
     pytest.param("efficientnet-lite1", id="efficientnet-lite1", marks=SLOW),
     pytest.param("efficientnet-lite2", id="efficientnet-lite2", marks=SLOW),
     pytest.param("mobilenet-v2", id="mobilenet-v2", marks=SLOW),
+    pytest.param("efficientnet-ensemble", id="efficientnet-ensemble", marks=SLOW),
     pytest.param("hf-clip", id="hf-clip"),
     pytest.param("open-clip", id="open-clip"),
     pytest.param("adapted", id="adapted"),

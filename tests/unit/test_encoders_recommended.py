@@ -41,13 +41,16 @@ def test_flip_changes_the_fingerprint_and_a_mismatched_index_is_refused() -> Non
 @pytest.mark.slow
 def test_recommended_ensemble_is_three_lite_backbones_with_mirror_averaging() -> None:
     ens = _create("efficientnet-ensemble")
-    assert ens.name == "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"
+    assert ens.name == "efficientnet-ensemble" and ens.fingerprint.startswith("efficientnet-ensemble-")
+    assert [m.name for m in ens.members] == ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
     assert [m.options.flip for m in ens.members] == [True, True, True]
     assert ens.weights == (2.0, 1.0, 1.0) and ens.dim == 1472 + 1472 + 1488
     plain = _create("efficientnet-lite0+efficientnet-lite1+efficientnet-lite2", weights=[2, 1, 1])
     assert plain.fingerprint != ens.fingerprint
-    # the manifest records the '+' name and the member options: reopening rebuilds the same encoder
+    # the manifest records the name, weights and member options: reopening rebuilds the same encoder
     assert encoder_from_info(ens.describe()).fingerprint == ens.fingerprint
+    unflipped = _create("efficientnet-ensemble", members=[{}, {}, {}])
+    assert unflipped.fingerprint not in (ens.fingerprint, plain.fingerprint)
     assert encoder_from_info(plain.describe()).fingerprint == plain.fingerprint
 
 

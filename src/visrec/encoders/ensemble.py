@@ -30,6 +30,7 @@ SEPARATOR = "+"
 # The recommended accuracy-oriented ensemble, ``--encoder efficientnet-ensemble``: chosen on the train splits of
 # naruto_roboflow, cifar10_subset and caltech101_dev (``benchmarks/raw_variants.py``, docs/encoders.md).
 # Raw kNN top-1 on the test splits: cifar10_subset 74.4 -> 76.3 %, caltech101_dev 89.5 -> 91.5 % (naruto 98.8 %).
+RECOMMENDED_NAME = "efficientnet-ensemble"
 RECOMMENDED = "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"
 RECOMMENDED_WEIGHTS = (2.0, 1.0, 1.0)
 RECOMMENDED_MEMBERS: tuple[Mapping[str, Any], ...] = ({"flip": True},) * 3
@@ -66,12 +67,15 @@ def _check_weights(weights: Sequence[float] | None, n: int) -> tuple[float, ...]
 class EnsembleEncoder:
     """An ``Encoder`` made of member encoders, fused as described in the module docstring."""
 
-    def __init__(self, members: Sequence[Encoder], weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, members: Sequence[Encoder], weights: Sequence[float] | None = None, name: str | None = None
+    ) -> None:
         if len(members) < 2:
             raise BadInput(f"an ensemble needs at least two members, got {len(members)}")
         self.members = list(members)
         self.weights = _check_weights(weights, len(self.members))
-        self.name = SEPARATOR.join(m.name for m in self.members)
+        # ``name``: a registered name that rebuilds this ensemble (e.g. "efficientnet-ensemble"), else "a+b".
+        self.name = name or SEPARATOR.join(m.name for m in self.members)
         self.dim = sum(m.dim for m in self.members)
         self.input_size = max(m.input_size for m in self.members)
         # The text side: the first member that has one, averaged with every member sharing its text space.
@@ -204,6 +208,13 @@ def create_recommended(
 ) -> EnsembleEncoder:
     """``efficientnet-ensemble``: :data:`RECOMMENDED` with :data:`RECOMMENDED_WEIGHTS` and each member's
     :data:`RECOMMENDED_MEMBERS` options (mirror-image averaging), unless ``weights`` / ``members`` say otherwise;
-    ``shared`` options go to every member. Its manifest records the ``+`` name and every member's options."""
+    ``shared`` options go to every member. Named ``efficientnet-ensemble``; its manifest records that name with
+    the weights and every member's options."""
+    from visrec.encoders import create_encoder
+
+    names = member_names(RECOMMENDED)
     chosen = RECOMMENDED_MEMBERS if members is None else members
-    return create(RECOMMENDED, weights or RECOMMENDED_WEIGHTS, [dict(m) for m in chosen], **shared)
+    if len(chosen) != len(names):
+        raise BadInput(f"efficientnet-ensemble: got options for {len(chosen)} members, expected {len(names)}")
+    built = [create_encoder(n, **{**shared, **dict(o)}) for n, o in zip(names, chosen, strict=True)]
+    return EnsembleEncoder(built, weights or RECOMMENDED_WEIGHTS, name=RECOMMENDED_NAME)
