@@ -62,3 +62,11 @@ def test_bad_edits_name_what_exists() -> None:
         c.apply("explode", cluster="c0")
     with pytest.raises(BadInput, match="not in 'c1'"):
         c.apply("split", cluster="c1", items=["a"])
+
+
+def test_clusters_of_equal_size_are_listed_in_number_order() -> None:
+    ids = [f"i{n}" for n in range(12)]
+    c = Clustering.from_labels(ids, np.arange(12))
+    assert list(c.clusters()) == [f"c{n}" for n in range(12)]  # c2 before c10, not text order
+    c.apply("rename", cluster="c3", name="alpha")
+    assert list(c.clusters()) == ["alpha"] + [f"c{n}" for n in range(12) if n != 3]

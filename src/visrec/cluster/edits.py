@@ -8,6 +8,7 @@ edits, so a person's fixes survive. The file is plain JSON (``save`` / ``load`` 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,11 @@ from visrec.errors import BadInput
 SCHEMA = 1
 NOISE = "noise"
 OPS = ("merge", "split", "move", "rename", "must_link", "cannot_link")
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders the numbers inside names by value: ``c2`` before ``c10``, ``noise`` after them."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part)
 
 
 def names_from_labels(labels: np.ndarray) -> list[str]:
@@ -47,7 +53,7 @@ class Clustering:
         out: dict[str, list[str]] = {}
         for item, name in self.assignment.items():
             out.setdefault(name, []).append(item)
-        return dict(sorted(out.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+        return dict(sorted(out.items(), key=lambda kv: (-len(kv[1]), natural_key(kv[0]))))
 
     def _need_cluster(self, name: str) -> None:
         if name not in set(self.assignment.values()):
