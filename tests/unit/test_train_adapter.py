@@ -23,6 +23,8 @@ from visrec.train import (
     reproject_index,
     save_adapter,
 )
+from visrec.train.adapter import FITTED_IDS
+from visrec.train.reproject import held_out_ids
 
 CLASSES = ("amber", "blue", "crimson")
 QUICK = FinetuneConfig("triplet", 8, loop=LoopConfig(epochs=3, batch_size=16, lr=0.02))
@@ -102,3 +104,30 @@ def test_reprojected_index_keeps_labels_and_answers_queries(index: Path, trained
     assert calibrated.candidate == Path(image).parent.name and calibrated.threshold is not None
     with pytest.raises(BadInput, match="already exists"):
         reproject_index(index, load_adapter(trained), out)
+
+
+def test_reprojected_index_is_calibrated_on_the_items_the_adapter_never_saw(
+    index: Path, trained: Path, tmp_path: Path
+) -> None:
+    adapter = load_adapter(trained)
+    assert set(adapter.info[FITTED_IDS]) <= set(Index(index).store.ids())  # finetune records what it trained on
+    ids = sorted(Index(index).store.ids())
+    adapter.info[FITTED_IDS] = ids[:20]  # 36 labeled items: 16 left, enough for a calibration
+    done = reproject_index(index, adapter, tmp_path / "held.vrx")
+    assert done["calibration_queries"] == 16
+    for mode in ("knn", "linear"):
+        assert Index(tmp_path / "held.vrx").calibration(mode).n_held_out == 16
+    adapter.info[FITTED_IDS] = ids[:30]  # 6 left: too few, every item is a query again (and the summary says so)
+    done = reproject_index(index, adapter, tmp_path / "all.vrx")
+    assert done["calibration_queries"] is None
+    assert Index(tmp_path / "all.vrx").calibration("knn").n_held_out == 36
+
+
+def test_held_out_ids_need_enough_labels_and_two_classes() -> None:
+    ids = [f"i{n}" for n in range(30)]
+    metas = [{"labels": ["a" if n % 2 else "b"]} for n in range(30)]
+    assert held_out_ids(ids, metas, None) is None and held_out_ids(ids, metas, []) is None
+    assert held_out_ids(ids, metas, ids[:10]) == frozenset(ids[10:])
+    assert held_out_ids(ids, metas, ids[:25]) is None  # 5 left
+    one_class = [{"labels": ["a"]} if n >= 10 else {"labels": ["b"]} for n in range(30)]
+    assert held_out_ids(ids, one_class, ids[:10]) is None

@@ -22,7 +22,7 @@ from visrec.classify.loo import Classifier, LooData, chunked_left_out, sample_qu
 from visrec.classify.prototype import PrototypeClassifier
 from visrec.classify.target import NOVEL_IMAGES, target_verdict
 from visrec.classify.thresholds import ConfidenceMap, fit_confidence, per_class_thresholds
-from visrec.errors import BadInput, EmptyDataset
+from visrec.errors import BadInput, DimensionMismatch, EmptyDataset
 from visrec.types import Prediction
 
 SCHEMA_VERSION = 2
@@ -352,6 +352,7 @@ def calibrate_leave_one_group_out(
     classifier: Classifier | None = None,
     options: CalibrationOptions | None = None,
     joint: np.ndarray | None = None,
+    queries: np.ndarray | None = None,
 ) -> Calibration:
     """Calibrate a classifier on the indexed items themselves.
 
@@ -361,14 +362,21 @@ def calibrate_leave_one_group_out(
     ``options.simulate_unknown``, once more without its whole class (a simulated unknown). With
     ``options.novelty`` (kNN and prototype), the result holds an open-set decision whose novelty scores come
     from leave-classes-out folds (:mod:`visrec.classify.openset_fit`). ``classifier`` defaults to
-    ``KnnClassifier()``; zero-shot and blend classifiers also need ``joint`` ``(n, dj)`` vectors.
+    ``KnnClassifier()``; zero-shot and blend classifiers also need ``joint`` ``(n, dj)`` vectors. ``queries``:
+    optional ``(n,)`` bool mask of the items that may be held-out queries (the others still serve as neighbours
+    and fit the per-fold models): vectors a head or backbone was trained on sit unusually close to their class,
+    so an adapted index is calibrated on the items its training never saw, as new images will be.
     """
     clf: Classifier = classifier if classifier is not None else KnnClassifier()
     opts = options or CalibrationOptions()
     vecs = check_vectors("vectors", vectors)
     jnt = None if joint is None else check_vectors("joint vectors", joint)
     data = LooData.build(vecs, labels, groups, jnt)
-    rows = sample_queries(data.labels, opts.max_queries, opts.seed)
+    if queries is not None and np.asarray(queries).shape != (len(data.labels),):
+        raise DimensionMismatch(f"queries mask must be ({len(data.labels)},), got {np.asarray(queries).shape}")
+    rows = sample_queries(data.labels, opts.max_queries, opts.seed, queries)
+    if rows.size == 0 and queries is not None:
+        raise EmptyDataset("cannot calibrate: none of the items allowed as held-out queries has a label")
     if rows.size == 0:
         raise EmptyDataset(
             "cannot calibrate: none of the items has a label; calibration needs labeled images (a folder per "

@@ -97,9 +97,13 @@ class LooData:
         return mask
 
 
-def sample_queries(labels: Sequence[tuple[str, ...]], max_queries: int, seed: int) -> np.ndarray:
-    """Row numbers of the labeled items, or a seeded sample of ``max_queries`` of them, ascending."""
-    rows = np.flatnonzero([len(x) > 0 for x in labels])
+def sample_queries(
+    labels: Sequence[tuple[str, ...]], max_queries: int, seed: int, eligible: np.ndarray | None = None
+) -> np.ndarray:
+    """Row numbers of the labeled items (among ``eligible``, a ``(n,)`` bool mask, when given), or a seeded
+    sample of ``max_queries`` of them, ascending."""
+    labeled = np.array([len(x) > 0 for x in labels], bool)
+    rows = np.flatnonzero(labeled if eligible is None else labeled & np.asarray(eligible, bool))
     if rows.size > max_queries:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_queries, replace=False))
     return rows

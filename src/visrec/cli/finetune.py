@@ -53,6 +53,8 @@ def _print(res: Any, out: Path, reprojected: dict[str, Any] | None) -> None:
     render.out.print(f"adapter: {out}  (fingerprint {res.adapter.fingerprint()})", highlight=False)
     if reprojected:
         render.out.print(f"re-projected index: {reprojected['path']} ({reprojected['count']} items)", highlight=False)
+        if reprojected.get("calibration"):
+            render.out.print(_calibrated_on(reprojected), highlight=False)
 
 
 @_command
@@ -208,6 +210,16 @@ def reproject_cmd(
         print_json(done)
     else:
         render.out.print(f"{done['path']}: {done['count']} items, {done['dim']}-d, encoder {done['encoder']}")
+        if done.get("calibration"):
+            render.out.print(_calibrated_on(done), highlight=False)
+
+
+def _calibrated_on(done: dict[str, Any]) -> str:
+    """Which items a re-projected index's calibration held out (see :mod:`visrec.train.reproject`)."""
+    held = done.get("calibration_queries")
+    if held:
+        return f"calibrated on the {held} labeled items the adapter never saw"
+    return "calibrated on every item (the adapter records too few others): its figures may be optimistic"
 
 
 def register(app: typer.Typer) -> None:

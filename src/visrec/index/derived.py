@@ -163,11 +163,13 @@ def _derived_files(
     report: IndexingReport,
     previous: IndexFolder | None = None,
     delta: Delta | None = None,
+    query_ids: frozenset[str] | None = None,
 ) -> dict[str, bytes]:
     """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items;
     the calibration of ``previous``'s current generation is kept while it is recent enough
     (:data:`RECALIBRATE_FRACTION`). With ``delta`` (what changed since ``previous``), prototypes are updated
-    from the previous class sums and nothing is exported unless the calibration is fitted again."""
+    from the previous class sums and nothing is exported unless the calibration is fitted again. ``query_ids``:
+    when given, only these items are held-out queries of the calibration (all items stay neighbours)."""
     from visrec.classify import CalibrationOptions, calibrate_leave_one_group_out
     from visrec.classify.loo import sample_queries
     from visrec.classify.novelty import DEFAULT_NOVELTY
@@ -180,18 +182,19 @@ def _derived_files(
     if carried is not None:
         files.update(carried)
     elif cfg.calibrate and labeled >= MIN_LABELED_FOR_CALIBRATION and len(classes) >= 2:
-        _, vecs, labels, hashes = exported if exported is not None else _export_labeled(store)
+        ids, vecs, labels, hashes = exported if exported is not None else _export_labeled(store)
+        queries = None if query_ids is None else np.array([i in query_ids for i in ids], bool)
         n_classes = len(classes)
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too
         # harsh a picture of a new class, so new classes are simulated from three classes on.
         opts = CalibrationOptions(target_precision=cfg.target_precision, simulate_unknown=n_classes >= 3,
                                   novelty=DEFAULT_NOVELTY, held_out_cache={})  # fmt: skip
         # only the items the calibration scores need their near-duplicate groups (all pairs: quadratic)
-        groups = _groups(hashes, around=sample_queries(labels, opts.max_queries, opts.seed))
+        groups = _groups(hashes, around=sample_queries(labels, opts.max_queries, opts.seed, queries))
         cals = {}
         for mode in CALIBRATED_MODES:
             clf = make_classifier_from_params(mode, {})
-            cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts).to_dict()
+            cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts, queries=queries).to_dict()
         files["calibration.json"] = json.dumps(cals, indent=1).encode()
         files.update(novelty_files(vecs, labels, cals))
         files.update(linear_files(vecs, labels, cals))

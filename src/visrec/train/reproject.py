@@ -2,7 +2,11 @@
 
 The new folder keeps every id, label and metadata field; its vectors are the adapter's projection of the stored
 vectors (no image is re-encoded), its encoder is ``adapted`` (base encoder + adapter), and its prototypes and
-unknown-threshold calibration are recomputed in the new space, as ``visrec index`` does.
+unknown-threshold calibration are recomputed in the new space, as ``visrec index`` does -- with one difference:
+items the adapter was trained on sit closer to their class than any new image will, so (when the adapter records
+them and enough labeled items are left) only the others are the calibration's held-out queries. On caltech101_dev
+(supcon head, 1,515 train images, 1,212 of them fitted), calibrating on every item claimed 95.1 % precision at
+94.7 % coverage and delivered 92.5 % on the test split at the 95 % target.
 """
 
 from __future__ import annotations
@@ -13,13 +17,27 @@ from typing import Any
 import numpy as np
 
 from visrec.errors import BadInput
-from visrec.train.adapter import Adapter, encoder_entry
+from visrec.train.adapter import FITTED_IDS, Adapter, encoder_entry
 
 
 def _joint_vectors(index: Any, ids: list[str]) -> np.ndarray | None:
     if index.joint is None:
         return None
     return np.asarray(index.joint.get(ids)[0], np.float32)
+
+
+def held_out_ids(ids: list[str], metas: list[dict[str, Any]], fitted: Any) -> frozenset[str] | None:
+    """The labeled ids outside ``fitted`` (the ids a model was trained on), or None -- calibrate on every item --
+    when nothing is recorded or fewer than the calibration's minimum of labeled items, or one class, are left."""
+    from visrec.index.derived import MIN_LABELED_FOR_CALIBRATION
+
+    if not fitted:
+        return None
+    seen = set(map(str, fitted))
+    rest = [(i, m.get("labels") or ()) for i, m in zip(ids, metas, strict=True) if i not in seen and m.get("labels")]
+    if len(rest) < MIN_LABELED_FOR_CALIBRATION or len({lab for _, labs in rest for lab in labs}) < 2:
+        return None
+    return frozenset(i for i, _ in rest)
 
 
 def reproject_index(
@@ -61,10 +79,12 @@ def reproject_index(
         joint = create_store(backend, joint_vecs.shape[1])
         joint.add(ids, joint_vecs, [{"path": m["path"]} for m in metas])
     report = IndexingReport(path=str(out))
-    files = _derived_files(store, joint, IndexConfig(store=backend, calibrate=calibrate,
-                                                     target_precision=target_precision), report)  # fmt: skip
+    queries = held_out_ids(ids, metas, adapter.info.get(FITTED_IDS)) if calibrate else None
+    cfg = IndexConfig(store=backend, calibrate=calibrate, target_precision=target_precision)
+    files = _derived_files(store, joint, cfg, report, query_ids=queries)
     extra = {k: v for k, v in src.folder.manifest.extra.items() if k == "dataset_root"}
     extra["reprojected_from"] = str(Path(index_path).resolve())
     folder.commit(_writer(store, joint, files), count=len(ids), extra=extra)
+    held = None if queries is None else len(queries)
     return {"path": str(out), "count": len(ids), "dim": adapter.out_dim, "encoder": entry["fingerprint"],
-            "calibration": report.calibration}  # fmt: skip
+            "calibration": report.calibration, "calibration_queries": held}  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from visrec.train.adapter import Adapter
+from visrec.train.adapter import FITTED_IDS, Adapter
 from visrec.train.data import AUTO, EmbeddingSplit, load_split
 from visrec.train.evaluate import classification, embedding_figures
 from visrec.train.heads import HeadSpec, build_head
@@ -138,7 +138,8 @@ def finetune_split(data: EmbeddingSplit, cfg: FinetuneConfig, log: Log | None = 
     seen = None if views is None else views.to_dict()
     info = {"training": result.to_dict() | {"history": result.history[-3:]}, "split": data.to_dict(),
             "before": before, "after": after, "after_head": after_head, "style_views": seen,
-            "config": _config_dict(cfg)}  # fmt: skip
+            "config": _config_dict(cfg),
+            FITTED_IDS: [str(data.ids[i]) for i in data.rows("train", "val")]}  # fmt: skip
     adapter = Adapter(cfg.method, {"image": head}, data.encoder, data.classes, None, info)
     return FinetuneResult(cfg.method, adapter, data.to_dict(), before, after, result, after_head, seen)
 
