@@ -191,6 +191,8 @@ def _backbone(idx: Path, out: Path, cfg: Any, split: Any, reindex: Path | None, 
                      highlight=False)  # fmt: skip
     if done:
         render.out.print(f"re-encoded index: {done['path']} ({done['count']} items)", highlight=False)
+        if done.get("calibration"):
+            render.out.print(_calibrated_on(done, "fine-tuned encoder"), highlight=False)
 
 
 @_command
@@ -214,12 +216,12 @@ def reproject_cmd(
             render.out.print(_calibrated_on(done), highlight=False)
 
 
-def _calibrated_on(done: dict[str, Any]) -> str:
-    """Which items a re-projected index's calibration held out (see :mod:`visrec.train.reproject`)."""
+def _calibrated_on(done: dict[str, Any], model: str = "adapter") -> str:
+    """Which items a re-projected (re-encoded) index's calibration held out (see :mod:`visrec.train.reproject`)."""
     held = done.get("calibration_queries")
     if held:
-        return f"calibrated on the {held} labeled items the adapter never saw"
-    return "calibrated on every item (the adapter records too few others): its figures may be optimistic"
+        return f"calibrated on the {held} labeled items the {model} never saw"
+    return f"calibrated on every item (the {model} records too few others): its figures may be optimistic"
 
 
 def register(app: typer.Typer) -> None:

@@ -48,7 +48,7 @@ def finetune_encoder(index_path: str | Path, out: str | Path, cfg: TailConfig, s
     fit_rows = sp.rows("train", "val")
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
     graph, res = finetune_tail(base, [files[i] for i in fit_rows], sp.labels[fit_rows], sp.side[fit_rows], cfg)
-    save_backbone(graph, base, out, res, cfg)
+    save_backbone(graph, base, out, res, cfg, [sp.ids[i] for i in fit_rows])
     tuned = create_encoder("finetuned", model=str(out))
     z = tuned.encode_images(files).vectors
     seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
@@ -66,9 +66,26 @@ def finetune_encoder(index_path: str | Path, out: str | Path, cfg: TailConfig, s
     }
 
 
+def fitted_ids(encoder: Any) -> list[str]:
+    """Ids of the index items a fine-tuned encoder was trained or validated on (its ``encoder.json``), else []."""
+    import json
+
+    from visrec.train.tail import INFO_FILE
+
+    model = getattr(encoder, "model", None)
+    if model is None:
+        return []
+    try:
+        return [str(i) for i in json.loads((Path(model) / INFO_FILE).read_text()).get("fitted_ids", [])]
+    except (TypeError, OSError, ValueError, AttributeError):
+        return []
+
+
 def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibrate: bool = True) -> dict[str, Any]:
     """Write ``out``: every item of the index at ``index_path`` re-embedded from its file with ``encoder`` (ids,
-    labels and metadata kept; prototypes and calibration recomputed). The source index is left untouched."""
+    labels and metadata kept; prototypes and calibration recomputed, held out on the items a fine-tuned
+    ``encoder`` never saw, as :func:`visrec.train.reproject.reproject_index` does). The source index is left
+    untouched."""
     from visrec.index import Index
     from visrec.index.derived import _derived_files
     from visrec.index.folder import IndexFolder
@@ -76,6 +93,7 @@ def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibr
     from visrec.index.writer import _writer
     from visrec.stores import create_store
     from visrec.train.data import read_index
+    from visrec.train.reproject import held_out_ids
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -93,9 +111,11 @@ def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibr
         joint = create_store(backend, emb.joint.shape[1])
         joint.add(ids, np.asarray(emb.joint, np.float32), [{"path": m["path"]} for m in metas])
     report = IndexingReport(path=str(out))
-    files = _derived_files(store, joint, IndexConfig(store=backend, calibrate=calibrate), report)
+    queries = held_out_ids(ids, metas, fitted_ids(encoder)) if calibrate else None
+    files = _derived_files(store, joint, IndexConfig(store=backend, calibrate=calibrate), report, query_ids=queries)
     extra = {k: v for k, v in src.folder.manifest.extra.items() if k == "dataset_root"}
     extra["reencoded_from"] = str(Path(index_path).resolve())
     folder.commit(_writer(store, joint, files), count=len(ids), extra=extra)
+    held = None if queries is None else len(queries)
     return {"path": str(out), "count": len(ids), "dim": encoder.dim, "encoder": encoder.fingerprint,
-            "calibration": report.calibration}  # fmt: skip
+            "calibration": report.calibration, "calibration_queries": held}  # fmt: skip

@@ -269,8 +269,10 @@ def _train(tail: Tail, acts: torch.Tensor, val_acts: torch.Tensor, ytr: np.ndarr
     return tail.graph.eval(), res
 
 
-def save_backbone(graph: Any, encoder: Any, folder: str | Path, result: TailResult, cfg: TailConfig) -> Path:
-    """Write the trunk's weights (safetensors) and ``encoder.json`` (base encoder, options, the run) in ``folder``."""
+def save_backbone(graph: Any, encoder: Any, folder: str | Path, result: TailResult, cfg: TailConfig,
+                  fitted_ids: Sequence[str] = ()) -> Path:  # fmt: skip
+    """Write the trunk's weights (safetensors) and ``encoder.json`` (base encoder, options, the run and the ids of
+    the index items it was trained or validated on, ``fitted_ids``) in ``folder``."""
     from safetensors.torch import save_file
 
     out = Path(folder)
@@ -279,6 +281,7 @@ def save_backbone(graph: Any, encoder: Any, folder: str | Path, result: TailResu
     save_file(state, str(out / BACKBONE_FILE))
     info = encoder.describe()
     meta = {"base": encoder.name, "base_fingerprint": encoder.fingerprint, "options": info["options"],
-            "config": {k: v for k, v in asdict(cfg).items() if k != "guard"}, "training": result.to_dict()}  # fmt: skip
+            "config": {k: v for k, v in asdict(cfg).items() if k != "guard"}, "training": result.to_dict(),
+            "fitted_ids": [str(i) for i in fitted_ids]}  # fmt: skip
     (out / INFO_FILE).write_text(json.dumps(meta, indent=1))
     return out
