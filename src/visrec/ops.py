@@ -243,6 +243,7 @@ def _held_out(idx: Any, held_out: Path, where: str | None, mode: str, opts: Any)
 def _loo(idx: Any, mode: str, opts: Any) -> Any:
     from visrec.classify import ZeroShotClassifier, calibrate_leave_one_group_out
     from visrec.index.derived import _labels_and_groups
+    from visrec.index.fitted import held_out_ids, recorded_fitted_ids
     from visrec.index.recognize import make_classifier_from_params
 
     ids, vecs, labels, groups = _labels_and_groups(idx.store)
@@ -255,7 +256,10 @@ def _loo(idx: Any, mode: str, opts: Any) -> Any:
     clf = make_classifier_from_params("linear", {}) if mode == "linear" else idx.classifier(mode)
     if isinstance(clf, ZeroShotClassifier) and clf.concepts is not None:
         clf = clf.joint_only()  # the index keeps joint vectors, not ImageNet logits: calibrate what it can score
-    return calibrate_leave_one_group_out(vecs, labels, groups, clf, opts, joint)
+    # an adapted or fine-tuned encoder's own training items would look easier than new images: hold out the others
+    held = held_out_ids(ids, labels, recorded_fitted_ids(idx.encoder_info.get("describe") or {}))
+    queries = None if held is None else np.array([i in held for i in ids], bool)
+    return calibrate_leave_one_group_out(vecs, labels, groups, clf, opts, joint, queries)
 
 
 def data_check(

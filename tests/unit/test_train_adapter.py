@@ -13,6 +13,7 @@ from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput, ManifestMismatch
 from visrec.index import Index
+from visrec.index.fitted import held_out_ids
 from visrec.index.pipeline import IndexConfig
 from visrec.index.writer import build_index
 from visrec.train import (
@@ -24,7 +25,6 @@ from visrec.train import (
     save_adapter,
 )
 from visrec.train.adapter import FITTED_IDS
-from visrec.train.reproject import held_out_ids
 
 CLASSES = ("amber", "blue", "crimson")
 QUICK = FinetuneConfig("triplet", 8, loop=LoopConfig(epochs=3, batch_size=16, lr=0.02))
@@ -125,9 +125,27 @@ def test_reprojected_index_is_calibrated_on_the_items_the_adapter_never_saw(
 
 def test_held_out_ids_need_enough_labels_and_two_classes() -> None:
     ids = [f"i{n}" for n in range(30)]
-    metas = [{"labels": ["a" if n % 2 else "b"]} for n in range(30)]
+    metas = [("a",) if n % 2 else ("b",) for n in range(30)]
     assert held_out_ids(ids, metas, None) is None and held_out_ids(ids, metas, []) is None
     assert held_out_ids(ids, metas, ids[:10]) == frozenset(ids[10:])
     assert held_out_ids(ids, metas, ids[:25]) is None  # 5 left
-    one_class = [{"labels": ["a"]} if n >= 10 else {"labels": ["b"]} for n in range(30)]
+    one_class = [("a",) if n >= 10 else ("b",) for n in range(30)]
     assert held_out_ids(ids, one_class, ids[:10]) is None
+
+
+def test_calibrate_on_an_adapted_index_holds_out_what_the_adapter_never_saw(
+    index: Path, trained: Path, tmp_path: Path
+) -> None:
+    from visrec.index.fitted import recorded_fitted_ids
+    from visrec.ops import calibrate
+
+    adapter = load_adapter(trained)
+    adapter.info[FITTED_IDS] = sorted(Index(index).store.ids())[:20]
+    saved = save_adapter(adapter, tmp_path / "adapter")
+    out = tmp_path / "adapted.vrx"
+    reproject_index(index, load_adapter(saved), out, calibrate=False)
+    assert len(recorded_fitted_ids(Index(out).encoder_info["describe"])) == 20
+    calibrate(out, None, None, ["knn"])  # `visrec calibrate` later: the same 16 unseen items are the queries
+    assert Index(out).calibration("knn").n_held_out == 16
+    assert recorded_fitted_ids({"name": "fake", "options": {}}) == []
+    assert recorded_fitted_ids({"name": "adapted", "options": {"adapter": str(tmp_path / "gone")}}) == []

@@ -88,12 +88,12 @@ def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibr
     untouched."""
     from visrec.index import Index
     from visrec.index.derived import _derived_files
+    from visrec.index.fitted import held_out_ids
     from visrec.index.folder import IndexFolder
     from visrec.index.pipeline import IndexConfig, IndexingReport
     from visrec.index.writer import _writer
     from visrec.stores import create_store
     from visrec.train.data import read_index
-    from visrec.train.reproject import held_out_ids
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -111,7 +111,8 @@ def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibr
         joint = create_store(backend, emb.joint.shape[1])
         joint.add(ids, np.asarray(emb.joint, np.float32), [{"path": m["path"]} for m in metas])
     report = IndexingReport(path=str(out))
-    queries = held_out_ids(ids, metas, fitted_ids(encoder)) if calibrate else None
+    labels = [m.get("labels") or () for m in metas]
+    queries = held_out_ids(ids, labels, fitted_ids(encoder)) if calibrate else None
     files = _derived_files(store, joint, IndexConfig(store=backend, calibrate=calibrate), report, query_ids=queries)
     extra = {k: v for k, v in src.folder.manifest.extra.items() if k == "dataset_root"}
     extra["reencoded_from"] = str(Path(index_path).resolve())

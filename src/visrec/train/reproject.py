@@ -2,11 +2,11 @@
 
 The new folder keeps every id, label and metadata field; its vectors are the adapter's projection of the stored
 vectors (no image is re-encoded), its encoder is ``adapted`` (base encoder + adapter), and its prototypes and
-unknown-threshold calibration are recomputed in the new space, as ``visrec index`` does -- with one difference:
-items the adapter was trained on sit closer to their class than any new image will, so (when the adapter records
-them and enough labeled items are left) only the others are the calibration's held-out queries. On caltech101_dev
-(supcon head, 1,515 train images, 1,212 of them fitted), calibrating on every item claimed 95.1 % precision at
-94.7 % coverage and delivered 92.5 % on the test split at the 95 % target.
+unknown-threshold calibration are recomputed in the new space, as ``visrec index`` does, except that items the
+adapter was trained on are not held out as calibration queries (:mod:`visrec.index.fitted`): they sit closer to
+their class than any new image will. On caltech101_dev (supcon head, 1,515 train images, 1,212 of them fitted),
+calibrating on every item claimed 95.1 % precision at 94.7 % coverage and delivered 92.5 % on the test split at
+the 95 % target.
 """
 
 from __future__ import annotations
@@ -26,20 +26,6 @@ def _joint_vectors(index: Any, ids: list[str]) -> np.ndarray | None:
     return np.asarray(index.joint.get(ids)[0], np.float32)
 
 
-def held_out_ids(ids: list[str], metas: list[dict[str, Any]], fitted: Any) -> frozenset[str] | None:
-    """The labeled ids outside ``fitted`` (the ids a model was trained on), or None -- calibrate on every item --
-    when nothing is recorded or fewer than the calibration's minimum of labeled items, or one class, are left."""
-    from visrec.index.derived import MIN_LABELED_FOR_CALIBRATION
-
-    if not fitted:
-        return None
-    seen = set(map(str, fitted))
-    rest = [(i, m.get("labels") or ()) for i, m in zip(ids, metas, strict=True) if i not in seen and m.get("labels")]
-    if len(rest) < MIN_LABELED_FOR_CALIBRATION or len({lab for _, labs in rest for lab in labs}) < 2:
-        return None
-    return frozenset(i for i, _ in rest)
-
-
 def reproject_index(
     index_path: str | Path, adapter: Adapter, out: str | Path, calibrate: bool = True, target_precision: float = 0.95
 ) -> dict[str, Any]:
@@ -50,6 +36,7 @@ def reproject_index(
     """
     from visrec.index import Index
     from visrec.index.derived import _derived_files
+    from visrec.index.fitted import held_out_ids
     from visrec.index.folder import IndexFolder
     from visrec.index.pipeline import IndexConfig, IndexingReport
     from visrec.index.writer import _writer
@@ -79,7 +66,8 @@ def reproject_index(
         joint = create_store(backend, joint_vecs.shape[1])
         joint.add(ids, joint_vecs, [{"path": m["path"]} for m in metas])
     report = IndexingReport(path=str(out))
-    queries = held_out_ids(ids, metas, adapter.info.get(FITTED_IDS)) if calibrate else None
+    labels = [m.get("labels") or () for m in metas]
+    queries = held_out_ids(ids, labels, adapter.info.get(FITTED_IDS)) if calibrate else None
     cfg = IndexConfig(store=backend, calibrate=calibrate, target_precision=target_precision)
     files = _derived_files(store, joint, cfg, report, query_ids=queries)
     extra = {k: v for k, v in src.folder.manifest.extra.items() if k == "dataset_root"}
