@@ -151,12 +151,18 @@ def face_rules(x: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def dev_set_arguments(description: str) -> argparse.ArgumentParser:
+    """The parser of the dev-set options (data root, images per class, caltech classes, vector cache)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--caltech-classes", type=int, default=12)
     ap.add_argument("--cache", type=Path, default=None)
+    return ap
+
+
+def main() -> None:
+    ap = dev_set_arguments(__doc__.splitlines()[0])
     ap.add_argument("--no-faces", action="store_true")
     args = ap.parse_args()
     sets = image_sets(args.data, args.per_class, args.caltech_classes, args.cache)

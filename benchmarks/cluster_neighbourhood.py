@@ -26,17 +26,15 @@ nearest items outside the block (when those are mostly the cluster's label, no n
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cluster_auto_k import K_RANGE, _unit, face_sets, image_sets
+from cluster_auto_k import K_RANGE, _unit, dev_set_arguments, face_sets, image_sets
 
 from visrec.cluster import cluster_quality
 from visrec.cluster.algorithms import ClusterConfig, cluster, eigengap_k
@@ -194,12 +192,7 @@ def scene_errors(x: np.ndarray, labels: np.ndarray, truth: list[str]) -> list[di
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", nargs="?", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--per-class", type=int, default=40)
-    ap.add_argument("--caltech-classes", type=int, default=12)
-    ap.add_argument("--cache", type=Path, default=None)
-    args = ap.parse_args()
+    args = dev_set_arguments(__doc__.splitlines()[0]).parse_args()
     sets = image_sets(args.data, args.per_class, args.caltech_classes, args.cache) | face_sets(args.data, args.cache)
     warnings.filterwarnings("ignore", message="Graph is not fully connected")
     for name, (vecs, truth) in sets.items():

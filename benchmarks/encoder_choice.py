@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from embed_cache import SETS, load  # noqa: E402
+from raw_protocol import knn_predict  # noqa: E402
 
 from visrec.eval.metrics import RetrievalMetrics  # noqa: E402
 
@@ -46,19 +47,7 @@ SPLIT_COLUMN = {"naruto": "grouped_split", "cifar": "split", "caltech": "split"}
 
 def knn_top1(sims: np.ndarray, gallery_labels: np.ndarray, query_labels: np.ndarray, k: int = 10) -> float:
     """Raw top-1 of the library's default kNN vote over ``(q, g)`` cosine similarities."""
-    k = min(k, sims.shape[1])
-    nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    s = np.take_along_axis(sims, nn, axis=1)
-    w = np.exp((s - s.max(axis=1, keepdims=True)) / 0.05)
-    classes, idx = np.unique(gallery_labels, return_inverse=True)
-    lab = idx[nn]
-    votes = np.zeros((len(sims), len(classes)))
-    best = np.full((len(sims), len(classes)), -np.inf)
-    rows = np.arange(len(sims))[:, None].repeat(k, axis=1)
-    np.add.at(votes, (rows, lab), w)
-    np.maximum.at(best, (rows, lab), s)
-    score = votes / votes.sum(axis=1, keepdims=True) * np.maximum(best, 0)
-    return 100 * float((classes[score.argmax(axis=1)] == query_labels).mean())
+    return 100 * float((knn_predict(sims, gallery_labels, k) == query_labels).mean())
 
 
 def retrieval(sims: np.ndarray, gallery_labels: np.ndarray, query_labels: np.ndarray) -> dict[str, float]:
