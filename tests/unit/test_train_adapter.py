@@ -13,7 +13,7 @@ from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.errors import BadInput, ManifestMismatch
 from visrec.index import Index
-from visrec.index.fitted import held_out_ids
+from visrec.index.fitted import FITTED_IDS, held_out_ids
 from visrec.index.pipeline import IndexConfig
 from visrec.index.writer import build_index
 from visrec.train import (
@@ -24,7 +24,6 @@ from visrec.train import (
     reproject_index,
     save_adapter,
 )
-from visrec.train.adapter import FITTED_IDS
 
 CLASSES = ("amber", "blue", "crimson")
 QUICK = FinetuneConfig("triplet", 8, loop=LoopConfig(epochs=3, batch_size=16, lr=0.02))

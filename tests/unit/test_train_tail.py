@@ -13,7 +13,7 @@ import torch
 
 from visrec.encoders import create_encoder, encoder_from_info
 from visrec.errors import BadInput
-from visrec.train.backbone_run import fitted_ids
+from visrec.index.fitted import recorded_fitted_ids
 from visrec.train.tail import Tail, TailConfig, finetune_tail, save_backbone, supcon
 
 pytestmark = pytest.mark.slow
@@ -65,9 +65,10 @@ def test_tail_finetuning_trains_only_the_tail_and_saves_a_new_encoder(cache: Pat
     assert len(res.val_map_at_r) == res.epochs + 1 and len(res.guard) == res.epochs
     folder = save_backbone(graph, base, tmp_path / "ft", res, cfg, ["img-1", "img-2"])
     tuned = create_encoder(str(folder))  # a folder written by finetune --unfreeze is an encoder name
-    assert fitted_ids(tuned) == ["img-1", "img-2"] and fitted_ids(base) == []  # re-encoding calibrates on the rest
+    assert recorded_fitted_ids(tuned.describe()) == ["img-1", "img-2"]  # re-encoding calibrates on the rest
+    assert recorded_fitted_ids(base.describe()) == []
     bare = create_encoder(str(save_backbone(graph, base, tmp_path / "ft2", res, cfg)))
-    assert bare.fingerprint == tuned.fingerprint and fitted_ids(bare) == []  # the ids do not change the encoder
+    assert bare.fingerprint == tuned.fingerprint and recorded_fitted_ids(bare.describe()) == []  # ids: no new encoder
     assert tuned.name == "finetuned" and tuned.fingerprint != base.fingerprint and tuned.input_size == 64
     assert tuned.joint_dim is None  # the base had no text side, and neither has its fine-tuned version
     info = json.loads(json.dumps(tuned.describe()))

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+FITTED_IDS = "fitted_ids"
+"""Key of the trained ids in ``adapter.json``'s ``info`` and in a fine-tuned encoder's ``encoder.json``."""
 MIN_HELD_OUT = 10
 """Fewer labeled unseen items than this (or a single class among them): calibrate on every item instead."""
 
@@ -26,9 +28,9 @@ def recorded_fitted_ids(encoder_info: Mapping[str, Any]) -> list[str]:
     name = encoder_info.get("name")
     key: tuple[str, ...]
     if name == "adapted" and options.get("adapter"):
-        path, key = Path(options["adapter"]) / "adapter.json", ("info", "fitted_ids")
+        path, key = Path(options["adapter"]) / "adapter.json", ("info", FITTED_IDS)
     elif name == "finetuned" and options.get("model"):
-        path, key = Path(options["model"]) / "encoder.json", ("fitted_ids",)
+        path, key = Path(options["model"]) / "encoder.json", (FITTED_IDS,)
     else:
         return []
     try:

@@ -28,8 +28,6 @@ FORMAT = "visrec-adapter"
 SCHEMA_VERSION = 1
 WEIGHTS = "adapter.safetensors"
 CONFIG = "adapter.json"
-FITTED_IDS = "fitted_ids"
-"""Key of ``Adapter.info``: ids of the index items the heads were trained (or validated) on."""
 
 
 @dataclass

@@ -66,21 +66,6 @@ def finetune_encoder(index_path: str | Path, out: str | Path, cfg: TailConfig, s
     }
 
 
-def fitted_ids(encoder: Any) -> list[str]:
-    """Ids of the index items a fine-tuned encoder was trained or validated on (its ``encoder.json``), else []."""
-    import json
-
-    from visrec.train.tail import INFO_FILE
-
-    model = getattr(encoder, "model", None)
-    if model is None:
-        return []
-    try:
-        return [str(i) for i in json.loads((Path(model) / INFO_FILE).read_text()).get("fitted_ids", [])]
-    except (TypeError, OSError, ValueError, AttributeError):
-        return []
-
-
 def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibrate: bool = True) -> dict[str, Any]:
     """Write ``out``: every item of the index at ``index_path`` re-embedded from its file with ``encoder`` (ids,
     labels and metadata kept; prototypes and calibration recomputed, held out on the items a fine-tuned
@@ -88,7 +73,7 @@ def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibr
     untouched."""
     from visrec.index import Index
     from visrec.index.derived import _derived_files
-    from visrec.index.fitted import held_out_ids
+    from visrec.index.fitted import held_out_ids, recorded_fitted_ids
     from visrec.index.folder import IndexFolder
     from visrec.index.pipeline import IndexConfig, IndexingReport
     from visrec.index.writer import _writer
@@ -112,7 +97,7 @@ def reencode_index(index_path: str | Path, encoder: Any, out: str | Path, calibr
         joint.add(ids, np.asarray(emb.joint, np.float32), [{"path": m["path"]} for m in metas])
     report = IndexingReport(path=str(out))
     labels = [m.get("labels") or () for m in metas]
-    queries = held_out_ids(ids, labels, fitted_ids(encoder)) if calibrate else None
+    queries = held_out_ids(ids, labels, recorded_fitted_ids(encoder.describe())) if calibrate else None
     files = _derived_files(store, joint, IndexConfig(store=backend, calibrate=calibrate), report, query_ids=queries)
     extra = {k: v for k, v in src.folder.manifest.extra.items() if k == "dataset_root"}
     extra["reencoded_from"] = str(Path(index_path).resolve())

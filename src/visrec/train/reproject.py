@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from visrec.errors import BadInput
-from visrec.train.adapter import FITTED_IDS, Adapter, encoder_entry
+from visrec.index.fitted import FITTED_IDS
+from visrec.train.adapter import Adapter, encoder_entry
 
 
 def _joint_vectors(index: Any, ids: list[str]) -> np.ndarray | None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from visrec.train.adapter import FITTED_IDS, Adapter
+from visrec.index.fitted import FITTED_IDS
+from visrec.train.adapter import Adapter
 from visrec.train.data import AUTO, EmbeddingSplit, load_split
 from visrec.train.evaluate import classification, embedding_figures
 from visrec.train.heads import HeadSpec, build_head

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from visrec.errors import BadInput
+from visrec.index.fitted import FITTED_IDS
 from visrec.train.backbone import autocast_for
 from visrec.train.guard import CollapseGuard, GuardConfig, measure
 from visrec.train.loop import EarlyStopping, balanced_batches, resolve_device, seeded
@@ -282,6 +283,6 @@ def save_backbone(graph: Any, encoder: Any, folder: str | Path, result: TailResu
     info = encoder.describe()
     meta = {"base": encoder.name, "base_fingerprint": encoder.fingerprint, "options": info["options"],
             "config": {k: v for k, v in asdict(cfg).items() if k != "guard"}, "training": result.to_dict(),
-            "fitted_ids": [str(i) for i in fitted_ids]}  # fmt: skip
+            FITTED_IDS: [str(i) for i in fitted_ids]}  # fmt: skip
     (out / INFO_FILE).write_text(json.dumps(meta, indent=1))
     return out
