@@ -19,6 +19,7 @@ from visrec.classify.decision import LOW_SCORE, NOVEL, OpenSetDecision
 from visrec.classify.knn import KnnClassifier
 from visrec.classify.linear import LinearClassifier, left_out_predictions
 from visrec.classify.loo import Classifier, LooData, chunked_left_out, sample_queries
+from visrec.classify.loo_whitened import cosine_fallback, whitened_left_out
 from visrec.classify.prototype import PrototypeClassifier
 from visrec.classify.target import NOVEL_IMAGES, target_verdict
 from visrec.classify.thresholds import ConfidenceMap, fit_confidence, per_class_thresholds
@@ -362,7 +363,9 @@ def calibrate_leave_one_group_out(
     ``options.simulate_unknown``, once more without its whole class (a simulated unknown). With
     ``options.novelty`` (kNN and prototype), the result holds an open-set decision whose novelty scores come
     from leave-classes-out folds (:mod:`visrec.classify.openset_fit`). ``classifier`` defaults to
-    ``KnnClassifier()``; zero-shot and blend classifiers also need ``joint`` ``(n, dj)`` vectors. ``queries``:
+    ``KnnClassifier()``; a whitened kNN is scored with the whitening refitted per fold
+    (:mod:`visrec.classify.loo_whitened`), or with plain cosines (stored in its params) where the labels cannot
+    fit one; zero-shot and blend classifiers also need ``joint`` ``(n, dj)`` vectors. ``queries``:
     optional ``(n,)`` bool mask of the items that may be held-out queries (the others still serve as neighbours
     and fit the per-fold models): vectors a head or backbone was trained on sit unusually close to their class,
     so an adapted index is calibrated on the items its training never saw, as new images will be.
@@ -387,7 +390,12 @@ def calibrate_leave_one_group_out(
         known, simulated, clf = left_out_predictions(clf, data.vectors, data.labels, data.gid, rows, opts.seed)
         if opts.simulate_unknown and opts.unknown_weight > 0:
             unknown = simulated
+    elif isinstance(clf, KnnClassifier) and cosine_fallback(clf, data).whitened:
+        known = whitened_left_out(clf, data, rows, False, opts.seed)  # the whitening refitted per fold
+        if opts.simulate_unknown and opts.unknown_weight > 0:
+            unknown = whitened_left_out(clf, data, rows, True, opts.seed)
     else:
+        clf = cosine_fallback(clf, data) if isinstance(clf, KnnClassifier) else clf
         known = chunked_left_out(clf, data, rows, False, opts.chunk_size)
         if opts.simulate_unknown and opts.unknown_weight > 0:
             unknown = chunked_left_out(clf, data, rows, True, opts.chunk_size)

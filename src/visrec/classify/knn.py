@@ -28,6 +28,11 @@ from visrec.errors import BadInput, DimensionMismatch
 from visrec.types import Prediction
 
 KNN_SCORES = ("vote_similarity", "vote", "similarity")
+KNN_METRICS = ("whitened", "cosine")
+"""Where neighbours are found: ``"whitened"``, cosines after the within-class whitening an index fits on its
+labeled items (:mod:`visrec.classify.whitening`; neighbours among the labeled items), or ``"cosine"``, plain
+cosines of the stored vectors."""
+DEFAULT_METRIC = "whitened"
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,15 @@ class KnnConfig:
 
     ``k``: neighbours to ask the store for; ``temperature``: softmax temperature ``T`` of the vote weights
     (small = the nearest neighbour dominates, large = plain counting); ``score``: one of ``KNN_SCORES``;
-    ``top_k``: classes listed in ``Prediction.top_k``.
+    ``top_k``: classes listed in ``Prediction.top_k``; ``metric``: one of ``KNN_METRICS`` (the similarities
+    ``s_j`` are cosines in that space).
     """
 
     k: int = 10
     temperature: float = 0.05
     score: str = "vote_similarity"
     top_k: int = 5
+    metric: str = DEFAULT_METRIC
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -53,6 +60,8 @@ class KnnConfig:
             raise BadInput(f"unknown kNN score {self.score!r}; expected one of {', '.join(KNN_SCORES)}")
         if self.top_k < 1:
             raise BadInput(f"top_k must be >= 1, got {self.top_k}")
+        if self.metric not in KNN_METRICS:
+            raise BadInput(f"unknown kNN metric {self.metric!r}; expected one of {', '.join(KNN_METRICS)}")
 
 
 class KnnClassifier:
@@ -60,8 +69,15 @@ class KnnClassifier:
 
     mode = "knn"
 
-    def __init__(self, k: int = 10, temperature: float = 0.05, score: str = "vote_similarity", top_k: int = 5) -> None:
-        self.config = KnnConfig(k=k, temperature=temperature, score=score, top_k=top_k)
+    def __init__(
+        self,
+        k: int = 10,
+        temperature: float = 0.05,
+        score: str = "vote_similarity",
+        top_k: int = 5,
+        metric: str = DEFAULT_METRIC,
+    ) -> None:
+        self.config = KnnConfig(k=k, temperature=temperature, score=score, top_k=top_k, metric=metric)
 
     @classmethod
     def from_config(cls, config: KnnConfig) -> KnnClassifier:
@@ -72,6 +88,11 @@ class KnnClassifier:
     def k(self) -> int:
         """Neighbours to ask the store for."""
         return self.config.k
+
+    @property
+    def whitened(self) -> bool:
+        """Whether neighbours are found in the index's whitened space (``metric="whitened"``)."""
+        return self.config.metric == "whitened"
 
     def params(self) -> dict[str, Any]:
         """JSON-serialisable options (stored with a calibration so that it is applied to the same scores)."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from visrec.errors import BadInput
 from visrec.index.folder import IndexFolder
+from visrec.index.metric import whitening_files
 from visrec.index.pipeline import IndexConfig, IndexingReport
 from visrec.index.snapshot import LINEAR_HEAD
 from visrec.npyio import load_npy
@@ -165,7 +166,8 @@ def _derived_files(
     delta: Delta | None = None,
     query_ids: frozenset[str] | None = None,
 ) -> dict[str, bytes]:
-    """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items;
+    """Prototypes, the whitened kNN metric (:mod:`visrec.index.metric`, fitted afresh on every commit) and (when
+    there are enough labels) the leave-one-group-out calibration of the new items;
     the calibration of ``previous``'s current generation is kept while it is recent enough
     (:data:`RECALIBRATE_FRACTION`). With ``delta`` (what changed since ``previous``), prototypes are updated
     from the previous class sums and nothing is exported unless the calibration is fitted again. ``query_ids``:
@@ -178,11 +180,13 @@ def _derived_files(
     state, exported = _class_state(store, previous, delta)
     classes, labeled = state[0], state[3]
     files = _prototype_files(state)
+    exported = exported if exported is not None else _export_labeled(store)
+    files.update(whitening_files(exported[0], exported[1], exported[2]))  # refitted whenever the items change
     carried = _carry_calibration(previous, report, classes) if cfg.calibrate and previous is not None else None
     if carried is not None:
         files.update(carried)
     elif cfg.calibrate and labeled >= MIN_LABELED_FOR_CALIBRATION and len(classes) >= 2:
-        ids, vecs, labels, hashes = exported if exported is not None else _export_labeled(store)
+        ids, vecs, labels, hashes = exported
         queries = None if query_ids is None else np.array([i in query_ids for i in ids], bool)
         n_classes = len(classes)
         # With two classes, removing one leaves a single class that wins every simulated-unknown query: too

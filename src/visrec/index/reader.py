@@ -268,6 +268,10 @@ class Index:
         """Class mean vectors ``(c, dim)`` and their class names, as saved at build time."""
         return self.snapshot().prototypes()
 
+    def whitened_gallery(self) -> Any:
+        """The labeled items in the whitened kNN space of the current generation (:mod:`visrec.index.metric`)."""
+        return self.snapshot().whitened_gallery()
+
     def calibration_data(self) -> dict[str, Any]:
         """The stored calibrations, by mode (empty when never calibrated)."""
         return self.snapshot().calibration_data()
@@ -309,6 +313,10 @@ class Index:
             return s.classifiers[key]
         cal = self.calibration(mode, s)
         params = dict(cal.params) if cal is not None else {}
+        if mode == "knn":
+            from visrec.index.recognize import knn_metric
+
+            params.setdefault("metric", knn_metric(cal is not None, s.has_whitening))
         if k is not None and mode == "knn":
             params["k"] = k
         clf = make_classifier(s, mode, params, classes)
