@@ -28,11 +28,14 @@ from visrec.errors import BadInput, DimensionMismatch
 from visrec.types import Prediction
 
 KNN_SCORES = ("vote_similarity", "vote", "similarity")
-KNN_METRICS = ("whitened", "cosine")
-"""Where neighbours are found: ``"whitened"``, cosines after the within-class whitening an index fits on its
-labeled items (:mod:`visrec.classify.whitening`; neighbours among the labeled items), or ``"cosine"``, plain
-cosines of the stored vectors."""
+KNN_METRICS = ("cosine", "whitened")
+"""Where neighbours are found: ``"cosine"``, plain cosines of the vectors, or ``"whitened"``, cosines after the
+within-class whitening an index fits on its labeled items (:mod:`visrec.classify.whitening`; neighbours among the
+labeled items). The classifier itself only votes over the neighbours it is given; the metric tells an index (and
+its calibration, :mod:`visrec.classify.loo_whitened`) where to find them."""
 DEFAULT_METRIC = "whitened"
+"""The metric of an index's kNN unless its calibration says otherwise (chosen on the train splits of the three dev
+sets, leave-one-group-out: ``benchmarks/whitened_knn.py``)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class KnnConfig:
     temperature: float = 0.05
     score: str = "vote_similarity"
     top_k: int = 5
-    metric: str = DEFAULT_METRIC
+    metric: str = "cosine"
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -75,7 +78,7 @@ class KnnClassifier:
         temperature: float = 0.05,
         score: str = "vote_similarity",
         top_k: int = 5,
-        metric: str = DEFAULT_METRIC,
+        metric: str = "cosine",
     ) -> None:
         self.config = KnnConfig(k=k, temperature=temperature, score=score, top_k=top_k, metric=metric)
 

@@ -175,12 +175,14 @@ def predict(index: OpenedIndex, clf: Classifier, emb: Embeddings, mode: str) -> 
 
 def make_classifier_from_params(mode: str, params: dict[str, Any]) -> Classifier:
     """A kNN, prototype or linear classifier from stored options, for calibration on the index's own vectors
-    (the prototype classifier is fitted there, per left-out group; the linear one per fold)."""
+    (the prototype classifier is fitted there, per left-out group; the linear one per fold; kNN on the index's
+    default metric unless the options name one)."""
     from visrec.classify import KnnClassifier, LinearClassifier, PrototypeClassifier
+    from visrec.classify.knn import DEFAULT_METRIC
 
     opts = {k: v for k, v in params.items() if k != "mode"}
     if mode == "knn":
-        return KnnClassifier(**opts)
+        return KnnClassifier(**{"metric": DEFAULT_METRIC, **opts})
     if mode == "linear":
         return LinearClassifier(**opts)
     if mode == "prototype":
