@@ -50,7 +50,7 @@ def test_the_stored_whitening_round_trips_and_knn_searches_with_it(index: Path) 
     fresh = fit_within_class_whitening(vecs, [t[0] for t in labels])
     stored = load_npz(idx.gen / WHITENING_ARRAYS)
     assert stored["basis"].dtype == np.float32 and stored["basis"].shape == fresh.basis.shape
-    np.testing.assert_allclose(fresh.transform(vecs), idx.whitened_gallery().vectors, atol=1e-4)
+    np.testing.assert_allclose(fresh.transform(vecs), idx.snapshot().whitened_gallery().vectors, atol=1e-4)
     assert idx.calibration("knn").params["metric"] == "whitened"
     # an uncalibrated kNN answer is the vote over the nearest items in the whitened space
     q = _queries(idx)

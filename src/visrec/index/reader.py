@@ -25,7 +25,7 @@ from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.index import text_search
 from visrec.index.folder import IndexFolder
-from visrec.index.recognize import AUTO, MODES  # noqa: F401  (re-exported)
+from visrec.index.recognize import AUTO, MODES, knn_metric  # noqa: F401  (re-exported)
 from visrec.index.rerank import rerank_search
 from visrec.index.snapshot import Snapshot, manifest_signature
 from visrec.index.text_search import TextSearchResult
@@ -268,10 +268,6 @@ class Index:
         """Class mean vectors ``(c, dim)`` and their class names, as saved at build time."""
         return self.snapshot().prototypes()
 
-    def whitened_gallery(self) -> Any:
-        """The labeled items in the whitened kNN space of the current generation (:mod:`visrec.index.metric`)."""
-        return self.snapshot().whitened_gallery()
-
     def calibration_data(self) -> dict[str, Any]:
         """The stored calibrations, by mode (empty when never calibrated)."""
         return self.snapshot().calibration_data()
@@ -313,12 +309,9 @@ class Index:
             return s.classifiers[key]
         cal = self.calibration(mode, s)
         params = dict(cal.params) if cal is not None else {}
-        if mode == "knn":
-            from visrec.index.recognize import knn_metric
-
+        if mode == "knn":  # a calibration stores its metric; one from before the option was fitted on cosines
             params.setdefault("metric", knn_metric(cal is not None, s.has_whitening))
-        if k is not None and mode == "knn":
-            params["k"] = k
+            params.update({} if k is None else {"k": k})
         clf = make_classifier(s, mode, params, classes)
         s.classifiers[key] = clf  # zero-shot/blend classifiers hold encoded prompts: build them once
         return clf
