@@ -19,7 +19,7 @@ from visrec.classify.decision import LOW_SCORE, NOVEL, OpenSetDecision
 from visrec.classify.knn import KnnClassifier
 from visrec.classify.linear import LinearClassifier, left_out_predictions
 from visrec.classify.loo import Classifier, LooData, chunked_left_out, sample_queries
-from visrec.classify.loo_whitened import cosine_fallback, whitened_left_out
+from visrec.classify.loo_whitened import knn_left_out
 from visrec.classify.prototype import PrototypeClassifier
 from visrec.classify.target import NOVEL_IMAGES, target_verdict
 from visrec.classify.thresholds import ConfidenceMap, fit_confidence, per_class_thresholds
@@ -389,12 +389,10 @@ def calibrate_leave_one_group_out(
         known, simulated, clf = left_out_predictions(clf, data.vectors, data.labels, data.gid, rows, opts.seed)
         if opts.simulate_unknown and opts.unknown_weight > 0:
             unknown = simulated
-    elif isinstance(clf, KnnClassifier) and cosine_fallback(clf, data).whitened:
-        known = whitened_left_out(clf, data, rows, False, opts.seed)  # the whitening refitted per fold
-        if opts.simulate_unknown and opts.unknown_weight > 0:
-            unknown = whitened_left_out(clf, data, rows, True, opts.seed)
+    elif isinstance(clf, KnnClassifier):
+        simulate = opts.simulate_unknown and opts.unknown_weight > 0
+        known, unknown, clf = knn_left_out(clf, data, rows, simulate, opts.seed, opts.chunk_size)
     else:
-        clf = cosine_fallback(clf, data) if isinstance(clf, KnnClassifier) else clf
         known = chunked_left_out(clf, data, rows, False, opts.chunk_size)
         if opts.simulate_unknown and opts.unknown_weight > 0:
             unknown = chunked_left_out(clf, data, rows, True, opts.chunk_size)

@@ -26,7 +26,7 @@ import numpy as np
 
 from visrec.classify.knn import KnnClassifier
 from visrec.classify.linear import group_folds
-from visrec.classify.loo import _CELLS_PER_CHUNK, LooData, top_neighbours
+from visrec.classify.loo import _CELLS_PER_CHUNK, LooData, chunked_left_out, top_neighbours
 from visrec.classify.whitening import WithinClassWhitening, fit_within_class_whitening, whitening_skip_reason
 from visrec.types import Prediction
 
@@ -40,6 +40,19 @@ def cosine_fallback(clf: KnnClassifier, data: LooData) -> KnnClassifier:
     if clf.whitened and whitening_skip_reason(data.labels) is not None:
         return KnnClassifier.from_config(replace(clf.config, metric="cosine"))
     return clf
+
+
+def knn_left_out(
+    clf: KnnClassifier, data: LooData, rows: np.ndarray, simulate: bool, seed: int, chunk_size: int
+) -> tuple[list[Prediction], list[Prediction], KnnClassifier]:
+    """``(known, simulated unknowns, classifier)``: held-out kNN predictions of ``rows`` in the classifier's metric
+    (cosine where whitening cannot be fitted: the returned classifier says which); no unknowns unless ``simulate``."""
+    clf = cosine_fallback(clf, data)
+    if not clf.whitened:
+        unknown = chunked_left_out(clf, data, rows, True, chunk_size) if simulate else []
+        return chunked_left_out(clf, data, rows, False, chunk_size), unknown, clf
+    unknown = whitened_left_out(clf, data, rows, True, seed) if simulate else []
+    return whitened_left_out(clf, data, rows, False, seed), unknown, clf
 
 
 def whitened_left_out(
