@@ -1,8 +1,9 @@
 """The default scene rule follows each index's own score scale.
 
 An index of busy images (random blocks with a faint class tint) gives its own held-out images raw kNN scores of
-about 0.6-0.85 (0.65-0.8 with cosines before the whitened kNN metric), so a raw floor of 0.8 (the former default) names almost none of the objects of a scene; the default rule
-(the index's open-set confidence, plus a raw minimum taken from its own held-out scores) names them. And on a
+about 0.6-0.85 (0.65-0.8 with cosines before the whitened kNN metric), so a raw floor of 0.8 (the former
+default) names almost none of the objects of a scene; the default rule (the index's open-set confidence, plus a
+raw minimum taken from its own held-out scores) names them. And on a
 small, clean index, whose held-out known and novel images lie far apart, the default still names plainly visible
 known patches, and leaves the empty background alone.
 """
