@@ -16,6 +16,9 @@ every labeled item is predicted by the default kNN vote without its near-duplica
 It prints top-1 per index, the mean over the indexes and the time of each column side by side (ratio to cosine).
 ``--calibration`` also times the whole kNN calibration as ``visrec index`` runs it (open-set decision, simulated
 unknowns, 3000 sampled queries) with each metric side by side, and prints its held-out coverage at 95 %.
+``--latency`` times raw kNN answers from stored vectors (``visrec.index.recognize.predict``, one query per call,
+200 calls, p50) per metric side by side, and the first whitened call of an opened generation (it whitens the
+labeled gallery).
 The default metric (:data:`visrec.classify.knn.DEFAULT_METRIC`) was chosen on the mean of the first two columns
 over the train splits of naruto_roboflow, cifar10_subset and caltech101_dev.
 """
@@ -89,11 +92,42 @@ def calibration_cost(path: Path) -> None:
     print(f"| {path.name} | kNN calibration: {text} |")
 
 
+def latency(path: Path, calls: int = 200) -> None:
+    from visrec.index.recognize import predict
+    from visrec.types import Embeddings
+
+    snap = Index(path).snapshot()
+    ids = snap.store.ids()[:calls]
+    vecs = snap.store.get(ids)[0]
+    fp = snap.encoder_info["fingerprint"]
+    t0 = time.perf_counter()
+    snap.whitened_gallery()
+    first = time.perf_counter() - t0
+    cells = []
+    for metric in ("cosine", "whitened"):
+        clf = KnnClassifier(metric=metric)
+        times = []
+        for i in range(len(ids)):
+            emb = Embeddings(vecs[i : i + 1], (ids[i],), fp)
+            t0 = time.perf_counter()
+            predict(snap, clf, emb, "knn")
+            times.append(time.perf_counter() - t0)
+        cells.append((metric, 1000 * float(np.median(times))))
+    base = cells[0][1]
+    text = ", ".join(f"{m} p50 {t:.2f} ms ({t / base:.1f}x)" for m, t in cells)
+    print(f"| {path.name} | one kNN answer: {text}; whitening the gallery on first use {first:.2f} s |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("indexes", nargs="+", type=Path)
     ap.add_argument("--calibration", action="store_true", help="also time the whole kNN calibration per metric")
+    ap.add_argument("--latency", action="store_true", help="only time one raw kNN answer per metric")
     args = ap.parse_args()
+    if args.latency:
+        for p in args.indexes:
+            latency(p)
+        return
     if args.calibration:
         for p in args.indexes:
             calibration_cost(p)
