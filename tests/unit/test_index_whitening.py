@@ -114,3 +114,29 @@ def test_labels_without_within_class_variation_skip_the_fit_with_the_reason(tmp_
 def _embeddings(idx: Index) -> Embeddings:
     q = _queries(idx)
     return Embeddings(q, tuple(f"q{i}" for i in range(len(q))), idx.encoder_info["fingerprint"])
+
+
+def test_a_commit_that_changes_no_labeled_item_keeps_the_fit_and_one_that_does_refits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import visrec.index.derived as derived
+
+    fits: list[int] = []
+    real = derived.whitening_files
+    monkeypatch.setattr(derived, "whitening_files", lambda *a: fits.append(1) or real(*a))
+    paths = make_labeled_tree(tmp_path / "data", ("amber", "blue", "coral", "dune"), per_class=6, size=32)
+    rows = [(str(p.relative_to(tmp_path / "data")), c) for c, ps in paths.items() for p in ps]
+    manifest = tmp_path / "data" / "m.csv"
+
+    def commit(chosen: list[tuple[str, str]]) -> Path:
+        manifest.write_text("path,label\n" + "".join(f"{p},{lab}\n" for p, lab in chosen))
+        build_index(load_dataset(manifest), tmp_path / "idx.vrx", create_encoder("fake"), IndexConfig())
+        return Index(tmp_path / "idx.vrx").gen
+
+    first = commit(rows[:18])
+    before = {n: (first / n).read_bytes() for n in (WHITENING_JSON, WHITENING_ARRAYS)}
+    unlabeled = commit([*rows[:18], (rows[18][0], "")])  # one more item, without a label: no refit
+    assert unlabeled != first and {n: (unlabeled / n).read_bytes() for n in before} == before and len(fits) == 1
+    assert Index(tmp_path / "idx.vrx").classify(_embeddings(Index(tmp_path / "idx.vrx")), "knn")[0].mode == "knn"
+    labeled = commit([*rows[:18], (rows[18][0], ""), rows[19]])  # and one labeled item
+    assert json.loads((labeled / WHITENING_JSON).read_text())["fitted_items"] == 19 and len(fits) == 2
