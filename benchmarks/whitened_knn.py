@@ -18,7 +18,9 @@ It prints top-1 per index, the mean over the indexes and the time of each column
 unknowns, 3000 sampled queries) with each metric side by side, and prints its held-out coverage at 95 %.
 ``--latency`` times raw kNN answers from stored vectors (``visrec.index.recognize.predict``, one query per call,
 200 calls, p50) per metric side by side, and the first whitened call of an opened generation (it whitens the
-labeled gallery).
+labeled gallery). ``--fit-cost N D`` times what a commit that changes a labeled item adds: the whitening files of N
+synthetic unit vectors of D dimensions in 100 classes (:func:`visrec.index.metric.whitening_files`: the fit and the
+digest of the items), best of 3.
 The default metric (:data:`visrec.classify.knn.DEFAULT_METRIC`) was chosen on the mean of the first two columns
 over the train splits of naruto_roboflow, cifar10_subset and caltech101_dev.
 """
@@ -118,12 +120,30 @@ def latency(path: Path, calls: int = 200) -> None:
     print(f"| {path.name} | one kNN answer: {text}; whitening the gallery on first use {first:.2f} s |")
 
 
+def fit_cost(n: int, d: int) -> None:
+    from visrec.index.metric import whitening_files
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(n, d)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids, labels = [f"i{i}" for i in range(n)], [(f"c{i % 100}",) for i in range(n)]
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        whitening_files(ids, vecs, labels)
+        times.append(time.perf_counter() - t0)
+    print(f"| whitening files of {n} x {d} | best {min(times):.2f} s of {', '.join(f'{t:.2f}' for t in times)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("indexes", nargs="+", type=Path)
+    ap.add_argument("indexes", nargs="*", type=Path)
+    ap.add_argument("--fit-cost", nargs=2, type=int, metavar=("N", "D"), help="time the whitening files of N x D")
     ap.add_argument("--calibration", action="store_true", help="also time the whole kNN calibration per metric")
     ap.add_argument("--latency", action="store_true", help="only time one raw kNN answer per metric")
     args = ap.parse_args()
+    if args.fit_cost:
+        fit_cost(*args.fit_cost)
     if args.latency:
         for p in args.indexes:
             latency(p)
@@ -131,6 +151,8 @@ def main() -> None:
     if args.calibration:
         for p in args.indexes:
             calibration_cost(p)
+    if not args.indexes:
+        return
     results = {p.name: measure(p) for p in args.indexes}
     names = list(next(iter(results.values())))
     print("| index | " + " | ".join(names) + " |")

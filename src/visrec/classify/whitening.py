@@ -100,9 +100,8 @@ def fit_within_class_whitening(
             f"within-class whitening needs two classes and a class with two items; got {len(classes)} "
             f"class(es), largest {int(counts.max()) if len(counts) else 0}"
         )
-    means = np.zeros((len(classes), x.shape[1]))
-    np.add.at(means, idx, x)
-    means /= counts[:, None]
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    means = np.add.reduceat(x[np.argsort(idx, kind="stable")], starts, axis=0) / counts[:, None]
     w, basis = _scatter_eigen(x - means[idx])
     lam = shrink * float(w.sum()) / x.shape[1]
     keep = w > 1e-12 * max(float(w.max()), 1e-30)
