@@ -52,6 +52,7 @@ def test_the_stored_whitening_round_trips_and_knn_searches_with_it(index: Path) 
     assert stored["basis"].dtype == np.float32 and stored["basis"].shape == fresh.basis.shape
     np.testing.assert_allclose(fresh.transform(vecs), idx.snapshot().whitened_gallery().vectors, atol=1e-4)
     assert idx.calibration("knn").params["metric"] == "whitened"
+    assert idx.info()["knn_metric"] == {"metric": "whitened", "fitted": True, "fitted_items": 18, "rank": info["rank"]}
     # an uncalibrated kNN answer is the vote over the nearest items in the whitened space
     q = _queries(idx)
     got = idx.classify(Embeddings(q, tuple(f"q{i}" for i in range(5)), idx.encoder_info["fingerprint"]), "knn",
@@ -108,6 +109,7 @@ def test_labels_without_within_class_variation_skip_the_fit_with_the_reason(tmp_
     assert info["fitted"] is False and "two single-label items" in info["reason"]
     assert not (idx.gen / WHITENING_ARRAYS).exists()
     assert idx.classifier("knn").config.metric == "cosine"
+    assert idx.info()["knn_metric"] == {"metric": "cosine", "fitted": False, "reason": info["reason"]}
     assert idx.classify(_embeddings(idx), "knn", calibrated=False)[0].candidate in {"amber", "blue", "coral"}
 
 

@@ -187,6 +187,7 @@ class Index:
             "updated": m.updated,
             "calibrated_modes": sorted(cal),
             "calibration": {k: _cal_summary(v) | self._trade_off(k) for k, v in cal.items()},
+            "knn_metric": {"metric": self.classifier("knn", snap=s).config.metric} | _whitening_summary(s.gen),
         }
 
     def _trade_off(self, mode: str) -> dict[str, Any]:
@@ -384,6 +385,13 @@ class Index:
                 raise NotCalibrated(f"{self.path} lacks novelty.npz; recalibrate it: visrec calibrate {self.path}")
             s.novelty = GaussianNovelty.from_arrays(load_npz(p), relative=name == "relative_mahalanobis")
         return s.novelty.score(vectors)
+
+
+def _whitening_summary(gen: Path) -> dict[str, Any]:
+    from visrec.index.metric import whitening_info
+
+    info = whitening_info(gen) or {"fitted": False, "reason": "indexed before the whitened metric existed"}
+    return {k: info[k] for k in ("fitted", "reason", "fitted_items", "rank") if k in info}
 
 
 def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:
