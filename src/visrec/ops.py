@@ -192,16 +192,24 @@ def calibrate(
     modes: Sequence[str],
     target_precision: float = 0.95,
     novelty_prior: float = 0.1,
+    metric: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Calibrate ``modes`` (on a labeled held-out set, or leave-one-group-out on the index) and store them."""
+    """Calibrate ``modes`` (on a labeled held-out set, or leave-one-group-out on the index) and store them, with
+    the whitened kNN metric refitted. ``metric``: the kNN metric to calibrate (default
+    :data:`visrec.classify.knn.DEFAULT_METRIC`; ``cosine`` where the index's labels cannot fit a whitening)."""
     from visrec.classify import CalibrationOptions
     from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index import Index
     from visrec.index.derived import _labels_and_groups, linear_files, novelty_files
+    from visrec.index.metric import whitening_files
     from visrec.index.writer import save_calibration
 
     idx = Index(index_path)
-    _, vecs, labels, _ = _labels_and_groups(idx.store, with_groups=False)  # saving calibrations keeps the vectors
+    ids, vecs, labels, _ = _labels_and_groups(idx.store, with_groups=False)  # saving calibrations keeps the vectors
+    metric_files = whitening_files(ids, vecs, labels)
+    if held_out is not None and "knn" in modes:  # held-out kNN predictions search the refitted whitened space
+        save_calibration(index_path, {}, metric_files)
+        idx = Index(index_path)
     if held_out is not None and "linear" in modes and idx.resolve_mode("auto") != "linear":
         # a held-out calibration scores the stored head: an index that has none gets one fitted first
         head = linear_files(vecs, labels, {"linear": {"params": {"mode": "linear", "penalty": None}}})
@@ -211,14 +219,34 @@ def calibrate(
                               novelty=DEFAULT_NOVELTY, held_out_cache={})  # fmt: skip
     cals = {}
     for mode in modes:
-        cal = _held_out(idx, held_out, where, mode, opts) if held_out else _loo(idx, mode, opts)
+        clf = _calibrated_classifier(idx, mode, held_out is None, metric)
+        cal = _held_out(idx, held_out, where, clf, opts) if held_out else _loo(idx, clf, opts)
         cals[mode] = cal.to_dict()
-    save_calibration(index_path, cals, {**novelty_files(vecs, labels, cals), **linear_files(vecs, labels, cals)})
+    derived = {**novelty_files(vecs, labels, cals), **linear_files(vecs, labels, cals), **metric_files}
+    save_calibration(index_path, cals, derived)
     return cals
 
 
-def _held_out(idx: Any, held_out: Path, where: str | None, mode: str, opts: Any) -> Any:
+def _calibrated_classifier(idx: Any, mode: str, on_index: bool, metric: str | None) -> Any:
+    """The classifier a calibration of ``mode`` scores: the index's, with kNN on ``metric`` (default
+    :data:`~visrec.classify.knn.DEFAULT_METRIC`; cosine where no whitening is fitted) and, on the index itself, a
+    linear probe fitted afresh (its penalty chosen on the folds), not read from a head that may be stale."""
+    from visrec.classify.knn import DEFAULT_METRIC
+    from visrec.index.recognize import make_classifier_from_params
+
+    if mode == "linear" and on_index:
+        return make_classifier_from_params("linear", {})
+    if mode != "knn":
+        return idx.classifier(mode)
+    chosen = metric or DEFAULT_METRIC
+    if chosen == "whitened" and not on_index and not idx.snapshot().has_whitening:
+        chosen = "cosine"  # the leave-one-group-out calibration falls back by itself (cosine_fallback)
+    return make_classifier_from_params("knn", {**idx.classifier("knn").params(), "metric": chosen})
+
+
+def _held_out(idx: Any, held_out: Path, where: str | None, clf: Any, opts: Any) -> Any:
     from visrec.classify import calibrate_held_out
+    from visrec.index.recognize import predict
 
     ds = open_dataset(held_out, None, where)
     labeled = [r for r in ds.records if r.labels]
@@ -226,8 +254,7 @@ def _held_out(idx: Any, held_out: Path, where: str | None, mode: str, opts: Any)
         raise EmptyDataset(f"{held_out}: calibration needs labeled images; none found")
     files = [ds.abspath(r) for r in labeled]
     emb, kept, _ = encode_files(idx, files)
-    clf = idx.classifier(mode)
-    preds = idx.classify(emb, mode, calibrated=False)
+    preds = predict(idx.snapshot(), clf, emb, clf.mode)
     known = set(idx.labels())
     truths = [labeled[i].labels for i in kept]
     is_known = [bool(set(t) & known) for t in truths]
@@ -240,20 +267,17 @@ def _held_out(idx: Any, held_out: Path, where: str | None, mode: str, opts: Any)
     )
 
 
-def _loo(idx: Any, mode: str, opts: Any) -> Any:
+def _loo(idx: Any, clf: Any, opts: Any) -> Any:
     from visrec.classify import ZeroShotClassifier, calibrate_leave_one_group_out
     from visrec.index.derived import _labels_and_groups
     from visrec.index.fitted import held_out_ids, recorded_fitted_ids
-    from visrec.index.recognize import make_classifier_from_params
 
     ids, vecs, labels, groups = _labels_and_groups(idx.store)
     joint = None
-    if mode in ("zeroshot", "blend"):
+    if clf.mode in ("zeroshot", "blend"):
         if idx.joint is None:
-            raise BadInput(f"mode {mode!r} needs an encoder with a text side")
+            raise BadInput(f"mode {clf.mode!r} needs an encoder with a text side")
         joint = np.asarray(idx.joint.get(ids)[0], np.float32)
-    # a linear probe is fitted afresh (its penalty chosen on the folds), not read from a head that may be stale
-    clf = make_classifier_from_params("linear", {}) if mode == "linear" else idx.classifier(mode)
     if isinstance(clf, ZeroShotClassifier) and clf.concepts is not None:
         clf = clf.joint_only()  # the index keeps joint vectors, not ImageNet logits: calibrate what it can score
     # an adapted or fine-tuned encoder's own training items would look easier than new images: hold out the others

@@ -264,6 +264,9 @@ def info(d: dict[str, Any]) -> None:
     if d["unlabeled"]:
         t.add_row("(unlabeled)", str(d["unlabeled"]))
     out.print(t)
+    km = d.get("knn_metric") or {}
+    fit = f"fitted on {km.get('fitted_items')} items, rank {km.get('rank')}" if km.get("fitted") else km.get("reason")
+    out.print(f"kNN metric: {km.get('metric')} (whitening {fit})")
     for mode, c in d["calibration"].items():
         met = "met" if c.get("target_met") else "NOT met"
         out.print(

@@ -114,3 +114,27 @@ def test_eval_on_naruto_grouped_split(tmp_path: Path) -> None:
     out = json.loads(res.stdout)
     assert out["split"]["train"] == 306 and out["split"]["test"] == 85
     assert (tmp_path / "report.html").stat().st_size > 10_000 and (tmp_path / "eval.json").is_file()
+
+
+def test_knn_eval_searches_the_index_whitened_metric_and_calibrate_can_choose_cosine(
+    manifest: Path, tmp_path: Path
+) -> None:
+    from visrec.index import Index
+
+    idx = tmp_path / "train.vrx"
+    cli("index", str(manifest), "--out", str(idx), "--encoder", "fake", "--where", 'split == "train"',
+        "--json", module="visrec.cli")  # fmt: skip
+    gen = Index(idx).gen
+    assert json.loads((gen / "calibration.json").read_text())["knn"]["params"]["metric"] == "whitened"
+    args = ("eval", str(idx), "--data", str(manifest), "--split-field", "split", "--train", "train", "-m", "knn",
+            "--no-plots", "--out", str(tmp_path / "r"), "--json")  # fmt: skip
+    assert json.loads(cli(*args).stdout)["encoders"][0]["queries"] == 7
+    (gen / "whitening.npz").unlink()  # eval's kNN needs the stored whitening, and says how to restore it
+    bad = cli(*args, ok=False)
+    assert bad.returncode == 3 and "visrec calibrate" in bad.stderr
+    cli("calibrate", str(idx), "--modes", "knn", module="visrec.cli")
+    assert json.loads(cli(*args).stdout)["encoders"][0]["queries"] == 7
+    cli("calibrate", str(idx), "--modes", "knn", "--metric", "cosine", module="visrec.cli")
+    assert Index(idx).calibration("knn").params["metric"] == "cosine"
+    bad = cli("calibrate", str(idx), "--metric", "euclid", module="visrec.cli", ok=False)
+    assert bad.returncode == 2 and "--metric" in bad.stderr

@@ -1,8 +1,9 @@
 """The default scene rule follows each index's own score scale.
 
 An index of busy images (random blocks with a faint class tint) gives its own held-out images raw kNN scores of
-about 0.65-0.8, so a raw floor of 0.8 (the former default) names almost none of the objects of a scene; the default rule
-(the index's open-set confidence, plus a raw minimum taken from its own held-out scores) names them. And on a
+about 0.6-0.85 (0.65-0.8 with cosines before the whitened kNN metric), so a raw floor of 0.8 (the former
+default) names almost none of the objects of a scene; the default rule (the index's open-set confidence, plus a
+raw minimum taken from its own held-out scores) names them. And on a
 small, clean index, whose held-out known and novel images lie far apart, the default still names plainly visible
 known patches, and leaves the empty background alone.
 """
@@ -56,7 +57,7 @@ def low_scale(tmp_path_factory: pytest.TempPathFactory) -> tuple[Index, CocoScen
 def test_default_names_objects_of_an_index_whose_scores_run_low(low_scale) -> None:
     index, scene, image = low_scale
     known = index.calibration("knn").decision.known
-    assert np.quantile(known.score[known.correct], 0.95) < 0.85  # the index's own images score low
+    assert np.quantile(known.score[known.correct], 0.95) < 0.9  # the index's own images score low
     classes = sorted(index.labels())
     old = SceneAnalyzer(index, config=SceneConfig(accept="absolute", floor=0.8)).analyze(image)
     assert score_results([scene], [old], classes).metrics["correct_recall"] <= 0.2  # the former default: 1 of 6

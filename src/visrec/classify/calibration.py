@@ -19,6 +19,7 @@ from visrec.classify.decision import LOW_SCORE, NOVEL, OpenSetDecision
 from visrec.classify.knn import KnnClassifier
 from visrec.classify.linear import LinearClassifier, left_out_predictions
 from visrec.classify.loo import Classifier, LooData, chunked_left_out, sample_queries
+from visrec.classify.loo_whitened import knn_left_out
 from visrec.classify.prototype import PrototypeClassifier
 from visrec.classify.target import NOVEL_IMAGES, target_verdict
 from visrec.classify.thresholds import ConfidenceMap, fit_confidence, per_class_thresholds
@@ -362,10 +363,11 @@ def calibrate_leave_one_group_out(
     ``options.simulate_unknown``, once more without its whole class (a simulated unknown). With
     ``options.novelty`` (kNN and prototype), the result holds an open-set decision whose novelty scores come
     from leave-classes-out folds (:mod:`visrec.classify.openset_fit`). ``classifier`` defaults to
-    ``KnnClassifier()``; zero-shot and blend classifiers also need ``joint`` ``(n, dj)`` vectors. ``queries``:
-    optional ``(n,)`` bool mask of the items that may be held-out queries (the others still serve as neighbours
-    and fit the per-fold models): vectors a head or backbone was trained on sit unusually close to their class,
-    so an adapted index is calibrated on the items its training never saw, as new images will be.
+    ``KnnClassifier()`` (a whitened one: :mod:`visrec.classify.loo_whitened`); zero-shot and blend classifiers
+    also need ``joint`` ``(n, dj)`` vectors. ``queries``: optional ``(n,)`` bool mask of the items that may be
+    held-out queries (the others still serve as neighbours and fit the per-fold models): vectors a head or backbone
+    was trained on sit unusually close to their class, so an adapted index is calibrated on the items its training
+    never saw, as new images will be.
     """
     clf: Classifier = classifier if classifier is not None else KnnClassifier()
     opts = options or CalibrationOptions()
@@ -387,6 +389,9 @@ def calibrate_leave_one_group_out(
         known, simulated, clf = left_out_predictions(clf, data.vectors, data.labels, data.gid, rows, opts.seed)
         if opts.simulate_unknown and opts.unknown_weight > 0:
             unknown = simulated
+    elif isinstance(clf, KnnClassifier):
+        simulate = opts.simulate_unknown and opts.unknown_weight > 0
+        known, unknown, clf = knn_left_out(clf, data, rows, simulate, opts.seed, opts.chunk_size)
     else:
         known = chunked_left_out(clf, data, rows, False, opts.chunk_size)
         if opts.simulate_unknown and opts.unknown_weight > 0:

@@ -28,6 +28,17 @@ from visrec.errors import BadInput, DimensionMismatch
 from visrec.types import Prediction
 
 KNN_SCORES = ("vote_similarity", "vote", "similarity")
+KNN_METRICS = ("cosine", "whitened")
+"""Where neighbours are found: ``"cosine"``, plain cosines of the vectors, or ``"whitened"``, cosines after the
+within-class whitening an index fits on its labeled items (:mod:`visrec.classify.whitening`; neighbours among the
+labeled items). The classifier itself only votes over the neighbours it is given; the metric tells an index (and
+its calibration, :mod:`visrec.classify.loo_whitened`) where to find them."""
+DEFAULT_METRIC = "whitened"
+"""The metric of an index's kNN unless its calibration says otherwise. Chosen on the train splits of the three dev
+sets, each item held out with its near-duplicate group, the whitening refitted per fold as the calibration does
+(``python benchmarks/whitened_knn.py INDEX...``): naruto / cifar / caltech top-1 cosine -> whitened, EfficientNet-Lite0
+98.0 -> 98.7, 73.7 -> 74.1, 87.6 -> 89.4 % (mean 86.4 -> 87.4); ``efficientnet-ensemble`` 98.0 -> 99.3, 76.7 ->
+80.6, 90.8 -> 92.3 % (mean 88.5 -> 90.8)."""
 
 
 @dataclass(frozen=True)
@@ -36,13 +47,15 @@ class KnnConfig:
 
     ``k``: neighbours to ask the store for; ``temperature``: softmax temperature ``T`` of the vote weights
     (small = the nearest neighbour dominates, large = plain counting); ``score``: one of ``KNN_SCORES``;
-    ``top_k``: classes listed in ``Prediction.top_k``.
+    ``top_k``: classes listed in ``Prediction.top_k``; ``metric``: one of ``KNN_METRICS`` (the similarities
+    ``s_j`` are cosines in that space).
     """
 
     k: int = 10
     temperature: float = 0.05
     score: str = "vote_similarity"
     top_k: int = 5
+    metric: str = "cosine"
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -53,6 +66,8 @@ class KnnConfig:
             raise BadInput(f"unknown kNN score {self.score!r}; expected one of {', '.join(KNN_SCORES)}")
         if self.top_k < 1:
             raise BadInput(f"top_k must be >= 1, got {self.top_k}")
+        if self.metric not in KNN_METRICS:
+            raise BadInput(f"unknown kNN metric {self.metric!r}; expected one of {', '.join(KNN_METRICS)}")
 
 
 class KnnClassifier:
@@ -60,8 +75,15 @@ class KnnClassifier:
 
     mode = "knn"
 
-    def __init__(self, k: int = 10, temperature: float = 0.05, score: str = "vote_similarity", top_k: int = 5) -> None:
-        self.config = KnnConfig(k=k, temperature=temperature, score=score, top_k=top_k)
+    def __init__(
+        self,
+        k: int = 10,
+        temperature: float = 0.05,
+        score: str = "vote_similarity",
+        top_k: int = 5,
+        metric: str = "cosine",
+    ) -> None:
+        self.config = KnnConfig(k=k, temperature=temperature, score=score, top_k=top_k, metric=metric)
 
     @classmethod
     def from_config(cls, config: KnnConfig) -> KnnClassifier:
@@ -72,6 +94,11 @@ class KnnClassifier:
     def k(self) -> int:
         """Neighbours to ask the store for."""
         return self.config.k
+
+    @property
+    def whitened(self) -> bool:
+        """Whether neighbours are found in the index's whitened space (``metric="whitened"``)."""
+        return self.config.metric == "whitened"
 
     def params(self) -> dict[str, Any]:
         """JSON-serialisable options (stored with a calibration so that it is applied to the same scores)."""

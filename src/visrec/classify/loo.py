@@ -109,14 +109,20 @@ def sample_queries(
     return rows
 
 
-def _knn(clf: KnnClassifier, data: LooData, rows: np.ndarray, remove_class: bool) -> list[Prediction]:
-    sims = data.vectors[rows] @ data.vectors.T
-    sims[data.excluded(rows, remove_class)] = -np.inf
-    k = min(clf.k, sims.shape[1])
+def top_neighbours(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(columns (m, k) int, scores (m, k))`` of the ``k`` largest entries of each row of ``sims``, best first
+    (``-inf`` entries are excluded items; they come last)."""
+    k = min(k, sims.shape[1])
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     top_s = np.take_along_axis(sims, top, axis=1)
     order = np.argsort(-top_s, axis=1, kind="stable")
-    top, top_s = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
+
+
+def _knn(clf: KnnClassifier, data: LooData, rows: np.ndarray, remove_class: bool) -> list[Prediction]:
+    sims = data.vectors[rows] @ data.vectors.T
+    sims[data.excluded(rows, remove_class)] = -np.inf
+    top, top_s = top_neighbours(sims, clf.k)
     labels = [[data.labels[j] for j in row] for row in top]
     return clf.predict_from_neighbors(labels, top_s)
 

@@ -162,13 +162,20 @@ def calibrate_cmd(
     novelty_prior: float = typer.Option(
         0.1, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."
     ),
+    metric: str = typer.Option(
+        "whitened", "--metric", help="kNN neighbours by: whitened (the index's within-class whitening) | cosine."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Calibrate the unknown decision to a target precision on answers, with novel images at a prior."""
     from visrec import ops
+    from visrec.classify.knn import KNN_METRICS
+    from visrec.errors import BadInput
 
+    if metric not in KNN_METRICS:
+        raise BadInput(f"--metric must be one of {', '.join(KNN_METRICS)}, got {metric!r}")
     modes_ = [m.strip() for m in modes.split(",")]
-    cals = ops.calibrate(index, held_out, where, modes_, target_precision, novelty_prior)
+    cals = ops.calibrate(index, held_out, where, modes_, target_precision, novelty_prior, metric)
     _emit(as_json, cals, lambda: render.calibration(cals))
 
 

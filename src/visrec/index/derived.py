@@ -12,6 +12,7 @@ import numpy as np
 
 from visrec.errors import BadInput
 from visrec.index.folder import IndexFolder
+from visrec.index.metric import WHITENING_ARRAYS, WHITENING_JSON, whitening_files
 from visrec.index.pipeline import IndexConfig, IndexingReport
 from visrec.index.snapshot import LINEAR_HEAD
 from visrec.npyio import load_npy
@@ -165,11 +166,13 @@ def _derived_files(
     delta: Delta | None = None,
     query_ids: frozenset[str] | None = None,
 ) -> dict[str, bytes]:
-    """Prototypes and (when there are enough labels) the leave-one-group-out calibration of the new items;
+    """Prototypes, the whitened kNN metric (:mod:`visrec.index.metric`, fitted afresh whenever a labeled item
+    changes) and (when there are enough labels) the leave-one-group-out calibration of the new items;
     the calibration of ``previous``'s current generation is kept while it is recent enough
     (:data:`RECALIBRATE_FRACTION`). With ``delta`` (what changed since ``previous``), prototypes are updated
-    from the previous class sums and nothing is exported unless the calibration is fitted again. ``query_ids``:
-    when given, only these items are held-out queries of the calibration (all items stay neighbours)."""
+    from the previous class sums and nothing is exported unless the calibration or the metric is fitted again.
+    ``query_ids``: when given, only these items are held-out queries of the calibration (all items stay
+    neighbours)."""
     from visrec.classify import CalibrationOptions, calibrate_leave_one_group_out
     from visrec.classify.loo import sample_queries
     from visrec.classify.novelty import DEFAULT_NOVELTY
@@ -178,6 +181,11 @@ def _derived_files(
     state, exported = _class_state(store, previous, delta)
     classes, labeled = state[0], state[3]
     files = _prototype_files(state)
+    metric = _carry_metric(previous, delta)
+    if metric is None:  # refitted whenever a labeled item changes
+        exported = exported if exported is not None else _export_labeled(store)
+        metric = whitening_files(exported[0], exported[1], exported[2])
+    files.update(metric)
     carried = _carry_calibration(previous, report, classes) if cfg.calibrate and previous is not None else None
     if carried is not None:
         files.update(carried)
@@ -201,6 +209,17 @@ def _derived_files(
         files[BASIS] = json.dumps({"count": labeled, "changed": 0, "classes": classes}).encode()
         report.calibration = {m: _brief(c) for m, c in cals.items()}
     return files
+
+
+def _carry_metric(previous: IndexFolder | None, delta: Delta | None) -> dict[str, bytes] | None:
+    """The current generation's whitening files when ``delta`` changed no labeled item (the fit and the digest of
+    the items it was made on are then the same), else None."""
+    gen = previous.generation_dir if previous is not None else None
+    if gen is None or delta is None or any(delta.removed_labels) or any(delta.added_labels):
+        return None
+    if not (gen / WHITENING_JSON).is_file():
+        return None
+    return {n: (gen / n).read_bytes() for n in (WHITENING_JSON, WHITENING_ARRAYS) if (gen / n).is_file()}
 
 
 def novelty_files(vecs: np.ndarray, labels: Sequence[tuple[str, ...]], cals: dict[str, Any]) -> dict[str, bytes]:

@@ -25,7 +25,7 @@ from visrec.encoders.runtime import recorded_precision
 from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.index import text_search
 from visrec.index.folder import IndexFolder
-from visrec.index.recognize import AUTO, MODES  # noqa: F401  (re-exported)
+from visrec.index.recognize import AUTO, MODES, knn_metric  # noqa: F401  (re-exported)
 from visrec.index.rerank import rerank_search
 from visrec.index.snapshot import Snapshot, manifest_signature
 from visrec.index.text_search import TextSearchResult
@@ -187,6 +187,7 @@ class Index:
             "updated": m.updated,
             "calibrated_modes": sorted(cal),
             "calibration": {k: _cal_summary(v) | self._trade_off(k) for k, v in cal.items()},
+            "knn_metric": {"metric": self.classifier("knn", snap=s).config.metric} | _whitening_summary(s.gen),
         }
 
     def _trade_off(self, mode: str) -> dict[str, Any]:
@@ -309,8 +310,9 @@ class Index:
             return s.classifiers[key]
         cal = self.calibration(mode, s)
         params = dict(cal.params) if cal is not None else {}
-        if k is not None and mode == "knn":
-            params["k"] = k
+        if mode == "knn":  # a calibration stores its metric; one from before the option was fitted on cosines
+            params.setdefault("metric", knn_metric(cal is not None, s.has_whitening))
+            params.update({} if k is None else {"k": k})
         clf = make_classifier(s, mode, params, classes)
         s.classifiers[key] = clf  # zero-shot/blend classifiers hold encoded prompts: build them once
         return clf
@@ -383,6 +385,13 @@ class Index:
                 raise NotCalibrated(f"{self.path} lacks novelty.npz; recalibrate it: visrec calibrate {self.path}")
             s.novelty = GaussianNovelty.from_arrays(load_npz(p), relative=name == "relative_mahalanobis")
         return s.novelty.score(vectors)
+
+
+def _whitening_summary(gen: Path) -> dict[str, Any]:
+    from visrec.index.metric import whitening_info
+
+    info = whitening_info(gen) or {"fitted": False, "reason": "indexed before the whitened metric existed"}
+    return {k: info[k] for k in ("fitted", "reason", "fitted_items", "rank") if k in info}
 
 
 def _cal_summary(d: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,17 @@ class OpenedIndex(Protocol):
 
     def metadata_of(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
 
+    def whitened_gallery(self) -> Any: ...
+
+
+def knn_metric(calibrated: bool, has_whitening: bool) -> str:
+    """The kNN metric of an index whose options do not name one: ``"cosine"`` for a calibration stored before
+    the option existed (its thresholds were fitted on cosines) or an index without a fitted whitening, else the
+    default (:data:`visrec.classify.knn.DEFAULT_METRIC`)."""
+    from visrec.classify.knn import DEFAULT_METRIC
+
+    return "cosine" if calibrated or not has_whitening else DEFAULT_METRIC
+
 
 def _text_vectors(index: OpenedIndex, classes: Sequence[str]) -> np.ndarray:
     from visrec.classify import prompt_vectors
@@ -147,6 +158,9 @@ def predict(index: OpenedIndex, clf: Classifier, emb: Embeddings, mode: str) -> 
     """Uncalibrated predictions of ``clf`` for query embeddings ``emb``."""
     from visrec.classify import BlendClassifier, KnnClassifier, ZeroShotClassifier
 
+    if isinstance(clf, KnnClassifier) and clf.whitened:
+        labels, scores = index.whitened_gallery().search(emb.vectors, clf.k)
+        return clf.predict_from_neighbors(labels, scores)
     if isinstance(clf, KnnClassifier):
         nb = index.store.search(emb.vectors, clf.k)
         return clf.predict_from_neighbors(neighbor_labels(index, nb.ids), nb.scores)
@@ -161,12 +175,14 @@ def predict(index: OpenedIndex, clf: Classifier, emb: Embeddings, mode: str) -> 
 
 def make_classifier_from_params(mode: str, params: dict[str, Any]) -> Classifier:
     """A kNN, prototype or linear classifier from stored options, for calibration on the index's own vectors
-    (the prototype classifier is fitted there, per left-out group; the linear one per fold)."""
+    (the prototype classifier is fitted there, per left-out group; the linear one per fold; kNN on the index's
+    default metric unless the options name one)."""
     from visrec.classify import KnnClassifier, LinearClassifier, PrototypeClassifier
+    from visrec.classify.knn import DEFAULT_METRIC
 
     opts = {k: v for k, v in params.items() if k != "mode"}
     if mode == "knn":
-        return KnnClassifier(**opts)
+        return KnnClassifier(**{"metric": DEFAULT_METRIC, **opts})
     if mode == "linear":
         return LinearClassifier(**opts)
     if mode == "prototype":

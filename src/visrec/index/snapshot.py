@@ -66,6 +66,7 @@ class Snapshot:
         self.parsed: dict[str, Any] = {}  # mode -> Calibration, parsed once per generation
         self.novelty: Any = None  # the fitted novelty score (novelty.npz), loaded on first use
         self._linear: dict[str, np.ndarray] | None = None
+        self._whitened: Any = None  # the whitened labeled gallery, built on the first whitened kNN query
         self._finalizer = weakref.finalize(self, folder.release, lease)
 
     @property
@@ -113,6 +114,29 @@ class Snapshot:
                     fix = f"visrec calibrate {self._root} --modes linear"
                     raise IndexCorrupt(f"{p} cannot be read ({e}); run: {fix}") from None
         return self._linear
+
+    @functools.cached_property
+    def has_whitening(self) -> bool:
+        """Whether this generation holds a fitted whitened kNN metric (:mod:`visrec.index.metric`)."""
+        from visrec.index.metric import whitening_info
+
+        return bool((whitening_info(self.gen) or {}).get("fitted"))
+
+    def whitened_gallery(self) -> Any:
+        """The labeled items in this generation's whitened space (:class:`visrec.index.metric.WhitenedGallery`),
+        built on first use: read from the store once and checked against the items the fit was made on."""
+        from visrec.index.metric import whitened_gallery
+
+        with self._lock:
+            if self._whitened is None:
+                ids, vecs, labels = [], [], []
+                for bid, bvec, bmeta in self.store.export():
+                    ids += bid
+                    vecs.append(np.asarray(bvec, np.float32))
+                    labels += [tuple(m.get("labels", ())) for m in bmeta]
+                matrix = np.concatenate(vecs) if vecs else np.zeros((0, self.store.dim), np.float32)
+                self._whitened = whitened_gallery(self.gen, self._root, ids, matrix, labels)
+        return self._whitened
 
     @functools.cached_property
     def gallery_mean(self) -> np.ndarray:
