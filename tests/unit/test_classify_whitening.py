@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from visrec.classify.whitening import WithinClassWhitening, fit_within_class_whitening
+from visrec.classify.whitening import (
+    WithinClassWhitening,
+    apply_whitener,
+    cholesky_whitener,
+    fit_within_class_whitening,
+)
 from visrec.errors import BadInput, DimensionMismatch
 
 
@@ -69,3 +74,19 @@ def test_bad_inputs_are_named() -> None:
     assert isinstance(wcw, WithinClassWhitening) and wcw.dim == 4
     with pytest.raises(DimensionMismatch, match=r"\(n, 4\)"):
         wcw.transform(np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("n, d", [(60, 16), (12, 16)])  # more items than dimensions, and fewer
+def test_cholesky_whitener_gives_the_stored_fits_cosines(n: int, d: int) -> None:
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, d)) + 2.0 * rng.normal(size=(1, d))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    labels = np.array([f"c{i % 3}" for i in range(n)])
+    queries = rng.normal(size=(7, d)).astype(np.float32)
+    stored = fit_within_class_whitening(x, labels)
+    quick = cholesky_whitener(x, labels)
+    expected = stored.transform(queries) @ stored.transform(x).T
+    got = apply_whitener(quick, queries) @ apply_whitener(quick, x).T
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    plain = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ x.T
+    assert np.abs(plain - expected).max() > 0.05  # the comparison would notice a map that is not whitening

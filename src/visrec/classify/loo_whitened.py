@@ -27,7 +27,7 @@ import numpy as np
 from visrec.classify.knn import KnnClassifier
 from visrec.classify.linear import group_folds
 from visrec.classify.loo import _CELLS_PER_CHUNK, LooData, chunked_left_out, top_neighbours
-from visrec.classify.whitening import WithinClassWhitening, fit_within_class_whitening, whitening_skip_reason
+from visrec.classify.whitening import apply_whitener, cholesky_whitener, whitening_skip_reason
 from visrec.types import Prediction
 
 KNOWN_FOLDS = 10
@@ -97,13 +97,13 @@ def _folds(data: LooData, remove_class: bool, seed: int) -> tuple[np.ndarray, Ca
 def _fold_predictions(
     clf: KnnClassifier, data: LooData, queries: np.ndarray, gallery: np.ndarray, remove_class: bool
 ) -> list[Prediction]:
-    whitening = _fit(data, gallery)
-    g = data.vectors[gallery] if whitening is None else whitening.transform(data.vectors[gallery])
+    whitener = _fit(data, gallery)
+    g = data.vectors[gallery] if whitener is None else apply_whitener(whitener, data.vectors[gallery])
     step = max(1, _CELLS_PER_CHUNK // gallery.size)
     out: list[Prediction] = []
     for start in range(0, queries.size, step):
         q_rows = queries[start : start + step]
-        q = data.vectors[q_rows] if whitening is None else whitening.transform(data.vectors[q_rows])
+        q = data.vectors[q_rows] if whitener is None else apply_whitener(whitener, data.vectors[q_rows])
         sims = q @ g.T
         sims[data.excluded(q_rows, remove_class)[:, gallery]] = -np.inf  # own group (and classes) never count
         top, top_s = top_neighbours(sims, clf.k)
@@ -111,10 +111,11 @@ def _fold_predictions(
     return out
 
 
-def _fit(data: LooData, gallery: np.ndarray) -> WithinClassWhitening | None:
-    """The whitening of the single-label items among ``gallery``; None when they cannot be fitted."""
+def _fit(data: LooData, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The whitening of the single-label items among ``gallery`` (a :func:`cholesky_whitener`: the same cosines as
+    the stored fit's, without its eigen-solve); None when they cannot be fitted."""
     single = gallery[[len(data.labels[i]) == 1 for i in gallery.tolist()]]
     labels = [data.labels[i] for i in single.tolist()]
     if whitening_skip_reason(labels) is not None:
         return None
-    return fit_within_class_whitening(data.vectors[single], [row[0] for row in labels])
+    return cholesky_whitener(data.vectors[single], [row[0] for row in labels])

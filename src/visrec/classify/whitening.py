@@ -124,6 +124,46 @@ def _scatter_eigen(resid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w, (resid.T @ u) / scale
 
 
+def cholesky_whitener(
+    vectors: np.ndarray, labels: Sequence[str] | np.ndarray, shrink: float = SHRINK
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean (d,), map (d, d))`` float32 with ``unit((x - mean) @ map)`` giving the same cosines as
+    ``fit_within_class_whitening(vectors, labels, shrink).transform(x)``, for a fraction of the work.
+
+    Both are ``S^(-1/2)``-type maps of ``S = S_w + lambda I``; any ``W`` with ``W W^T = S^(-1)`` keeps every inner
+    product ``a^T S^(-1) b``, so the inverse Cholesky factor (one ``d^3 / 3`` factorisation and a triangular
+    inverse) replaces the eigen-solve. For fits that are used once and thrown away (the calibration's folds); the
+    stored fit keeps the eigenvector form, which is ``(n - classes) x d`` when that is smaller.
+    """
+    from scipy.linalg import blas, lapack
+
+    x = np.asarray(vectors, np.float64)
+    y = np.asarray(labels)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise DimensionMismatch(f"need vectors (n, d) and labels (n,), got {x.shape} and {y.shape}")
+    classes, idx, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if len(classes) < 2 or counts.max() < 2 or not shrink > 0:
+        raise BadInput("within-class whitening needs shrink > 0, two classes and a class with two items")
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    means = np.add.reduceat(x[np.argsort(idx, kind="stable")], starts, axis=0) / counts[:, None]
+    resid = np.asfortranarray(x - means[idx])
+    scatter = blas.dsyrk(1.0 / len(x), resid, trans=1, lower=1)  # the lower triangle of R^T R / n
+    scatter[np.diag_indices_from(scatter)] += shrink * float(np.trace(scatter)) / x.shape[1]
+    lower, info = lapack.dpotrf(scatter, lower=1, clean=1, overwrite_a=1)
+    if info == 0:
+        lower, info = lapack.dtrtri(lower, lower=1, overwrite_c=1)
+    if info != 0:  # not expected: the shrinkage makes the matrix positive definite
+        raise BadInput(f"within-class scatter could not be factorised (LAPACK info {info}); check for NaN vectors")
+    return x.mean(axis=0).astype(np.float32), np.ascontiguousarray(np.tril(lower).T, np.float32)
+
+
+def apply_whitener(whitener: tuple[np.ndarray, np.ndarray], vectors: np.ndarray) -> np.ndarray:
+    """``(n, d)`` float32 unit rows ``unit((x - mean) @ map)`` of a :func:`cholesky_whitener`."""
+    mean, matrix = whitener
+    y = (np.asarray(vectors, np.float32) - mean) @ matrix
+    return (y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)).astype(np.float32, copy=False)
+
+
 def whitening_arrays(whitening: WithinClassWhitening) -> dict[str, np.ndarray]:
     """``{"mean", "basis", "factor"}`` float32 arrays (saved as ``.npz`` with the index, never pickled)."""
     return {"mean": whitening.mean, "basis": whitening.basis, "factor": whitening.factor}
