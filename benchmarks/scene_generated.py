@@ -83,6 +83,9 @@ def segmenter_configs() -> dict[str, Any]:
     small = (0.1, 0.16, 0.25, 0.4, 0.6)
     return {
         "gallery": GalleryConfig(),  # the shipped default: boundary boxes, then windows
+        "gallery-shape0": GalleryConfig(shape_seeds=0),  # no boxes completed to an indexed image's shape
+        "gallery-shape16": GalleryConfig(shape_seeds=16),
+        "gallery-shape64": GalleryConfig(shape_seeds=64),
         "gallery-windows": GalleryConfig(edges=None),  # windows only (the former default)
         "gallery-edges": GalleryConfig(max_windows=0, refine_seeds=0),  # boundary boxes only
         "gallery-0.1": GalleryConfig(proposals=grid(small)),
@@ -98,14 +101,8 @@ def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[li
     region novelty maps; edges: the map named boxes snap to; tiers: the segmenter's region tiers of that scene),
     mean seconds, mean windows embedded and mean seconds of the region maps per scene."""
     from visrec.data.images import load_image
-    from visrec.segment.scene import (
-        SceneAnalyzer,
-        SceneConfig,
-        downscale,
-        region_confidences,
-        region_crops,
-        scene_edges,
-    )
+    from visrec.segment.overlaps import scene_edges
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale, region_confidences, region_crops
 
     an = SceneAnalyzer(index, seg, SceneConfig(long_side=long_side, accept="calibrated", mode=MODE[0]))
     out, secs, wins, extra = [], [], [], []

@@ -36,8 +36,9 @@ import numpy as np
 from visrec.errors import BadInput
 from visrec.segment.base import ImageHolder
 from visrec.segment.edges import EdgeBoxConfig, edge_boxes, edge_maps
-from visrec.segment.masks import crop, nms
+from visrec.segment.masks import box_area, box_iou, crop, nms
 from visrec.segment.proposals import ProposalConfig, ProposalSegmenter, fit_stride, jitter_windows
+from visrec.segment.shapes import box_aspects, complete_boxes
 from visrec.segment.types import Regions
 from visrec.types import Embeddings
 
@@ -52,7 +53,9 @@ class GalleryConfig:
     ``min_contrast``: windows flatter than this are not embedded; ``min_similarity``: cosine floor to the
     nearest indexed image; ``nms_iou``: pruning IoU; ``max_regions``: cap on windows kept; ``batch_size``: encoder
     batch (0: the windows split evenly over the CPU cores, so that no core runs one batch more than another);
-    ``edges``: boundary boxes embedded besides the windows (None: windows only)."""
+    ``edges``: boundary boxes embedded besides the windows (None: windows only); ``shape_seeds``: the most
+    boundary boxes (most similar first) completed to the shape of their nearest indexed image when their own
+    shape is off from it by more than ``shape_ratio`` (:mod:`visrec.segment.shapes`; 0: none)."""
 
     proposals: ProposalConfig = field(
         default_factory=lambda: ProposalConfig(
@@ -67,6 +70,8 @@ class GalleryConfig:
     max_regions: int = 20
     batch_size: int = 0
     edges: EdgeBoxConfig | None = field(default_factory=EdgeBoxConfig)
+    shape_seeds: int = 32
+    shape_ratio: float = 1.25
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_similarity <= 1.0 or self.max_regions < 1 or self.max_windows < 0:
@@ -74,6 +79,8 @@ class GalleryConfig:
                 "min_similarity must be in [-1, 1], max_regions >= 1 and max_windows >= 0; got "
                 f"{self.min_similarity}, {self.max_regions}, {self.max_windows}"
             )
+        if self.shape_seeds < 0 or self.shape_ratio < 1.0:
+            raise BadInput(f"shape_seeds must be >= 0 and shape_ratio >= 1, got {self.shape_seeds}, {self.shape_ratio}")
         if self.max_windows == 0 and self.edges is None:
             raise BadInput("max_windows=0 (no windows) needs boundary boxes (edges)")
         if self.batch_size < 0 or self.refine_seeds < 0 or self.refine_seeds * JITTERS >= max(1, self.max_windows):
@@ -110,6 +117,7 @@ class GallerySegmenter(ImageHolder):
         self._emb: Embeddings | None = None
         self._tiers = np.zeros(0, np.int64)
         self._edges: np.ndarray | None = None
+        self._aspect: dict[str, float] = {}  # width / height of the indexed images met so far, by id
 
     def set_image(self, image: np.ndarray) -> None:
         """Embed and score the boundary boxes and windows of an RGB ``uint8`` ``(h, w, 3)`` image (the slow part)."""
@@ -133,9 +141,45 @@ class GallerySegmenter(ImageHolder):
         boxes = edge_boxes(image, self.config.edges, maps)
         if len(boxes) == 0:
             return None
-        emb, sims = self._score(image, boxes, "e")
+        emb, sims, nearest = self._score(image, boxes, "e")
+        shaped = self._shaped(image, boxes, sims, nearest)
+        if shaped is not None:
+            boxes, sims = np.concatenate([boxes, shaped[0]]), np.concatenate([sims, shaped[1]])
+            emb = _concat([emb, shaped[2]])
         ok = np.nonzero(sims >= self.config.min_similarity)[0]
         return boxes[ok], sims[ok], emb.take(ok)
+
+    def _shaped(
+        self, image: np.ndarray, boxes: np.ndarray, sims: np.ndarray, nearest: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
+        """Boundary boxes completed to the shape of their nearest indexed image (:func:`complete_boxes`), for the
+        ``shape_seeds`` most similar boxes whose shape is off; near-duplicates of a boundary box are left out."""
+        cfg = self.config
+        if cfg.shape_seeds == 0:
+            return None
+        ref = self._aspects(nearest)
+        known = np.isfinite(ref)
+        off = np.zeros(len(boxes), bool)
+        off[known] = np.abs(np.log(box_aspects(boxes[known]) / ref[known])) > np.log(cfg.shape_ratio)
+        seeds = np.flatnonzero(off)
+        seeds = seeds[np.argsort(-sims[seeds], kind="stable")[: cfg.shape_seeds]]
+        h, w = image.shape[:2]
+        new, _rows = complete_boxes(boxes[seeds], ref[seeds], h, w, cfg.shape_ratio)
+        dedupe = cfg.edges.dedupe_iou if cfg.edges is not None else 0.8
+        new = new[box_iou(new, boxes).max(1) <= dedupe] if len(new) else new
+        new = new[nms(new, box_area(new).astype(np.float32), dedupe)] if len(new) else new
+        if len(new) == 0:
+            return None
+        emb, s, _ids = self._score(image, new, "s")
+        return new, s, emb
+
+    def _aspects(self, ids: np.ndarray) -> np.ndarray:
+        """Width / height of the indexed images ``ids`` (``(n,)`` float64; NaN where the index has no size)."""
+        missing = [str(i) for i in set(ids.tolist()) if str(i) not in self._aspect and i != ""]
+        for key, meta in self.index.metadata_of(missing).items() if missing else ():
+            w, h = meta.get("width"), meta.get("height")
+            self._aspect[key] = float(w) / float(h) if w and h else float("nan")
+        return np.asarray([self._aspect.get(str(i), float("nan")) for i in ids], np.float64)
 
     def _windows(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
         """The two rounds of windows (see the module docstring), pruned by NMS and capped at ``max_regions``."""
@@ -151,25 +195,27 @@ class GallerySegmenter(ImageHolder):
         boxes = cand.xyxy[np.nonzero(cand.scores >= cfg.min_contrast)[0][:coarse_budget]]
         if len(boxes) == 0:
             return None
-        emb, sims = self._score(image, boxes, "c")
+        emb, sims, _ids = self._score(image, boxes, "c")
         if cfg.refine_seeds:
             seeds = boxes[nms(boxes, sims, cfg.nms_iou)[: cfg.refine_seeds]]
             fine = jitter_windows(seeds, h, w)
-            emb2, sims2 = self._score(image, fine, "f")
+            emb2, sims2, _ids = self._score(image, fine, "f")
             boxes, sims = np.concatenate([boxes, fine]), np.concatenate([sims, sims2])
             emb = _concat([emb, emb2])
         ok = np.nonzero(sims >= cfg.min_similarity)[0]
         keep = ok[nms(boxes[ok], sims[ok], cfg.nms_iou)][: cfg.max_regions]
         return boxes[keep].astype(np.float32), sims[keep], emb.take(keep)
 
-    def _score(self, image: np.ndarray, boxes: np.ndarray, tag: str) -> tuple[Embeddings, np.ndarray]:
-        """Embeddings of the windows' crops and each one's cosine to its nearest indexed image (float32)."""
+    def _score(self, image: np.ndarray, boxes: np.ndarray, tag: str) -> tuple[Embeddings, np.ndarray, np.ndarray]:
+        """Embeddings of the windows' crops, each one's cosine to its nearest indexed image (float32) and that
+        image's id (object array, ``""`` when the index is empty)."""
         crops = [crop(image, b, min_side=2) for b in boxes]
         ids = [f"{tag}{i}" for i in range(len(crops))]
         batch = self.config.batch_size or balanced_batch(len(crops))
         emb = self.index.encoder.encode_images(crops, ids=ids, batch_size=batch)
-        sims = self.index.store.search(emb.vectors, 1).scores[:, 0].astype(np.float32)
-        return emb, np.where(np.isfinite(sims), sims, np.float32(-1.0))
+        hits = self.index.store.search(emb.vectors, 1)
+        sims = hits.scores[:, 0].astype(np.float32)
+        return emb, np.where(np.isfinite(sims), sims, np.float32(-1.0)), hits.ids[:, 0]
 
     def regions(self) -> Regions:
         """The kept windows, most gallery-like first; ``scores`` are cosine similarities to the nearest image."""
