@@ -43,6 +43,11 @@ from visrec.segment.types import Regions
 from visrec.types import Embeddings
 
 JITTERS = 6  # windows per seed made by jitter_windows with its defaults (4 moves, 2 scales)
+# Region tiers, the order of the scene's overlap resolution (GallerySegmenter.region_tiers): boundary boxes, then
+# boxes completed to their nearest indexed image's shape, then the boundary boxes they were completed from (a part
+# of an object, or two objects in one outline), then windows.
+BOUNDARY, SHAPED, COMPLETED, WINDOW = 0, 1, 2, 3
+_Part = tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray]  # boxes, similarities, embeddings, tiers
 
 
 @dataclass(frozen=True)
@@ -123,17 +128,17 @@ class GallerySegmenter(ImageHolder):
         """Embed and score the boundary boxes and windows of an RGB ``uint8`` ``(h, w, 3)`` image (the slow part)."""
         self._image = image
         self._edges = None
-        tiers = [(t, p) for t, p in enumerate((self._boundary(image), self._windows(image))) if p is not None]
-        if not tiers:
+        parts = [p for p in (self._boundary(image), self._windows(image)) if p is not None]
+        if not parts:
             self._regions, self._emb, self._tiers = Regions.empty(), None, np.zeros(0, np.int64)
             return
-        parts = [p for _t, p in tiers]
         self._regions = Regions(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), None)
         self._emb = parts[0][2] if len(parts) == 1 else _concat([p[2] for p in parts])
-        self._tiers = np.concatenate([np.full(len(p[0]), t, np.int64) for t, p in tiers])
+        self._tiers = np.concatenate([p[3] for p in parts])
 
-    def _boundary(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
-        """Boundary boxes whose similarity is at least ``min_similarity``: boxes, similarities, embeddings."""
+    def _boundary(self, image: np.ndarray) -> _Part | None:
+        """Boundary boxes (and the boxes completed from them) whose similarity is at least ``min_similarity``:
+        boxes, similarities, embeddings, tiers (:data:`BOUNDARY`, :data:`SHAPED`, :data:`COMPLETED`)."""
         if self.config.edges is None:
             return None
         maps = edge_maps(image, self.config.edges)
@@ -142,18 +147,22 @@ class GallerySegmenter(ImageHolder):
         if len(boxes) == 0:
             return None
         emb, sims, nearest = self._score(image, boxes, "e")
+        tiers = np.full(len(boxes), BOUNDARY, np.int64)
         shaped = self._shaped(image, boxes, sims, nearest)
         if shaped is not None:
-            boxes, sims = np.concatenate([boxes, shaped[0]]), np.concatenate([sims, shaped[1]])
-            emb = _concat([emb, shaped[2]])
+            new, new_sims, new_emb, sources = shaped
+            tiers[sources] = COMPLETED  # a box whose shape is off gives way to the boxes completed from it
+            boxes, sims = np.concatenate([boxes, new]), np.concatenate([sims, new_sims])
+            emb, tiers = _concat([emb, new_emb]), np.concatenate([tiers, np.full(len(new), SHAPED, np.int64)])
         ok = np.nonzero(sims >= self.config.min_similarity)[0]
-        return boxes[ok], sims[ok], emb.take(ok)
+        return boxes[ok], sims[ok], emb.take(ok), tiers[ok]
 
     def _shaped(
         self, image: np.ndarray, boxes: np.ndarray, sims: np.ndarray, nearest: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
+    ) -> tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray] | None:
         """Boundary boxes completed to the shape of their nearest indexed image (:func:`complete_boxes`), for the
-        ``shape_seeds`` most similar boxes whose shape is off; near-duplicates of a boundary box are left out."""
+        ``shape_seeds`` most similar boxes whose shape is off; near-duplicates of a boundary box are left out.
+        Returns the new boxes, their similarities and embeddings, and the rows of ``boxes`` they came from."""
         cfg = self.config
         if cfg.shape_seeds == 0:
             return None
@@ -164,14 +173,16 @@ class GallerySegmenter(ImageHolder):
         seeds = np.flatnonzero(off)
         seeds = seeds[np.argsort(-sims[seeds], kind="stable")[: cfg.shape_seeds]]
         h, w = image.shape[:2]
-        new, _rows = complete_boxes(boxes[seeds], ref[seeds], h, w, cfg.shape_ratio)
+        new, rows = complete_boxes(boxes[seeds], ref[seeds], h, w, cfg.shape_ratio)
         dedupe = cfg.edges.dedupe_iou if cfg.edges is not None else 0.8
-        new = new[box_iou(new, boxes).max(1) <= dedupe] if len(new) else new
-        new = new[nms(new, box_area(new).astype(np.float32), dedupe)] if len(new) else new
+        if len(new):
+            fresh = np.flatnonzero(box_iou(new, boxes).max(1) <= dedupe)
+            fresh = fresh[nms(new[fresh], box_area(new[fresh]).astype(np.float32), dedupe)]
+            new, rows = new[fresh], rows[fresh]
         if len(new) == 0:
             return None
         emb, s, _ids = self._score(image, new, "s")
-        return new, s, emb
+        return new, s, emb, np.unique(seeds[rows])
 
     def _aspects(self, ids: np.ndarray) -> np.ndarray:
         """Width / height of the indexed images ``ids`` (``(n,)`` float64; NaN where the index has no size)."""
@@ -181,7 +192,7 @@ class GallerySegmenter(ImageHolder):
             self._aspect[key] = float(w) / float(h) if w and h else float("nan")
         return np.asarray([self._aspect.get(str(i), float("nan")) for i in ids], np.float64)
 
-    def _windows(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
+    def _windows(self, image: np.ndarray) -> _Part | None:
         """The two rounds of windows (see the module docstring), pruned by NMS and capped at ``max_regions``."""
         cfg = self.config
         if cfg.max_windows == 0:
@@ -204,7 +215,7 @@ class GallerySegmenter(ImageHolder):
             emb = _concat([emb, emb2])
         ok = np.nonzero(sims >= cfg.min_similarity)[0]
         keep = ok[nms(boxes[ok], sims[ok], cfg.nms_iou)][: cfg.max_regions]
-        return boxes[keep].astype(np.float32), sims[keep], emb.take(keep)
+        return boxes[keep].astype(np.float32), sims[keep], emb.take(keep), np.full(len(keep), WINDOW, np.int64)
 
     def _score(self, image: np.ndarray, boxes: np.ndarray, tag: str) -> tuple[Embeddings, np.ndarray, np.ndarray]:
         """Embeddings of the windows' crops, each one's cosine to its nearest indexed image (float32) and that
@@ -233,7 +244,9 @@ class GallerySegmenter(ImageHolder):
         return self._edges
 
     def region_tiers(self) -> np.ndarray:
-        """Per region, ``(n,)`` int64: 0 for a boundary box, 1 for a window (overlaps are resolved tier first)."""
+        """Per region, ``(n,)`` int64, the order in which the scene resolves overlaps (lower first):
+        :data:`BOUNDARY` (0) for a boundary box, :data:`SHAPED` (1) for a box completed to an indexed image's shape,
+        :data:`COMPLETED` (2) for a boundary box such boxes were completed from, :data:`WINDOW` (3) for a window."""
         self._require_image()
         return self._tiers
 
