@@ -5,14 +5,14 @@ Usage::
     python benchmarks/scene_speed.py INDEX [IMAGE ...] [--repeat 3] [--long-side 1024]
 
 With no IMAGE, every scene of ``../shared/data/naruto_scenes_dlp/images`` is used, each first resized so its
-longer side is exactly ``--long-side`` (the budget is a 1024-pixel image in <= 3 s on a 2-core CPU). Three
+longer side is exactly ``--long-side`` (the budget is a 1024-pixel image in <= 3 s on a 2-core CPU). Four
 ``gallery`` configurations run interleaved on the same images: ``default`` (at most ``max_windows`` windows in
 two rounds, flat ones dropped, one batch per core), ``no_snap`` (the same without snapping named boxes to edge
 lines), ``no_shapes`` (the same without boundary boxes completed to the shape of their nearest indexed image,
-``GalleryConfig(shape_seeds=0)``) and ``unbounded`` (every window of the finest grid in one round, batches of 32: the design before the
-bound). The first analysis of each (model load) is timed apart as
-``warmup``. Prints one JSON object: mean / max seconds per image and windows embedded per image for each, the
-mean per stage, the ratios, and the labels found by the default.
+``GalleryConfig(shape_seeds=0)``) and ``unbounded`` (every window of the finest grid in one round, batches of
+32: the design before the bound). The first analysis of each (model load) is timed apart as ``warmup``. Prints
+one JSON object: mean / max seconds per image and windows embedded per image for each, the mean per stage, the
+ratios, and the labels found by the default.
 """
 
 from __future__ import annotations

@@ -21,9 +21,19 @@ skin) before the busy background.
 Windows are squares on a grid of a few scales: they seldom fit small objects of other shapes closely enough for
 IoU 0.5, and a scene of many small objects needs hundreds of them. So the segmenter also embeds the image's
 *boundary boxes* (:mod:`visrec.segment.edges`: boxes of closed edge outlines, from 1/16 to 0.6 of the short
-side, at most 128), which follow objects of any size and aspect. They come first among the regions (tier 0,
+side, at most 128), which follow objects of any size and aspect. They come before the windows (tier 0,
 :meth:`GallerySegmenter.region_tiers`): the scene's overlap resolution considers them before any window, so a
 window only names what no boundary box of that label covers.
+
+An outline with a gap (an object meeting a background of its own colour) gives a box on a part of the object, and
+two touching objects share one outline; either box has another shape than the object. The index knows the
+object's shape: its nearest indexed image's width / height. So the ``shape_seeds`` (32) most similar boundary
+boxes whose shape is off from their nearest image's by more than ``shape_ratio`` are completed to that shape, four
+boxes each sharing one side with them (:mod:`visrec.segment.shapes`), and embedded too. In the overlap resolution
+they compete with the boundary boxes by confidence, and the boxes they were completed from come after both
+(:data:`BOUNDARY`, :data:`COMPLETED`, then :data:`WINDOW`). A box inside a larger boundary box of about the right
+shape is not completed: it is a part of an object already boxed whole (a block of a busy picture), and its
+completions, parts too, could outscore the whole. Measured on generated scenes in docs/scene.md.
 """
 
 from __future__ import annotations
@@ -43,10 +53,10 @@ from visrec.segment.types import Regions
 from visrec.types import Embeddings
 
 JITTERS = 6  # windows per seed made by jitter_windows with its defaults (4 moves, 2 scales)
-# Region tiers, the order of the scene's overlap resolution (GallerySegmenter.region_tiers): boundary boxes, then
-# boxes completed to their nearest indexed image's shape, then the boundary boxes they were completed from (a part
-# of an object, or two objects in one outline), then windows.
-BOUNDARY, SHAPED, COMPLETED, WINDOW = 0, 1, 2, 3
+# Region tiers, the order of the scene's overlap resolution (GallerySegmenter.region_tiers): boundary boxes and the
+# boxes completed to their nearest indexed image's shape (by confidence), then the boundary boxes those were
+# completed from (a part of an object, or two objects in one outline), then windows.
+BOUNDARY, COMPLETED, WINDOW = 0, 1, 2
 _Part = tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray]  # boxes, similarities, embeddings, tiers
 
 
@@ -138,7 +148,7 @@ class GallerySegmenter(ImageHolder):
 
     def _boundary(self, image: np.ndarray) -> _Part | None:
         """Boundary boxes (and the boxes completed from them) whose similarity is at least ``min_similarity``:
-        boxes, similarities, embeddings, tiers (:data:`BOUNDARY`, :data:`SHAPED`, :data:`COMPLETED`)."""
+        boxes, similarities, embeddings, tiers (:data:`BOUNDARY`, or :data:`COMPLETED` for a box completed from)."""
         if self.config.edges is None:
             return None
         maps = edge_maps(image, self.config.edges)
@@ -153,7 +163,7 @@ class GallerySegmenter(ImageHolder):
             new, new_sims, new_emb, sources = shaped
             tiers[sources] = COMPLETED  # a box whose shape is off gives way to the boxes completed from it
             boxes, sims = np.concatenate([boxes, new]), np.concatenate([sims, new_sims])
-            emb, tiers = _concat([emb, new_emb]), np.concatenate([tiers, np.full(len(new), SHAPED, np.int64)])
+            emb, tiers = _concat([emb, new_emb]), np.concatenate([tiers, np.full(len(new), BOUNDARY, np.int64)])
         ok = np.nonzero(sims >= self.config.min_similarity)[0]
         return boxes[ok], sims[ok], emb.take(ok), tiers[ok]
 
@@ -170,7 +180,7 @@ class GallerySegmenter(ImageHolder):
         known = np.isfinite(ref)
         off = np.zeros(len(boxes), bool)
         off[known] = np.abs(np.log(box_aspects(boxes[known]) / ref[known])) > np.log(cfg.shape_ratio)
-        seeds = np.flatnonzero(off)
+        seeds = _not_within(boxes, sims, np.flatnonzero(off), np.flatnonzero(known & ~off))
         seeds = seeds[np.argsort(-sims[seeds], kind="stable")[: cfg.shape_seeds]]
         h, w = image.shape[:2]
         new, rows = complete_boxes(boxes[seeds], ref[seeds], h, w, cfg.shape_ratio)
@@ -245,10 +255,24 @@ class GallerySegmenter(ImageHolder):
 
     def region_tiers(self) -> np.ndarray:
         """Per region, ``(n,)`` int64, the order in which the scene resolves overlaps (lower first):
-        :data:`BOUNDARY` (0) for a boundary box, :data:`SHAPED` (1) for a box completed to an indexed image's shape,
-        :data:`COMPLETED` (2) for a boundary box such boxes were completed from, :data:`WINDOW` (3) for a window."""
+        :data:`BOUNDARY` (0) for a boundary box or a box completed to an indexed image's shape, :data:`COMPLETED` (1)
+        for a boundary box such boxes were completed from, :data:`WINDOW` (2) for a window."""
         self._require_image()
         return self._tiers
+
+
+def _not_within(boxes: np.ndarray, sims: np.ndarray, seeds: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """The ``seeds`` (rows of ``boxes``) not lying inside a larger box of ``whole`` (boxes of about their nearest
+    image's shape) that is at least as similar: such a seed is a part of an object already boxed whole (a block of
+    a busy picture), and completing it would give boxes on more parts of that object."""
+    if len(seeds) == 0 or len(whole) == 0:
+        return seeds
+    a, b = boxes[seeds], boxes[whole]
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    inside = (inter > 0.9 * box_area(a)[:, None]) & (box_area(b)[None, :] > box_area(a)[:, None])
+    return seeds[~inside.any(axis=1)]
 
 
 def _concat(parts: list[Embeddings]) -> Embeddings:
