@@ -11,7 +11,8 @@ kept boxes snapped to edge lines), the same without the completed boxes (``shape
 and with pieces at a quarter of a region (the former default), the same rule on the whole-image novelty scale,
 boundary boxes + windows with ``absolute`` 0.8, with ``calibrated``, and windows only with ``absolute`` 0.8 (the
 default before boundary boxes); all but the first without the completed boxes. These are test scenes: the numbers
-are reported, never used to choose a setting. Prints one JSON object: per design micro precision / recall / F1, counts and seconds per scene.
+are reported, never used to choose a setting. Prints one JSON object: per design micro precision / recall / F1,
+counts and seconds per scene.
 """
 
 from __future__ import annotations
