@@ -86,11 +86,8 @@ def segmenter_configs() -> dict[str, Any]:
     return {
         "gallery": GalleryConfig(),  # the shipped default: boundary boxes, then windows
         "gallery-shape0": GalleryConfig(shape_seeds=0),  # no boxes completed to an indexed image's shape
-        "gallery-shape16": GalleryConfig(shape_seeds=16),
-        "gallery-shape24": GalleryConfig(shape_seeds=24),
-        "gallery-shape64": GalleryConfig(shape_seeds=64),
-        "gallery-shape32-w64": GalleryConfig(max_windows=64, refine_seeds=5),  # fewer windows for the shaped boxes
-        "gallery-shape32-w48": GalleryConfig(max_windows=48, refine_seeds=4),
+        "gallery-shape32": GalleryConfig(shape_seeds=32),  # twice the boxes completed
+        "gallery-shape32-w64": GalleryConfig(shape_seeds=32, max_windows=64, refine_seeds=5),  # fewer windows
         "gallery-windows": GalleryConfig(edges=None),  # windows only (the former default)
         "gallery-edges": GalleryConfig(max_windows=0, refine_seeds=0),  # boundary boxes only
         "gallery-0.1": GalleryConfig(proposals=grid(small)),

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/scene_proposals.py INDEX GEN/annotations.json [--limit 8] [--shape-seeds 0,32]
+    python benchmarks/scene_proposals.py INDEX GEN/annotations.json [--limit 8] [--shape-seeds 0,16]
 
 A scene's objects can only be found when some box the segmenter embeds reaches IoU 0.5 with them. For each
 setting of ``GalleryConfig.shape_seeds`` (0: no boxes completed to the shape of their nearest indexed image),
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("index")
     ap.add_argument("annotations")
     ap.add_argument("--limit", type=int, default=8)
-    ap.add_argument("--shape-seeds", default="0,32", help="comma-separated GalleryConfig.shape_seeds to compare")
+    ap.add_argument("--shape-seeds", default="0,16", help="comma-separated GalleryConfig.shape_seeds to compare")
     args = ap.parse_args()
 
     from visrec.index import Index

@@ -27,7 +27,7 @@ window only names what no boundary box of that label covers.
 
 An outline with a gap (an object meeting a background of its own colour) gives a box on a part of the object, and
 two touching objects share one outline; either box has another shape than the object. The index knows the
-object's shape: its nearest indexed image's width / height. So the ``shape_seeds`` (32) most similar boundary
+object's shape: its nearest indexed image's width / height. So the ``shape_seeds`` (16) most similar boundary
 boxes whose shape is off from their nearest image's by more than ``shape_ratio`` are completed to that shape, four
 boxes each sharing one side with them (:mod:`visrec.segment.shapes`), and embedded too. In the overlap resolution
 they compete with the boundary boxes by confidence, and the boxes they were completed from come after both
@@ -85,7 +85,7 @@ class GalleryConfig:
     max_regions: int = 20
     batch_size: int = 0
     edges: EdgeBoxConfig | None = field(default_factory=EdgeBoxConfig)
-    shape_seeds: int = 32
+    shape_seeds: int = 16
     shape_ratio: float = 1.25
 
     def __post_init__(self) -> None:
