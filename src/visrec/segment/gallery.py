@@ -180,7 +180,7 @@ class GallerySegmenter(ImageHolder):
         known = np.isfinite(ref)
         off = np.zeros(len(boxes), bool)
         off[known] = np.abs(np.log(box_aspects(boxes[known]) / ref[known])) > np.log(cfg.shape_ratio)
-        seeds = _not_within(boxes, sims, np.flatnonzero(off), np.flatnonzero(known & ~off))
+        seeds = _not_within(boxes, np.flatnonzero(off), np.flatnonzero(known & ~off))
         seeds = seeds[np.argsort(-sims[seeds], kind="stable")[: cfg.shape_seeds]]
         h, w = image.shape[:2]
         new, rows = complete_boxes(boxes[seeds], ref[seeds], h, w, cfg.shape_ratio)
@@ -197,8 +197,9 @@ class GallerySegmenter(ImageHolder):
     def _aspects(self, ids: np.ndarray) -> np.ndarray:
         """Width / height of the indexed images ``ids`` (``(n,)`` float64; NaN where the index has no size)."""
         missing = [str(i) for i in set(ids.tolist()) if str(i) not in self._aspect and i != ""]
-        for key, meta in self.index.metadata_of(missing).items() if missing else ():
-            w, h = meta.get("width"), meta.get("height")
+        found = self.index.metadata_of(missing) if missing else {}
+        for key in missing:  # ids without a recorded size are remembered too, as NaN
+            w, h = found.get(key, {}).get("width"), found.get(key, {}).get("height")
             self._aspect[key] = float(w) / float(h) if w and h else float("nan")
         return np.asarray([self._aspect.get(str(i), float("nan")) for i in ids], np.float64)
 
@@ -261,10 +262,10 @@ class GallerySegmenter(ImageHolder):
         return self._tiers
 
 
-def _not_within(boxes: np.ndarray, sims: np.ndarray, seeds: np.ndarray, whole: np.ndarray) -> np.ndarray:
-    """The ``seeds`` (rows of ``boxes``) not lying inside a larger box of ``whole`` (boxes of about their nearest
-    image's shape) that is at least as similar: such a seed is a part of an object already boxed whole (a block of
-    a busy picture), and completing it would give boxes on more parts of that object."""
+def _not_within(boxes: np.ndarray, seeds: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """The ``seeds`` (rows of ``boxes``) not lying inside (90 % of their area) a larger box of ``whole`` (rows of
+    boxes of about their nearest image's shape): such a seed is a part of an object already boxed whole (a block of a
+    busy picture), and completing it gives boxes on more parts of that object, which can outscore the whole."""
     if len(seeds) == 0 or len(whole) == 0:
         return seeds
     a, b = boxes[seeds], boxes[whole]
