@@ -14,7 +14,9 @@ kinds (one default must serve every kind). The baseline: one square window at th
 class-agnostic NMS at IoU 0.3, top N per scene where N is the median number of objects per scene (oracle
 too). Prints one JSON object: per kind and segmenter, windows embedded, seconds per scene, and the figures of
 the chosen rule, of the shipped default (``default``, and ``default_beats_baseline``: whether its label-correct
-F1 is at least the baseline's) and of the baseline; the whole grid under ``grid``.
+F1 is at least the baseline's), of the baseline and of the oracle (``oracle``: the share of objects whose true box,
+classified as a region, gets the right best class and is named by the default rule: what any box placement
+could reach); the whole grid under ``grid``.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ def segmenter_configs() -> dict[str, Any]:
     small = (0.1, 0.16, 0.25, 0.4, 0.6)
     return {
         "gallery": GalleryConfig(),  # the shipped default: boundary boxes, then windows
+        "gallery-shape0": GalleryConfig(shape_seeds=0),  # no boxes completed to an indexed image's shape
+        "gallery-shape32": GalleryConfig(shape_seeds=32),  # twice the boxes completed
+        "gallery-shape32-w64": GalleryConfig(shape_seeds=32, max_windows=64, refine_seeds=5),  # fewer windows
         "gallery-windows": GalleryConfig(edges=None),  # windows only (the former default)
         "gallery-edges": GalleryConfig(max_windows=0, refine_seeds=0),  # boundary boxes only
         "gallery-0.1": GalleryConfig(proposals=grid(small)),
@@ -98,14 +103,8 @@ def collect(index: Any, seg: Any, scenes: list[Any], long_side: int) -> tuple[li
     region novelty maps; edges: the map named boxes snap to; tiers: the segmenter's region tiers of that scene),
     mean seconds, mean windows embedded and mean seconds of the region maps per scene."""
     from visrec.data.images import load_image
-    from visrec.segment.scene import (
-        SceneAnalyzer,
-        SceneConfig,
-        downscale,
-        region_confidences,
-        region_crops,
-        scene_edges,
-    )
+    from visrec.segment.overlaps import scene_edges
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale, region_confidences, region_crops
 
     an = SceneAnalyzer(index, seg, SceneConfig(long_side=long_side, accept="calibrated", mode=MODE[0]))
     out, secs, wins, extra = [], [], [], []
@@ -185,6 +184,26 @@ def baseline(index: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], 
     return out, float(np.mean(secs)), float(np.mean(wins))
 
 
+def oracle(index: Any, scenes: list[Any], long_side: int) -> dict[str, Any]:
+    """Recall if every object's true box were a region: the share whose best class is right (``top1``) and the
+    share the shipped default rule names with the right label (``named``), from the crops of the true boxes."""
+    from visrec.data.images import load_image
+    from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale
+    from visrec.segment.types import Regions
+
+    an = SceneAnalyzer(index, _Stored(None), SceneConfig(long_side=long_side, mode=MODE[0]))  # type: ignore[arg-type]
+    top1 = named = total = 0
+    for s in scenes:
+        small, factor = downscale(load_image(s.path), long_side)
+        regions = Regions((s.boxes / factor).astype(np.float32), np.ones(len(s.boxes), np.float32), None)
+        preds = an._predict(small, regions)
+        labels, _scores = an.decide(preds)
+        top1 += sum(p.candidate == t for p, t in zip(preds, s.labels, strict=True))
+        named += sum(lab == t for lab, t in zip(labels, s.labels, strict=True))
+        total += len(s.labels)
+    return {"objects": total, "top1": round(top1 / max(total, 1), 3), "named": round(named / max(total, 1), 3)}
+
+
 class _Counting:
     """A segmenter that counts the windows it embeds (``embedded``; its regions when it embeds none itself)."""
 
@@ -249,6 +268,7 @@ def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list
                                       "region_novelty_seconds": round(extra, 4), "grid": grid}  # fmt: skip
         best = max(grid, key=lambda g: g["correct_f1"])
         print(f"{coco} {name}: {secs:.2f} s, {wins:.0f} windows, best {best}", file=sys.stderr, flush=True)
+    report["oracle"] = oracle(index, scenes, long_side)
     res, secs, wins = baseline(index, scenes, long_side)
     rep = score_results(scenes, res, classes)
     report["baseline"] = {"seconds": round(secs, 3), "windows": round(wins, 1), **rep.metrics}
@@ -286,7 +306,7 @@ def main() -> None:
     best = choose(kinds)
     out: dict[str, Any] = {"chosen": {k: v for k, v in best.items() if k != "index"}, "kinds": {}}
     for kind, rep in kinds.items():
-        summary = {"scenes": rep["scenes"], "baseline": rep["baseline"], "segmenters": {}}
+        summary = {"scenes": rep["scenes"], "baseline": rep["baseline"], "oracle": rep["oracle"], "segmenters": {}}
         summary["region_novelty"] = rep.get("region_novelty")
         for seg, entry in rep["segmenters"].items():
             row = entry["grid"][best["index"]]

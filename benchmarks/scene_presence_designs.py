@@ -4,13 +4,15 @@ Usage::
 
     python benchmarks/scene_presence_designs.py INDEX [SCENES]
 
-SCENES defaults to ``../shared/data/naruto_scenes_dlp`` (a folder with ``manual_labels.json``). Six designs run on
-the same scenes with the same index: the default (``gallery`` with boundary boxes and windows, the ``confidence``
-rule with region novelty moved for the region's size, kept boxes snapped to edge lines), the same without snapping
+SCENES defaults to ``../shared/data/naruto_scenes_dlp`` (a folder with ``manual_labels.json``). Seven designs run
+on the same scenes with the same index: the default (``gallery`` with boundary boxes, boxes completed to the shape of
+their nearest indexed image and windows, the ``confidence`` rule with region novelty moved for the region's size,
+kept boxes snapped to edge lines), the same without the completed boxes (``shape_seeds=0``), the same without snapping
 and with pieces at a quarter of a region (the former default), the same rule on the whole-image novelty scale,
 boundary boxes + windows with ``absolute`` 0.8, with ``calibrated``, and windows only with ``absolute`` 0.8 (the
-default before boundary boxes). These are test scenes: the numbers are reported, never used to choose a setting.
-Prints one JSON object: per design micro precision / recall / F1, counts and seconds per scene.
+default before boundary boxes); all but the first without the completed boxes. These are test scenes: the numbers
+are reported, never used to choose a setting. Prints one JSON object: per design micro precision / recall / F1,
+counts and seconds per scene.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ def designs() -> dict[str, tuple[Any, dict[str, Any]]]:
     """Name -> (GalleryConfig, SceneConfig fields)."""
     from visrec.segment.gallery import GalleryConfig
 
+    former = GalleryConfig(shape_seeds=0)  # the designs before boxes completed to an indexed image's shape
     return {
         "default": (GalleryConfig(), {}),
-        "no_snap_pieces_quarter": (GalleryConfig(), {"snap": False, "piece_share": 0.25}),
-        "confidence_whole_image_novelty": (GalleryConfig(), {"region_novelty": False}),
-        "boxes_and_windows_absolute_0.8": (GalleryConfig(), {"accept": "absolute", "floor": 0.8}),
-        "boxes_and_windows_calibrated": (GalleryConfig(), {"accept": "calibrated"}),
+        "no_shapes": (GalleryConfig(shape_seeds=0), {}),
+        "no_snap_pieces_quarter": (former, {"snap": False, "piece_share": 0.25}),
+        "confidence_whole_image_novelty": (former, {"region_novelty": False}),
+        "boxes_and_windows_absolute_0.8": (former, {"accept": "absolute", "floor": 0.8}),
+        "boxes_and_windows_calibrated": (former, {"accept": "calibrated"}),
         "windows_absolute_0.8": (GalleryConfig(edges=None), {"accept": "absolute", "floor": 0.8}),
     }
 

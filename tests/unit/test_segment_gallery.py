@@ -80,11 +80,18 @@ def test_gallery_embeds_at_most_max_windows(index: Index, monkeypatch: pytest.Mo
     emb = seg.cached_embeddings()
     assert emb is not None and len(emb.vectors) == len(seg.regions())
     seen.clear()
-    both = GallerySegmenter(index, GalleryConfig(max_windows=40, refine_seeds=3, edges=EdgeBoxConfig(max_boxes=5)))
+    edges = EdgeBoxConfig(max_boxes=5)
+    both = GallerySegmenter(index, GalleryConfig(max_windows=40, refine_seeds=3, edges=edges, shape_seeds=0))
     both.set_image(_wide_scene())  # boundary boxes first (at most max_boxes), then the two rounds of windows
     assert len(seen) == 3 and seen[0] <= 5 and sum(seen[1:]) <= 40
     tiers = both.region_tiers()
-    assert len(tiers) == len(both.regions()) and list(tiers) == sorted(tiers) and set(tiers) <= {0, 1}
+    assert len(tiers) == len(both.regions()) and list(tiers) == sorted(tiers) and set(tiers) <= {0, 2}
+    seen.clear()
+    shaped = GallerySegmenter(index, GalleryConfig(max_windows=40, refine_seeds=3, edges=edges, shape_seeds=2))
+    shaped.set_image(_wide_scene())  # then at most 4 boxes for each of the 2 boundary boxes completed to a shape
+    assert len(seen) in (3, 4) and seen[0] <= 5 and sum(seen[-2:]) <= 40
+    assert len(seen) == 3 or seen[1] <= 4 * 2
+    assert (shaped.region_tiers() < 2).sum() <= 5 + 4 * 2  # boundary and shaped boxes before the windows (tier 2)
     with pytest.raises(BadInput, match="refine_seeds"):
         GalleryConfig(max_windows=12, refine_seeds=2)
     with pytest.raises(BadInput, match="boundary boxes"):

@@ -21,9 +21,19 @@ skin) before the busy background.
 Windows are squares on a grid of a few scales: they seldom fit small objects of other shapes closely enough for
 IoU 0.5, and a scene of many small objects needs hundreds of them. So the segmenter also embeds the image's
 *boundary boxes* (:mod:`visrec.segment.edges`: boxes of closed edge outlines, from 1/16 to 0.6 of the short
-side, at most 128), which follow objects of any size and aspect. They come first among the regions (tier 0,
+side, at most 128), which follow objects of any size and aspect. They come before the windows (tier 0,
 :meth:`GallerySegmenter.region_tiers`): the scene's overlap resolution considers them before any window, so a
 window only names what no boundary box of that label covers.
+
+An outline with a gap (an object meeting a background of its own colour) gives a box on a part of the object, and
+two touching objects share one outline; either box has another shape than the object. The index knows the
+object's shape: its nearest indexed image's width / height. So the ``shape_seeds`` (16) most similar boundary
+boxes whose shape is off from their nearest image's by more than ``shape_ratio`` are completed to that shape, four
+boxes each sharing one side with them (:mod:`visrec.segment.shapes`), and embedded too. In the overlap resolution
+they compete with the boundary boxes by confidence, and the boxes they were completed from come after both
+(:data:`BOUNDARY`, :data:`COMPLETED`, then :data:`WINDOW`). A box inside a larger boundary box of about the right
+shape is not completed: it is a part of an object already boxed whole (a block of a busy picture), and its
+completions, parts too, could outscore the whole. Measured on generated scenes in docs/scene.md.
 """
 
 from __future__ import annotations
@@ -36,12 +46,18 @@ import numpy as np
 from visrec.errors import BadInput
 from visrec.segment.base import ImageHolder
 from visrec.segment.edges import EdgeBoxConfig, edge_boxes, edge_maps
-from visrec.segment.masks import crop, nms
+from visrec.segment.masks import box_area, box_iou, crop, nms
 from visrec.segment.proposals import ProposalConfig, ProposalSegmenter, fit_stride, jitter_windows
+from visrec.segment.shapes import box_aspects, complete_boxes
 from visrec.segment.types import Regions
 from visrec.types import Embeddings
 
 JITTERS = 6  # windows per seed made by jitter_windows with its defaults (4 moves, 2 scales)
+# Region tiers, the order of the scene's overlap resolution (GallerySegmenter.region_tiers): boundary boxes and the
+# boxes completed to their nearest indexed image's shape (by confidence), then the boundary boxes those were
+# completed from (a part of an object, or two objects in one outline), then windows.
+BOUNDARY, COMPLETED, WINDOW = 0, 1, 2
+_Part = tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray]  # boxes, similarities, embeddings, tiers
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,9 @@ class GalleryConfig:
     ``min_contrast``: windows flatter than this are not embedded; ``min_similarity``: cosine floor to the
     nearest indexed image; ``nms_iou``: pruning IoU; ``max_regions``: cap on windows kept; ``batch_size``: encoder
     batch (0: the windows split evenly over the CPU cores, so that no core runs one batch more than another);
-    ``edges``: boundary boxes embedded besides the windows (None: windows only)."""
+    ``edges``: boundary boxes embedded besides the windows (None: windows only); ``shape_seeds``: the most
+    boundary boxes (most similar first) completed to the shape of their nearest indexed image when their own
+    shape is off from it by more than ``shape_ratio`` (:mod:`visrec.segment.shapes`; 0: none)."""
 
     proposals: ProposalConfig = field(
         default_factory=lambda: ProposalConfig(
@@ -67,6 +85,8 @@ class GalleryConfig:
     max_regions: int = 20
     batch_size: int = 0
     edges: EdgeBoxConfig | None = field(default_factory=EdgeBoxConfig)
+    shape_seeds: int = 16
+    shape_ratio: float = 1.25
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_similarity <= 1.0 or self.max_regions < 1 or self.max_windows < 0:
@@ -74,6 +94,8 @@ class GalleryConfig:
                 "min_similarity must be in [-1, 1], max_regions >= 1 and max_windows >= 0; got "
                 f"{self.min_similarity}, {self.max_regions}, {self.max_windows}"
             )
+        if self.shape_seeds < 0 or self.shape_ratio < 1.0:
+            raise BadInput(f"shape_seeds must be >= 0 and shape_ratio >= 1, got {self.shape_seeds}, {self.shape_ratio}")
         if self.max_windows == 0 and self.edges is None:
             raise BadInput("max_windows=0 (no windows) needs boundary boxes (edges)")
         if self.batch_size < 0 or self.refine_seeds < 0 or self.refine_seeds * JITTERS >= max(1, self.max_windows):
@@ -110,22 +132,23 @@ class GallerySegmenter(ImageHolder):
         self._emb: Embeddings | None = None
         self._tiers = np.zeros(0, np.int64)
         self._edges: np.ndarray | None = None
+        self._aspect: dict[str, float] = {}  # width / height of the indexed images met so far, by id
 
     def set_image(self, image: np.ndarray) -> None:
         """Embed and score the boundary boxes and windows of an RGB ``uint8`` ``(h, w, 3)`` image (the slow part)."""
         self._image = image
         self._edges = None
-        tiers = [(t, p) for t, p in enumerate((self._boundary(image), self._windows(image))) if p is not None]
-        if not tiers:
+        parts = [p for p in (self._boundary(image), self._windows(image)) if p is not None]
+        if not parts:
             self._regions, self._emb, self._tiers = Regions.empty(), None, np.zeros(0, np.int64)
             return
-        parts = [p for _t, p in tiers]
         self._regions = Regions(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), None)
         self._emb = parts[0][2] if len(parts) == 1 else _concat([p[2] for p in parts])
-        self._tiers = np.concatenate([np.full(len(p[0]), t, np.int64) for t, p in tiers])
+        self._tiers = np.concatenate([p[3] for p in parts])
 
-    def _boundary(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
-        """Boundary boxes whose similarity is at least ``min_similarity``: boxes, similarities, embeddings."""
+    def _boundary(self, image: np.ndarray) -> _Part | None:
+        """Boundary boxes (and the boxes completed from them) whose similarity is at least ``min_similarity``:
+        boxes, similarities, embeddings, tiers (:data:`BOUNDARY`, or :data:`COMPLETED` for a box completed from)."""
         if self.config.edges is None:
             return None
         maps = edge_maps(image, self.config.edges)
@@ -133,11 +156,54 @@ class GallerySegmenter(ImageHolder):
         boxes = edge_boxes(image, self.config.edges, maps)
         if len(boxes) == 0:
             return None
-        emb, sims = self._score(image, boxes, "e")
+        emb, sims, nearest = self._score(image, boxes, "e")
+        tiers = np.full(len(boxes), BOUNDARY, np.int64)
+        shaped = self._shaped(image, boxes, sims, nearest)
+        if shaped is not None:
+            new, new_sims, new_emb, sources = shaped
+            tiers[sources] = COMPLETED  # a box whose shape is off gives way to the boxes completed from it
+            boxes, sims = np.concatenate([boxes, new]), np.concatenate([sims, new_sims])
+            emb, tiers = _concat([emb, new_emb]), np.concatenate([tiers, np.full(len(new), BOUNDARY, np.int64)])
         ok = np.nonzero(sims >= self.config.min_similarity)[0]
-        return boxes[ok], sims[ok], emb.take(ok)
+        return boxes[ok], sims[ok], emb.take(ok), tiers[ok]
 
-    def _windows(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, Embeddings] | None:
+    def _shaped(
+        self, image: np.ndarray, boxes: np.ndarray, sims: np.ndarray, nearest: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray] | None:
+        """Boundary boxes completed to the shape of their nearest indexed image (:func:`complete_boxes`), for the
+        ``shape_seeds`` most similar boxes whose shape is off; near-duplicates of a boundary box are left out.
+        Returns the new boxes, their similarities and embeddings, and the rows of ``boxes`` they came from."""
+        cfg = self.config
+        if cfg.shape_seeds == 0:
+            return None
+        ref = self._aspects(nearest)
+        known = np.isfinite(ref)
+        off = np.zeros(len(boxes), bool)
+        off[known] = np.abs(np.log(box_aspects(boxes[known]) / ref[known])) > np.log(cfg.shape_ratio)
+        seeds = _not_within(boxes, np.flatnonzero(off), np.flatnonzero(known & ~off))
+        seeds = seeds[np.argsort(-sims[seeds], kind="stable")[: cfg.shape_seeds]]
+        h, w = image.shape[:2]
+        new, rows = complete_boxes(boxes[seeds], ref[seeds], h, w, cfg.shape_ratio)
+        dedupe = cfg.edges.dedupe_iou if cfg.edges is not None else 0.8
+        if len(new):
+            fresh = np.flatnonzero(box_iou(new, boxes).max(1) <= dedupe)
+            fresh = fresh[nms(new[fresh], box_area(new[fresh]).astype(np.float32), dedupe)]
+            new, rows = new[fresh], rows[fresh]
+        if len(new) == 0:
+            return None
+        emb, s, _ids = self._score(image, new, "s")
+        return new, s, emb, np.unique(seeds[rows])
+
+    def _aspects(self, ids: np.ndarray) -> np.ndarray:
+        """Width / height of the indexed images ``ids`` (``(n,)`` float64; NaN where the index has no size)."""
+        missing = [str(i) for i in set(ids.tolist()) if str(i) not in self._aspect and i != ""]
+        found = self.index.metadata_of(missing) if missing else {}
+        for key in missing:  # ids without a recorded size are remembered too, as NaN
+            w, h = found.get(key, {}).get("width"), found.get(key, {}).get("height")
+            self._aspect[key] = float(w) / float(h) if w and h else float("nan")
+        return np.asarray([self._aspect.get(str(i), float("nan")) for i in ids], np.float64)
+
+    def _windows(self, image: np.ndarray) -> _Part | None:
         """The two rounds of windows (see the module docstring), pruned by NMS and capped at ``max_regions``."""
         cfg = self.config
         if cfg.max_windows == 0:
@@ -151,25 +217,27 @@ class GallerySegmenter(ImageHolder):
         boxes = cand.xyxy[np.nonzero(cand.scores >= cfg.min_contrast)[0][:coarse_budget]]
         if len(boxes) == 0:
             return None
-        emb, sims = self._score(image, boxes, "c")
+        emb, sims, _ids = self._score(image, boxes, "c")
         if cfg.refine_seeds:
             seeds = boxes[nms(boxes, sims, cfg.nms_iou)[: cfg.refine_seeds]]
             fine = jitter_windows(seeds, h, w)
-            emb2, sims2 = self._score(image, fine, "f")
+            emb2, sims2, _ids = self._score(image, fine, "f")
             boxes, sims = np.concatenate([boxes, fine]), np.concatenate([sims, sims2])
             emb = _concat([emb, emb2])
         ok = np.nonzero(sims >= cfg.min_similarity)[0]
         keep = ok[nms(boxes[ok], sims[ok], cfg.nms_iou)][: cfg.max_regions]
-        return boxes[keep].astype(np.float32), sims[keep], emb.take(keep)
+        return boxes[keep].astype(np.float32), sims[keep], emb.take(keep), np.full(len(keep), WINDOW, np.int64)
 
-    def _score(self, image: np.ndarray, boxes: np.ndarray, tag: str) -> tuple[Embeddings, np.ndarray]:
-        """Embeddings of the windows' crops and each one's cosine to its nearest indexed image (float32)."""
+    def _score(self, image: np.ndarray, boxes: np.ndarray, tag: str) -> tuple[Embeddings, np.ndarray, np.ndarray]:
+        """Embeddings of the windows' crops, each one's cosine to its nearest indexed image (float32) and that
+        image's id (object array, ``""`` when the index is empty)."""
         crops = [crop(image, b, min_side=2) for b in boxes]
         ids = [f"{tag}{i}" for i in range(len(crops))]
         batch = self.config.batch_size or balanced_batch(len(crops))
         emb = self.index.encoder.encode_images(crops, ids=ids, batch_size=batch)
-        sims = self.index.store.search(emb.vectors, 1).scores[:, 0].astype(np.float32)
-        return emb, np.where(np.isfinite(sims), sims, np.float32(-1.0))
+        hits = self.index.store.search(emb.vectors, 1)
+        sims = hits.scores[:, 0].astype(np.float32)
+        return emb, np.where(np.isfinite(sims), sims, np.float32(-1.0)), hits.ids[:, 0]
 
     def regions(self) -> Regions:
         """The kept windows, most gallery-like first; ``scores`` are cosine similarities to the nearest image."""
@@ -187,9 +255,25 @@ class GallerySegmenter(ImageHolder):
         return self._edges
 
     def region_tiers(self) -> np.ndarray:
-        """Per region, ``(n,)`` int64: 0 for a boundary box, 1 for a window (overlaps are resolved tier first)."""
+        """Per region, ``(n,)`` int64, the order in which the scene resolves overlaps (lower first):
+        :data:`BOUNDARY` (0) for a boundary box or a box completed to an indexed image's shape, :data:`COMPLETED` (1)
+        for a boundary box such boxes were completed from, :data:`WINDOW` (2) for a window."""
         self._require_image()
         return self._tiers
+
+
+def _not_within(boxes: np.ndarray, seeds: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """The ``seeds`` (rows of ``boxes``) not lying inside (90 % of their area) a larger box of ``whole`` (rows of
+    boxes of about their nearest image's shape): such a seed is a part of an object already boxed whole (a block of a
+    busy picture), and completing it gives boxes on more parts of that object, which can outscore the whole."""
+    if len(seeds) == 0 or len(whole) == 0:
+        return seeds
+    a, b = boxes[seeds], boxes[whole]
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    inside = (inter > 0.9 * box_area(a)[:, None]) & (box_area(b)[None, :] > box_area(a)[:, None])
+    return seeds[~inside.any(axis=1)]
 
 
 def _concat(parts: list[Embeddings]) -> Embeddings:

@@ -37,7 +37,8 @@ Four acceptance rules (``SceneConfig.accept``):
   only its few best regions.
 
 Overlaps are then resolved per label, a segmenter's lower region tiers first (the ``gallery`` segmenter's
-boundary boxes before its windows), then by score: of two same-label box regions (boxes, windows) overlapping with IoU >
+boundary boxes and the boxes completed to an indexed image's shape, then the boxes completed from, then its
+windows), then by score: of two same-label box regions (boxes, windows) overlapping with IoU >
 ``merge_iou``, or one inside the other, the weaker is dropped (NMS; boxes are never grown into unions, so
 distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
 object and join (union mask and box). A region overlapping a more confident region of another label by more
