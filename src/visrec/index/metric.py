@@ -42,7 +42,7 @@ def labeled_digest(ids: Sequence[str], vectors: np.ndarray, labels: Sequence[Seq
     h = hashlib.sha1()
     for i in sorted(range(len(ids)), key=lambda j: ids[j]):
         if labels[i]:
-            h.update(f"{ids[i]}\t{'|'.join(labels[i])}\n".encode())
+            h.update(f"{ids[i]}\t{'|'.join(labels[i])}\n".encode("utf-8", "surrogatepass"))
             h.update(np.ascontiguousarray(vectors[i], np.float32).tobytes())
     return h.hexdigest()
 
