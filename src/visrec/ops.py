@@ -195,8 +195,9 @@ def calibrate(
     metric: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Calibrate ``modes`` (on a labeled held-out set, or leave-one-group-out on the index) and store them, with
-    the whitened kNN metric refitted. ``metric``: the kNN metric to calibrate (default
-    :data:`visrec.classify.knn.DEFAULT_METRIC`; ``cosine`` where the index's labels cannot fit a whitening)."""
+    the whitened kNN metric refitted when kNN uses it. ``metric``: the kNN metric to calibrate (default: the
+    index's current one, :data:`visrec.classify.knn.DEFAULT_METRIC` for a new index; ``cosine`` where the index's
+    labels cannot fit a whitening)."""
     from visrec.classify import CalibrationOptions
     from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index import Index
@@ -206,7 +207,8 @@ def calibrate(
 
     idx = Index(index_path)
     ids, vecs, labels, _ = _labels_and_groups(idx.store, with_groups=False)  # saving calibrations keeps the vectors
-    metric_files = whitening_files(ids, vecs, labels)
+    metric = metric or idx.classifier("knn").config.metric  # the index's current kNN metric unless one is named
+    metric_files = whitening_files(ids, vecs, labels) if metric == "whitened" else {}
     if held_out is not None and "knn" in modes:  # held-out kNN predictions search the refitted whitened space
         save_calibration(index_path, {}, metric_files)
         idx = Index(index_path)

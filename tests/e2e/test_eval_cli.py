@@ -124,6 +124,8 @@ def test_knn_eval_searches_the_index_whitened_metric_and_calibrate_can_choose_co
     idx = tmp_path / "train.vrx"
     cli("index", str(manifest), "--out", str(idx), "--encoder", "fake", "--where", 'split == "train"',
         "--json", module="visrec.cli")  # fmt: skip
+    assert json.loads((Index(idx).gen / "calibration.json").read_text())["knn"]["params"]["metric"] == "cosine"
+    cli("calibrate", str(idx), "--modes", "knn", "--metric", "whitened", module="visrec.cli")  # opt in
     gen = Index(idx).gen
     assert json.loads((gen / "calibration.json").read_text())["knn"]["params"]["metric"] == "whitened"
     args = ("eval", str(idx), "--data", str(manifest), "--split-field", "split", "--train", "train", "-m", "knn",

@@ -1,5 +1,5 @@
-"""The whitened kNN metric an index keeps: fitted on every commit, stored as plain arrays, searched by kNN, and
-refused when missing or made for other items."""
+"""The whitened kNN metric an index opts into: off for a new index (cosine), then fitted on every commit, stored as
+plain arrays, searched by kNN, and refused when missing or made for other items."""
 
 from __future__ import annotations
 
@@ -33,7 +33,17 @@ def _build(root: Path, out: Path, **cfg: object) -> None:
 def index(tmp_path: Path) -> Path:
     make_labeled_tree(tmp_path / "data", ("amber", "blue", "coral"), per_class=6, size=32)
     _build(tmp_path / "data", tmp_path / "idx.vrx")
+    ops.calibrate(tmp_path / "idx.vrx", None, None, ["knn"], metric="whitened")  # opt in
     return tmp_path / "idx.vrx"
+
+
+def test_a_new_index_calibrates_cosine_knn_and_stores_no_whitening(tmp_path: Path) -> None:
+    make_labeled_tree(tmp_path / "data", ("amber", "blue", "coral"), per_class=6, size=32)
+    _build(tmp_path / "data", tmp_path / "idx.vrx")
+    idx = Index(tmp_path / "idx.vrx")
+    assert idx.calibration("knn").params["metric"] == "cosine" and not (idx.gen / WHITENING_JSON).exists()
+    ops.calibrate(tmp_path / "idx.vrx", None, None, ["knn"])  # no metric named: the index's own stays
+    assert Index(tmp_path / "idx.vrx").calibration("knn").params["metric"] == "cosine"
 
 
 def _queries(idx: Index) -> np.ndarray:
@@ -102,14 +112,16 @@ def test_a_calibration_from_before_the_metric_keeps_cosines_and_cosine_can_be_ch
 
 
 def test_labels_without_within_class_variation_skip_the_fit_with_the_reason(tmp_path: Path) -> None:
+    from visrec.index.metric import whitening_files
+
     make_labeled_tree(tmp_path / "data", ("amber", "blue", "coral"), per_class=1, size=32)
     _build(tmp_path / "data", tmp_path / "idx.vrx", calibrate=False)
     idx = Index(tmp_path / "idx.vrx")
-    info = json.loads((idx.gen / WHITENING_JSON).read_text())
+    files = whitening_files(*_export_labeled(idx.store)[:3])
+    info = json.loads(files[WHITENING_JSON])
     assert info["fitted"] is False and "two single-label items" in info["reason"]
-    assert not (idx.gen / WHITENING_ARRAYS).exists()
+    assert WHITENING_ARRAYS not in files
     assert idx.classifier("knn").config.metric == "cosine"
-    assert idx.info()["knn_metric"] == {"metric": "cosine", "fitted": False, "reason": info["reason"]}
     assert idx.classify(_embeddings(idx), "knn", calibrated=False)[0].candidate in {"amber", "blue", "coral"}
 
 
@@ -135,10 +147,14 @@ def test_a_commit_that_changes_no_labeled_item_keeps_the_fit_and_one_that_does_r
         build_index(load_dataset(manifest), tmp_path / "idx.vrx", create_encoder("fake"), IndexConfig())
         return Index(tmp_path / "idx.vrx").gen
 
-    first = commit(rows[:18])
+    commit(rows[:18])
+    assert not fits  # cosine until the index opts in
+    ops.calibrate(tmp_path / "idx.vrx", None, None, ["knn"], metric="whitened")
+    first = Index(tmp_path / "idx.vrx").gen
     before = {n: (first / n).read_bytes() for n in (WHITENING_JSON, WHITENING_ARRAYS)}
     unlabeled = commit([*rows[:18], (rows[18][0], "")])  # one more item, without a label: no refit
-    assert unlabeled != first and {n: (unlabeled / n).read_bytes() for n in before} == before and len(fits) == 1
+    assert unlabeled != first and {n: (unlabeled / n).read_bytes() for n in before} == before and not fits
     assert Index(tmp_path / "idx.vrx").classify(_embeddings(Index(tmp_path / "idx.vrx")), "knn")[0].mode == "knn"
     labeled = commit([*rows[:18], (rows[18][0], ""), rows[19]])  # and one labeled item
-    assert json.loads((labeled / WHITENING_JSON).read_text())["fitted_items"] == 19 and len(fits) == 2
+    assert json.loads((labeled / WHITENING_JSON).read_text())["fitted_items"] == 19 and len(fits) == 1
+    assert Index(tmp_path / "idx.vrx").calibration("knn").params["metric"] == "whitened"  # updates keep it

@@ -163,7 +163,10 @@ def calibrate_cmd(
         0.1, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."
     ),
     metric: str = typer.Option(
-        "whitened", "--metric", help="kNN neighbours by: whitened (the index's within-class whitening) | cosine."
+        "",
+        "--metric",
+        help="kNN neighbours by: whitened (the index's within-class whitening; later updates keep it) | cosine "
+        "(default: the index's current kNN metric, cosine for a new index).",
     ),
     as_json: bool = JSON,
 ) -> None:
@@ -172,10 +175,10 @@ def calibrate_cmd(
     from visrec.classify.knn import KNN_METRICS
     from visrec.errors import BadInput
 
-    if metric not in KNN_METRICS:
+    if metric and metric not in KNN_METRICS:
         raise BadInput(f"--metric must be one of {', '.join(KNN_METRICS)}, got {metric!r}")
     modes_ = [m.strip() for m in modes.split(",")]
-    cals = ops.calibrate(index, held_out, where, modes_, target_precision, novelty_prior, metric)
+    cals = ops.calibrate(index, held_out, where, modes_, target_precision, novelty_prior, metric or None)
     _emit(as_json, cals, lambda: render.calibration(cals))
 
 

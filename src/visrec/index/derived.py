@@ -181,11 +181,13 @@ def _derived_files(
     state, exported = _class_state(store, previous, delta)
     classes, labeled = state[0], state[3]
     files = _prototype_files(state)
-    metric = _carry_metric(previous, delta)
-    if metric is None:  # refitted whenever a labeled item changes
-        exported = exported if exported is not None else _export_labeled(store)
-        metric = whitening_files(exported[0], exported[1], exported[2])
-    files.update(metric)
+    knn_metric = _previous_knn_metric(previous)
+    if knn_metric == "whitened":  # opted in: refitted whenever a labeled item changes
+        metric = _carry_metric(previous, delta)
+        if metric is None:
+            exported = exported if exported is not None else _export_labeled(store)
+            metric = whitening_files(exported[0], exported[1], exported[2])
+        files.update(metric)
     carried = _carry_calibration(previous, report, classes) if cfg.calibrate and previous is not None else None
     if carried is not None:
         files.update(carried)
@@ -201,7 +203,7 @@ def _derived_files(
         groups = _groups(hashes, around=sample_queries(labels, opts.max_queries, opts.seed, queries))
         cals = {}
         for mode in CALIBRATED_MODES:
-            clf = make_classifier_from_params(mode, {})
+            clf = make_classifier_from_params(mode, {"metric": knn_metric} if mode == "knn" else {})
             cals[mode] = calibrate_leave_one_group_out(vecs, labels, groups, clf, opts, queries=queries).to_dict()
         files["calibration.json"] = json.dumps(cals, indent=1).encode()
         files.update(novelty_files(vecs, labels, cals))
@@ -209,6 +211,22 @@ def _derived_files(
         files[BASIS] = json.dumps({"count": labeled, "changed": 0, "classes": classes}).encode()
         report.calibration = {m: _brief(c) for m, c in cals.items()}
     return files
+
+
+def _previous_knn_metric(previous: IndexFolder | None) -> str:
+    """The kNN metric of ``previous``'s current calibration (``"whitened"`` once ``visrec calibrate --metric
+    whitened`` chose it; updates keep it), else :data:`~visrec.classify.knn.DEFAULT_METRIC`."""
+    from visrec.classify.knn import DEFAULT_METRIC, KNN_METRICS
+
+    gen = previous.generation_dir if previous is not None else None
+    path = gen / "calibration.json" if gen is not None else None
+    if path is None or not path.is_file():
+        return DEFAULT_METRIC
+    try:
+        metric = json.loads(path.read_text()).get("knn", {}).get("params", {}).get("metric", "cosine")
+    except (ValueError, AttributeError):
+        return DEFAULT_METRIC
+    return metric if metric in KNN_METRICS else DEFAULT_METRIC
 
 
 def _carry_metric(previous: IndexFolder | None, delta: Delta | None) -> dict[str, bytes] | None:
