@@ -15,7 +15,7 @@ from visrec.classify import KnnClassifier
 from visrec.classify.whitening import fit_within_class_whitening
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
-from visrec.errors import IndexCorrupt, NotCalibrated
+from visrec.errors import BadInput, IndexCorrupt, NotCalibrated
 from visrec.index import Index
 from visrec.index.derived import _export_labeled
 from visrec.index.metric import WHITENING_ARRAYS, WHITENING_JSON
@@ -158,3 +158,15 @@ def test_a_commit_that_changes_no_labeled_item_keeps_the_fit_and_one_that_does_r
     labeled = commit([*rows[:18], (rows[18][0], ""), rows[19]])  # and one labeled item
     assert json.loads((labeled / WHITENING_JSON).read_text())["fitted_items"] == 19 and len(fits) == 1
     assert Index(tmp_path / "idx.vrx").calibration("knn").params["metric"] == "whitened"  # updates keep it
+
+
+def test_the_index_option_chooses_the_metric_at_build_and_a_change_recalibrates(tmp_path: Path) -> None:
+    make_labeled_tree(tmp_path / "data", ("amber", "blue", "coral"), per_class=6, size=32)
+    out = tmp_path / "idx.vrx"
+    _build(tmp_path / "data", out, knn_metric="whitened")
+    idx = Index(out)
+    assert idx.calibration("knn").params["metric"] == "whitened" and (idx.gen / WHITENING_ARRAYS).is_file()
+    _build(tmp_path / "data", out, knn_metric="cosine")  # nothing changed but the metric: it is recalibrated
+    assert Index(out).calibration("knn").params["metric"] == "cosine"
+    with pytest.raises(BadInput, match="whitened"):
+        IndexConfig(knn_metric="euclid")

@@ -65,6 +65,12 @@ def index_cmd(
     compress: str = typer.Option(
         None, "--compress", help="fp16 | sq8: smaller FAISS ANN indexes (from 20k items); set at creation."
     ),
+    knn_metric: str = typer.Option(
+        None,
+        "--knn-metric",
+        help="cosine | whitened: kNN neighbours by cosine or in a within-class whitening of the labels (default: "
+        "the index's current metric, cosine for a new index; see docs/encoders.md).",
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Index a dataset: only new or changed images are embedded; an interrupted run resumes."""
@@ -76,7 +82,7 @@ def index_cmd(
 
     cfg = IndexConfig(store=store, batch_size=batch_size, workers=workers, calibrate=calibrate,
                       target_precision=target_precision, engine=engine, ray_address=ray_address,
-                      rehash=rehash, compress=compress)  # fmt: skip
+                      rehash=rehash, compress=compress, knn_metric=knn_metric)  # fmt: skip
     with render.progress(enabled=not as_json) as bar:
         report = ops.index(dataset, out, fmt, where, encoder, checkpoint, cfg, bar, prefetch)
     _emit(as_json, report.to_dict(), lambda: render.indexing_report(report))

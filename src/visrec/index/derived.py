@@ -181,14 +181,16 @@ def _derived_files(
     state, exported = _class_state(store, previous, delta)
     classes, labeled = state[0], state[3]
     files = _prototype_files(state)
-    knn_metric = _previous_knn_metric(previous)
+    kept_metric = _previous_knn_metric(previous)
+    knn_metric = cfg.knn_metric or kept_metric
     if knn_metric == "whitened":  # opted in: refitted whenever a labeled item changes
         metric = _carry_metric(previous, delta)
         if metric is None:
             exported = exported if exported is not None else _export_labeled(store)
             metric = whitening_files(exported[0], exported[1], exported[2])
         files.update(metric)
-    carried = _carry_calibration(previous, report, classes) if cfg.calibrate and previous is not None else None
+    carry = cfg.calibrate and previous is not None and knn_metric == kept_metric  # a new metric recalibrates
+    carried = _carry_calibration(previous, report, classes) if carry and previous is not None else None
     if carried is not None:
         files.update(carried)
     elif cfg.calibrate and labeled >= MIN_LABELED_FOR_CALIBRATION and len(classes) >= 2:

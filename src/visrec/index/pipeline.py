@@ -49,6 +49,8 @@ class IndexConfig:
     size, modification time and inode match what is stored (a full check; otherwise only changed files are read).
     ``compress``: ``fp16`` or ``sq8`` keeps the codes of the FAISS store's IVF / HNSW indexes at float16 or 8 bits
     (see :mod:`visrec.stores.faiss_store`); set when the index is created, kept by its later updates.
+    ``knn_metric``: the kNN metric the calibration uses, ``cosine`` or ``whitened`` (:mod:`visrec.classify.knn`);
+    None keeps the index's current one (cosine for a new index).
     """
 
     store: str = "faiss"
@@ -62,8 +64,11 @@ class IndexConfig:
     ray_address: str | None = None
     rehash: bool = False
     compress: str | None = None
+    knn_metric: str | None = None
 
     def __post_init__(self) -> None:
+        if self.knn_metric not in (None, "cosine", "whitened"):
+            raise BadInput(f"unknown kNN metric {self.knn_metric!r}; choose cosine or whitened")
         if self.compress not in (None, "fp16", "sq8"):
             raise BadInput(f"unknown compression {self.compress!r}; choose fp16 or sq8 (or none)")
         if self.engine not in ENGINES:

@@ -263,7 +263,7 @@ def build_index(
         new = _embed_changes(plan, encoder, shards, cfg, report, progress)
         failed_but_stored = [i for reason in report.skipped.values() for i in _ids_of(dataset, reason) if i in stored]
         _count_changes(report, new, stored, plan)
-        if old is not None and not (new or plan.remove or plan.meta_only or moving):
+        if old is not None and not (new or plan.remove or plan.meta_only or moving or _metric_changes(folder, cfg)):
             report.count = len(stored)
             shards.clear()
             return report
@@ -284,6 +284,14 @@ def build_index(
         shards.clear()
     report.count = store.count()
     return report
+
+
+def _metric_changes(folder: IndexFolder, cfg: IndexConfig) -> bool:
+    """Whether ``cfg`` names a kNN metric other than the one the current generation is calibrated with (the next
+    generation is then written with the same items and a new calibration)."""
+    from visrec.index.derived import _previous_knn_metric
+
+    return cfg.knn_metric is not None and cfg.knn_metric != _previous_knn_metric(folder)
 
 
 def _segments(
