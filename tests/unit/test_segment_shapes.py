@@ -104,3 +104,20 @@ def test_bad_arguments_name_the_fix() -> None:
         complete_boxes(box, np.array([1.0]), 100, 100, min_ratio=0.5)
     with pytest.raises(BadInput, match="one aspect"):
         complete_boxes(box, np.array([1.0, 2.0]), 100, 100)
+
+
+def test_the_shapes_of_indexed_images_are_read_again_when_the_index_moves_on() -> None:
+    class Moving:  # an index whose item "a" is re-indexed from a tall image to a wide one
+        def __init__(self) -> None:
+            self.gen, self.sizes = "gen-1", {"a": {"width": 50, "height": 100}}
+
+        def metadata_of(self, ids: list[str]) -> dict[str, dict[str, int]]:
+            return {i: self.sizes[i] for i in ids if i in self.sizes}
+
+    index = Moving()
+    seg = GallerySegmenter(index=index)
+    assert seg._aspects(np.array(["a"]))[0] == 0.5
+    index.sizes = {"a": {"width": 100, "height": 50}}
+    assert seg._aspects(np.array(["a"]))[0] == 0.5  # same generation: read once
+    index.gen = "gen-2"
+    assert seg._aspects(np.array(["a"]))[0] == 2.0

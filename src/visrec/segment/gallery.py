@@ -133,6 +133,7 @@ class GallerySegmenter(ImageHolder):
         self._tiers = np.zeros(0, np.int64)
         self._edges: np.ndarray | None = None
         self._aspect: dict[str, float] = {}  # width / height of the indexed images met so far, by id
+        self._aspect_gen: Any = None  # the index generation those were read from
 
     def set_image(self, image: np.ndarray) -> None:
         """Embed and score the boundary boxes and windows of an RGB ``uint8`` ``(h, w, 3)`` image (the slow part)."""
@@ -195,7 +196,12 @@ class GallerySegmenter(ImageHolder):
         return new, s, emb, np.unique(seeds[rows])
 
     def _aspects(self, ids: np.ndarray) -> np.ndarray:
-        """Width / height of the indexed images ``ids`` (``(n,)`` float64; NaN where the index has no size)."""
+        """Width / height of the indexed images ``ids`` (``(n,)`` float64; NaN where the index has no size); read
+        again when the index has moved to another generation (an id's image may have changed)."""
+        gen = getattr(self.index, "gen", None)
+        if gen != self._aspect_gen:
+            self._aspect.clear()
+            self._aspect_gen = gen
         missing = [str(i) for i in set(ids.tolist()) if str(i) not in self._aspect and i != ""]
         found = self.index.metadata_of(missing) if missing else {}
         for key in missing:  # ids without a recorded size are remembered too, as NaN
