@@ -363,7 +363,8 @@ def calibrate_leave_one_group_out(
     ``options.simulate_unknown``, once more without its whole class (a simulated unknown). With
     ``options.novelty`` (kNN and prototype), the result holds an open-set decision whose novelty scores come
     from leave-classes-out folds (:mod:`visrec.classify.openset_fit`). ``classifier`` defaults to
-    ``KnnClassifier()`` (a whitened one: :mod:`visrec.classify.loo_whitened`); zero-shot and blend classifiers
+    ``KnnClassifier()`` (with ``metric="whitened"`` each fold refits the whitening:
+    :mod:`visrec.classify.loo_whitened`); zero-shot and blend classifiers
     also need ``joint`` ``(n, dj)`` vectors. ``queries``: optional ``(n,)`` bool mask of the items that may be
     held-out queries (the others still serve as neighbours and fit the per-fold models): vectors a head or backbone
     was trained on sit unusually close to their class, so an adapted index is calibrated on the items its training

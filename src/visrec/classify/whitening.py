@@ -1,4 +1,4 @@
-"""Within-class whitening: a metric for kNN learned from a labeled gallery (no training loop, one SVD).
+"""Within-class whitening: a metric for kNN learned from a labeled gallery (no training loop, one eigen-solve).
 
 Cosine kNN on pooled CNN features weighs every direction alike, including directions along which images of one
 class vary a lot (pose, background, colour). Within-class whitening (WCCN) divides them out: with ``R`` the
@@ -88,6 +88,21 @@ def fit_within_class_whitening(
     With fewer items than dimensions the eigenvectors come from the ``(n, n)`` Gram matrix of the residuals (the
     same directions as an SVD of the ``(n, d)`` residuals, for a fraction of the work).
     """
+    x, resid = _class_residuals(vectors, labels, shrink)
+    w, basis = _scatter_eigen(resid)
+    lam = shrink * float(w.sum()) / x.shape[1]
+    keep = w > 1e-12 * max(float(w.max()), 1e-30)
+    factor = np.sqrt(lam / (w[keep] + lam))
+    return WithinClassWhitening(
+        x.mean(axis=0).astype(np.float32), basis[:, keep].astype(np.float32), factor.astype(np.float32)
+    )
+
+
+def _class_residuals(
+    vectors: np.ndarray, labels: Sequence[str] | np.ndarray, shrink: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x (n, d), residuals (n, d))`` float64: the vectors and each minus its class mean, after checking that a
+    whitening can be fitted (two classes, a class with two items, ``shrink > 0``)."""
     x = np.asarray(vectors, np.float64)
     y = np.asarray(labels)
     if x.ndim != 2 or y.shape != (x.shape[0],):
@@ -102,13 +117,7 @@ def fit_within_class_whitening(
         )
     starts = np.r_[0, np.cumsum(counts)[:-1]]
     means = np.add.reduceat(x[np.argsort(idx, kind="stable")], starts, axis=0) / counts[:, None]
-    w, basis = _scatter_eigen(x - means[idx])
-    lam = shrink * float(w.sum()) / x.shape[1]
-    keep = w > 1e-12 * max(float(w.max()), 1e-30)
-    factor = np.sqrt(lam / (w[keep] + lam))
-    return WithinClassWhitening(
-        x.mean(axis=0).astype(np.float32), basis[:, keep].astype(np.float32), factor.astype(np.float32)
-    )
+    return x, x - means[idx]
 
 
 def _scatter_eigen(resid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,16 +146,8 @@ def cholesky_whitener(
     """
     from scipy.linalg import blas, lapack
 
-    x = np.asarray(vectors, np.float64)
-    y = np.asarray(labels)
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise DimensionMismatch(f"need vectors (n, d) and labels (n,), got {x.shape} and {y.shape}")
-    classes, idx, counts = np.unique(y, return_inverse=True, return_counts=True)
-    if len(classes) < 2 or counts.max() < 2 or not shrink > 0:
-        raise BadInput("within-class whitening needs shrink > 0, two classes and a class with two items")
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    means = np.add.reduceat(x[np.argsort(idx, kind="stable")], starts, axis=0) / counts[:, None]
-    resid = np.asfortranarray(x - means[idx])
+    x, resid = _class_residuals(vectors, labels, shrink)
+    resid = np.asfortranarray(resid)
     scatter = blas.dsyrk(1.0 / len(x), resid, trans=1, lower=1)  # the lower triangle of R^T R / n
     scatter[np.diag_indices_from(scatter)] += shrink * float(np.trace(scatter)) / x.shape[1]
     lower, info = lapack.dpotrf(scatter, lower=1, clean=1, overwrite_a=1)

@@ -166,9 +166,9 @@ def _derived_files(
     delta: Delta | None = None,
     query_ids: frozenset[str] | None = None,
 ) -> dict[str, bytes]:
-    """Prototypes, the whitened kNN metric (:mod:`visrec.index.metric`, fitted afresh whenever a labeled item
-    changes) and (when there are enough labels) the leave-one-group-out calibration of the new items;
-    the calibration of ``previous``'s current generation is kept while it is recent enough
+    """Prototypes, the whitened kNN metric when the index's kNN uses it (:mod:`visrec.index.metric`, fitted afresh
+    whenever a labeled item changes) and (when there are enough labels) the leave-one-group-out calibration of the
+    new items; the calibration of ``previous``'s current generation is kept while it is recent enough
     (:data:`RECALIBRATE_FRACTION`). With ``delta`` (what changed since ``previous``), prototypes are updated
     from the previous class sums and nothing is exported unless the calibration or the metric is fitted again.
     ``query_ids``: when given, only these items are held-out queries of the calibration (all items stay
@@ -216,8 +216,9 @@ def _derived_files(
 
 
 def _previous_knn_metric(previous: IndexFolder | None) -> str:
-    """The kNN metric of ``previous``'s current calibration (``"whitened"`` once ``visrec calibrate --metric
-    whitened`` chose it; updates keep it), else :data:`~visrec.classify.knn.DEFAULT_METRIC`."""
+    """The kNN metric of ``previous``'s current calibration (``"whitened"`` once ``visrec index --knn-metric
+    whitened`` or ``visrec calibrate --metric whitened`` chose it; updates keep it), else
+    :data:`~visrec.classify.knn.DEFAULT_METRIC`."""
     from visrec.classify.knn import DEFAULT_METRIC, KNN_METRICS
 
     gen = previous.generation_dir if previous is not None else None

@@ -1,11 +1,12 @@
 """The whitened kNN metric of an index generation (:mod:`visrec.classify.whitening`).
 
-Every commit (and ``visrec calibrate``) fits it on the generation's single-label items and writes it beside the
-other derived files: ``whitening.json`` (schema, shrinkage, sizes and a digest of the ids, labels and vectors it
-was fitted on; or why it was skipped) and ``whitening.npz`` (``mean``, ``basis``, ``factor`` float32, read without
-pickle). A generation only ever reads its own files, and the digest is checked against the items it holds, so a
-fit made for other items is refused instead of used. The labeled items are whitened once per opened generation;
-a kNN query is whitened the same way and its neighbours are found among them by exact matrix products.
+Once an index uses it (``visrec index --knn-metric whitened`` or ``visrec calibrate --metric whitened``), every commit
+that changes a labeled item (and ``visrec calibrate``) fits it on the generation's single-label items and writes it
+beside the other derived files: ``whitening.json`` (schema, shrinkage, sizes and a digest of the ids, labels and
+vectors it was fitted on; or why it was skipped) and ``whitening.npz`` (``mean``, ``basis``, ``factor`` float32, read
+without pickle). A generation only ever reads its own files, and the digest is checked against the items it holds, so
+a fit made for other items is refused instead of used. The labeled items are whitened once per opened generation; a
+kNN query is whitened the same way and its neighbours are found among them by exact matrix products.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from visrec.npyio import load_npz
 WHITENING_JSON = "whitening.json"
 WHITENING_ARRAYS = "whitening.npz"
 WHITENING_SCHEMA = 1
-_CELLS_PER_CHUNK = 1 << 24  # query x gallery similarities held at once
 
 
 def labeled_digest(ids: Sequence[str], vectors: np.ndarray, labels: Sequence[Sequence[str]]) -> str:
@@ -89,7 +89,7 @@ class WhitenedGallery:
     def search(self, queries: np.ndarray, k: int) -> tuple[list[list[tuple[str, ...]]], np.ndarray]:
         """``(labels (q, k'), cosines (q, k') float64)`` of the ``k`` nearest labeled items of ``(q, d)`` query
         vectors in the whitened space, best first (``k' = min(k, n)``)."""
-        from visrec.classify.loo import top_neighbours
+        from visrec.classify.loo import _CELLS_PER_CHUNK, top_neighbours
 
         q = self.whitening.transform(queries)
         kk = min(k, self.vectors.shape[0])

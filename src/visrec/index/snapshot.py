@@ -125,16 +125,12 @@ class Snapshot:
     def whitened_gallery(self) -> Any:
         """The labeled items in this generation's whitened space (:class:`visrec.index.metric.WhitenedGallery`),
         built on first use: read from the store once and checked against the items the fit was made on."""
+        from visrec.index.derived import _export_labeled
         from visrec.index.metric import whitened_gallery
 
         with self._lock:
             if self._whitened is None:
-                ids, vecs, labels = [], [], []
-                for bid, bvec, bmeta in self.store.export():
-                    ids += bid
-                    vecs.append(np.asarray(bvec, np.float32))
-                    labels += [tuple(m.get("labels", ())) for m in bmeta]
-                matrix = np.concatenate(vecs) if vecs else np.zeros((0, self.store.dim), np.float32)
+                ids, matrix, labels, _ = _export_labeled(self.store)
                 self._whitened = whitened_gallery(self.gen, self._root, ids, matrix, labels)
         return self._whitened
 
