@@ -170,3 +170,17 @@ def test_the_index_option_chooses_the_metric_at_build_and_a_change_recalibrates(
     assert Index(out).calibration("knn").params["metric"] == "cosine"
     with pytest.raises(BadInput, match="whitened"):
         IndexConfig(knn_metric="euclid")
+
+
+def test_an_uncalibrated_index_opted_in_votes_whitened_and_its_updates_keep_the_fit(tmp_path: Path) -> None:
+    make_labeled_tree(tmp_path / "data", ("amber", "blue", "coral"), per_class=6, size=32)
+    out = tmp_path / "idx.vrx"
+    _build(tmp_path / "data", out, knn_metric="whitened", calibrate=False)
+    idx = Index(out)
+    assert idx.calibration("knn") is None and idx.classifier("knn").config.metric == "whitened"
+    first = idx.gen
+    make_labeled_tree(tmp_path / "data", ("dune",), per_class=6, size=32)  # an update that does not name the metric
+    _build(tmp_path / "data", out, calibrate=False)
+    after = Index(out)
+    assert after.gen != first and json.loads((after.gen / WHITENING_JSON).read_text())["fitted_items"] == 24
+    assert after.classifier("knn").config.metric == "whitened"

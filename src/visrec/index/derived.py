@@ -216,19 +216,23 @@ def _derived_files(
 
 
 def _previous_knn_metric(previous: IndexFolder | None) -> str:
-    """The kNN metric of ``previous``'s current calibration (``"whitened"`` once ``visrec index --knn-metric
-    whitened`` or ``visrec calibrate --metric whitened`` chose it; updates keep it), else
-    :data:`~visrec.classify.knn.DEFAULT_METRIC`."""
+    """The kNN metric ``previous``'s current generation chose (``"whitened"`` once ``visrec index --knn-metric
+    whitened`` or ``visrec calibrate --metric whitened`` chose it; updates keep it): its kNN calibration's, else
+    (no kNN calibration) ``"whitened"`` when the generation stores a whitening (fitted or not: only an index
+    opted in writes one), else :data:`~visrec.classify.knn.DEFAULT_METRIC`."""
     from visrec.classify.knn import DEFAULT_METRIC, KNN_METRICS
 
     gen = previous.generation_dir if previous is not None else None
-    path = gen / "calibration.json" if gen is not None else None
-    if path is None or not path.is_file():
+    if gen is None:
         return DEFAULT_METRIC
+    path = gen / "calibration.json"
     try:
-        metric = json.loads(path.read_text()).get("knn", {}).get("params", {}).get("metric", "cosine")
+        knn = json.loads(path.read_text()).get("knn") if path.is_file() else None
+        metric = knn.get("params", {}).get("metric", "cosine") if knn is not None else None
     except (ValueError, AttributeError):
         return DEFAULT_METRIC
+    if metric is None:
+        return "whitened" if (gen / WHITENING_JSON).is_file() else DEFAULT_METRIC
     return metric if metric in KNN_METRICS else DEFAULT_METRIC
 
 

@@ -50,12 +50,11 @@ class OpenedIndex(Protocol):
 
 
 def knn_metric(calibrated: bool, has_whitening: bool) -> str:
-    """The kNN metric of an index whose options do not name one: ``"cosine"`` for a calibration stored before
-    the option existed (its thresholds were fitted on cosines) or an index without a fitted whitening, else the
-    default (:data:`visrec.classify.knn.DEFAULT_METRIC`)."""
-    from visrec.classify.knn import DEFAULT_METRIC
-
-    return "cosine" if calibrated or not has_whitening else DEFAULT_METRIC
+    """The kNN metric of an index whose calibration does not name one: ``"whitened"`` for an uncalibrated index
+    holding a fitted whitening (only an index opted in to the metric stores one, e.g. ``visrec index
+    --knn-metric whitened --no-calibrate``), else ``"cosine"`` (also for a calibration stored before the option
+    existed: its thresholds were fitted on cosines)."""
+    return "whitened" if has_whitening and not calibrated else "cosine"
 
 
 def _text_vectors(index: OpenedIndex, classes: Sequence[str]) -> np.ndarray:
