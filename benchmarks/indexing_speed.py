@@ -13,6 +13,10 @@ Each measurement runs in a fresh subprocess (so its peak memory is its own), and
   and hash, decode, embed, store, calibration, commit). The folder indexed holds every image of ``--data``
   ``--repeat`` times under distinct names (symbolic links): 391 images index in about 3 s, too short for a
   steady state (a run that short is mostly warm-up and pipeline fill); users index thousands.
+- ``visrec-vectors`` (and ``visrec-vectors-bf16`` where ``visrec-bf16`` runs): the same build with
+  ``IndexConfig(calibrate=False)`` (``visrec index --no-calibrate``): vectors, hashes and metadata saved as a
+  searchable index, the open-set calibration left out. The ``RATIO same precision`` lines set each visrec part
+  against the fair loop at its own precision (float32 with float32, bfloat16 with bfloat16).
 - ``naive``: the same model (the torch module the ONNX graph is exported from) in eager PyTorch, one image at a
   time, each decoded by PIL at full size then centre-cropped and resized, over the images of ``--data`` once
   (its per-image rate does not depend on how many there are).
@@ -59,7 +63,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 RUNTIMES = ("onnxruntime", "openvino")
 MODEL_PARTS = tuple(f"model-{r}" for r in RUNTIMES)
-PARTS = ("visrec", "visrec-onnxruntime", "visrec-bf16", "naive", "fair", *MODEL_PARTS, "model-openvino-bf16", "ceiling")
+VECTOR_PARTS = ("visrec-vectors", "visrec-vectors-bf16")
+PARTS = ("visrec", "visrec-onnxruntime", "visrec-bf16", *VECTOR_PARTS, "naive", "fair", *MODEL_PARTS,
+         "model-openvino-bf16", "ceiling")  # fmt: skip
 
 
 def peak_rss_mb() -> float:
@@ -74,9 +80,12 @@ def image_files(data: Path) -> list[Path]:
     return [ds.abspath(r) for r in ds.records]
 
 
-def part_visrec(data: Path, runtime: str | None = None, precision: str | None = None) -> dict[str, Any]:
+def part_visrec(
+    data: Path, runtime: str | None = None, precision: str | None = None, calibrate: bool = True
+) -> dict[str, Any]:
     from visrec.data import load_dataset
     from visrec.encoders import create_encoder
+    from visrec.index.pipeline import IndexConfig
     from visrec.index.writer import build_index
 
     if runtime:
@@ -89,11 +98,12 @@ def part_visrec(data: Path, runtime: str | None = None, precision: str | None = 
     enc.session()
     out: dict[str, Any] = {"session_s": time.perf_counter() - t0, "n": len(ds), "runtime": enc.runtime}
     out["precision"] = enc.precision
+    out["calibrate"] = calibrate
     with tempfile.TemporaryDirectory() as tmp:
         for run in ("first", "steady", "steady"):
             target = Path(tmp) / run
             t0 = time.perf_counter()
-            report = build_index(ds, target, enc)
+            report = build_index(ds, target, enc, IndexConfig(calibrate=calibrate))
             took = time.perf_counter() - t0
             if f"{run}_s" not in out or took < out[f"{run}_s"]:
                 out[f"{run}_s"] = took
@@ -313,6 +323,7 @@ def best_rounds(data: Path, rounds: int, repeated: Path) -> dict[str, dict[str, 
         parts.insert(1, "visrec-onnxruntime")  # the reference runtime, end to end
     if runtime_name() == "openvino" and cpu_has_bf16() and precision_name("openvino") != "bf16":
         parts.insert(1, "visrec-bf16")  # the opt-in precision (VISREC_PRECISION=bf16), end to end
+    parts[1:1] = ["visrec-vectors"] + (["visrec-vectors-bf16"] if "visrec-bf16" in parts else [])
     if importlib.util.find_spec("openvino") is not None:
         parts.append("model-openvino")
         if cpu_has_bf16() and precision_name("openvino") != "bf16":
@@ -351,10 +362,11 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
         (f"visrec build_index ({vis['runtime']} {vis['precision']}), first call", vis["first_img_s"], vis),
         (f"visrec build_index ({vis['runtime']} {vis['precision']}), steady", vis["img_s"], vis),
     ]
-    for part in ("visrec-bf16", "visrec-onnxruntime"):
+    for part in ("visrec-bf16", "visrec-onnxruntime", *VECTOR_PARTS):
         if part in res:
             ref = res[part]
-            rows.append((f"visrec build_index ({ref['runtime']} {ref['precision']}), steady", ref["img_s"], ref))
+            what = "steady" if ref.get("calibrate", True) else "steady, no calibration"
+            rows.append((f"visrec build_index ({ref['runtime']} {ref['precision']}), {what}", ref["img_s"], ref))
     names = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
     for runtime, part in [*zip(RUNTIMES, MODEL_PARTS, strict=True), ("openvino", "model-openvino-bf16")]:
         if part in res:
@@ -382,6 +394,7 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
             for p in (
                 "visrec",
                 "visrec-bf16",
+                *VECTOR_PARTS,
                 "visrec-onnxruntime",
                 "fair",
                 "naive",
@@ -402,6 +415,7 @@ def report(res: dict[str, dict[str, Any]], data: Path) -> None:
                 + ", ".join(f"{k} {v:.0f}" for k, v in res[part]["per_core"].items())
             )
     lead(res)
+    matched(res)
     bound(res)
     print(f"RATIO visrec/fair = {vis['img_s'] / fair['img_s']:.2f}x (goal >= 3); visrec/naive = "
           f"{vis['img_s'] / naive['img_s']:.2f}x; fraction of compute ceiling = "
@@ -417,6 +431,24 @@ def lead(res: dict[str, dict[str, Any]]) -> None:
     print(f"lead: runtime {vis['runtime']} model alone {model:.0f} img/s vs torch {fair['torch_model_img_s']:.0f} "
           f"({model / fair['torch_model_img_s']:.2f}x); pipeline: visrec reaches {vis['img_s'] / model:.0%} of its "
           f"model-alone speed, the fair loop {fair['img_s'] / fair['torch_model_img_s']:.0%} of its own")  # fmt: skip
+
+
+def matched(res: dict[str, dict[str, Any]]) -> None:
+    """visrec against the fair loop at the same precision (float32 against float32, bfloat16 against bfloat16),
+    with the calibration (the default build) and without it (``IndexConfig(calibrate=False)``: the vectors, hashes
+    and metadata saved as a searchable index, the work the fair loop's in-memory vectors compare with)."""
+    by_precision: dict[str, float] = {}
+    for key, speed in res["fair"]["by_workers"].items():  # "f32/0": img/s
+        prec = key.split("/")[0]
+        by_precision[prec] = max(by_precision.get(prec, 0.0), float(speed))
+    for part in ("visrec", "visrec-bf16", *VECTOR_PARTS):
+        ref = res.get(part)
+        fair = by_precision.get(ref["precision"]) if ref else None
+        if ref is None or not fair:
+            continue
+        what = "calibrated index" if ref.get("calibrate", True) else "no calibration"
+        print(f"RATIO same precision ({ref['precision']}, {what}): visrec {ref['img_s']:.1f} / fair {fair:.1f} img/s "
+              f"= {ref['img_s'] / fair:.2f}x")  # fmt: skip
 
 
 def bound(res: dict[str, dict[str, Any]]) -> None:
@@ -451,8 +483,9 @@ def main() -> None:
         else:
             parts = {"visrec": part_visrec, "naive": part_naive, "fair": part_fair, "ceiling": part_ceiling}
             fn = parts.get(args.part)
-            if fn is None and args.part == "visrec-bf16":
-                res = part_visrec(args.data, precision="bf16")
+            if fn is None and args.part in ("visrec-bf16", *VECTOR_PARTS):
+                bf16 = args.part.endswith("bf16")
+                res = part_visrec(args.data, precision="bf16" if bf16 else None, calibrate="vectors" not in args.part)
             else:
                 res = fn(args.data) if fn else part_visrec(args.data, args.part.removeprefix("visrec-"))
         res["peak_rss_mb"] = peak_rss_mb()
