@@ -174,6 +174,19 @@ def test_scene_gen_with_strangers_and_styles_command(sources: tuple, tmp_path: P
     assert coco["strangers"] and {s["label"] for s in coco["strangers"]} <= set(STRANGE)
     assert coco["info"]["config"]["stranger_share"] == 0.5 and coco["info"]["config"]["styles"] == 0.5
     assert "strangers" in " ".join(res.output.split())
+    from visrec.encoders import create_encoder
+    from visrec.index.pipeline import IndexConfig
+    from visrec.index.writer import build_index
+    from visrec.ops import open_dataset
+
+    build_index(open_dataset(data, where=known), tmp_path / "idx.vrx", create_encoder("fake"), IndexConfig())
+    rep = runner.invoke(app, ["scene-eval", str(tmp_path / "idx.vrx"), str(tmp_path / "gen"), "--json"])
+    assert rep.exit_code == 0, rep.output
+    metrics = json.loads(rep.output)["metrics"]
+    assert metrics["strangers"] == len(coco["strangers"]) and metrics["objects"] == len(coco["annotations"])
+    text = runner.invoke(app, ["scene-eval", str(tmp_path / "idx.vrx"), str(tmp_path / "gen")])
+    out = " ".join(text.output.split())
+    assert text.exit_code == 0 and "strangers named:" in out and f"of {len(coco['strangers'])} (" in out
     same = runner.invoke(app, ["scene-gen", str(data), "-o", str(tmp_path / "bad"), "--strangers", str(data)])
     assert same.exit_code != 0 and "share the label" in " ".join(same.output.split())
     lone = runner.invoke(app, [*args[:6], "--stranger-share", "0.2"])

@@ -56,7 +56,8 @@ class SynthConfig:
     ``min_visible``: the least of each object's pasted area that must stay visible; ``shape``: ``rect`` (the
     whole image is pasted) or ``ellipse`` (the inscribed ellipse only); ``seed``: scenes are a function of it;
     ``stranger_share``: probability that a pasted object is a stranger (needs strangers to draw from);
-    ``styles``: probability that a pasted picture is redrawn in one of ``style_names`` (drawn uniformly)."""
+    ``styles``: probability that a pasted picture is redrawn in one of ``style_names`` (drawn uniformly), names
+    of :data:`visrec.train.styles.STYLES` (:data:`STYLE_NAMES`: all but ``none``)."""
 
     width: int = 1024
     height: int = 640
