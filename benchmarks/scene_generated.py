@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/scene_generated.py KIND=INDEX:COCO [KIND=INDEX:COCO ...] [--limit 30] [--segmenters a,b]
+        [--choose-among NAME=KIND,KIND ...]
 
 Each KIND names generated scenes (``visrec scene-gen``, COCO ``annotations.json``) and the index to recognise
 them with (built from *other* training images than the ones pasted, so that a pasted crop is never its own
@@ -16,7 +17,12 @@ too). Prints one JSON object: per kind and segmenter, windows embedded, seconds 
 the chosen rule, of the shipped default (``default``, and ``default_beats_baseline``: whether its label-correct
 F1 is at least the baseline's), of the baseline and of the oracle (``oracle``: the share of objects whose true box,
 classified as a region, gets the right best class and is named by the default rule: what any box placement
-could reach); the whole grid under ``grid``.
+could reach; with strangers, also the share of strangers whose true box the default rule names); the whole grid
+under ``grid``. Scenes made with ``visrec scene-gen --strangers`` are scored with their strangers: a region
+named on one is a false region, counted apart (``strangers_named``, ``stranger_regions``); every row carries
+image-level presence P / R / F1 as well (the metric of labelled real scenes). ``--choose-among NAME=K1,K2``
+(repeatable) also reports the best (segmenter, rule) over those kinds only (``chosen_among``), e.g. plain
+against realistic kinds; ``best`` per kind is the best on that kind alone.
 """
 
 from __future__ import annotations
@@ -186,22 +192,28 @@ def baseline(index: Any, scenes: list[Any], long_side: int) -> tuple[list[Any], 
 
 def oracle(index: Any, scenes: list[Any], long_side: int) -> dict[str, Any]:
     """Recall if every object's true box were a region: the share whose best class is right (``top1``) and the
-    share the shipped default rule names with the right label (``named``), from the crops of the true boxes."""
+    share the shipped default rule names with the right label (``named``), from the crops of the true boxes; with
+    strangers, the share of them the default rule names (any label) on their true boxes."""
     from visrec.data.images import load_image
     from visrec.segment.scene import SceneAnalyzer, SceneConfig, downscale
     from visrec.segment.types import Regions
 
     an = SceneAnalyzer(index, _Stored(None), SceneConfig(long_side=long_side, mode=MODE[0]))  # type: ignore[arg-type]
-    top1 = named = total = 0
+    top1 = named = total = strangers = strangers_named = 0
     for s in scenes:
         small, factor = downscale(load_image(s.path), long_side)
-        regions = Regions((s.boxes / factor).astype(np.float32), np.ones(len(s.boxes), np.float32), None)
-        preds = an._predict(small, regions)
+        boxes = np.concatenate([s.boxes, s.strangers]) / factor
+        preds = an._predict(small, Regions(boxes.astype(np.float32), np.ones(len(boxes), np.float32), None))
         labels, _scores = an.decide(preds)
-        top1 += sum(p.candidate == t for p, t in zip(preds, s.labels, strict=True))
-        named += sum(lab == t for lab, t in zip(labels, s.labels, strict=True))
-        total += len(s.labels)
-    return {"objects": total, "top1": round(top1 / max(total, 1), 3), "named": round(named / max(total, 1), 3)}
+        m = len(s.labels)
+        top1 += sum(p.candidate == t for p, t in zip(preds[:m], s.labels, strict=True))
+        named += sum(lab == t for lab, t in zip(labels[:m], s.labels, strict=True))
+        strangers_named += sum(lab is not None for lab in labels[m:])
+        total, strangers = total + m, strangers + len(s.strangers)
+    out = {"objects": total, "top1": round(top1 / max(total, 1), 3), "named": round(named / max(total, 1), 3)}
+    if strangers:  # the share of strangers the default rule names (any label) on their own true boxes
+        out |= {"strangers": strangers, "strangers_named": round(strangers_named / strangers, 3)}
+    return out
 
 
 class _Counting:
@@ -263,7 +275,8 @@ def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list
         grid = []
         for rule in RULES:
             rep = score_results(scenes, apply_rule(index, collected, rule), classes)
-            grid.append({"rule": rule, **rep.metrics, "presence_f1": rep.presence["f1"]})
+            presence = {f"presence_{k}": rep.presence[k] for k in ("precision", "recall", "f1")}
+            grid.append({"rule": rule, **rep.metrics, **presence})
         report["segmenters"][name] = {"seconds": round(secs, 3), "windows": round(wins, 1),
                                       "region_novelty_seconds": round(extra, 4), "grid": grid}  # fmt: skip
         best = max(grid, key=lambda g: g["correct_f1"])
@@ -277,15 +290,43 @@ def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list
 
 
 def choose(kinds: dict[str, Any]) -> dict[str, Any]:
-    """The (segmenter, rule) whose mean label-correct F1 over the kinds is highest."""
+    """The (segmenter, rule) whose mean label-correct F1 over the kinds is highest (the first of equals), with its
+    mean presence F1 over the same kinds."""
     best: dict[str, Any] = {"mean_f1": -1.0}
+    top = -1.0  # compared unrounded, so that the first of equal rules stays chosen
     first = next(iter(kinds.values()))
     for seg, entry in first["segmenters"].items():
         for i, row in enumerate(entry["grid"]):
-            mean = float(np.mean([k["segmenters"][seg]["grid"][i]["correct_f1"] for k in kinds.values()]))
-            if mean > best["mean_f1"]:
-                best = {"mean_f1": round(mean, 4), "segmenter": seg, "rule": row["rule"], "index": i}
+            rows = [k["segmenters"][seg]["grid"][i] for k in kinds.values()]
+            mean = float(np.mean([r["correct_f1"] for r in rows]))
+            if mean > top:
+                top = mean
+                presence = round(float(np.mean([r["presence_f1"] for r in rows])), 4)
+                best = {"mean_f1": round(mean, 4), "mean_presence_f1": presence, "segmenter": seg,
+                        "rule": row["rule"], "index": i}  # fmt: skip
     return best
+
+
+def choose_among(kinds: dict[str, Any], groups: list[str]) -> dict[str, Any]:
+    """``{NAME: choice}`` for each ``NAME=KIND,KIND`` of ``groups`` (see :func:`choose`), and the shipped default's
+    mean figures over the same kinds (``default``)."""
+    out: dict[str, Any] = {}
+    for spec in groups:
+        name, _, names = spec.partition("=")
+        sub = {k: kinds[k] for k in names.split(",") if k}
+        missing = [k for k in names.split(",") if k and k not in kinds]
+        if missing or not sub:
+            raise SystemExit(
+                f"--choose-among {spec}: unknown kind(s) {missing or '(none given)'}; kinds: {list(kinds)}"
+            )
+        best = choose(sub)
+        rows = [r for k in sub.values() for r in k["segmenters"].get("gallery", {}).get("grid", [])]
+        default = [r for r in rows if r["rule"] == default_rule()]
+        out[name] = {k: v for k, v in best.items() if k != "index"}
+        if len(default) == len(sub):
+            out[name]["default"] = {m: round(float(np.mean([r[m] for r in default])), 4)
+                                    for m in ("correct_f1", "presence_f1")}  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -295,6 +336,7 @@ def main() -> None:
     ap.add_argument("--mode", default="knn", help="classifier mode of the index for the regions (knn | linear)")
     ap.add_argument("--long-side", type=int, default=1024)
     ap.add_argument("--segmenters", default="", help="comma-separated names (default: all)")
+    ap.add_argument("--choose-among", action="append", default=[], help="NAME=KIND,KIND: also choose over these")
     args = ap.parse_args()
     MODE[0] = args.mode
     names = [n for n in args.segmenters.split(",") if n]
@@ -305,12 +347,14 @@ def main() -> None:
         kinds[kind] = run_kind(index_path, coco, args.limit, args.long_side, names)
     best = choose(kinds)
     out: dict[str, Any] = {"chosen": {k: v for k, v in best.items() if k != "index"}, "kinds": {}}
+    out["chosen_among"] = choose_among(kinds, args.choose_among)
     for kind, rep in kinds.items():
         summary = {"scenes": rep["scenes"], "baseline": rep["baseline"], "oracle": rep["oracle"], "segmenters": {}}
         summary["region_novelty"] = rep.get("region_novelty")
         for seg, entry in rep["segmenters"].items():
             row = entry["grid"][best["index"]]
             summary["segmenters"][seg] = {"seconds": entry["seconds"], "windows": entry["windows"], "chosen": row}
+            summary["segmenters"][seg]["best"] = max(entry["grid"], key=lambda g: g["correct_f1"])
         shipped = rep["segmenters"].get("gallery", {}).get("grid", [])
         rows = [g for g in shipped if g["rule"] == default_rule()]
         if rows:  # the shipped default (gallery, default rule) against the baseline, label-correct F1

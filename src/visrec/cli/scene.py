@@ -128,7 +128,7 @@ def scene_eval_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Presence precision / recall / F1 over labelled scenes; with boxed scenes (SCENES/annotations.json, as
-    written by scene-gen), also box recall / precision at IoU 0.5 and label accuracy."""
+    written by scene-gen), also box recall / precision at IoU 0.5, label accuracy and the strangers named."""
     from visrec.segment.evaluate import evaluate_presence, load_labels
 
     cfg = _config(
@@ -178,6 +178,56 @@ def _box_eval(analyzer: Any, coco: Path, as_json: bool) -> None:
         f"{rep.scenes} scenes, {rep.seconds:.2f} s per scene",
         highlight=False,
     )
+    if m["strangers"]:
+        render.out.print(
+            f"strangers named: {m['strangers_named']} of {m['strangers']} ({m['strangers_named_share']:.3f}), "
+            f"by {m['stranger_regions']} named region(s), counted as false regions",
+            highlight=False,
+        )
+
+
+def _labelled_items(source: Path, where: str | None, option: str) -> list[tuple[str, str]]:
+    """``(file, label)`` of an index folder's items, or of a dataset's records filtered by ``where``."""
+    from visrec.segment import synth
+
+    if (source / "manifest.json").is_file():
+        from visrec.index import Index
+
+        if where:
+            raise BadInput(f"{option} filters datasets; an index holds what it was built from")
+        return synth.index_items(Index(source))
+    from visrec.ops import open_dataset
+
+    return synth.dataset_items(open_dataset(source, where=where))
+
+
+def _backgrounds(folder: Path | None) -> list[Any]:
+    from visrec.data.images import is_image_file, load_image
+
+    if folder is None:
+        return []
+    files = sorted(p for p in folder.rglob("*") if is_image_file(p))
+    if not files:
+        raise BadInput(f"{folder}: no image file found to crop backgrounds from")
+    return [load_image(p) for p in files]
+
+
+STRANGERS = typer.Option(
+    None,
+    "--strangers",
+    help="Index folder or labelled dataset of things the recognising index does NOT hold (another data set, or "
+    "classes left out of the index): some pasted objects come from it, written under 'strangers' in "
+    "annotations.json, never as objects to find; a region named on one is a false region.",
+)
+STRANGER_SHARE = typer.Option(
+    None, "--stranger-share", help="Probability that a pasted object is a stranger (default 0.3 with --strangers)."
+)
+STYLES = typer.Option(
+    0.0,
+    "--styles",
+    help="Probability that a pasted picture is redrawn in another style (greyscale, edge sketch, posterised, "
+    "cartoon, blur or strong colour jitter, one at random; recorded per object as 'style').",
+)
 
 
 @_command
@@ -191,35 +241,33 @@ def scene_gen_cmd(
     ),
     where: str = typer.Option(None, "--where", help="Dataset filter, e.g. 'split == \"train\"' (datasets only)."),
     shape: str = typer.Option("rect", "--shape", help="rect: paste whole images | ellipse: their inscribed ellipse."),
+    strangers: Path = STRANGERS,
+    strangers_where: str = typer.Option(
+        None, "--strangers-where", help="Filter of the --strangers dataset, e.g. 'label in [\"Sakura\"]'."
+    ),
+    stranger_share: float = STRANGER_SHARE,
+    styles: float = STYLES,
     seed: int = typer.Option(0, "--seed", help="Scenes are a function of the seed."),
 ) -> None:
-    """Generate scenes for tuning: SOURCE's labelled images pasted on backgrounds, with COCO boxes and masks."""
+    """Generate scenes for tuning: SOURCE's labelled images pasted on backgrounds, with COCO boxes and masks;
+    with --strangers and --styles, scenes that also hold things the index does not know and pictures drawn in
+    other styles (see docs/scene.md, "Realistic tuning scenes")."""
     from dataclasses import replace
 
-    from visrec.data.images import is_image_file, load_image
     from visrec.segment import synth
 
-    cfg = replace(synth.CROWDED if crowded else synth.SynthConfig(), shape=shape, seed=seed)
-    if (source / "manifest.json").is_file():
-        from visrec.index import Index
-
-        if where:
-            raise BadInput("--where filters datasets; an index holds what it was built from")
-        items = synth.index_items(Index(source))
-    else:
-        from visrec.ops import open_dataset
-
-        items = synth.dataset_items(open_dataset(source, where=where))
-    photos = []
-    if backgrounds is not None:
-        files = sorted(p for p in backgrounds.rglob("*") if is_image_file(p))
-        if not files:
-            raise BadInput(f"{backgrounds}: no image file found to crop backgrounds from")
-        photos = [load_image(p) for p in files]
-    coco = synth.generate(items, out, n, cfg, photos)
+    if strangers is None and (stranger_share is not None or strangers_where):
+        raise BadInput("--stranger-share and --strangers-where need --strangers SOURCE")
+    share = (0.3 if stranger_share is None else stranger_share) if strangers is not None else 0.0
+    base = synth.CROWDED if crowded else synth.SynthConfig()
+    cfg = replace(base, shape=shape, seed=seed, stranger_share=share, styles=styles)
+    items = _labelled_items(source, where, "--where")
+    others = _labelled_items(strangers, strangers_where, "--strangers-where") if strangers is not None else []
+    coco = synth.generate(items, out, n, cfg, _backgrounds(backgrounds), others)
+    extra = f", {len(coco['strangers'])} strangers" if others else ""
     render.out.print(
         f"{out}: {n} scenes, {len(coco['annotations'])} objects of {len(coco['categories'])} labels "
-        f"(from {len(items)} images); evaluate with: visrec scene-eval INDEX {out}",
+        f"(from {len(items)} images){extra}; evaluate with: visrec scene-eval INDEX {out}",
         highlight=False,
     )
 

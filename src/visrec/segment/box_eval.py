@@ -9,14 +9,21 @@ scored. Reported, summed over scenes:
 * ``label_accuracy``: matched objects whose region carries the object's label / matched objects;
 * ``correct_recall`` and ``correct_precision``: the same counting only matches with the right label (what a
   user sees as "found it"), and their F1, ``correct_f1``;
-* ``presence``: image-level presence micro P / R / F1 over the same scenes (as ``scene-eval`` on labels).
+* ``presence``: image-level presence micro P / R / F1 over the same scenes (as ``scene-eval`` on labels), so
+  generated scenes are scored like labelled real ones;
+* ``strangers``: pasted things of classes the index does not hold (``strangers`` in the COCO file, written by
+  ``visrec scene-gen --strangers``). They are not objects: recall never counts them. A named region (any label)
+  that matches no object but overlaps a stranger at IoU >= ``iou`` is a false region like any other, and is
+  counted apart: ``stranger_regions`` such regions, ``strangers_named`` strangers with at least one, and
+  ``strangers_named_share`` = strangers named / strangers. Presence truth holds the objects' labels only, so a
+  stranger named after an indexed class is a false presence, as an unknown character is in a real scene.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +35,19 @@ from visrec.segment.masks import box_iou
 
 @dataclass(frozen=True)
 class BoxCounts:
-    """Counts of one or more scenes: true objects, named regions, matches, matches with the right label."""
+    """Counts of one or more scenes: true objects, named regions, matches, matches with the right label;
+    strangers, those named by at least one region that matches no object, and such regions."""
 
     objects: int = 0
     regions: int = 0
     matched: int = 0
     correct: int = 0
+    strangers: int = 0
+    strangers_named: int = 0
+    stranger_regions: int = 0
 
     def __add__(self, other: BoxCounts) -> BoxCounts:
-        return BoxCounts(
-            self.objects + other.objects,
-            self.regions + other.regions,
-            self.matched + other.matched,
-            self.correct + other.correct,
-        )
+        return BoxCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     def metrics(self) -> dict[str, float]:
         """Recall, precision, label accuracy and the label-correct figures (0 when undefined)."""
@@ -59,36 +65,52 @@ class BoxCounts:
             "correct_f1": round(2 * cr * cp / (cr + cp), 4) if cr + cp else 0.0,
             "objects": self.objects,
             "regions": self.regions,
+            "strangers": self.strangers,
+            "strangers_named": self.strangers_named,
+            "strangers_named_share": div(self.strangers_named, self.strangers),
+            "stranger_regions": self.stranger_regions,
         }
 
 
 def match_boxes(
-    boxes: np.ndarray, labels: list[str], scores: np.ndarray, truth: np.ndarray, truth_labels: list[str], iou: float
+    boxes: np.ndarray,
+    labels: list[str],
+    scores: np.ndarray,
+    truth: np.ndarray,
+    truth_labels: list[str],
+    iou: float,
+    strangers: np.ndarray | None = None,
 ) -> BoxCounts:
-    """Greedy matching of named regions ``boxes (n, 4)`` to true boxes ``truth (m, 4)`` (xyxy, one scene)."""
+    """Greedy matching of named regions ``boxes (n, 4)`` to true boxes ``truth (m, 4)`` (xyxy, one scene); the
+    regions left over are then checked against the boxes of ``strangers (k, 4)`` (see the module docstring)."""
+    far = np.zeros((0, 4), np.float32) if strangers is None else np.asarray(strangers, np.float32).reshape(-1, 4)
     n, m = len(boxes), len(truth)
-    if n == 0 or m == 0:
-        return BoxCounts(m, n, 0, 0)
-    ious = box_iou(np.asarray(boxes).reshape(-1, 4), np.asarray(truth).reshape(-1, 4))
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     free = np.ones(m, bool)
-    matched = correct = 0
+    left, matched, correct = [], 0, 0
+    ious = box_iou(boxes, np.asarray(truth).reshape(-1, 4)) if n and m else np.zeros((n, m))
     for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
         cand = np.where(free, ious[i], -1.0)
-        j = int(np.argmax(cand))
-        if cand[j] >= iou:
+        j = int(np.argmax(cand)) if m else -1
+        if m and cand[j] >= iou:
             free[j] = False
             matched += 1
             correct += int(labels[i] == truth_labels[j])
-    return BoxCounts(m, n, matched, correct)
+        else:
+            left.append(int(i))
+    on = box_iou(boxes[left], far) >= iou if left and len(far) else np.zeros((len(left), len(far)), bool)
+    return BoxCounts(m, n, matched, correct, len(far), int(on.any(axis=0).sum()), int(on.any(axis=1).sum()))
 
 
 @dataclass(frozen=True)
 class CocoScene:
-    """One scene of a COCO file: its image path, true boxes ``(m, 4)`` xyxy float32 and their labels."""
+    """One scene of a COCO file: its image path, true boxes ``(m, 4)`` xyxy float32 and their labels, and the
+    boxes ``(k, 4)`` of its strangers (things of classes the index does not hold; none by default)."""
 
     path: Path
     boxes: np.ndarray
     labels: list[str]
+    strangers: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
 
 def load_coco_scenes(path: Path) -> list[CocoScene]:
@@ -97,17 +119,25 @@ def load_coco_scenes(path: Path) -> list[CocoScene]:
         data = json.loads(Path(path).read_text())
         names = {c["id"]: str(c["name"]) for c in data["categories"]}
         per: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in data["images"]}
+        far: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in data["images"]}
         for a in data["annotations"]:
             per[a["image_id"]].append(a)
+        for a in data.get("strangers", []):
+            far[a["image_id"]].append(a)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BadInput(f"{path}: not a readable COCO annotation file ({e}); make one with: visrec scene-gen") from e
     out = []
     for im in data["images"]:
         anns = per[im["id"]]
-        xywh = np.asarray([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
-        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-        out.append(CocoScene(Path(path).parent / im["file_name"], xyxy, [names[a["category_id"]] for a in anns]))
+        labels = [names[a["category_id"]] for a in anns]
+        out.append(CocoScene(Path(path).parent / im["file_name"], _xyxy(anns), labels, _xyxy(far[im["id"]])))
     return out
+
+
+def _xyxy(anns: list[dict[str, Any]]) -> np.ndarray:
+    """``(n, 4)`` float32 xyxy boxes of COCO records (``bbox`` ``[x, y, w, h]``)."""
+    xywh = np.asarray([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
 
 
 @dataclass(frozen=True)
@@ -131,7 +161,8 @@ def score_results(scenes: list[CocoScene], results: list[Any], classes: list[str
     for s, r in zip(scenes, results, strict=True):
         named = [i for i, lab in enumerate(r.labels) if lab is not None]
         labels = [str(r.labels[i]) for i in named]
-        total = total + match_boxes(r.regions.xyxy[named], labels, r.scores[named], s.boxes, s.labels, iou)
+        boxes, scores = r.regions.xyxy[named], r.scores[named]
+        total = total + match_boxes(boxes, labels, scores, s.boxes, s.labels, iou, s.strangers)
     truth = [set(s.labels) for s in scenes]
     found = [r.present() for r in results]
     _, micro = presence_scores(truth, found, classes)
