@@ -134,14 +134,16 @@ def test_stranger_sources_are_checked(sources: tuple, tmp_path: Path) -> None:
 def test_a_region_named_on_a_stranger_is_a_false_region_not_a_hit() -> None:
     truth = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], np.float32)
     strangers = np.array([[40, 0, 50, 10], [60, 0, 70, 10]], np.float32)
-    found = np.array([[0, 0, 10, 10], [41, 0, 51, 10], [40, 0, 50, 11], [65, 0, 75, 10], [80, 0, 90, 10]], np.float32)
+    found = np.array([[0, 0, 10, 10], [41, 0, 51, 10], [40, 0, 50, 11], [66, 0, 76, 10], [80, 0, 90, 10]], np.float32)
     c = match_boxes(found, ["a", "a", "b", "a", "a"], np.array([0.9, 0.8, 0.7, 0.6, 0.5]), truth, ["a", "b"], 0.5,
                     strangers)  # fmt: skip
     assert (c.objects, c.regions, c.matched, c.correct) == (2, 5, 1, 1)  # the strangers are not objects to find
     m = c.metrics()
     assert m["recall"] == 0.5 and m["precision"] == 0.2  # two regions on one stranger are both false;
-    # one region near the second stranger (IoU 0.33) does not name it
+    # one region beside the second stranger (IoU 0.25, 40 % of it inside) does not name it
     assert (m["strangers"], m["strangers_named"], m["stranger_regions"], m["strangers_named_share"]) == (2, 1, 2, 0.5)
+    part = match_boxes(np.array([[62, 2, 66, 6]], np.float32), ["a"], np.ones(1), truth, ["a", "b"], 0.5, strangers)
+    assert (part.strangers_named, part.stranger_regions) == (1, 1)  # a part of a stranger (its face) names it
     plain = match_boxes(found, ["a"] * 5, np.ones(5), truth, ["a", "b"], 0.5)
     assert plain.strangers == plain.strangers_named == 0 and plain.regions == 5
 

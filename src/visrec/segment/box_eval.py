@@ -13,8 +13,9 @@ scored. Reported, summed over scenes:
   generated scenes are scored like labelled real ones;
 * ``strangers``: pasted things of classes the index does not hold (``strangers`` in the COCO file, written by
   ``visrec scene-gen --strangers``). They are not objects: recall never counts them. A named region (any label)
-  that matches no object but overlaps a stranger at IoU >= ``iou`` is a false region like any other, and is
-  counted apart: ``stranger_regions`` such regions, ``strangers_named`` strangers with at least one, and
+  that matches no object but lies on a stranger (box IoU >= ``iou``, or at least half of the region's box inside
+  the stranger's: a part of it, such as a face) is a false region like any other, and is counted apart:
+  ``stranger_regions`` such regions, ``strangers_named`` strangers with at least one, and
   ``strangers_named_share`` = strangers named / strangers. Presence truth holds the objects' labels only, so a
   stranger named after an indexed class is a false presence, as an unknown character is in a real scene.
 """
@@ -98,8 +99,18 @@ def match_boxes(
             correct += int(labels[i] == truth_labels[j])
         else:
             left.append(int(i))
-    on = box_iou(boxes[left], far) >= iou if left and len(far) else np.zeros((len(left), len(far)), bool)
+    on = _on(boxes[left], far, iou) if left and len(far) else np.zeros((len(left), len(far)), bool)
     return BoxCounts(m, n, matched, correct, len(far), int(on.any(axis=0).sum()), int(on.any(axis=1).sum()))
+
+
+def _on(regions: np.ndarray, strangers: np.ndarray, iou: float) -> np.ndarray:
+    """``(n, k)`` bool: region ``i`` lies on stranger ``j`` (box IoU >= ``iou``, or at least half of the region's
+    box inside the stranger's)."""
+    lo = np.maximum(regions[:, None, :2], strangers[None, :, :2])
+    hi = np.minimum(regions[:, None, 2:], strangers[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area = np.prod(np.clip(regions[:, 2:] - regions[:, :2], 0, None), axis=1)[:, None]
+    return np.asarray((box_iou(regions, strangers) >= iou) | (2 * inter >= np.maximum(area, 1e-9)), bool)
 
 
 @dataclass(frozen=True)
