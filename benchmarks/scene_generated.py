@@ -86,7 +86,6 @@ def segmenter_configs() -> dict[str, Any]:
     return {
         "gallery": GalleryConfig(),  # the shipped default: boundary boxes, then windows
         "gallery-shape0": GalleryConfig(shape_seeds=0),  # no boxes completed to an indexed image's shape
-        "gallery-any-whole": GalleryConfig(whole_area=float("inf")),  # no box inside any larger whole is completed
         "gallery-shape32": GalleryConfig(shape_seeds=32),  # twice the boxes completed
         "gallery-shape32-w64": GalleryConfig(shape_seeds=32, max_windows=64, refine_seeds=5),  # fewer windows
         "gallery-windows": GalleryConfig(edges=None),  # windows only (the former default)

@@ -5,14 +5,12 @@ Usage::
     python benchmarks/scene_speed.py INDEX [IMAGE ...] [--repeat 3] [--long-side 1024]
 
 With no IMAGE, every scene of ``../shared/data/naruto_scenes_dlp/images`` is used, each first resized so its
-longer side is exactly ``--long-side`` (the budget is a 1024-pixel image in <= 3 s on a 2-core CPU). Five
+longer side is exactly ``--long-side`` (the budget is a 1024-pixel image in <= 3 s on a 2-core CPU). Four
 ``gallery`` configurations run interleaved on the same images: ``default`` (at most ``max_windows`` windows in
 two rounds, flat ones dropped, one batch per core), ``no_snap`` (the same without snapping named boxes to edge
 lines), ``no_shapes`` (the same without boundary boxes completed to the shape of their nearest indexed image,
-``GalleryConfig(shape_seeds=0)``), ``any_whole`` (boxes inside any larger boundary box of about the right shape
-not completed, ``GalleryConfig(whole_area=inf)``: the rule before ``whole_area``) and ``unbounded`` (every window
-of the finest grid in one round, batches of 32: the design before the bound). The first analysis of each (model
-load) is timed apart as ``warmup``. Prints
+``GalleryConfig(shape_seeds=0)``) and ``unbounded`` (every window of the finest grid in one round, batches of
+32: the design before the bound). The first analysis of each (model load) is timed apart as ``warmup``. Prints
 one JSON object: mean / max seconds per image and windows embedded per image for each, the mean per stage, the
 ratios, and the labels found by the default.
 """
@@ -89,7 +87,6 @@ def main() -> None:
         "default": (GalleryConfig(), cfg),
         "no_snap": (GalleryConfig(), replace(cfg, snap=False)),
         "no_shapes": (GalleryConfig(shape_seeds=0), cfg),
-        "any_whole": (GalleryConfig(whole_area=float("inf")), cfg),
         "unbounded": (unbounded, cfg),
     }
     analyzers = {k: SceneAnalyzer(idx, GallerySegmenter(idx, g), c) for k, (g, c) in configs.items()}
@@ -126,8 +123,6 @@ def main() -> None:
     out["ratio_mean_to_no_snap"] = round(out["default"]["mean_s"] / out["no_snap"]["mean_s"], 3)
     out["ratio_mean_to_no_shapes"] = round(out["default"]["mean_s"] / out["no_shapes"]["mean_s"], 3)
     out["ratio_max_to_no_shapes"] = round(out["default"]["max_s"] / out["no_shapes"]["max_s"], 3)
-    out["ratio_mean_to_any_whole"] = round(out["default"]["mean_s"] / out["any_whole"]["mean_s"], 3)
-    out["ratio_max_to_any_whole"] = round(out["default"]["max_s"] / out["any_whole"]["max_s"], 3)
     out["found"] = found
     print(json.dumps(out, indent=1))
 

@@ -15,7 +15,7 @@ from visrec.errors import BadInput
 from visrec.index import Index
 from visrec.index.pipeline import IndexConfig
 from visrec.index.writer import build_index
-from visrec.segment.gallery import GalleryConfig, GallerySegmenter, _inside, _not_within
+from visrec.segment.gallery import GalleryConfig, GallerySegmenter
 from visrec.segment.masks import box_iou
 from visrec.segment.scene import SceneAnalyzer
 from visrec.segment.shapes import box_aspects, complete_boxes
@@ -63,42 +63,6 @@ def test_touching_objects_in_one_outline_are_named_one_by_one(flags) -> None:
                            for j, lab in enumerate(labels))  # fmt: skip
     assert found[32] == 6  # the halves completed to a flag's shape: every flag boxed and named
     assert found[0] <= 3  # measured: one flag of each pair
-
-
-def test_touching_objects_inside_a_large_frame_are_still_named_one_by_one(flags) -> None:
-    index, _scene, _truth, _labels = flags
-    rng = np.random.default_rng(1)
-    scene = np.clip(128.0 + rng.normal(0, 6, (240, 320, 3)), 0, 255).astype(np.uint8)
-    x0, y0, x1, y1 = 20, 20, 160, 160  # a dark square outline: a box of a flag's shape, 19x a flag's area
-    scene[y0:y1, x0 : x0 + 3] = scene[y0:y1, x1 - 3 : x1] = scene[y0 : y0 + 3, x0:x1] = scene[y1 - 3 : y1, x0:x1] = 30
-    truth, labels = [], []
-    for name, (x, y) in (("sunrise", (40, 40)), ("forest", (60, 110)), ("rose", (200, 40))):
-        for k in range(2):  # two pairs of touching flags inside the outline, one pair outside it
-            scene[y : y + 32, x + 32 * k : x + 32 * (k + 1)] = _flag(FLAGS[name], 32, rng)
-            truth.append([x + 32 * k, y, x + 32 * (k + 1), y + 32])
-            labels.append(name)
-    found = {}
-    for whole_area in (float("inf"), GalleryConfig().whole_area):
-        seg = GallerySegmenter(index, GalleryConfig(shape_seeds=32, whole_area=whole_area))
-        result = SceneAnalyzer(index, seg).analyze(scene)
-        iou = box_iou(np.array(truth, np.float32), result.regions.xyxy)
-        found[whole_area] = sum(iou[j].max() >= 0.5 and result.labels[int(iou[j].argmax())] == lab
-                                for j, lab in enumerate(labels))  # fmt: skip
-    # The outline is not the object the halves are parts of (it is 19x their area): their completions are made
-    # and every flag is named; taking any larger box of the right shape for that object named one flag of each
-    # pair inside it (measured: 4 of 6).
-    assert found[10.0] == 6 and found[float("inf")] <= 4
-
-
-def test_a_seed_inside_a_box_of_about_its_object_s_size_is_not_completed() -> None:
-    boxes = np.array([[0, 0, 40, 40], [10, 5, 30, 35], [100, 0, 300, 200], [150, 50, 170, 80]], np.float32)
-    seeds, whole = np.array([1, 3]), np.array([0, 2])
-    # seed 1 lies in a 40 x 40 box 2.7x its area (a part of that object); seed 3 in one 67x its area (a group)
-    assert _not_within(boxes, seeds, whole, 10.0).tolist() == [3]
-    assert _not_within(boxes, seeds, whole, float("inf")).tolist() == []
-    assert _inside(boxes, seeds, whole, 10.0, float("inf")).tolist() == [False, True]
-    with pytest.raises(BadInput, match="whole_area"):
-        GalleryConfig(whole_area=0.5)
 
 
 def test_a_part_cut_off_an_object_grows_back_to_the_object() -> None:

@@ -32,12 +32,8 @@ boxes whose shape is off from their nearest image's by more than ``shape_ratio``
 boxes each sharing one side with them (:mod:`visrec.segment.shapes`), and embedded too. In the overlap resolution
 they compete with the boundary boxes by confidence, and the boxes they were completed from come after both
 (:data:`BOUNDARY`, :data:`COMPLETED`, then :data:`WINDOW`). A box inside a larger boundary box of about the right
-shape, less than ``whole_area`` (10) times its area, is not completed: it is a part of an object already boxed whole
-(a block of a busy picture), and its completions, parts too, could outscore the whole. A box inside a box ten or
-more times its area is completed (the former rule stopped it too): in a crowded scene that larger box holds a group
-of objects or background, and a completion that is a part of it after all is dropped as its piece when both are
-named alike. Its completions come after the boundary boxes (:data:`COMPLETED`), since on a large object they are
-often its parts. Measured on generated scenes in docs/scene.md.
+shape is not completed: it is a part of an object already boxed whole (a block of a busy picture), and its
+completions, parts too, could outscore the whole. Measured on generated scenes in docs/scene.md.
 """
 
 from __future__ import annotations
@@ -51,17 +47,15 @@ from visrec.errors import BadInput
 from visrec.segment.base import ImageHolder
 from visrec.segment.edges import EdgeBoxConfig, edge_boxes, edge_maps
 from visrec.segment.masks import box_area, box_iou, crop, nms
-from visrec.segment.overlaps import PIECE_SHARE
 from visrec.segment.proposals import ProposalConfig, ProposalSegmenter, fit_stride, jitter_windows
 from visrec.segment.shapes import box_aspects, complete_boxes
 from visrec.segment.types import Regions
 from visrec.types import Embeddings
 
 JITTERS = 6  # windows per seed made by jitter_windows with its defaults (4 moves, 2 scales)
-# Region tiers, the order of the scene's overlap resolution among regions of one label (GallerySegmenter.region_tiers):
-# boundary boxes and the boxes completed to their nearest indexed image's shape (by confidence), then the boundary
-# boxes those were completed from (a part of an object, or two objects in one outline) and the boxes completed from
-# a box lying in a much larger one (whose own boxes may hold the object better), then windows.
+# Region tiers, the order of the scene's overlap resolution (GallerySegmenter.region_tiers): boundary boxes and the
+# boxes completed to their nearest indexed image's shape (by confidence), then the boundary boxes those were
+# completed from (a part of an object, or two objects in one outline), then windows.
 BOUNDARY, COMPLETED, WINDOW = 0, 1, 2
 _Part = tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray]  # boxes, similarities, embeddings, tiers
 
@@ -76,9 +70,7 @@ class GalleryConfig:
     batch (0: the windows split evenly over the CPU cores, so that no core runs one batch more than another);
     ``edges``: boundary boxes embedded besides the windows (None: windows only); ``shape_seeds``: the most
     boundary boxes (most similar first) completed to the shape of their nearest indexed image when their own
-    shape is off from it by more than ``shape_ratio`` (:mod:`visrec.segment.shapes`; 0: none), unless it lies inside a
-    boundary box of about the right shape less than ``whole_area`` times its own area (a part of an object boxed
-    whole; a larger box around it is a group of objects or background, and does not stop it)."""
+    shape is off from it by more than ``shape_ratio`` (:mod:`visrec.segment.shapes`; 0: none)."""
 
     proposals: ProposalConfig = field(
         default_factory=lambda: ProposalConfig(
@@ -95,7 +87,6 @@ class GalleryConfig:
     edges: EdgeBoxConfig | None = field(default_factory=EdgeBoxConfig)
     shape_seeds: int = 16
     shape_ratio: float = 1.25
-    whole_area: float = 1 / PIECE_SHARE
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.min_similarity <= 1.0 or self.max_regions < 1 or self.max_windows < 0:
@@ -103,11 +94,8 @@ class GalleryConfig:
                 "min_similarity must be in [-1, 1], max_regions >= 1 and max_windows >= 0; got "
                 f"{self.min_similarity}, {self.max_regions}, {self.max_windows}"
             )
-        if self.shape_seeds < 0 or self.shape_ratio < 1.0 or self.whole_area < 1.0:
-            raise BadInput(
-                "shape_seeds must be >= 0, shape_ratio >= 1 and whole_area >= 1; got "
-                f"{self.shape_seeds}, {self.shape_ratio}, {self.whole_area}"
-            )
+        if self.shape_seeds < 0 or self.shape_ratio < 1.0:
+            raise BadInput(f"shape_seeds must be >= 0 and shape_ratio >= 1, got {self.shape_seeds}, {self.shape_ratio}")
         if self.max_windows == 0 and self.edges is None:
             raise BadInput("max_windows=0 (no windows) needs boundary boxes (edges)")
         if self.batch_size < 0 or self.refine_seeds < 0 or self.refine_seeds * JITTERS >= max(1, self.max_windows):
@@ -161,7 +149,7 @@ class GallerySegmenter(ImageHolder):
 
     def _boundary(self, image: np.ndarray) -> _Part | None:
         """Boundary boxes (and the boxes completed from them) whose similarity is at least ``min_similarity``:
-        boxes, similarities, embeddings, tiers (:data:`BOUNDARY`, or :data:`COMPLETED`, see :meth:`region_tiers`)."""
+        boxes, similarities, embeddings, tiers (:data:`BOUNDARY`, or :data:`COMPLETED` for a box completed from)."""
         if self.config.edges is None:
             return None
         maps = edge_maps(image, self.config.edges)
@@ -173,22 +161,19 @@ class GallerySegmenter(ImageHolder):
         tiers = np.full(len(boxes), BOUNDARY, np.int64)
         shaped = self._shaped(image, boxes, sims, nearest)
         if shaped is not None:
-            new, new_sims, new_emb, sources, new_tiers = shaped
+            new, new_sims, new_emb, sources = shaped
             tiers[sources] = COMPLETED  # a box whose shape is off gives way to the boxes completed from it
             boxes, sims = np.concatenate([boxes, new]), np.concatenate([sims, new_sims])
-            emb, tiers = _concat([emb, new_emb]), np.concatenate([tiers, new_tiers])
+            emb, tiers = _concat([emb, new_emb]), np.concatenate([tiers, np.full(len(new), BOUNDARY, np.int64)])
         ok = np.nonzero(sims >= self.config.min_similarity)[0]
         return boxes[ok], sims[ok], emb.take(ok), tiers[ok]
 
     def _shaped(
         self, image: np.ndarray, boxes: np.ndarray, sims: np.ndarray, nearest: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray, np.ndarray] | None:
+    ) -> tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray] | None:
         """Boundary boxes completed to the shape of their nearest indexed image (:func:`complete_boxes`), for the
         ``shape_seeds`` most similar boxes whose shape is off; near-duplicates of a boundary box are left out.
-        Returns the new boxes, their similarities and embeddings, the rows of ``boxes`` they came from, and their
-        tiers: :data:`COMPLETED` for the boxes completed from a seed lying inside a boundary box of about the right
-        shape ``whole_area`` or more times its area (in a group of objects or on background, where such a box
-        is often a part of an object that other boundary boxes hold better), else :data:`BOUNDARY`."""
+        Returns the new boxes, their similarities and embeddings, and the rows of ``boxes`` they came from."""
         cfg = self.config
         if cfg.shape_seeds == 0:
             return None
@@ -196,10 +181,8 @@ class GallerySegmenter(ImageHolder):
         known = np.isfinite(ref)
         off = np.zeros(len(boxes), bool)
         off[known] = np.abs(np.log(box_aspects(boxes[known]) / ref[known])) > np.log(cfg.shape_ratio)
-        whole = np.flatnonzero(known & ~off)
-        seeds = _not_within(boxes, np.flatnonzero(off), whole, cfg.whole_area)
+        seeds = _not_within(boxes, np.flatnonzero(off), np.flatnonzero(known & ~off))
         seeds = seeds[np.argsort(-sims[seeds], kind="stable")[: cfg.shape_seeds]]
-        held = _inside(boxes, seeds, whole, cfg.whole_area, np.inf)  # in a group or background box: tier COMPLETED
         h, w = image.shape[:2]
         new, rows = complete_boxes(boxes[seeds], ref[seeds], h, w, cfg.shape_ratio)
         dedupe = cfg.edges.dedupe_iou if cfg.edges is not None else 0.8
@@ -210,7 +193,7 @@ class GallerySegmenter(ImageHolder):
         if len(new) == 0:
             return None
         emb, s, _ids = self._score(image, new, "s")
-        return new, s, emb, np.unique(seeds[rows]), np.where(held[rows], COMPLETED, BOUNDARY).astype(np.int64)
+        return new, s, emb, np.unique(seeds[rows])
 
     def _aspects(self, ids: np.ndarray) -> np.ndarray:
         """Width / height of the indexed images ``ids`` (``(n,)`` float64; NaN where the index has no size); read
@@ -278,37 +261,25 @@ class GallerySegmenter(ImageHolder):
         return self._edges
 
     def region_tiers(self) -> np.ndarray:
-        """Per region, ``(n,)`` int64, the order in which the scene resolves overlaps of one label (lower first):
+        """Per region, ``(n,)`` int64, the order in which the scene resolves overlaps (lower first):
         :data:`BOUNDARY` (0) for a boundary box or a box completed to an indexed image's shape, :data:`COMPLETED` (1)
-        for a boundary box such boxes were completed from and for a box completed from one lying inside a boundary
-        box ``whole_area`` or more times its area, :data:`WINDOW` (2) for a window."""
+        for a boundary box such boxes were completed from, :data:`WINDOW` (2) for a window."""
         self._require_image()
         return self._tiers
 
 
-def _not_within(boxes: np.ndarray, seeds: np.ndarray, whole: np.ndarray, most: float) -> np.ndarray:
-    """The ``seeds`` (rows of ``boxes``) not lying inside (90 % of their area) a box of ``whole`` (rows of boxes of
-    about their nearest image's shape) larger than the seed but less than ``most`` times its area: such a seed is a
-    part of an object already boxed whole (a block of a busy picture), and completing it gives boxes on more parts
-    of that object, which can outscore the whole. A box ``most`` (10) or more times a seed's area is not taken for
-    the object the seed is a part of: it is a group of objects or a stretch of background (in a crowded scene, most
-    seeds lie in one), and a completed box that is a part of it after all is a piece of it, which the overlap
-    resolution drops when both are named alike (:data:`visrec.segment.overlaps.PIECE_SHARE`)."""
-    return seeds[~_inside(boxes, seeds, whole, 1.0, most)]
-
-
-def _inside(boxes: np.ndarray, seeds: np.ndarray, whole: np.ndarray, low: float, high: float) -> np.ndarray:
-    """``(len(seeds),)`` bool: the seeds lying inside (90 % of their area) a box of ``whole`` more than ``low`` and
-    less than ``high`` times their area (rows of ``boxes``)."""
+def _not_within(boxes: np.ndarray, seeds: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """The ``seeds`` (rows of ``boxes``) not lying inside (90 % of their area) a larger box of ``whole`` (rows of
+    boxes of about their nearest image's shape): such a seed is a part of an object already boxed whole (a block of a
+    busy picture), and completing it gives boxes on more parts of that object, which can outscore the whole."""
     if len(seeds) == 0 or len(whole) == 0:
-        return np.zeros(len(seeds), bool)
+        return seeds
     a, b = boxes[seeds], boxes[whole]
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    ratio = box_area(b)[None, :] / np.maximum(box_area(a)[:, None], 1e-9)
-    inside = (inter > 0.9 * box_area(a)[:, None]) & (ratio > low) & (ratio < high)
-    return np.asarray(inside.any(axis=1), bool)
+    inside = (inter > 0.9 * box_area(a)[:, None]) & (box_area(b)[None, :] > box_area(a)[:, None])
+    return seeds[~inside.any(axis=1)]
 
 
 def _concat(parts: list[Embeddings]) -> Embeddings:
