@@ -85,8 +85,8 @@ def cross_label(
     ``scores``, then ``ties``.
 
     By score alone, not by tier: when a boundary box names one character and windows on the same face name
-    another more confidently, the better-placed box is no better evidence of the name (on generated scenes the
-    tier order dropped confident right names for less confident wrong ones, docs/scene.md)."""
+    another more confidently, the better-placed box is no better evidence of the name (the tier order let a less
+    confident name hide a more confident one; measured on generated scenes in docs/scene.md)."""
     order = sorted(kept, key=lambda i: (labels[i] is None, -float(scores[i]), -float(ties[i])))
     out: list[int] = []
     for i in order:
