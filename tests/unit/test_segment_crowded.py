@@ -114,6 +114,19 @@ def test_boundary_boxes_are_resolved_before_windows() -> None:
     assert by_tier == [0, 2]  # the boundary box comes first; the window holding it names nothing new
 
 
+def test_tiers_order_boxes_of_one_label_and_confidence_orders_names() -> None:
+    face = [10, 10, 50, 50]
+    boxes = np.array([face, [8, 8, 52, 52], [12, 12, 50, 52]], np.float32)
+    tiers, cfg = np.array([0, 2, 2]), SceneConfig()  # a boundary box, then two windows on the same face
+    # the boundary box names the face "a" at 0.65, the windows "b" at 0.95 and "a" at 0.7: the more confident name
+    # stays, wherever its box came from (the tier order used to keep "a" for its better-placed box)
+    kept = resolve_overlaps(boxes.copy(), ["a", "b", "a"], np.array([0.65, 0.95, 0.7], np.float32), cfg, tiers=tiers)
+    assert kept == [1]
+    # a window names it "a" at 0.99: "a" is the stronger name, and within one label the tier decides the box
+    kept = resolve_overlaps(boxes.copy(), ["a", "b", "a"], np.array([0.65, 0.95, 0.99], np.float32), cfg, tiers=tiers)
+    assert kept == [0]
+
+
 def test_pieces_of_an_object_give_way_to_it_but_neighbours_do_not() -> None:
     whole = [0, 0, 100, 100]
     boxes = np.array([whole, [40, 40, 60, 60], [0, 0, 50, 100], [50, 0, 100, 100], [200, 0, 240, 40]], np.float32)

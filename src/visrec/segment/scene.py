@@ -41,9 +41,11 @@ boundary boxes and the boxes completed to an indexed image's shape, then the box
 windows), then by score: of two same-label box regions (boxes, windows) overlapping with IoU >
 ``merge_iou``, or one inside the other, the weaker is dropped (NMS; boxes are never grown into unions, so
 distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
-object and join (union mask and box). A region overlapping a more confident region of another label by more
-than ``suppress_ioa`` of the smaller box is dropped. Box regions inside a same-label region at least
-``1 / piece_share`` (10) times their area are dropped first, as pieces of it (:func:`visrec.segment.overlaps.pieces`).
+object and join (union mask and box). Then, by score alone (tiers order boxes of one label, not names), a kept
+region overlapping a kept region of another label with a stronger claim (the best score among that region and the
+same-label regions it stood for) by more than ``suppress_ioa`` of the smaller box is dropped. Box regions inside a
+same-label region at least ``1 / piece_share`` (10) times their area are dropped first, as pieces of it
+(:func:`visrec.segment.overlaps.pieces`).
 
 Last, the sides of each kept box region are snapped to nearby straight edge lines of the image
 (``SceneConfig.snap``, :mod:`visrec.segment.snap`) and overlaps resolved once more among them: a box placed on two
@@ -80,7 +82,8 @@ class SceneConfig:
     """``long_side``: the image is shrunk so its longer side is at most this (0: never); ``mode``: classifier
     mode of the index; ``masked``: embed masked crops when the segmenter gives masks; ``merge_iou``: of two
     regions of one label overlapping with IoU above this, the weaker is dropped; ``suppress_ioa``: a region
-    that overlaps a more confident region of another label by more than this (of the smaller box) is dropped;
+    that overlaps a region of another label with a stronger claim by more than this (of the smaller box) is dropped
+    (:func:`visrec.segment.overlaps.cross_label`);
     ``keep_unknown``: keep regions recognised as nobody; ``min_score``: drop labelled regions below it;
     ``accept``: ``"confidence"``, ``"calibrated"``, ``"absolute"`` or ``"relative"`` (see the module docstring);
     ``margin``: the relative rule's distance to the scene's best raw score; ``floor``: the lowest raw score that
