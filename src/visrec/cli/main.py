@@ -145,7 +145,7 @@ def classify_cmd(
     novelty_prior: float = typer.Option(
         None, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."
     ),
-    show: int = typer.Option(20, "--show", help="Rows of per-image results to print (human output)."),
+    show: int = typer.Option(20, "--show", min=0, help="Rows of per-image results to print (human output)."),
     as_json: bool = JSON,
 ) -> None:
     """Classify images: label, calibrated confidence, or "unknown" (novel: none of the classes; ambiguous:

@@ -52,7 +52,9 @@ class Snapshot:
                 load_store(manifest.store, gen / "joint", mmap=mmap) if (gen / "joint").exists() else None
             )
             self._protos = _read_prototypes(gen, self.store.dim)
-            self._calibration = _read_json(gen / "calibration.json")
+            cal = gen / "calibration.json"
+            # the calibration is derived data: removing a damaged one and calibrating again restores it
+            self._calibration = _read_json(cal, f"remove it and recalibrate: rm '{cal}' && visrec calibrate '{folder.path}'")
         except BaseException:
             folder.release(lease)
             raise
@@ -192,13 +194,13 @@ class Snapshot:
         self._finalizer()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, fix: str = "re-index the folder") -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise IndexCorrupt(f"{path} cannot be read ({e}); recalibrate or re-index") from None
+        raise IndexCorrupt(f"{path} cannot be read ({e}); {fix}") from None
     return dict(data)
 
 
