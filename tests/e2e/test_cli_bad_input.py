@@ -142,3 +142,18 @@ def test_an_index_left_empty_by_a_failed_run_says_nothing_is_lost_by_starting_ov
 def test_a_negative_row_count_is_refused(index: Path, data: Path) -> None:
     code, _, err = run("classify", str(index), str(data / "blue" / "blue_0.jpg"), "--show", "-1")
     assert code == 2 and "--show" in err
+
+
+def test_a_roboflow_csv_without_class_columns_or_with_label_names_says_what_to_give(
+    data: Path, tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    shutil.copy(data / "blue" / "blue_0.jpg", export / "a.jpg")
+    (export / "_classes.csv").write_text("filename\na.jpg\n")
+    code, _, err = run("index", str(export), "--out", str(tmp_path / "r.vrx"), "--encoder", "fake")
+    assert code == 2 and str(export / "_classes.csv") in err and "no class columns" in err
+    assert "--format unlabeled" in err and not (tmp_path / "r.vrx").exists()
+    (export / "_classes.csv").write_text("name,label\na.jpg,blue\n")
+    code, _, err = run("index", str(export), "--out", str(tmp_path / "r.vrx"), "--encoder", "fake")
+    assert code == 2 and "line 2: column 'label' holds 'blue'" in err and "--format manifest" in err
