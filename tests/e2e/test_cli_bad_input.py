@@ -3,6 +3,7 @@ still opens and answers as before."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -157,3 +158,24 @@ def test_a_roboflow_csv_without_class_columns_or_with_label_names_says_what_to_g
     (export / "_classes.csv").write_text("name,label\na.jpg,blue\n")
     code, _, err = run("index", str(export), "--out", str(tmp_path / "r.vrx"), "--encoder", "fake")
     assert code == 2 and "line 2: column 'label' holds 'blue'" in err and "--format manifest" in err
+
+
+@pytest.mark.parametrize("faces", [False, True])
+def test_clustering_a_folder_lists_broken_images_and_clusters_the_rest(
+    faces: bool, data: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    shutil.copytree(data / "blue", folder / "blue")
+    make_text_as_jpg(folder / "notes.jpg")
+    (folder / "empty.png").write_bytes(b"")
+    out = tmp_path / "clusters.json"
+    args = ["faces", "cluster", str(folder)] if faces else ["cluster", str(folder), "--encoder", "fake"]
+    code, printed, err = run(*args, "--out", str(out))
+    if faces:  # no face in colour noise: the message still counts the unreadable files
+        assert code == 2 and "no face found in any image (2 unreadable: 1 empty, 1 not-an-image)" in err
+        return
+    assert code == 0, err
+    assert f'"{folder / "notes.jpg"}": "not-an-image"' in printed and f'"{folder / "empty.png"}": "empty"' in printed
+    saved = json.loads(out.read_text())
+    assert sum(len(items) for items in saved["clusters"].values()) == 6  # every readable photo is clustered
+    assert saved["info"]["unreadable"] == {str(folder / "notes.jpg"): "not-an-image", str(folder / "empty.png"): "empty"}
