@@ -240,7 +240,8 @@ def _require_classes(index_path: Path, labels: Sequence[tuple[str, ...]], held_o
     if held_out:
         fix = "index images of a second class, or calibrate without it: --modes knn,prototype"
     else:
-        fix = f"index images of at least 3 classes, or calibrate on labeled held-out images: visrec calibrate {index_path} HELD_OUT"
+        fix = "index images of at least 3 classes, or calibrate on labeled held-out images: "
+        fix += f"visrec calibrate {index_path} HELD_OUT"
     raise BadInput(
         f"{index_path} holds labeled images of {len(classes)} class(es) ({', '.join(classes[:5])}); calibrating "
         f"{', '.join(modes)} {'on held-out images' if held_out else 'on the index itself'} needs at least "

@@ -145,9 +145,7 @@ def test_a_negative_row_count_is_refused(index: Path, data: Path) -> None:
     assert code == 2 and "--show" in err
 
 
-def test_a_roboflow_csv_without_class_columns_or_with_label_names_says_what_to_give(
-    data: Path, tmp_path: Path
-) -> None:
+def test_a_roboflow_csv_without_class_columns_or_with_label_names_says_what_to_give(data: Path, tmp_path: Path) -> None:
     export = tmp_path / "export"
     export.mkdir()
     shutil.copy(data / "blue" / "blue_0.jpg", export / "a.jpg")
@@ -161,9 +159,7 @@ def test_a_roboflow_csv_without_class_columns_or_with_label_names_says_what_to_g
 
 
 @pytest.mark.parametrize("faces", [False, True])
-def test_clustering_a_folder_lists_broken_images_and_clusters_the_rest(
-    faces: bool, data: Path, tmp_path: Path
-) -> None:
+def test_clustering_a_folder_lists_broken_images_and_clusters_the_rest(faces: bool, data: Path, tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     shutil.copytree(data / "blue", folder / "blue")
     make_text_as_jpg(folder / "notes.jpg")
@@ -178,4 +174,7 @@ def test_clustering_a_folder_lists_broken_images_and_clusters_the_rest(
     assert f'"{folder / "notes.jpg"}": "not-an-image"' in printed and f'"{folder / "empty.png"}": "empty"' in printed
     saved = json.loads(out.read_text())
     assert sum(len(items) for items in saved["clusters"].values()) == 6  # every readable photo is clustered
-    assert saved["info"]["unreadable"] == {str(folder / "notes.jpg"): "not-an-image", str(folder / "empty.png"): "empty"}
+    assert saved["info"]["unreadable"] == {
+        str(folder / "notes.jpg"): "not-an-image",
+        str(folder / "empty.png"): "empty",
+    }

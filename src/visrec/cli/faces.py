@@ -178,9 +178,7 @@ def _name(result: Any, ids: Any, emb: Any, joint: Any, source: Any, opts: tuple[
     return [asdict(n) for n in name_from_source(result, ids, emb, source, joint, cfg)]
 
 
-def _write(
-    result: Any, skipped: list[Any], out: Path, sheets: Any, names: Any = None, unreadable: Any = None
-) -> None:
+def _write(result: Any, skipped: list[Any], out: Path, sheets: Any, names: Any = None, unreadable: Any = None) -> None:
     from visrec.cluster.run import write_sheets
 
     out.parent.mkdir(parents=True, exist_ok=True)

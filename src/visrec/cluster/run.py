@@ -67,9 +67,7 @@ def write_sheets(result: Clustering, thumb: Thumb, folder: Path, per_cluster: in
     return written
 
 
-def embed_images(
-    root: Path, encoder: str | Any, batch: int = 32
-) -> tuple[Embeddings, dict[str, Any], dict[str, str]]:
+def embed_images(root: Path, encoder: str | Any, batch: int = 32) -> tuple[Embeddings, dict[str, Any], dict[str, str]]:
     """Whole-image embeddings of every readable image under ``root`` (ids = relative paths; ``joint`` set when the
     encoder has a text side), the encoder's facts, and the images left out (path -> reason, e.g. ``"truncated"``).
     ``encoder``: a registered name or an encoder object. ``EmptyDataset`` when no image can be read."""

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from visrec.classify.decision import AMBIGUOUS, NOVEL
+from visrec.errors import EmptyDataset
 from visrec.eval.metrics import (
     ClassificationMetrics,
     CoverageCurve,
@@ -27,7 +28,6 @@ from visrec.eval.metrics import (
     best_known_answered,
 )
 from visrec.eval.splits import SplitPlan
-from visrec.errors import EmptyDataset
 from visrec.types import Embeddings, LabeledSet, Prediction
 
 SCHEMA = "visrec.eval/1"

@@ -140,6 +140,6 @@ def embed_faces(
             vecs.append(v[i])
             crops[item] = np.ascontiguousarray(image[y0:y1, x0:x1])
     if not ids:
-        bad = f" ({len(unreadable)} unreadable: {unreadable_counts(unreadable)})" if unreadable else ""
-        raise EmptyDataset(f"{root}: no face found in any image{bad}")
+        left_out = f" ({len(unreadable)} unreadable: {unreadable_counts(unreadable)})" if unreadable else ""
+        raise EmptyDataset(f"{root}: no face found in any image{left_out}")
     return ids, np.array(vecs, np.float32), crops, unreadable

@@ -54,7 +54,9 @@ class Snapshot:
             self._protos = _read_prototypes(gen, self.store.dim)
             cal = gen / "calibration.json"
             # the calibration is derived data: removing a damaged one and calibrating again restores it
-            self._calibration = _read_json(cal, f"remove it and recalibrate: rm '{cal}' && visrec calibrate '{folder.path}'")
+            self._calibration = _read_json(
+                cal, f"remove it and recalibrate: rm '{cal}' && visrec calibrate '{folder.path}'"
+            )
         except BaseException:
             folder.release(lease)
             raise
