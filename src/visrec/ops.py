@@ -201,7 +201,7 @@ def calibrate(
     from visrec.classify import CalibrationOptions
     from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index import Index
-    from visrec.index.derived import _labels_and_groups, linear_files, novelty_files
+    from visrec.index.derived import _labels_and_groups, linear_files, novelty_files, prototype_files
     from visrec.index.metric import whitening_files
     from visrec.index.writer import save_calibration
 
@@ -225,7 +225,8 @@ def calibrate(
         clf = _calibrated_classifier(idx, mode, held_out is None, metric)
         cal = _held_out(idx, held_out, where, clf, opts) if held_out else _loo(idx, clf, opts)
         cals[mode] = cal.to_dict()
-    derived = {**novelty_files(vecs, labels, cals), **linear_files(vecs, labels, cals), **metric_files}
+    derived = {**novelty_files(vecs, labels, cals), **linear_files(vecs, labels, cals), **metric_files,
+               **prototype_files(vecs, labels)}  # fmt: skip
     save_calibration(index_path, cals, derived)
     return cals
 

@@ -178,3 +178,35 @@ def test_clustering_a_folder_lists_broken_images_and_clusters_the_rest(faces: bo
         str(folder / "notes.jpg"): "not-an-image",
         str(folder / "empty.png"): "empty",
     }
+
+
+def test_damaged_class_means_are_recomputed_and_calibrate_rewrites_them(
+    index: Path, data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    idx = _copy(index, tmp_path)
+    query = str(data / "crimson" / "crimson_1.jpg")
+    damaged = next(idx.glob("gen-*/prototypes.npy"))
+    _cut_in_half(damaged)
+    code, out, err = run("classify", str(idx), query, "--mode", "prototype", "--json")
+    assert code == 0, err
+    assert '"label": "crimson"' in out  # the answer the intact file gave
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert str(damaged) in warned and f"visrec calibrate {idx}" in warned
+    assert run("calibrate", str(idx))[0] == 0
+    caplog.clear()
+    code, out, _ = run("classify", str(idx), query, "--mode", "prototype", "--json")
+    assert code == 0 and '"label": "crimson"' in out
+    assert not [r for r in caplog.records if "prototypes.npy" in r.getMessage()]  # rewritten by the calibration
+
+
+def test_an_update_after_the_running_class_sums_were_damaged_recomputes_them(data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    shutil.copytree(data, folder)
+    idx = tmp_path / "u.vrx"
+    assert run("index", str(folder), "--out", str(idx), "--encoder", "fake", "--no-calibrate")[0] == 0
+    _cut_in_half(next(idx.glob("gen-*/prototype_sums.npy")))
+    shutil.copy(folder / "amber" / "amber_0.jpg", folder / "amber" / "extra.jpg")
+    code, _, err = run("index", str(folder), "--out", str(idx), "--encoder", "fake", "--no-calibrate")
+    assert code == 0, err
+    code, out, err = run("classify", str(idx), str(data / "amber" / "amber_2.jpg"), "--mode", "prototype", "--json")
+    assert code == 0 and '"label": "amber"' in out, err
