@@ -210,3 +210,19 @@ def test_an_update_after_the_running_class_sums_were_damaged_recomputes_them(dat
     assert code == 0, err
     code, out, err = run("classify", str(idx), str(data / "amber" / "amber_2.jpg"), "--mode", "prototype", "--json")
     assert code == 0 and '"label": "amber"' in out, err
+
+
+def test_an_update_of_an_index_with_damaged_vectors_says_to_use_a_new_folder(
+    index: Path, data: Path, tmp_path: Path
+) -> None:
+    idx = _copy(index, tmp_path)
+    damaged = next(idx.glob("gen-*/store/seg-*/vectors.npy"))
+    _cut_in_half(damaged)
+    code, _, err = run("search", str(idx), "--image", str(data / "blue" / "blue_0.jpg"))
+    assert code == 3 and str(damaged) in err and "re-index" in err
+    before = sorted(p.name for p in idx.rglob("*"))
+    code, _, err = run("index", str(data), "--out", str(idx), "--encoder", "fake")
+    assert code == 3 and str(damaged) in err and "index into a new folder (--out NEW.vrx)" in err
+    assert sorted(p.name for p in idx.rglob("*")) == before  # the failed update wrote nothing
+    code, _, err = run("index", str(data), "--out", str(tmp_path / "new.vrx"), "--encoder", "fake", "--no-calibrate")
+    assert code == 0, err
