@@ -164,11 +164,12 @@ def test_clustering_a_folder_lists_broken_images_and_clusters_the_rest(faces: bo
     shutil.copytree(data / "blue", folder / "blue")
     make_text_as_jpg(folder / "notes.jpg")
     (folder / "empty.png").write_bytes(b"")
+    (folder / "moved.jpg").symlink_to(tmp_path / "gone.jpg")
     out = tmp_path / "clusters.json"
     args = ["faces", "cluster", str(folder)] if faces else ["cluster", str(folder), "--encoder", "fake"]
     code, printed, err = run(*args, "--out", str(out))
     if faces:  # no face in colour noise: the message still counts the unreadable files
-        assert code == 2 and "no face found in any image (2 unreadable: 1 empty, 1 not-an-image)" in err
+        assert code == 2 and "no face found in any image (3 unreadable: 1 empty, 1 missing, 1 not-an-image)" in err
         return
     assert code == 0, err
     assert f'"{folder / "notes.jpg"}": "not-an-image"' in printed and f'"{folder / "empty.png"}": "empty"' in printed
@@ -177,6 +178,7 @@ def test_clustering_a_folder_lists_broken_images_and_clusters_the_rest(faces: bo
     assert saved["info"]["unreadable"] == {
         str(folder / "notes.jpg"): "not-an-image",
         str(folder / "empty.png"): "empty",
+        str(folder / "moved.jpg"): "missing",
     }
 
 

@@ -20,10 +20,14 @@ Thumb = Callable[[str], np.ndarray]
 
 
 def image_files(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursive, sorted); raises ``EmptyDataset`` when there are none."""
+    """Image files under ``root`` (recursive, sorted); raises ``EmptyDataset`` when there are none. A broken
+    symlink with an image name is kept, so that the caller reports it as missing rather than ignoring it."""
     from visrec.data import is_image_file
 
-    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and is_image_file(p))
+    def listed(p: Path) -> bool:
+        return (p.is_file() or (p.is_symlink() and not p.exists())) and is_image_file(p)
+
+    files = sorted(p for p in Path(root).rglob("*") if listed(p))
     if not files:
         raise EmptyDataset(f"{root}: no image files (jpg, png, webp...) to cluster")
     return files
