@@ -228,3 +228,17 @@ def test_an_update_of_an_index_with_damaged_vectors_says_to_use_a_new_folder(
     assert sorted(p.name for p in idx.rglob("*")) == before  # the failed update wrote nothing
     code, _, err = run("index", str(data), "--out", str(tmp_path / "new.vrx"), "--encoder", "fake", "--no-calibrate")
     assert code == 0, err
+
+
+def test_an_unreadable_query_among_several_is_listed_and_the_others_are_answered(
+    index: Path, data: Path, tmp_path: Path
+) -> None:
+    broken = make_text_as_jpg(tmp_path / "notes.jpg")
+    good = data / "blue" / "blue_0.jpg"
+    res = CliRunner().invoke(app, ["search", str(index), "-i", str(broken), "-i", str(good), "-k", "1", "--json"])
+    assert res.exit_code == 0, res.stderr
+    first, second = json.loads(res.stdout)
+    assert first == {"query": str(broken), "hits": [], "skipped": "not-an-image"}
+    assert second["query"] == str(good) and second["hits"][0]["labels"] == ["blue"]
+    code, _, err = run("search", str(index), "-i", str(broken))
+    assert code == 2 and str(broken) in err and "not-an-image" in err  # alone, it is an error as before
