@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import threading
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -27,9 +28,15 @@ def load_npy(path: str | Path, mmap_mode: Literal["r"] | None = None) -> np.ndar
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` archive, read at once (each member's header is parsed under the lock)."""
-    with AST_LOCK, np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """Every array of an ``.npz`` archive, read at once (each member's header is parsed under the lock).
+
+    A damaged archive (cut short, not a zip) raises ``ValueError`` like a damaged ``.npy`` does, so that callers
+    turn both into one typed error."""
+    try:
+        with AST_LOCK, np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"not a complete .npz archive: {e}") from e
 
 
 def parse_expression(source: str) -> ast.Expression:

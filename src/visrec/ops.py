@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from visrec.errors import BadInput, EmptyDataset
+from visrec.errors import BadInput, EmptyDataset, IndexCorrupt
 from visrec.index.inputs import encode_files, filter_dataset, open_dataset, resolve_encoder
 from visrec.index.pipeline import IndexConfig, IndexingReport, Progress
 from visrec.types import LabeledSet, Prediction
@@ -42,12 +42,14 @@ def index(
         loaded, load = read_dataset(dataset, fmt)
         ds = filter_dataset(loaded, where)
         report = build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress, prefetch)
+    except IndexCorrupt as e:  # an update reads the damaged files too: re-indexing means another folder
+        raise IndexCorrupt(f"{e}. An update cannot repair it: index into a new folder (--out NEW.vrx)") from None
     finally:
         if prefetch is not None:
             prefetch.close()
-    for s in load.skipped:  # image files no reader here decodes (.heic...) belong in the run's skipped list
-        if s.reason == "unsupported-format":
-            report.skipped.setdefault(s.reason, []).append(str(Path(dataset) / s.path))
+    for s in load.skipped:  # rows and files the reader left out (listed but missing, .heic...) are skipped too
+        entry = s.detail if s.path.startswith("line ") else str(loaded.root / s.path)  # a row with no path
+        report.skipped.setdefault(s.reason, []).append(entry)
     return report
 
 
@@ -201,12 +203,13 @@ def calibrate(
     from visrec.classify import CalibrationOptions
     from visrec.classify.novelty import DEFAULT_NOVELTY
     from visrec.index import Index
-    from visrec.index.derived import _labels_and_groups, linear_files, novelty_files
+    from visrec.index.derived import _labels_and_groups, linear_files, novelty_files, prototype_files
     from visrec.index.metric import whitening_files
     from visrec.index.writer import save_calibration
 
     idx = Index(index_path)
     ids, vecs, labels, _ = _labels_and_groups(idx.store, with_groups=False)  # saving calibrations keeps the vectors
+    _require_classes(index_path, labels, held_out is not None, modes)
     metric = metric or idx.classifier("knn").config.metric  # the index's current kNN metric unless one is named
     metric_files = whitening_files(ids, vecs, labels) if metric == "whitened" else {}
     if held_out is not None and "knn" in modes:  # held-out kNN predictions search the refitted whitened space
@@ -224,9 +227,29 @@ def calibrate(
         clf = _calibrated_classifier(idx, mode, held_out is None, metric)
         cal = _held_out(idx, held_out, where, clf, opts) if held_out else _loo(idx, clf, opts)
         cals[mode] = cal.to_dict()
-    derived = {**novelty_files(vecs, labels, cals), **linear_files(vecs, labels, cals), **metric_files}
+    derived = {**novelty_files(vecs, labels, cals), **linear_files(vecs, labels, cals), **metric_files,
+               **prototype_files(vecs, labels)}  # fmt: skip
     save_calibration(index_path, cals, derived)
     return cals
+
+
+def _require_classes(index_path: Path, labels: Sequence[tuple[str, ...]], held_out: bool, modes: Sequence[str]) -> None:
+    """``BadInput`` naming the index and the way out when its labels are too few classes to calibrate ``modes``:
+    leave-one-group-out simulates novel images by hiding classes (3 needed), a linear probe separates 2."""
+    classes = sorted({c for row in labels for c in row})
+    needed = 2 if held_out and "linear" in modes else 1 if held_out else 3
+    if not classes or len(classes) >= needed:
+        return  # no label at all has its own message
+    if held_out:
+        fix = "index images of a second class, or calibrate without it: --modes knn,prototype"
+    else:
+        fix = "index images of at least 3 classes, or calibrate on labeled held-out images: "
+        fix += f"visrec calibrate {index_path} HELD_OUT"
+    raise BadInput(
+        f"{index_path} holds labeled images of {len(classes)} class(es) ({', '.join(classes[:5])}); calibrating "
+        f"{', '.join(modes)} {'on held-out images' if held_out else 'on the index itself'} needs at least "
+        f"{needed}: {fix}"
+    )
 
 
 def _calibrated_classifier(idx: Any, mode: str, on_index: bool, metric: str | None) -> Any:

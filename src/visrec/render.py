@@ -132,7 +132,9 @@ def indexing_report(r: Any) -> None:
             )
 
 
-def image_hits(queries: Sequence[Path], hits: Sequence[Sequence[Any]]) -> None:
+def image_hits(queries: Sequence[Path], hits: Sequence[Sequence[Any]], skipped: Sequence[tuple[str, str]] = ()) -> None:
+    for path, reason in skipped:
+        out.print(Text.assemble(("skipped", "yellow"), f" {path}: {reason}"))
     for q, hs in zip(queries, hits, strict=True):
         t = Table(title=str(q))
         for col in ("#", "score", "label", "path"):

@@ -182,6 +182,6 @@ class _TwoFaces:
 def test_one_face_per_photo_keeps_the_main_face(people: Path) -> None:
     from visrec.faces.ops import embed_faces
 
-    ids, vecs, crops = embed_faces(people / "bob", _TwoFaces(), main_only=True)  # type: ignore[arg-type]
+    ids, vecs, crops, _ = embed_faces(people / "bob", _TwoFaces(), main_only=True)  # type: ignore[arg-type]
     assert ids == ["0.png#1", "1.png#1", "2.png#1"] and vecs.shape == (3, 8) and crops["0.png#1"].shape[:2] == (16, 16)
     assert len(embed_faces(people / "bob", _TwoFaces())[0]) == 6  # type: ignore[arg-type]

@@ -201,7 +201,10 @@ def test_encoder_mismatch_names_both_encoders_and_the_fix(tmp_path: Path) -> Non
     with pytest.raises(ManifestMismatch) as e:
         folder.check_encoder("fff999", "clip-b32")
     msg = str(e.value)
-    assert "fake-8" in msg and "clip-b32" in msg and "Re-index" in msg and "--encoder fake-8" in msg
+    assert "fake-8" in msg and "clip-b32" in msg and "holds no image yet" in msg and "--encoder fake-8" in msg
+    folder.commit(store_writer(2), count=2)
+    with pytest.raises(ManifestMismatch, match=r"into a new folder \(--out NEW.vrx\)"):
+        folder.check_encoder("fff999", "clip-b32")
     with pytest.raises(ManifestMismatch, match="weights or preprocessing changed"):
         folder.check_encoder("fff999", "fake-8")
 

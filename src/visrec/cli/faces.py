@@ -178,16 +178,18 @@ def _name(result: Any, ids: Any, emb: Any, joint: Any, source: Any, opts: tuple[
     return [asdict(n) for n in name_from_source(result, ids, emb, source, joint, cfg)]
 
 
-def _write(result: Any, skipped: list[Any], out: Path, sheets: Any, names: Any = None) -> None:
+def _write(result: Any, skipped: list[Any], out: Path, sheets: Any, names: Any = None, unreadable: Any = None) -> None:
     from visrec.cluster.run import write_sheets
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    if unreadable:
+        result.info["unreadable"] = unreadable  # clusters.json says which files were left out, and why
     result.save(out)
     written = write_sheets(result, sheets, out.with_suffix("").parent / f"{out.stem}_sheets")
     summary = {name: len(items) for name, items in result.clusters().items()}
     print_json({"out": str(out), "clusters": summary, "sheets": str(written[0].parent) if written else None,
            "quality_vs_folders": result.info.get("quality_vs_folders"), "edits_not_replayed": skipped,
-           "names": names})  # fmt: skip
+           "names": names, "unreadable": unreadable or {}})  # fmt: skip
 
 
 @faces_app.command("cluster")
@@ -221,14 +223,14 @@ def faces_cluster_cmd(
 
     source = _source(name_from, "faces")
     pipe = _pipeline(detector, embedder)
-    ids, vecs, crops = embed_faces(root, pipe, main_only=one_per_photo)
+    ids, vecs, crops, unreadable = embed_faces(root, pipe, main_only=one_per_photo)
     if threshold is None and k is None and method in (None, "agglomerative"):
         threshold = pipe.default_threshold
     smallest = FACES_MIN_SIZE if min_size is None else min_size
     cfg = _cluster_cfg(method, k, threshold, default="agglomerative", min_size=smallest)
     result, skipped = finish(ids, vecs, cfg, {"faces": pipe.describe()}, previous)
     names = _name(result, ids, vecs, None, source, (name_k, name_share, name_dist))
-    _write(result, skipped, out, crops.__getitem__, names)
+    _write(result, skipped, out, crops.__getitem__, names, unreadable)
 
 
 def cluster_cmd(
@@ -266,11 +268,11 @@ def cluster_cmd(
 
         chosen = source.encoder if encoder is None else create_encoder(encoder)
         source.index.check_encoder(chosen)  # naming compares vectors with the index's: same encoder only
-    emb, info = embed_images(root, chosen)
+    emb, info, unreadable = embed_images(root, chosen)
     ids = list(emb.ids)
     result, skipped = finish(ids, emb.vectors, _cluster_cfg(method, k, threshold, min_size=min_size), info, previous)
     names = _name(result, ids, emb.vectors, emb.joint, source, (name_k, name_share, name_dist))
-    _write(result, skipped, out, image_thumb(root), names)
+    _write(result, skipped, out, image_thumb(root), names, unreadable)
 
 
 def register(app: typer.Typer) -> None:

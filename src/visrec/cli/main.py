@@ -114,9 +114,19 @@ def search_cmd(
         res = idx.search_text(text, k, where, route)
         _emit(as_json, res.to_dict(), lambda: render.text_hits(res, idx.encoder_info.get("name", "")))
         return
-    hits = idx.search_images(list(image), k, where, rerank)
-    data = [{"query": str(q), "hits": [h.to_dict() for h in hs]} for q, hs in zip(image, hits, strict=True)]
-    _emit(as_json, data, lambda: render.image_hits(image, hits))
+    from visrec.index.inputs import encode_files
+
+    emb, kept, skipped = encode_files(idx, list(image))  # an unreadable query is listed; the others still run
+    queries = [image[i] for i in kept]
+    hits = idx.search_vectors(emb.vectors, k, where, rerank)
+    found, reasons = dict(zip(kept, hits, strict=True)), dict(skipped)
+    data = [
+        {"query": str(q), "hits": [h.to_dict() for h in found[i]]}
+        if i in found
+        else {"query": str(q), "hits": [], "skipped": reasons.get(str(q), "unreadable")}
+        for i, q in enumerate(image)
+    ]
+    _emit(as_json, data, lambda: render.image_hits(queries, hits, skipped))
 
 
 @app.command("classify")
@@ -145,7 +155,7 @@ def classify_cmd(
     novelty_prior: float = typer.Option(
         None, "--novelty-prior", min=0.0, max=0.99, help="Share of images of none of the classes to expect."
     ),
-    show: int = typer.Option(20, "--show", help="Rows of per-image results to print (human output)."),
+    show: int = typer.Option(20, "--show", min=0, help="Rows of per-image results to print (human output)."),
     as_json: bool = JSON,
 ) -> None:
     """Classify images: label, calibrated confidence, or "unknown" (novel: none of the classes; ambiguous:

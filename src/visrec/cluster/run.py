@@ -12,7 +12,7 @@ from visrec.cluster.algorithms import ClusterConfig, cluster
 from visrec.cluster.edits import NOISE, Clustering
 from visrec.cluster.metrics import cluster_quality
 from visrec.cluster.sheet import contact_sheet
-from visrec.errors import EmptyDataset
+from visrec.errors import BadImage, EmptyDataset
 from visrec.types import Embeddings
 
 Thumb = Callable[[str], np.ndarray]
@@ -20,10 +20,14 @@ Thumb = Callable[[str], np.ndarray]
 
 
 def image_files(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursive, sorted); raises ``EmptyDataset`` when there are none."""
+    """Image files under ``root`` (recursive, sorted); raises ``EmptyDataset`` when there are none. A broken
+    symlink with an image name is kept, so that the caller reports it as missing rather than ignoring it."""
     from visrec.data import is_image_file
 
-    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and is_image_file(p))
+    def listed(p: Path) -> bool:
+        return (p.is_file() or (p.is_symlink() and not p.exists())) and is_image_file(p)
+
+    files = sorted(p for p in Path(root).rglob("*") if listed(p))
     if not files:
         raise EmptyDataset(f"{root}: no image files (jpg, png, webp...) to cluster")
     return files
@@ -67,15 +71,38 @@ def write_sheets(result: Clustering, thumb: Thumb, folder: Path, per_cluster: in
     return written
 
 
-def embed_images(root: Path, encoder: str | Any) -> tuple[Embeddings, dict[str, Any]]:
-    """Whole-image embeddings of every image under ``root`` (ids = relative paths; ``joint`` set when the encoder
-    has a text side) and the encoder's facts. ``encoder``: a registered name or an encoder object."""
+def embed_images(root: Path, encoder: str | Any, batch: int = 32) -> tuple[Embeddings, dict[str, Any], dict[str, str]]:
+    """Whole-image embeddings of every readable image under ``root`` (ids = relative paths; ``joint`` set when the
+    encoder has a text side), the encoder's facts, and the images left out (path -> reason, e.g. ``"truncated"``).
+    ``encoder``: a registered name or an encoder object. ``EmptyDataset`` when no image can be read."""
+    from visrec.data import load_image
     from visrec.encoders import create_encoder
 
     files = image_files(root)
     enc = create_encoder(encoder) if isinstance(encoder, str) else encoder
-    emb = enc.encode_images(files, ids=[f.relative_to(root).as_posix() for f in files])
-    return emb, {"encoder": enc.describe(), "root": str(Path(root).resolve())}
+    parts: list[Embeddings] = []
+    unreadable: dict[str, str] = {}
+    for start in range(0, len(files), batch):
+        arrays, ids = [], []
+        for f in files[start : start + batch]:
+            try:
+                arrays.append(load_image(f, draft_size=enc.input_size))
+            except BadImage as bad:  # one broken file does not stop the folder; it is listed instead
+                unreadable[str(f)] = bad.reason
+                continue
+            ids.append(f.relative_to(root).as_posix())
+        if arrays:
+            parts.append(enc.encode_images(arrays, ids=ids))
+    if not parts:
+        raise EmptyDataset(f"{root}: none of the {len(files)} images could be read ({unreadable_counts(unreadable)})")
+    emb = Embeddings.concat(parts, parts[0].encoder_id, enc.dim, enc.joint_dim)
+    return emb, {"encoder": enc.describe(), "root": str(Path(root).resolve())}, unreadable
+
+
+def unreadable_counts(unreadable: dict[str, str]) -> str:
+    """``{"a.jpg": "empty", "b.jpg": "empty"}`` -> ``"2 empty"``."""
+    reasons = list(unreadable.values())
+    return ", ".join(f"{reasons.count(r)} {r}" for r in sorted(set(reasons)))
 
 
 def image_thumb(root: Path) -> Thumb:

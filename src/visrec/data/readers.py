@@ -245,7 +245,10 @@ def _onehot_labels(row: Mapping[str, str], classes: Sequence[str], where: str) -
     for c in classes:
         value = row.get(c, "0")
         if value not in ("0", "1", ""):
-            raise BadInput(f"{where}: column {c!r} holds {value!r}; one-hot columns must be 0 or 1")
+            raise BadInput(
+                f"{where}: column {c!r} holds {value!r}; one-hot columns must be 0 or 1 (a CSV with a column of "
+                "label names is a manifest: name its columns path,label and give --format manifest)"
+            )
         if value == "1":
             labels.append(c)
     return tuple(labels)
@@ -269,6 +272,11 @@ def read_roboflow(root: str | Path) -> tuple[LabeledSet, LoadReport]:
     classes: set[str] = set()
     for csv_path in csvs:
         header, rows = read_csv_rows(csv_path)
+        if len(header) < 2:
+            raise BadInput(
+                f"{csv_path} has no class columns (header {header}); expected {ROBOFLOW_LAYOUT}. To index the "
+                "images without labels, give --format unlabeled"
+            )
         split_classes = [h for h in header[1:] if h and h != "Unlabeled"]
         classes.update(split_classes)
         folder = csv_path.parent

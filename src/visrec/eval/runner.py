@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from visrec.classify.decision import AMBIGUOUS, NOVEL
+from visrec.errors import EmptyDataset
 from visrec.eval.metrics import (
     ClassificationMetrics,
     CoverageCurve,
@@ -202,6 +203,13 @@ def evaluate_index(idx: Any, test: LabeledSet, cfg: EvalConfig, unknown_files: S
     classes = sorted(idx.labels())
     recs = [r for r in test.records if set(r.labels) & set(classes)]
     extra_unknown = [test.abspath(r) for r in test.records if r.labels and not set(r.labels) & set(classes)]
+    if not recs:
+        theirs = sorted({c for r in test.records for c in r.labels})
+        raise EmptyDataset(
+            f"{test.root}: none of its {len(test.records)} test images is labeled with a class of the index "
+            f"(index: {', '.join(classes[:8]) or 'no labels'}; test images: {', '.join(theirs[:8]) or 'no labels'}); "
+            "evaluate on test images of the indexed classes, or index this dataset's training images first"
+        )
     files = [test.abspath(r) for r in recs]
     t0 = time.perf_counter()
     emb, kept, skipped = encode_files(idx, files)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from visrec.errors import BadInput, EmptyDataset
+from visrec.errors import BadImage, BadInput, EmptyDataset
 from visrec.faces.calibrate import Calibration, distance_matrix
 from visrec.faces.gallery import FaceGallery, FaceMatch, build_gallery
 from visrec.faces.openset import DEFAULT_FPIR
@@ -113,18 +113,24 @@ def draw_matches(image: np.ndarray, matches: Sequence[FaceMatch]) -> Image.Image
 
 def embed_faces(
     root: Path, pipeline: FacePipeline, main_only: bool = False
-) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray], dict[str, str]]:
     """Every face of every image under ``root`` (``main_only``: only each photo's main face, the most central of
-    the largest, as ``faces index`` keeps): ids ``<relpath>#<i>``, ``(n, dim)`` vectors, and face crops."""
-    from visrec.cluster.run import image_files
+    the largest, as ``faces index`` keeps): ids ``<relpath>#<i>``, ``(n, dim)`` vectors, face crops, and the
+    images that could not be read (path -> reason, e.g. ``"truncated"``), left out."""
+    from visrec.cluster.run import image_files, unreadable_counts
     from visrec.data import load_image
     from visrec.faces.pipeline import main_face
 
     ids: list[str] = []
     vecs: list[np.ndarray] = []
     crops: dict[str, np.ndarray] = {}
+    unreadable: dict[str, str] = {}
     for f in image_files(root):
-        image = load_image(f)
+        try:
+            image = load_image(f)
+        except BadImage as bad:  # one broken photo does not stop the folder; it is listed instead
+            unreadable[str(f)] = bad.reason
+            continue
         faces, v = pipeline.find(image)
         rows = [main_face(faces)] if main_only and len(faces) else range(len(faces))
         for i in rows:
@@ -134,5 +140,6 @@ def embed_faces(
             vecs.append(v[i])
             crops[item] = np.ascontiguousarray(image[y0:y1, x0:x1])
     if not ids:
-        raise EmptyDataset(f"{root}: no face found in any image")
-    return ids, np.array(vecs, np.float32), crops
+        left_out = f" ({len(unreadable)} unreadable: {unreadable_counts(unreadable)})" if unreadable else ""
+        raise EmptyDataset(f"{root}: no face found in any image{left_out}")
+    return ids, np.array(vecs, np.float32), crops, unreadable

@@ -122,7 +122,10 @@ def _read_sums(folder: IndexFolder) -> ClassSums | None:
     info = folder.read_json("prototypes.json")
     if gen is None or not isinstance(info, dict) or "counts" not in info or not (gen / SUMS).is_file():
         return None
-    sums = load_npy(gen / SUMS)
+    try:
+        sums = load_npy(gen / SUMS)
+    except (OSError, ValueError):
+        return None  # a damaged running sum is recomputed from the stored vectors (and written anew)
     counts = np.asarray(info["counts"], np.int64)
     if sums.shape[0] != len(info["classes"]) or len(counts) != len(info["classes"]):
         return None
@@ -144,6 +147,15 @@ def _apply_delta(state: ClassSums, delta: Delta) -> ClassSums:
     dim = sums.shape[1]
     out = np.stack([acc[c][0] for c in names]) if names else np.zeros((0, dim), np.float64)
     return names, out, np.array([acc[c][1] for c in names], np.int64), labeled
+
+
+def prototype_files(vectors: np.ndarray, labels: Sequence[tuple[str, ...]]) -> dict[str, bytes]:
+    """``prototypes.npy`` / ``prototypes.json`` / ``prototype_sums.npy`` computed afresh from every stored item's
+    ``(n, d)`` float32 vector and labels (what a calibration writes, so that it also restores damaged ones)."""
+    from visrec.classify.prototype import class_sums
+
+    classes, sums, counts = class_sums(vectors, labels)
+    return _prototype_files((list(classes), sums, counts, sum(1 for lab in labels if lab)))
 
 
 def _prototype_files(state: ClassSums) -> dict[str, bytes]:

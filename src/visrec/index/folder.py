@@ -195,10 +195,17 @@ class IndexFolder:
                 f"re-index the images at {precision}."
             )
         same = " (same name, but its weights or preprocessing changed)" if name == m.encoder_name else ""
+        # an earlier run that stored nothing (every image unreadable, or stopped before its first commit) still
+        # fixed the encoder: nothing is lost by starting that folder over
+        redo = (
+            f"It holds no image yet: delete {self.path} and index again with {name!r}"
+            if self.generation_dir is None
+            else f"Index the images with {name!r} into a new folder (--out NEW.vrx)"
+        )
         raise ManifestMismatch(
             f"{self.path} was built with encoder {m.encoder_name!r} (fingerprint {m.encoder_fingerprint}), "
-            f"but encoder {name!r} (fingerprint {fingerprint}) was given{same}. Re-index the images with "
-            f"{name!r}, or pass --encoder {m.encoder_name} to use the index's own encoder."
+            f"but encoder {name!r} (fingerprint {fingerprint}) was given{same}. {redo}, "
+            f"or pass --encoder {m.encoder_name} to use the index's own encoder."
         )
 
     # ---- writing ------------------------------------------------------------------------------------------

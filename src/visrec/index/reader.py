@@ -22,7 +22,7 @@ import numpy as np
 
 from visrec.encoders.base import Encoder, ImageLike, TextEncoder
 from visrec.encoders.runtime import recorded_precision
-from visrec.errors import BadInput, ManifestMismatch, NotCalibrated, VisrecError
+from visrec.errors import BadInput, IndexCorrupt, ManifestMismatch, NotCalibrated, VisrecError
 from visrec.index import text_search
 from visrec.index.folder import IndexFolder
 from visrec.index.recognize import AUTO, MODES, knn_metric  # noqa: F401  (re-exported)
@@ -383,7 +383,11 @@ class Index:
             p = s.gen / "novelty.npz"
             if not p.exists():
                 raise NotCalibrated(f"{self.path} lacks novelty.npz; recalibrate it: visrec calibrate {self.path}")
-            s.novelty = GaussianNovelty.from_arrays(load_npz(p), relative=name == "relative_mahalanobis")
+            try:
+                arrays = load_npz(p)
+            except (OSError, ValueError) as e:
+                raise IndexCorrupt(f"{p} cannot be read ({e}); rewrite it with: visrec calibrate {self.path}") from None
+            s.novelty = GaussianNovelty.from_arrays(arrays, relative=name == "relative_mahalanobis")
         return s.novelty.score(vectors)
 
 

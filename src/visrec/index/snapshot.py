@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import threading
 import weakref
@@ -26,6 +27,8 @@ from visrec.index.manifest import MANIFEST, Manifest
 from visrec.npyio import load_npy, load_npz
 from visrec.stores import VectorStore, load_store
 from visrec.types import Hit, Neighbors
+
+log = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int]
 LINEAR_HEAD = "linear.npz"
@@ -51,8 +54,12 @@ class Snapshot:
             self.joint: VectorStore | None = (
                 load_store(manifest.store, gen / "joint", mmap=mmap) if (gen / "joint").exists() else None
             )
-            self._protos = _read_prototypes(gen, self.store.dim)
-            self._calibration = _read_json(gen / "calibration.json")
+            self._protos = _read_prototypes(gen, self.store, folder.path)
+            cal = gen / "calibration.json"
+            # the calibration is derived data: removing a damaged one and calibrating again restores it
+            self._calibration = _read_json(
+                cal, f"remove it and recalibrate: rm '{cal}' && visrec calibrate '{folder.path}'"
+            )
         except BaseException:
             folder.release(lease)
             raise
@@ -192,23 +199,39 @@ class Snapshot:
         self._finalizer()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, fix: str = "re-index the folder") -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise IndexCorrupt(f"{path} cannot be read ({e}); recalibrate or re-index") from None
+        raise IndexCorrupt(f"{path} cannot be read ({e}); {fix}") from None
     return dict(data)
 
 
-def _read_prototypes(gen: Path, dim: int) -> tuple[np.ndarray, list[str]]:
+def _read_prototypes(gen: Path, store: VectorStore, root: Path) -> tuple[np.ndarray, list[str]]:
+    """Class means ``(c, dim)`` float32 and their names; damaged files are recomputed from the stored vectors
+    (they are derived data) with a warning naming the file and the command that rewrites it."""
     p = gen / "prototypes.npy"
     if not p.exists():
-        return np.zeros((0, dim), np.float32), []
-    classes = _read_json(gen / "prototypes.json").get("classes", [])
+        return np.zeros((0, store.dim), np.float32), []
     try:
+        classes = _read_json(gen / "prototypes.json").get("classes", [])
         protos = load_npy(p)
-    except (OSError, ValueError) as e:
-        raise IndexCorrupt(f"{p} cannot be read ({e}); re-index the folder") from None
+        if protos.shape != (len(classes), store.dim):
+            raise ValueError(f"shape {protos.shape} for {len(classes)} classes of width {store.dim}")
+    except (IndexCorrupt, OSError, ValueError) as e:
+        log.warning("%s cannot be read (%s); the class means are recomputed from the stored vectors on every "
+                    "open until it is rewritten: visrec calibrate %s", p, e, root)  # fmt: skip
+        return _class_means(store)
     return protos, list(classes)
+
+
+def _class_means(store: VectorStore) -> tuple[np.ndarray, list[str]]:
+    from visrec.classify.base import normalize_rows
+    from visrec.classify.prototype import class_sums
+    from visrec.index.derived import _export_labeled
+
+    _, vecs, labels, _ = _export_labeled(store)
+    classes, sums, _ = class_sums(vecs, labels)
+    return normalize_rows(sums).astype(np.float32), list(classes)

@@ -279,6 +279,10 @@ class MilvusStore:
 def parse_store_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``(backend, options)`` of a ``--store`` value: a backend name as is, a Milvus URI as ``milvus`` + ``uri``."""
     if "://" not in spec:
+        from visrec.stores import STORES
+
+        if spec not in STORES:  # checked before a new index folder records the name in its manifest
+            raise BadInput(f"unknown store {spec!r}; known: {', '.join(STORES.names())}")
         return spec, {}
     if urlsplit(spec).scheme not in SCHEMES:
         raise BadInput(
