@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/store_stage.py --before REV [--data ../shared/data/naruto_roboflow] [--repeat 5] [--rounds 2]
+        [--precision f32|bf16]
 
 ``REV``'s ``src/`` and ``benchmarks/`` are taken from this repository's git history (``git archive``) into a
 temporary folder; each round runs ``benchmarks/indexing_speed.py --part visrec`` (three ``build_index`` calls in
@@ -11,7 +12,8 @@ counts) once from that folder and once from this checkout, alternating, on the s
 ``--data`` ``--repeat`` times under distinct names, as ``indexing_speed.py`` indexes it). The best round of each
 counts (other load only slows a round down). Printed: each round, then the whole build and every stage (scan,
 embed, store, commit; each its best over the rounds) before and after with the ratio. The store stage is where
-the calibration runs.
+the calibration runs. ``--precision`` sets ``VISREC_PRECISION`` for both sides (unset: the environment's, else
+float32).
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ def earlier_checkout(rev: str, dest: Path) -> Path:
     return dest
 
 
-def run_visrec(root: Path, data: Path) -> dict[str, Any]:
-    """``ROOT/benchmarks/indexing_speed.py --part visrec`` (visrec imported from ``ROOT/src``): its JSON result."""
+def run_visrec(root: Path, data: Path, precision: str | None = None) -> dict[str, Any]:
+    """``ROOT/benchmarks/indexing_speed.py --part visrec`` (visrec imported from ``ROOT/src``, ``VISREC_PRECISION``
+    set to ``precision`` when given): its JSON result."""
     cmd = [sys.executable, str(root / "benchmarks" / "indexing_speed.py"), "--part", "visrec", "--data", str(data)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if precision is not None:
+        env["VISREC_PRECISION"] = precision
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -52,6 +57,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "naruto_roboflow")
     ap.add_argument("--repeat", type=int, default=5, help="index each image this many times")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--precision", choices=("f32", "bf16"), help="VISREC_PRECISION for both sides")
     args = ap.parse_args()
     args.data = args.data.resolve()  # the repeated folder links to it
     if not args.data.exists():
@@ -67,14 +73,16 @@ def main() -> None:
         data = repeated_folder(args.data, max(1, args.repeat), Path(tmp) / "data")
         for r in range(args.rounds):
             for name, src in sources.items():
-                res = run_visrec(src, data)
+                res = run_visrec(src, data, args.precision)
                 print(f"round {r + 1} {name}: build {res['steady_s']:.2f} s, stages {res['steady_stages']}", flush=True)
                 if name not in best or res["steady_s"] < best[name]["steady_s"]:
                     best[name] = res
                 for stage, took in res["steady_stages"].items():
                     stage_best[name][stage] = min(took, stage_best[name].get(stage, float("inf")))
     before, after = best["before"], best["after"]
-    print(f"data: {args.data} x{args.repeat} ({after['n']} files); before = {args.before}, after = this checkout")
+    precision = args.precision or os.environ.get("VISREC_PRECISION") or "f32 (default)"
+    print(f"data: {args.data} x{args.repeat} ({after['n']} files), precision {precision}; before = {args.before}, "
+          "after = this checkout")  # fmt: skip
     rows = [("build", before["steady_s"], after["steady_s"])]
     rows += [(k, stage_best["before"][k], v) for k, v in stage_best["after"].items() if k in stage_best["before"]]
     for name, b, a in rows:

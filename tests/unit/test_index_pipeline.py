@@ -181,3 +181,35 @@ def test_manifest_records_encoder_and_is_json(tree: Path, tmp_path: Path) -> Non
     assert m["encoder"]["name"] == "fake" and m["dim"] == create_encoder("fake").dim
     assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pickle"))
     assert np.load(next(out.rglob("prototypes.npy")), allow_pickle=False).shape == (4, m["dim"])
+
+
+def test_shards_encode_two_at_once_and_are_written_in_order(tree: Path, tmp_path: Path) -> None:
+    """The first shard encodes slowest: the next one starts meanwhile, yet shards land in the order of the images,
+    so the stored order and a resumed run are as with one shard at a time."""
+    import threading
+
+    from visrec.index.pipeline import IndexingReport, ShardWriter, _Item, embed_items, record_metadata
+
+    enc = create_encoder("fake")
+    real, lock, state = enc.encode_images, threading.Lock(), {"running": 0, "most": 0, "calls": 0}
+
+    def slow_first(*args: object, **kwargs: object) -> object:
+        with lock:
+            state["calls"] += 1
+            first = state["calls"] == 1
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+        time.sleep(0.3 if first else 0.01)
+        with lock:
+            state["running"] -= 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    enc.encode_images = slow_first  # type: ignore[method-assign]
+    ds = load_dataset(tree)
+    items = [_Item(r, ds.abspath(r), record_metadata(r)) for r in ds.records]
+    shards = ShardWriter(tmp_path / "work", "fp")
+    embed_items(items, enc, shards, IndexConfig(shard_size=8, batch_size=4), IndexingReport(path="x"))
+    written = [info["ids"] for info, _, _ in shards.completed()]
+    assert state["most"] == 2, "the next shard waited for the slow one instead of encoding beside it"
+    assert [i for ids in written for i in ids] == [r.id for r in ds.records]
+    assert [len(ids) for ids in written][:-1] == [8] * (len(written) - 1)

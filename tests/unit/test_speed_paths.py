@@ -290,6 +290,27 @@ def test_per_core_path_caps_the_batch_and_keeps_the_embeddings(encoder: Any) -> 
 
 
 @pytest.mark.slow
+def test_per_core_fixed_batch_gives_the_bits_of_the_dynamic_graph(encoder: Any) -> None:
+    """The per-core session's graph compiled for a fixed batch returns exactly what the dynamic-batch graph
+    returns, so an index's vectors do not change with the compiled shape that ran them."""
+    from visrec.encoders.backbone import PER_CORE_BATCH
+    from visrec.encoders.runtime import OpenVinoSession
+
+    single = encoder.batch_session()
+    if not isinstance(single, OpenVinoSession):
+        pytest.skip("fixed-batch copies are an OpenVINO feature")
+    assert PER_CORE_BATCH in single._static, "the per-core session lost its fixed-batch graph"
+    dynamic = OpenVinoSession(encoder.onnx_path, threads=1, streams=1, precision=encoder.precision)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (60 + 7 * i, 80, 3), dtype=np.uint8) for i in range(2 * PER_CORE_BATCH)]
+    shape = (PER_CORE_BATCH, 3, encoder.input_size, encoder.input_size)
+    for start in range(0, len(images), PER_CORE_BATCH):
+        batch = encoder.prep.fill(images[start : start + PER_CORE_BATCH], np.empty(shape, np.float32))
+        fixed, dyn = single.run(None, {"image": batch}), dynamic.run(None, {"image": batch})
+        assert all(np.array_equal(f, d) for f, d in zip(fixed, dyn, strict=True))
+
+
+@pytest.mark.slow
 def test_build_index_stores_the_perceptual_hash_of_visrec_data(encoder: Any, tmp_path: Path) -> None:
     from visrec.data import load_dataset
     from visrec.data.dedup import image_hash

@@ -7,6 +7,7 @@ connected components of that relation (single link). Memory stays ``O(n)`` plus 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,12 +76,16 @@ def hash_rgb_image(image: Image.Image, kind: str = DEFAULT_HASH, hash_size: int 
     return np.packbits(bits.ravel())
 
 
+@functools.lru_cache(maxsize=8)
 def _dct_basis(n: int, rows: int) -> np.ndarray:
     """The first ``rows`` rows of the unnormalised DCT-II matrix of size ``n``: ``2 cos(pi k (2j + 1) / 2n)``,
-    ``(rows, n)`` float64 (``scipy.fftpack.dct(x, type=2)`` along an axis is this matrix times ``x``)."""
+    ``(rows, n)`` float64 (``scipy.fftpack.dct(x, type=2)`` along an axis is this matrix times ``x``); read-only,
+    computed once per size instead of once per image."""
     k = np.arange(rows, dtype=np.float64)[:, None]
     j = np.arange(n, dtype=np.float64)[None, :]
-    return 2.0 * np.cos(np.pi * k * (2.0 * j + 1.0) / (2.0 * n))
+    basis = 2.0 * np.cos(np.pi * k * (2.0 * j + 1.0) / (2.0 * n))
+    basis.setflags(write=False)
+    return basis
 
 
 def _check_hash(kind: str, hash_size: int) -> None:

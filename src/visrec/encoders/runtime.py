@@ -184,7 +184,9 @@ class OpenVinoSession:
 
     @staticmethod
     def _infer(request: Any, feeds: Mapping[str, np.ndarray], wanted: list[str]) -> list[np.ndarray]:
-        request.infer(dict(feeds))
+        # share_inputs: the request reads the caller's array in place (no copy of the batch); the caller keeps it
+        # unchanged until ``run`` returns, which is all ``parallel_batches`` and ``prefetched_batches`` need
+        request.infer(dict(feeds), share_inputs=True)
         return [np.array(request.get_tensor(name).data, copy=True) for name in wanted]
 
 

@@ -202,6 +202,33 @@ def _decode(
     return _Item(item.record, item.abspath, meta), pixels
 
 
+SHARDS_IN_FLIGHT = 2
+"""Shards encoded at once by :func:`embed_items`: while one finishes its last batches, projects its joint vectors
+and is written, the next one already keeps every core inferring (one at a time left a core idle at each shard's
+end). Shards are still written in order, one by one."""
+
+
+class _ShardEncoder:
+    """Encodes full shards in background threads, :data:`SHARDS_IN_FLIGHT` at most, and writes them in order."""
+
+    def __init__(self, encoder: Encoder, shards: ShardWriter, batch_size: int, pool: Executor) -> None:
+        self.encoder, self.shards, self.batch_size, self.pool = encoder, shards, batch_size, pool
+        self.running: deque[tuple[Future[Embeddings], list[dict[str, Any]]]] = deque()
+
+    def submit(self, decoded: Sequence[tuple[_Item, np.ndarray]]) -> None:
+        """Start encoding ``decoded`` (one shard); first write the oldest shard when too many are running."""
+        pixels, ids = [a for _, a in decoded], [it.record.id for it, _ in decoded]
+        future = self.pool.submit(self.encoder.encode_images, pixels, ids=ids, batch_size=self.batch_size)
+        self.running.append((future, [it.meta for it, _ in decoded]))
+        self.write(keep=SHARDS_IN_FLIGHT - 1)
+
+    def write(self, keep: int = 0) -> None:
+        """Wait for and write the oldest shards until at most ``keep`` are still running."""
+        while len(self.running) > keep:
+            future, metas = self.running.popleft()
+            self.shards.write(future.result(), metas)
+
+
 def embed_items(
     items: Sequence[_Item],
     encoder: Encoder,
@@ -210,21 +237,18 @@ def embed_items(
     report: IndexingReport,
     progress: Progress | None = None,
 ) -> None:
-    """Decode ``items`` in worker threads, encode them in batches and write one shard per ``shard_size`` images."""
+    """Decode ``items`` in worker threads, encode them in batches and write one shard per ``shard_size`` images.
+
+    The next shard is decoded, and started, while earlier ones encode (:data:`SHARDS_IN_FLIGHT`); each shard is
+    encoded by one ``encode_images`` call, so its vectors are those of encoding its images alone.
+    """
     done = 0
     pending: list[tuple[_Item, np.ndarray]] = []
-
-    def flush() -> None:
-        nonlocal done
-        if not pending:
-            return
-        emb = encoder.encode_images(
-            [a for _, a in pending], ids=[it.record.id for it, _ in pending], batch_size=config.batch_size
-        )
-        shards.write(emb, [it.meta for it, _ in pending])
-        pending.clear()
-
-    with ThreadPoolExecutor(max(1, config.workers)) as pool:
+    with (
+        ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="visrec-decode") as pool,
+        ThreadPoolExecutor(SHARDS_IN_FLIGHT, thread_name_prefix="visrec-shard") as shard_pool,
+    ):
+        encoding = _ShardEncoder(encoder, shards, config.batch_size, shard_pool)
         square = _input_square(encoder)
         decode = partial(_decode, draft_size=encoder.input_size, max_pixels=config.max_pixels, square=square)
         for res in ordered_map(pool, decode, items, window=config.shard_size + 4 * config.workers):
@@ -234,10 +258,13 @@ def embed_items(
             else:
                 pending.append(res)
                 if len(pending) >= config.shard_size:
-                    flush()
+                    encoding.submit(pending)
+                    pending = []
             if progress is not None:
                 progress("embed", done, len(items))
-        flush()
+        if pending:
+            encoding.submit(pending)
+        encoding.write()
 
 
 def ordered_map(pool: Executor, fn: Callable[[T], U], items: Sequence[T], window: int) -> Iterator[U]:
