@@ -63,6 +63,11 @@ class IndexCorrupt(VisrecError):
     exit_code = 3
 
 
+REINDEX_FIX = "re-index the images into a new folder (visrec index SOURCE --out NEW.vrx)"
+"""The fix an :class:`IndexCorrupt` names when stored vectors or metadata are damaged: an update of the same folder
+reads the damaged files too, so it cannot repair them."""
+
+
 class NotCalibrated(VisrecError):
     """An operation needs calibration data that the index does not hold yet."""
 

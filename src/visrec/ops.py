@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from visrec.errors import BadInput, EmptyDataset, IndexCorrupt
+from visrec.errors import REINDEX_FIX, BadInput, EmptyDataset, IndexCorrupt
 from visrec.index.inputs import encode_files, filter_dataset, open_dataset, resolve_encoder
 from visrec.index.pipeline import IndexConfig, IndexingReport, Progress
 from visrec.types import LabeledSet, Prediction
@@ -43,7 +43,8 @@ def index(
         ds = filter_dataset(loaded, where)
         report = build_index(ds, out, resolve_encoder(out, encoder, checkpoint), config, progress, prefetch)
     except IndexCorrupt as e:  # an update reads the damaged files too: re-indexing means another folder
-        raise IndexCorrupt(f"{e}. An update cannot repair it: index into a new folder (--out NEW.vrx)") from None
+        fix = "" if REINDEX_FIX in str(e) else f": {REINDEX_FIX}"
+        raise IndexCorrupt(f"{e}. An update cannot repair it{fix}") from None
     finally:
         if prefetch is not None:
             prefetch.close()

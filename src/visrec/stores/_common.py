@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from visrec.errors import BadInput, DimensionMismatch, IndexCorrupt
+from visrec.errors import REINDEX_FIX, BadInput, DimensionMismatch, IndexCorrupt
 from visrec.npyio import load_npy
 from visrec.stores._search import exact_topk
 from visrec.stores.metadata import MetadataTable, normalize_metadata
@@ -373,11 +373,11 @@ class BaseStore:
         try:
             vecs = load_npy(folder / "vectors.npy", mmap_mode="r" if mmap else None)
         except (OSError, ValueError) as e:
-            raise IndexCorrupt(f"{folder}/vectors.npy cannot be read ({e}); re-index the folder") from None
+            raise IndexCorrupt(f"{folder}/vectors.npy cannot be read ({e}); {REINDEX_FIX}") from None
         if vecs.ndim != 2 or vecs.shape != (info["count"], store.dim) or vecs.dtype != np.float32:
             raise IndexCorrupt(
                 f"{folder}/vectors.npy holds {vecs.shape} {vecs.dtype}, store.json says "
-                f"({info['count']}, {store.dim}) float32; re-index the folder"
+                f"({info['count']}, {store.dim}) float32; {REINDEX_FIX}"
             )
         store._meta = MetadataTable(folder / "metadata.sqlite", readonly=True)
         ids = read_ids(folder, len(vecs))

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from visrec.errors import IndexCorrupt
+from visrec.errors import REINDEX_FIX, IndexCorrupt
 from visrec.npyio import load_npy
 from visrec.stores._common import BaseStore, Batch
 from visrec.stores.filters import Filter
@@ -155,7 +155,7 @@ def _read_info(folder: Path) -> dict[str, Any]:
                 raise ValueError(f"bad segment name {e['name']!r}")
             int(e["rows"]), int(e["deleted"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise IndexCorrupt(f"{folder / SEGMENTS} is not a valid segment list ({e}); re-index the folder") from None
+        raise IndexCorrupt(f"{folder / SEGMENTS} is not a valid segment list ({e}); {REINDEX_FIX}") from None
     return dict(info)
 
 
@@ -163,7 +163,7 @@ def _read_tombstones(path: Path, rows: int, expected: int) -> np.ndarray:
     try:
         dead = load_npy(path)
     except (OSError, ValueError) as e:
-        raise IndexCorrupt(f"{path} cannot be read ({e}); re-index the folder") from None
+        raise IndexCorrupt(f"{path} cannot be read ({e}); {REINDEX_FIX}") from None
     if dead.ndim != 1 or len(dead) != expected or dead.dtype.kind not in "iu" or (len(dead) and dead.max() >= rows):
         raise IndexCorrupt(f"{path} does not match its segment ({len(dead)} rows, expected {expected}); re-index")
     return np.asarray(dead, np.int64)

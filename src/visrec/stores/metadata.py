@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from visrec.errors import BadInput, IndexCorrupt
+from visrec.errors import REINDEX_FIX, BadInput, IndexCorrupt
 from visrec.stores.filters import Filter, parse_filter
 
 SCHEMA_VERSION = 1
@@ -132,7 +132,7 @@ class MetadataTable:
         if tuple(cols) != _COLS or version != SCHEMA_VERSION:
             raise IndexCorrupt(
                 f"{self.path}: metadata table has columns {cols} (schema {version}), expected {list(_COLS)} "
-                f"(schema {SCHEMA_VERSION}); re-index the folder with this visrec version"
+                f"(schema {SCHEMA_VERSION}); with this visrec version, {REINDEX_FIX}"
             )
 
     def _writable(self) -> None:
@@ -212,7 +212,7 @@ class MetadataTable:
             by_row = {rec[1]: _to_meta(rec) for rec in cur}
         missing = [r for r in rows if int(r) not in by_row]
         if missing:
-            raise IndexCorrupt(f"metadata rows {missing[:5]} are missing; re-index the folder")
+            raise IndexCorrupt(f"metadata rows {missing[:5]} are missing; {REINDEX_FIX}")
         return [dict(by_row[int(r)]) for r in rows]
 
     def iter_range(self, start: int, stop: int) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -242,7 +242,7 @@ class MetadataTable:
         with self._lock:
             recs = self._all("SELECT id, row FROM meta ORDER BY row")
         if recs and (recs[0][1] != 0 or recs[-1][1] != len(recs) - 1):
-            raise IndexCorrupt(f"{self.path}: metadata rows are not 0..{len(recs) - 1}; re-index the folder")
+            raise IndexCorrupt(f"{self.path}: metadata rows are not 0..{len(recs) - 1}; {REINDEX_FIX}")
         return [r[0] for r in recs]
 
     def rows_of(self, ids: Sequence[str]) -> list[int | None]:
