@@ -199,7 +199,8 @@ class Snapshot:
         self._finalizer()
 
 
-def _read_json(path: Path, fix: str = "re-index the folder") -> dict[str, Any]:
+def _read_json(path: Path, fix: str) -> dict[str, Any]:
+    """The JSON object at ``path`` (``{}`` when absent); ``IndexCorrupt`` naming ``fix`` when it cannot be read."""
     if not path.exists():
         return {}
     try:
@@ -216,7 +217,7 @@ def _read_prototypes(gen: Path, store: VectorStore, root: Path) -> tuple[np.ndar
     if not p.exists():
         return np.zeros((0, store.dim), np.float32), []
     try:
-        classes = _read_json(gen / "prototypes.json").get("classes", [])
+        classes = _read_json(gen / "prototypes.json", f"visrec calibrate {root} rewrites it").get("classes", [])
         protos = load_npy(p)
         if protos.shape != (len(classes), store.dim):
             raise ValueError(f"shape {protos.shape} for {len(classes)} classes of width {store.dim}")
