@@ -12,7 +12,7 @@ from visrec.cluster.algorithms import ClusterConfig, cluster
 from visrec.cluster.edits import NOISE, Clustering
 from visrec.cluster.metrics import cluster_quality
 from visrec.cluster.sheet import contact_sheet
-from visrec.errors import BadImage, EmptyDataset
+from visrec.errors import EmptyDataset
 from visrec.types import Embeddings
 
 Thumb = Callable[[str], np.ndarray]
@@ -75,7 +75,7 @@ def embed_images(root: Path, encoder: str | Any, batch: int = 32) -> tuple[Embed
     """Whole-image embeddings of every readable image under ``root`` (ids = relative paths; ``joint`` set when the
     encoder has a text side), the encoder's facts, and the images left out (path -> reason, e.g. ``"truncated"``).
     ``encoder``: a registered name or an encoder object. ``EmptyDataset`` when no image can be read."""
-    from visrec.data import load_image
+    from visrec.data.images import load_readable
     from visrec.encoders import create_encoder
 
     files = image_files(root)
@@ -83,16 +83,11 @@ def embed_images(root: Path, encoder: str | Any, batch: int = 32) -> tuple[Embed
     parts: list[Embeddings] = []
     unreadable: dict[str, str] = {}
     for start in range(0, len(files), batch):
-        arrays, ids = [], []
-        for f in files[start : start + batch]:
-            try:
-                arrays.append(load_image(f, draft_size=enc.input_size))
-            except BadImage as bad:  # one broken file does not stop the folder; it is listed instead
-                unreadable[str(f)] = bad.reason
-                continue
-            ids.append(f.relative_to(root).as_posix())
+        chunk = files[start : start + batch]
+        arrays, kept, bad = load_readable(chunk, draft_size=enc.input_size)
+        unreadable.update({b.path: b.reason for b in bad})  # one broken file does not stop the folder: listed
         if arrays:
-            parts.append(enc.encode_images(arrays, ids=ids))
+            parts.append(enc.encode_images(arrays, ids=[chunk[i].relative_to(root).as_posix() for i in kept]))
     if not parts:
         raise EmptyDataset(f"{root}: none of the {len(files)} images could be read ({unreadable_counts(unreadable)})")
     emb = Embeddings.concat(parts, parts[0].encoder_id, enc.dim, enc.joint_dim)

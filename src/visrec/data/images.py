@@ -259,6 +259,21 @@ class DecodedImage:
     height: int
 
 
+def load_readable(
+    paths: list[Path], *, draft_size: int | None = None
+) -> tuple[list[np.ndarray], list[int], list[BadImage]]:
+    """:func:`load_image` over ``paths``, leaving out what cannot be decoded: ``(arrays, positions of the decoded
+    paths, one BadImage per path left out)``, so that one broken file does not stop a batch."""
+    arrays, kept, bad = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            arrays.append(load_image(path, draft_size=draft_size))
+            kept.append(i)
+        except BadImage as e:
+            bad.append(e)
+    return arrays, kept, bad
+
+
 def decode_file(
     path: str | Path, *, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> DecodedImage:

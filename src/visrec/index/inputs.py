@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visrec.encoders.base import Encoder
-from visrec.errors import BadImage, BadInput, EmptyDataset
+from visrec.errors import BadInput, EmptyDataset
 from visrec.index.pipeline import IndexingReport, record_metadata
 from visrec.types import Embeddings, LabeledSet
 
@@ -117,15 +117,9 @@ def resolve_encoder(out: Path, name: str | None, checkpoint: str | None) -> Enco
 
 def encode_files(idx: Index, files: Sequence[Path]) -> tuple[Embeddings, list[int], list[tuple[str, str]]]:
     """Encode readable files with the index's encoder: (Embeddings, kept positions, skipped (path, reason))."""
-    from visrec.data import load_image
+    from visrec.data.images import load_readable
 
-    arrays, kept, bad = [], [], []
-    for i, f in enumerate(files):
-        try:
-            arrays.append(load_image(f, draft_size=idx.encoder.input_size))
-            kept.append(i)
-        except BadImage as e:
-            bad.append(e)
+    arrays, kept, bad = load_readable(list(files), draft_size=idx.encoder.input_size)
     if not arrays:
         if len(files) == 1:
             raise EmptyDataset(str(bad[0]))
