@@ -25,6 +25,7 @@ __all__ = [
     "make_corrupt_png",
     "make_decompression_bomb",
     "make_exif_rotated_jpeg",
+    "make_flat_items",
     "make_labeled_tree",
     "make_near_duplicate",
     "make_odd_images",
@@ -143,6 +144,18 @@ def make_16bit_png(path: Path, low: int = 1000, high: int = 5000) -> Path:
     arr = np.tile(ramp, (16, 1))
     Image.fromarray(arr).save(path, format="PNG")
     return path
+
+
+def make_flat_items(folder: Path, colours: dict[str, tuple[int, int, int]]) -> list[tuple[str, str]]:
+    """``(path, label)`` of one flat, pure-coloured PNG per label in ``colours`` under ``folder``; the k-th is
+    ``40 + 10 k`` px tall and 50 wide, so that aspect ratios differ."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for k, (name, rgb) in enumerate(colours.items()):
+        path = folder / f"{name}.png"
+        Image.fromarray(np.full((40 + 10 * k, 50, 3), rgb, np.uint8)).save(path)
+        out.append((str(path), name))
+    return out
 
 
 def make_palette_png(path: Path, transparent: bool = True) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.e2e.cli_run import labeled_index, run
 from tests.fixtures_images import make_labeled_tree, make_text_as_jpg
 from visrec.cli import app
 from visrec.data import load_dataset
@@ -20,25 +21,19 @@ from visrec.index.writer import build_index
 CLASSES = ("amber", "blue", "crimson")
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr (whitespace collapsed: Rich wraps long lines)."""
-    res = CliRunner().invoke(app, list(args), env={"COLUMNS": "2000"})  # no wrapping inside long paths
-    return res.exit_code, " ".join(res.stdout.split()), " ".join(res.stderr.split())
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return labeled_index(tmp_path_factory, CLASSES)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_labeled_tree(root, CLASSES, per_class=6, size=40)
-    return root
+def data(labeled: tuple[Path, Path]) -> Path:
+    return labeled[0]
 
 
 @pytest.fixture(scope="module")
-def index(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("idx") / "idx.vrx"
-    code, _, err = run("index", str(data), "--out", str(out), "--encoder", "fake")
-    assert code == 0, err
-    return out
+def index(labeled: tuple[Path, Path]) -> Path:
+    return labeled[1]
 
 
 def _copy(index: Path, tmp_path: Path) -> Path:
@@ -222,11 +217,10 @@ def test_an_update_of_an_index_with_damaged_vectors_says_to_use_a_new_folder(
     _cut_in_half(damaged)
     code, _, err = run("search", str(idx), "--image", str(data / "blue" / "blue_0.jpg"))
     fix = "re-index the images into a new folder (visrec index SOURCE --out NEW.vrx)"
-    assert code == 3 and str(damaged) in err and fix in " ".join(err.split())  # reading it names the same fix
+    assert code == 3 and str(damaged) in err and fix in err  # reading it names the same fix
     before = sorted(p.name for p in idx.rglob("*"))
     code, _, err = run("index", str(data), "--out", str(idx), "--encoder", "fake")
-    flat = " ".join(err.split())
-    assert code == 3 and str(damaged) in err and fix in flat and "An update cannot repair it" in flat
+    assert code == 3 and str(damaged) in err and fix in err and "An update cannot repair it" in err
     assert sorted(p.name for p in idx.rglob("*")) == before  # the failed update wrote nothing
     code, _, err = run("index", str(data), "--out", str(tmp_path / "new.vrx"), "--encoder", "fake", "--no-calibrate")
     assert code == 0, err

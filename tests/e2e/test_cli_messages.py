@@ -8,33 +8,26 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.e2e.cli_run import labeled_index, run
 from tests.fixtures_images import make_labeled_tree
-from visrec.cli import app
 
 CLASSES = ("[v2] amber", "blue", "crimson")
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr (whitespace collapsed: Rich wraps long lines)."""
-    res = CliRunner().invoke(app, list(args))
-    return res.exit_code, " ".join(res.stdout.split()), " ".join(res.stderr.split())
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return labeled_index(tmp_path_factory, CLASSES)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    make_labeled_tree(root, CLASSES, per_class=6, size=40)
-    return root
+def data(labeled: tuple[Path, Path]) -> Path:
+    return labeled[0]
 
 
 @pytest.fixture(scope="module")
-def index(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("idx") / "idx.vrx"
-    code, _, err = run("index", str(data), "--out", str(out), "--encoder", "fake")
-    assert code == 0, err
-    return out
+def index(labeled: tuple[Path, Path]) -> Path:
+    return labeled[1]
 
 
 def test_square_brackets_in_paths_and_labels_survive(index: Path, data: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.fixtures_images import make_flat_items
 from visrec.errors import BadInput
 from visrec.segment.box_eval import load_coco_scenes, match_boxes
 from visrec.segment.masks import masks_to_boxes
@@ -25,13 +26,7 @@ COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 @pytest.fixture(scope="module")
 def items(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
     """One flat, pure-coloured image per label (sizes differ so aspect ratios are exercised)."""
-    tmp = tmp_path_factory.mktemp("src")
-    out = []
-    for k, (name, rgb) in enumerate(COLOURS.items()):
-        path = tmp / f"{name}.png"
-        Image.fromarray(np.full((40 + 10 * k, 50, 3), rgb, np.uint8)).save(path)
-        out.append((str(path), name))
-    return out
+    return make_flat_items(tmp_path_factory.mktemp("src"), COLOURS)
 
 
 def _grey_photo() -> np.ndarray:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from tests.fixtures_images import make_flat_items
 from visrec.errors import BadInput
 from visrec.segment.box_eval import CocoScene, load_coco_scenes, match_boxes, score_results
 from visrec.segment.masks import masks_to_boxes
@@ -24,21 +25,10 @@ COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 STRANGE = {"yellow": (255, 255, 0), "magenta": (255, 0, 255)}
 
 
-def _flat_items(folder: Path, colours: dict[str, tuple[int, int, int]]) -> list[tuple[str, str]]:
-    """One flat, pure-coloured image per label (sizes differ so aspect ratios are exercised)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for k, (name, rgb) in enumerate(colours.items()):
-        path = folder / f"{name}.png"
-        Image.fromarray(np.full((40 + 10 * k, 50, 3), rgb, np.uint8)).save(path)
-        out.append((str(path), name))
-    return out
-
-
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     tmp = tmp_path_factory.mktemp("src")
-    return _flat_items(tmp / "known", COLOURS), _flat_items(tmp / "strange", STRANGE)
+    return make_flat_items(tmp / "known", COLOURS), make_flat_items(tmp / "strange", STRANGE)
 
 
 def _grey_photo() -> np.ndarray:
