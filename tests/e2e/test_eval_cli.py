@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.shared_data import REPO, SHARED_DATA, shared_data
 from tests.unit.test_eval_runner import make_eval_set
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = SHARED_DATA
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 IMG_CHECK = """<script>window.addEventListener('load', () => {
   const imgs = [...document.images];
@@ -122,7 +123,10 @@ def test_report_renders_in_headless_chromium(report: dict[str, Any], tmp_path: P
     assert seen["bad"] == [] and seen["n"] >= plots, seen
 
 
-@pytest.mark.skipif(not (SHARED / "naruto_roboflow").is_dir(), reason="shared data ../shared/data not present")
+@pytest.mark.skipif(
+    not (SHARED / "naruto_roboflow").is_dir(),
+    reason=f"{SHARED / 'naruto_roboflow'} not present (../shared/data beside the repository, or set VISREC_SHARED)",
+)
 def test_eval_on_naruto_grouped_split(tmp_path: Path) -> None:
     res = cli("eval", str(SHARED / "naruto_roboflow"), "--split-field", "grouped_split", "--encoder", "fake",
               "--out", str(tmp_path), "--no-plots", "--json")  # fmt: skip
@@ -155,3 +159,12 @@ def test_knn_eval_searches_the_index_whitened_metric_and_calibrate_can_choose_co
     assert Index(idx).calibration("knn").params["metric"] == "cosine"
     bad = cli("calibrate", str(idx), "--metric", "euclid", module="visrec.cli", ok=False)
     assert bad.returncode == 2 and "--metric" in bad.stderr
+
+
+def test_shared_data_is_found_beside_the_repository_or_through_visrec_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VISREC_SHARED", raising=False)
+    assert shared_data() == REPO.parent / "shared" / "data"
+    monkeypatch.setenv("VISREC_SHARED", str(tmp_path))  # a checkout elsewhere, e.g. a git worktree
+    assert shared_data() == tmp_path / "data"
