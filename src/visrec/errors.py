@@ -39,6 +39,14 @@ class EmptyDataset(BadInput):
     """A folder or manifest holds no usable image."""
 
 
+class UnknownIds(BadInput):
+    """Ids were asked for that the index does not hold; ``missing`` lists them in the order given."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(message)
+
+
 class DimensionMismatch(VisrecError):
     """Vectors of one width were given where another was expected."""
 

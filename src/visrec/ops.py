@@ -329,6 +329,7 @@ def data_check(
         leakage_report,
         near_duplicate_groups,
         read_dataset,
+        split_counts,
     )
 
     ds, load = read_dataset(path, fmt)
@@ -336,17 +337,16 @@ def data_check(
     hashes = hash_dataset(ds)
     groups = near_duplicate_groups(hashes.hashes, th)
     sizes = np.bincount(groups) if len(groups) else np.zeros(0, np.int64)
-    per_split: dict[str, int] = {}
-    for r in ds.records:
-        key = str(r.field(split_field))
-        per_split[key] = per_split.get(key, 0) + 1
+    per_split, no_split = split_counts(ds, split_field)
     out: dict[str, Any] = {
         "path": str(path),
         "format": ds.source,
         "images": len(ds),
         "classes": {c: sum(1 for r in ds.records if c in r.labels) for c in ds.classes},
         "unlabeled": sum(1 for r in ds.records if not r.labels),
+        "split_field": split_field,
         "splits": per_split,
+        "no_split": no_split,
         "skipped": load.to_dict(),
         "unreadable": [[b.path, b.reason] for b in hashes.bad],
         "near_duplicates": {"threshold": th, "groups": len(sizes),

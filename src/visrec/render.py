@@ -283,11 +283,13 @@ def info(d: dict[str, Any]) -> None:
 
 
 def data_check(d: dict[str, Any]) -> None:
+    from visrec.data import describe_splits
+
     out.print(
         Text.assemble((str(d["path"]), "bold"), f" ({d['format']}): {d['images']} images, {len(d['classes'])} classes")
     )
     out.print("classes: " + ", ".join(f"{c} {n}" for c, n in d["classes"].items()))
-    out.print("splits: " + ", ".join(f"{s} {n}" for s, n in d["splits"].items()))
+    out.print("splits: " + describe_splits(d["splits"], d["no_split"], d["split_field"]), highlight=False)
     for p, reason in d["unreadable"]:
         out.print(Text.assemble(("unreadable", "yellow"), f" {p}: {reason}"))
     nd = d["near_duplicates"]

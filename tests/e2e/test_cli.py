@@ -110,6 +110,25 @@ def test_errors_have_exit_codes_and_messages(data: Path, tmp_path: Path) -> None
     assert res.returncode == 2 and "label ==" in res.stderr
 
 
+def test_data_check_counts_images_with_no_split_value(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    paths = make_labeled_tree(root, CLASSES, per_class=3, size=48)
+    rows = ["path,label,split"]
+    for c, ps in paths.items():
+        sides = zip(ps, ("train", "test", ""), strict=True)
+        rows += [f"{p.relative_to(root).as_posix()},{c},{side}" for p, side in sides]
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    res = as_json(visrec("data", "check", str(root), "--json"))
+    assert res["splits"] == {"train": 3, "test": 3} and res["no_split"] == 3
+    human = " ".join(visrec("data", "check", str(root)).stdout.split())
+    assert "splits: train 3, test 3; 3 images with no split value" in human and "None" not in human
+    (root / "manifest.csv").unlink()  # a folder tree without split folders: no image has a split value
+    res = as_json(visrec("data", "check", str(root), "--json"))
+    assert res["splits"] == {} and res["no_split"] == 9
+    human = " ".join(visrec("data", "check", str(root)).stdout.split())
+    assert "splits: none (no image has a value in field 'split')" in human and "None" not in human
+
+
 def test_data_check_finds_leaks_and_writes_grouped_split(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     paths = make_labeled_tree(root, CLASSES, per_class=6, size=64)

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.shared_data import REPO, SHARED_DATA, shared_data
 from tests.unit.test_eval_runner import make_eval_set
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = SHARED_DATA
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 IMG_CHECK = """<script>window.addEventListener('load', () => {
   const imgs = [...document.images];
@@ -49,7 +50,8 @@ def report(manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
 def test_eval_writes_json_and_html(report: dict[str, Any]) -> None:
     assert Path(report["written"]["json"]).is_file() and Path(report["written"]["html"]).is_file()
-    assert report["split"] == {"field": "split", "rule": "field split", "train": 18, "test": 7, "n_leaked": 1}
+    assert report["split"] == {"field": "split", "rule": "field split", "train": 18, "test": 7, "no_split": 0,
+                               "n_leaked": 1}  # fmt: skip
     assert "1 of 7 test images" in report["warnings"][0]
     knn = report["encoders"][0]["modes"]["knn"]
     assert knn["classification"]["top1_raw"] >= 6 / 7 and knn["open_set"]["n_unknown"] == 4
@@ -73,7 +75,21 @@ def test_compare_needs_two_runs_and_bad_field_is_exit_2(manifest: Path, tmp_path
     res = cli("compare", str(manifest), "--encoder", "fake", "--modes", "knn", "--out", str(tmp_path), ok=False)
     assert res.returncode == 2 and "at least two" in res.stderr
     res = cli("eval", str(manifest), "--encoder", "fake", "--split-field", "nope", "--out", str(tmp_path), ok=False)
-    assert res.returncode == 2 and "values present" in res.stderr
+    err = " ".join(res.stderr.split())
+    assert res.returncode == 2 and "values present: none (no image has a value in field 'nope')" in err
+    assert "None" not in err
+
+
+def test_eval_counts_images_with_no_split_value(tmp_path: Path) -> None:
+    manifest = make_eval_set(tmp_path / "data")
+    lines = manifest.read_text().splitlines()
+    blanked = [line.removesuffix(",train") + "," if i in (1, 2, 3) else line for i, line in enumerate(lines)]
+    manifest.write_text("\n".join(blanked) + "\n")
+    args = ("eval", str(manifest), "--split-field", "split", "--train", "train", "--encoder", "fake", "-m", "knn",
+            "--no-plots", "--out", str(tmp_path / "r"))  # fmt: skip
+    assert json.loads(cli(*args, "--json").stdout)["split"]["no_split"] == 3
+    text = " ".join(cli(*args).stdout.split())
+    assert "split: field split (15 train, 7 test; 3 with no split value, left out)" in text and "None" not in text
 
 
 def test_eval_of_an_existing_index(manifest: Path, tmp_path: Path) -> None:
@@ -107,7 +123,10 @@ def test_report_renders_in_headless_chromium(report: dict[str, Any], tmp_path: P
     assert seen["bad"] == [] and seen["n"] >= plots, seen
 
 
-@pytest.mark.skipif(not (SHARED / "naruto_roboflow").is_dir(), reason="shared data ../shared/data not present")
+@pytest.mark.skipif(
+    not (SHARED / "naruto_roboflow").is_dir(),
+    reason=f"{SHARED / 'naruto_roboflow'} not present (../shared/data beside the repository, or set VISREC_SHARED)",
+)
 def test_eval_on_naruto_grouped_split(tmp_path: Path) -> None:
     res = cli("eval", str(SHARED / "naruto_roboflow"), "--split-field", "grouped_split", "--encoder", "fake",
               "--out", str(tmp_path), "--no-plots", "--json")  # fmt: skip
@@ -140,3 +159,12 @@ def test_knn_eval_searches_the_index_whitened_metric_and_calibrate_can_choose_co
     assert Index(idx).calibration("knn").params["metric"] == "cosine"
     bad = cli("calibrate", str(idx), "--metric", "euclid", module="visrec.cli", ok=False)
     assert bad.returncode == 2 and "--metric" in bad.stderr
+
+
+def test_shared_data_is_found_beside_the_repository_or_through_visrec_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VISREC_SHARED", raising=False)
+    assert shared_data() == REPO.parent / "shared" / "data"
+    monkeypatch.setenv("VISREC_SHARED", str(tmp_path))  # a checkout elsewhere, e.g. a git worktree
+    assert shared_data() == tmp_path / "data"

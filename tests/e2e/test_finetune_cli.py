@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.e2e.cli_run import run
 from tests.e2e.test_cli import visrec
 from tests.fixtures_images import make_labeled_tree
 
@@ -51,3 +52,23 @@ def test_finetune_with_style_views_reports_them_and_refuses_bad_options(tmp_path
     bad = visrec("finetune", str(idx), "--out", str(tmp_path / "y"), "--unfreeze", "2", "--style-views", "2",
                  ok=False)  # fmt: skip
     assert bad.returncode != 0 and "--views" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_finetune_refusals_name_the_index_and_the_fix(tmp_path: Path) -> None:
+    one, three = tmp_path / "one", tmp_path / "three"
+    make_labeled_tree(one, ("amber",), per_class=6, size=40)
+    make_labeled_tree(three, ("amber", "blue", "crimson"), per_class=6, size=40)
+    idx = tmp_path / "one.vrx"
+    code, _, err = run("finetune", str(one), "--out", str(tmp_path / "a"), "--index", str(idx), "--encoder", "fake")
+    assert code == 2 and f"{idx} holds 1 labeled class ('amber', 6 items)" in err
+    assert "at least two labeled classes" in err and "Traceback" not in err
+    unlabeled = tmp_path / "unlabeled.vrx"
+    assert run("index", str(three), "--format", "unlabeled", "--out", str(unlabeled), "--encoder", "fake")[0] == 0
+    code, _, err = run("finetune", str(unlabeled), "--out", str(tmp_path / "b"))
+    assert code == 2 and f"{unlabeled} holds no labeled class among its 18 items" in err
+    idx3 = tmp_path / "three.vrx"
+    assert run("index", str(three), "--out", str(idx3), "--encoder", "fake")[0] == 0
+    for extra in ((), ("--unfreeze", "1")):  # the head methods and the backbone path refuse alike
+        code, _, err = run("finetune", str(idx3), "--out", str(tmp_path / "c"), "--split-field", "split", *extra)
+        assert code == 2 and f"{idx3}: the train, val and test sides are empty" in err
+        assert "no image has a value in field 'split'" in err and "--split-field" in err

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_images import class_colour, make_labeled_tree, noise_image
+from tests.shared_data import SHARED_DATA
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -29,7 +30,7 @@ pytestmark = [
     pytest.mark.slow,
 ]
 CLASSES = ("red", "green", "blue")  # named after their class_colour hue, so the screenshots read naturally
-FACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "deepface_celebs" / "images"
+FACES = SHARED_DATA / "deepface_celebs" / "images"
 HAVE_FACES = FACES.is_dir() and all(importlib.util.find_spec(m) for m in ("dlib", "face_recognition_models"))
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.shared_data import SHARED_DATA
 from visrec.data.dedup import hash_rgb_image
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 
 
 def _reference(image: Image.Image, kind: str, size: int) -> np.ndarray:

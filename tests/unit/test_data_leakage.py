@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_images import class_colour, make_bad_images, make_near_duplicate, noise_image
+from tests.shared_data import SHARED_DATA
 from visrec.data import (
     DEFAULT_THRESHOLD,
     grouped_split,
@@ -26,7 +27,7 @@ from visrec.data.dedup import nearest
 from visrec.errors import BadInput, DimensionMismatch
 from visrec.types import ImageRecord, LabeledSet
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def _brute(a: np.ndarray, b: np.ndarray) -> np.ndarray:

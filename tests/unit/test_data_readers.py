@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_images import make_bad_images, make_labeled_tree, make_roboflow_export, noise_image
+from tests.shared_data import SHARED_DATA
 from visrec.data import (
     describe_files,
     detect_format,
@@ -21,7 +22,7 @@ from visrec.data import (
 from visrec.errors import BadInput, EmptyDataset
 from visrec.types import ImageRecord, LabeledSet
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def _save(path: Path, seed: int = 0) -> Path:

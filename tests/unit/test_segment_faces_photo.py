@@ -6,16 +6,16 @@ Skipped without ``../shared/data/deepface_celebs`` or the faces extra (ai-edge-l
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from visrec.data import load_image
 from visrec.segment import create_segmenter
 from visrec.segment.scene import SceneConfig, downscale
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "deepface_celebs"
+DATA = SHARED_DATA / "deepface_celebs"
 SELFIE = DATA / "unlabeled_multiface" / "selfie-many-people.jpg"
 pytestmark = pytest.mark.skipif(
     not SELFIE.is_file() or any(importlib.util.find_spec(m) is None for m in ("mediapipe", "ai_edge_litert")),

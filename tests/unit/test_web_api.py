@@ -120,6 +120,26 @@ def test_writes_need_writable_and_persist(index_path: Path, tmp_path: Path) -> N
     assert client(copy).get("/api/health").json()["count"] == 24
 
 
+def test_delete_of_an_unknown_id_is_404_naming_it_and_deletes_nothing(index_path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "idx.vrx"
+    shutil.copytree(index_path, copy)
+    c = client(copy, writable=True)
+    known = Service(ServeConfig(copy)).index.store.ids()[0]
+    r = c.post("/api/index/delete", json={"ids": ["amber/nope.jpg"]})
+    assert r.status_code == 404 and r.json()["missing"] == ["amber/nope.jpg"]
+    assert "'amber/nope.jpg'" in r.json()["error"] and str(copy) in r.json()["error"]
+    r = c.post("/api/index/delete", json={"ids": [known, "gone.png", "amber/nope.jpg"]})  # all or none
+    assert r.status_code == 404 and r.json()["missing"] == ["gone.png", "amber/nope.jpg"]
+    assert "nothing was deleted" in r.json()["error"] and known not in r.json()["error"]
+    assert c.get("/api/health").json()["count"] == 24
+    r = c.post("/api/index/delete", json={"ids": [known, known]})
+    assert r.status_code == 200 and r.json()["removed"] == 1 and r.json()["count"] == 23
+    r = c.post("/api/index/delete", json={"ids": [known]})  # already gone
+    assert r.status_code == 404 and r.json()["missing"] == [known]
+
+
 def test_add_folder_reports_progress_and_keeps_existing_items(index_path: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.fixtures_images import make_labeled_tree
+from tests.shared_data import SHARED_DATA
 from visrec.data import load_dataset
 from visrec.encoders import create_encoder
 from visrec.index.writer import build_index
 from visrec.web import ServeConfig, Service
 from visrec.web.api import create_api
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "deepface_celebs" / "images"
+DATA = SHARED_DATA / "deepface_celebs" / "images"
 HAVE_FACES = (
     DATA.is_dir()
     and importlib.util.find_spec("dlib") is not None

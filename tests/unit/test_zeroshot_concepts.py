@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.shared_data import SHARED_DATA
 from visrec.classify import ZeroShotClassifier
 from visrec.encoders.bridge import LabelBridge, imagenet_class_names
 from visrec.encoders.wordnet import WordNetNouns
 from visrec.errors import BadInput, DimensionMismatch
 from visrec.types import Embeddings
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 
 
 @pytest.fixture(scope="module")

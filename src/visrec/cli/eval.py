@@ -55,7 +55,8 @@ def _print_table(result: dict[str, Any], written: dict[str, str], wide: bool = F
     for w in result["warnings"]:
         render.out.print(w, style="bold red", highlight=False)
     sp = result["split"]
-    render.out.print(f"split: {sp['rule']} ({sp['train']} train, {sp['test']} test)", highlight=False)
+    left = f"; {sp['no_split']} with no split value, left out" if sp["no_split"] else ""
+    render.out.print(f"split: {sp['rule']} ({sp['train']} train, {sp['test']} test{left})", highlight=False)
     cells = format_table(result["table"], None if wide else TERMINAL_KEYS)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for j, title in enumerate(cells[0]):

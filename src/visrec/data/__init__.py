@@ -17,7 +17,15 @@ from visrec.data.images import IMAGE_EXTENSIONS, file_facts, is_image_file, load
 from visrec.data.load import FORMATS, detect_format, load_dataset, read_dataset
 from visrec.data.manifest import describe_files, read_manifest, write_manifest
 from visrec.data.readers import LoadReport, Skipped, printable
-from visrec.data.split import LeakageReport, LeakPair, grouped_split, leakage_report
+from visrec.data.split import (
+    LeakageReport,
+    LeakPair,
+    describe_splits,
+    grouped_split,
+    leakage_report,
+    split_counts,
+    split_value,
+)
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -29,6 +37,7 @@ __all__ = [
     "LoadReport",
     "Skipped",
     "describe_files",
+    "describe_splits",
     "detect_format",
     "file_facts",
     "grouped_split",
@@ -43,6 +52,8 @@ __all__ = [
     "printable",
     "read_dataset",
     "read_manifest",
+    "split_counts",
+    "split_value",
     "to_rgb_array",
     "write_manifest",
 ]

@@ -84,6 +84,28 @@ class LeakageReport:
         }
 
 
+def split_value(record: ImageRecord, split_field: str) -> str | None:
+    """The record's value of ``split_field`` as text, or None when it has none (an empty manifest cell, a folder
+    tree without split folders)."""
+    value = record.field(split_field)
+    return None if value is None or str(value) == "" else str(value)
+
+
+def split_counts(dataset: LabeledSet, split_field: str) -> tuple[dict[str, int], int]:
+    """Images per value of ``split_field`` (in order of first appearance) and the number with no value."""
+    counts = Counter(split_value(r, split_field) for r in dataset.records)
+    missing = counts.pop(None, 0)
+    return {str(k): n for k, n in counts.items()}, missing
+
+
+def describe_splits(counts: Mapping[str, int], no_split: int, split_field: str) -> str:
+    """``"train 9, test 6; 3 images have no split value"`` for people (field named when nothing has a value)."""
+    if not counts:
+        return f"none (no image has a value in field {split_field!r})"
+    text = ", ".join(f"{s} {n}" for s, n in counts.items())
+    return text + (f"; {no_split} image{'s' if no_split != 1 else ''} with no split value" if no_split else "")
+
+
 def _side_rows(dataset: LabeledSet, hashes: DatasetHashes, split_field: str, values: Sequence[str]) -> np.ndarray:
     wanted = set(values)
     split_of = {r.id: r.field(split_field) for r in dataset.records}
@@ -112,10 +134,10 @@ def leakage_report(
     h = hashes if hashes is not None else hash_dataset(dataset, kind=kind, hash_size=hash_size, workers=workers)
     train, test = (_side_rows(dataset, h, split_field, v) for v in (train_values, test_values))
     if len(train) == 0 or len(test) == 0:
-        found = Counter(str(r.field(split_field)) for r in dataset.records)
+        found = describe_splits(*split_counts(dataset, split_field), split_field)
         raise BadInput(
             f"leakage check needs both sides: {split_field} in {tuple(train_values)} gave {len(train)} "
-            f"images, in {tuple(test_values)} gave {len(test)}; values present: {dict(found)}"
+            f"images, in {tuple(test_values)} gave {len(test)}; values present: {found}"
         )
     idx, dist = nearest(h.hashes[test], h.hashes[train])
     leaked = dist <= threshold

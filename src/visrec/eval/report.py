@@ -140,7 +140,8 @@ def render_html(result: Mapping[str, Any], figures: Mapping[str, Any], gallery_r
     sp = result["split"]
     body = [f"<h1>visrec evaluation: {html.escape(str(result['dataset']))}</h1>"]
     body += [f"<div class=warn>{html.escape(w)}</div>" for w in result.get("warnings", [])]
-    body.append(f"<p>split: {html.escape(sp['rule'])} ({sp['train']} train, {sp['test']} test; "
+    left = f"; {sp['no_split']} with no split value, left out" if sp.get("no_split") else ""
+    body.append(f"<p>split: {html.escape(sp['rule'])} ({sp['train']} train, {sp['test']} test{left}; "
                 f"{sp['n_leaked']} test images with a near-duplicate in train)</p>")  # fmt: skip
     body += ["<h2>Comparison</h2>", _table_html(format_table(result["table"])), f"<p>{html.escape(LEGEND)}</p>"]
     for enc in result["encoders"]:

@@ -25,13 +25,15 @@ AUTO_FIELD = "auto_grouped_split"
 @dataclass(frozen=True)
 class SplitPlan:
     """The two sides of an evaluation. ``test`` holds labeled images only; ``leakage`` is
-    :meth:`visrec.data.LeakageReport.to_dict` of the chosen split (None when not checked)."""
+    :meth:`visrec.data.LeakageReport.to_dict` of the chosen split (None when not checked); ``no_split`` counts
+    the images left out because they have no value in the split field."""
 
     train: LabeledSet
     test: LabeledSet
     field: str
     rule: str
     leakage: dict[str, Any] | None = None
+    no_split: int = 0
 
     @property
     def n_leaked(self) -> int:
@@ -55,6 +57,7 @@ class SplitPlan:
             "rule": self.rule,
             "train": len(self.train),
             "test": len(self.test),
+            "no_split": self.no_split,
             "n_leaked": self.n_leaked,
         }
 
@@ -62,10 +65,12 @@ class SplitPlan:
 def _sides(
     ds: LabeledSet, key: str, train_values: Sequence[str], test_values: Sequence[str]
 ) -> tuple[LabeledSet, LabeledSet]:
-    train = [r for r in ds.records if str(r.field(key)) in train_values]
-    test = [r for r in ds.records if str(r.field(key)) in test_values and r.labels]
+    from visrec.data import describe_splits, split_counts, split_value
+
+    train = [r for r in ds.records if split_value(r, key) in train_values]
+    test = [r for r in ds.records if split_value(r, key) in test_values and r.labels]
     if not train or not test:
-        found = sorted({str(r.field(key)) for r in ds.records})
+        found = describe_splits(*split_counts(ds, key), key)
         raise BadInput(
             f"{ds.root}: split field {key!r} gave {len(train)} train images (values {list(train_values)}) and "
             f"{len(test)} labeled test images (values {list(test_values)}); values present: {found}. "
@@ -95,7 +100,7 @@ def plan_split(
     check_leakage: bool = True,
 ) -> SplitPlan:
     """Train and test sides of ``ds`` by ``split_field`` (see the module docstring), with a leakage check."""
-    from visrec.data import DEFAULT_THRESHOLD, hash_dataset, leakage_report
+    from visrec.data import DEFAULT_THRESHOLD, hash_dataset, leakage_report, split_value
 
     th = DEFAULT_THRESHOLD if threshold is None else threshold
     has_grouped = any("grouped_split" in r.extra for r in ds.records)
@@ -109,10 +114,11 @@ def plan_split(
     else:
         key, rule = split_field, f"field {split_field}"
     train, test = _sides(ds, key, train_values, test_values)
+    no_split = sum(split_value(r, key) is None for r in ds.records)
     leak = None
     if hashes is not None:
         both = ds.subset(list(train.records) + list(test.records))
         rep = leakage_report(both, key, list(train_values), list(test_values), th, hashes=hashes)
         leak = rep.to_dict()
         leak["pairs"] = leak["pairs"][:20]
-    return SplitPlan(train, test, key, rule, leak)
+    return SplitPlan(train, test, key, rule, leak, no_split)

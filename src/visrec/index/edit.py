@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from visrec.errors import BadInput, ManifestMismatch
+from visrec.errors import BadInput, ManifestMismatch, UnknownIds
 from visrec.index.derived import Delta, _derived_files
 from visrec.index.folder import IndexFolder
 from visrec.index.pipeline import IndexConfig, IndexingReport
@@ -44,8 +44,14 @@ def edit_index(
     delete: Sequence[str] = (),
     config: IndexConfig | None = None,
     timeout: float = 10.0,
+    *,
+    missing_ok: bool = True,
 ) -> IndexingReport:
-    """Upsert ``add`` (with one metadata dict per row) and delete ``delete`` ids, in one new generation."""
+    """Upsert ``add`` (with one metadata dict per row) and delete ``delete`` ids, in one new generation.
+
+    An id of ``delete`` that the index does not hold is skipped, or, with ``missing_ok=False``, raises
+    :class:`~visrec.errors.UnknownIds` naming every such id before anything is changed (checked under the
+    index's lock, so the ids cannot vanish between the check and the edit)."""
     cfg = config or IndexConfig()
     folder = IndexFolder.open(path)
     report = IndexingReport(path=str(path))
@@ -55,6 +61,8 @@ def edit_index(
         store, joint = _load_current(folder)
         if store is None:
             raise BadInput(f"{path}: the index is empty; build it first with: visrec index DATASET --out {path}")
+        if not missing_ok:
+            _refuse_missing(path, store, delete)
         if add is not None and add.encoder_id != folder.manifest.encoder_fingerprint:
             raise ManifestMismatch(
                 f"images were encoded with {add.encoder_id}, the index {path} with "
@@ -70,6 +78,19 @@ def edit_index(
             folder.commit(_writer(store, joint, files), count=store.count())
         report.count = store.count()
     return report
+
+
+def _refuse_missing(path: str | Path, store: Any, delete: Sequence[str]) -> None:
+    known = store if isinstance(store, SegmentedStore) else set(store.ids())
+    missing = [i for i in dict.fromkeys(delete) if i not in known]
+    if missing:
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        shown = ", ".join(repr(i) for i in missing[:10]) + more
+        raise UnknownIds(
+            f"{path} holds no item with id {shown} ({len(missing)} of the {len(set(delete))} ids asked); nothing "
+            "was deleted. Send only ids the index holds (the ids that search and classify answer with)",
+            missing,
+        )
 
 
 def _edit_segments(

@@ -123,18 +123,17 @@ def split_embeddings(
     test_values: Sequence[str] = ("test",),
     val_fraction: float = 0.2,
     seed: int = 0,
+    source: str = "the index",
 ) -> EmbeddingSplit:
     """Cut labeled items into train / val / test (see the module docstring). Multi-label items use their first
-    label; unlabeled items are left out."""
+    label; unlabeled items are left out. ``source`` (the index folder) is named in the refusals: fewer than two
+    labeled classes, or an empty side."""
     from visrec.data import grouped_split
 
     keep = [i for i, m in enumerate(metas) if m.get("labels")]
-    if not keep:
-        raise BadInput("no labeled item to train on; index a labeled dataset (folder per label, manifest, ...)")
     recs = _records([ids[i] for i in keep], [metas[i] for i in keep])
     classes = tuple(sorted({r.labels[0] for r in recs}))
-    if len(classes) < 2:
-        raise BadInput(f"fine-tuning needs at least two labels, found {list(classes)}")
+    _refuse_few_classes(source, len(ids), len(recs), classes)
     ds = LabeledSet(Path("."), tuple(recs), tuple(sorted({x for r in recs for x in r.labels})))
     groups = _groups(recs)
     side, rule = _test_side(ds, groups, split_field, train_values, test_values)
@@ -143,6 +142,7 @@ def split_embeddings(
         val = grouped_split(train_ds, groups, test_fraction=val_fraction, seed=seed)
         side.update({i: "val" for i, s in val.items() if s == "test"})
     used = [j for j, r in enumerate(recs) if side[r.id] in SIDES]
+    _refuse_empty_side(source, [side[recs[j].id] for j in used], rule, ds, split_field)
     pos = {c: k for k, c in enumerate(classes)}
     return EmbeddingSplit(
         vectors=np.ascontiguousarray(np.asarray(vectors, np.float32)[[keep[j] for j in used]]),
@@ -152,6 +152,35 @@ def split_embeddings(
         classes=classes,
         encoder=dict(encoder),
         rule=rule,
+    )
+
+
+def _refuse_few_classes(source: str, n_items: int, n_labeled: int, classes: Sequence[str]) -> None:
+    if len(classes) >= 2:
+        return
+    found = f"1 labeled class ({classes[0]!r}, {n_labeled} items)" if classes else "no labeled class"
+    raise BadInput(
+        f"{source} holds {found} among its {n_items} items; fine-tuning needs at least two labeled classes. "
+        "Index images of two or more labels (a folder per label, or a manifest with a label column) and "
+        "fine-tune that index: visrec finetune DATASET --out ADAPTER"
+    )
+
+
+def _refuse_empty_side(source: str, sides: Sequence[str], rule: str, ds: LabeledSet, split_field: str) -> None:
+    counts = {s: sides.count(s) for s in SIDES}
+    empty = [s for s in SIDES if not counts[s]]
+    if not empty:
+        return
+    values = ""
+    if split_field != AUTO:
+        from visrec.data import describe_splits, split_counts
+
+        values = f"; values of {split_field}: {describe_splits(*split_counts(ds, split_field), split_field)}"
+    raise BadInput(
+        f"{source}: the {', '.join(empty[:-1]) + ' and ' if len(empty) > 1 else ''}{empty[-1]} "
+        f"side{'s are' if len(empty) > 1 else ' is'} empty "
+        f"({', '.join(f'{n} {s}' for s, n in counts.items())} labeled images; {rule}{values}). Label more "
+        "images, or choose the split with --split-field, --train and --test"
     )
 
 
@@ -192,4 +221,6 @@ def load_split(
 ) -> EmbeddingSplit:
     """:func:`split_embeddings` of everything stored in the index at ``index_path``."""
     ids, vecs, metas, enc = read_index(index_path)
-    return split_embeddings(ids, vecs, metas, enc, split_field, train_values, test_values, val_fraction, seed)
+    return split_embeddings(
+        ids, vecs, metas, enc, split_field, train_values, test_values, val_fraction, seed, source=str(index_path)
+    )

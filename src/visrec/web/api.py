@@ -34,6 +34,7 @@ from visrec.errors import (
     MissingExtra,
     MissingWeights,
     NotCalibrated,
+    UnknownIds,
     VisrecError,
 )
 from visrec.web.faces import NoFaceIndex
@@ -48,6 +49,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (UploadTooLarge, 413),
     (ReadOnly, 403),
     (JobNotFound, 404),
+    (UnknownIds, 404),
     (MissingExtra, 503),
     (MissingWeights, 503),
     (NoFaceIndex, 409),
@@ -128,7 +130,8 @@ def create_api(service: Service) -> FastAPI:
 
     @app.exception_handler(VisrecError)
     async def _visrec_error(_: Request, exc: VisrecError) -> JSONResponse:
-        return _JSON({"error": str(exc)}, status_code=status_of(exc))
+        extra = {"missing": exc.missing} if isinstance(exc, UnknownIds) else {}
+        return _JSON({"error": str(exc), **extra}, status_code=status_of(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -194,6 +197,8 @@ def create_api(service: Service) -> FastAPI:
 
     @app.post("/api/index/delete", dependencies=guarded)
     def delete(req: DeleteRequest) -> dict[str, Any]:
+        """Delete the items with these ids, all or none: when any id is not in the index, nothing is deleted and
+        the answer is 404 ``{"error": message, "missing": [every id not found]}``."""
         return service.delete(req.ids)
 
     add_routes(app, service, guarded)

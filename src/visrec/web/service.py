@@ -267,11 +267,12 @@ class Service:
         return {"added": added, "skipped": skipped, "count": self.index.store.count()}
 
     def delete(self, ids: list[str]) -> dict[str, Any]:
-        """Delete items by id."""
+        """Delete items by id, all or none: when any id is not in the index, nothing is deleted and
+        :class:`~visrec.errors.UnknownIds` names every missing id (the API answers 404)."""
         from visrec.index.edit import edit_index
 
         self._require_writable()
-        return self._write(lambda: edit_index(self.config.index, delete=ids))
+        return self._write(lambda: edit_index(self.config.index, delete=ids, missing_ok=False))
 
     def _require_writable(self) -> None:
         if not self.config.writable:
