@@ -10,7 +10,6 @@ hold, and the plain background, stay unnamed.
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +144,7 @@ def test_a_later_process_reads_the_measurement_from_the_cache_folder(
     monkeypatch.setattr(rn, "fit_region_novelty", measure)
     again = rn.region_novelty(Index(path, encoder=BlurringEncoder()), "knn")  # a fresh reader: a later process
     assert again is not None and again.edges == first.edges and again.renders == first.renders
-    assert len(again.p_right) == len(first.p_right) == 3
-    for a, b in zip(again.novelty + again.p_right, first.novelty + first.p_right, strict=True):
+    for a, b in zip(again.novelty, first.novelty, strict=True):
         assert (a is None) == (b is None)
         if a is not None and b is not None:
             np.testing.assert_allclose(a[0], b[0])
@@ -180,33 +178,3 @@ def test_whole_image_novelty_moves_each_band_by_its_own_match() -> None:
     # inside the match: 200 lower; beyond its ends by the end's offset; band 1 has no match and above the last
     # edge (the encoder's input side) regions keep their score
     assert out.tolist() == pytest.approx([150.0, 250.0, 50.0, 150.0, 350.0, 350.0])
-
-
-def test_right_given_score_reads_the_map_of_each_size_band() -> None:
-    low = (np.array([0.2, 0.6]), np.array([0.1, 0.5]))  # band 0: P(right) 0.1 -> 0.5 between raw 0.2 and 0.6
-    rn = RegionNovelty((32, 64, 128), (None, None), (96, 96), 0, 0.0, (low, None))
-    got = rn.right_given_score(np.array([0.4, 0.9, 0.1, 0.4, 0.4, 0.4]), np.array([40.0, 40, 40, 20, 90, 300]))
-    # inside the map: interpolated; beyond its ends: the end values; below the first edge: band 0; band 1 has no
-    # map and the last edge (the encoder's input side) is a whole image: NaN (the whole-image map decides)
-    np.testing.assert_allclose(got[:4], [0.3, 0.5, 0.1, 0.3])
-    assert np.isnan(got[4:]).all()
-
-
-def test_small_regions_take_how_often_the_index_names_renders_of_their_size_right(
-    scene, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import visrec.segment.region_novelty as rn
-
-    index, image, boxes, truth, _ = scene
-    fitted = rn.region_novelty(index, "knn")
-    assert fitted is not None and len(fitted.p_right) == 3 and all(m is not None for m in fitted.p_right)
-    for xs, ys in (m for m in fitted.p_right if m is not None):  # increasing maps of probabilities
-        assert (np.diff(xs) >= 0).all() and (np.diff(ys) >= 0).all() and 0 <= ys.min() <= ys.max() <= 1
-    known = np.array([t is not None for t in truth])
-    before = _confidences(index, image, boxes, region=True)
-    assert (before[known] >= 0.6).all(), before
-    # an index whose renders of this size are named right one time in five: its small regions cannot reach 0.6
-    flat = (np.array([0.0, 1.0]), np.array([0.2, 0.2]))
-    monkeypatch.setattr(rn, "region_novelty", lambda *_: replace(fitted, p_right=(flat, *fitted.p_right[1:])))
-    after = _confidences(index, image, boxes, region=True)
-    assert (after <= 0.2 + 1e-9).all() and (after[known] < before[known]).all(), after

@@ -70,10 +70,6 @@ class RegionNovelty:
     renders: tuple[int, ...]
     skipped: int
     seconds: float
-    p_right: tuple[Match | None, ...] = ()
-    """Per band, the increasing map from a render's raw kNN score to P(its best class is right), as ``(scores,
-    probabilities)`` knots (None, or no entry: too few renders, a classifier mode other than kNN, or the whitened
-    kNN metric; the region then keeps the index's whole-image map)."""
 
     def whole_image_novelty(self, novelty: np.ndarray, sides: np.ndarray) -> np.ndarray:
         """``(q,)`` float64: novelty scores ``(q,)`` of regions with longer box sides ``sides`` ``(q,)`` (pixels)
@@ -87,19 +83,6 @@ class RegionNovelty:
             xs, ys = match
             x = out[rows]
             out[rows] = np.interp(x, xs, ys) + np.minimum(x - xs[0], 0.0) + np.maximum(x - xs[-1], 0.0)
-        return out
-
-    def right_given_score(self, scores: np.ndarray, sides: np.ndarray) -> np.ndarray:
-        """``(q,)`` float64 P(best class right | raw score) of regions with raw kNN ``scores`` ``(q,)`` and longer box
-        sides ``sides`` ``(q,)`` (pixels), from the renders of their size band; NaN where the band has no map (at
-        or above the last edge, the encoder's input side, a region is named as a whole image is)."""
-        s = np.asarray(scores, np.float64)
-        out = np.full(s.shape, np.nan)
-        band = np.clip(np.searchsorted(self.edges, np.asarray(sides, np.float64), side="right") - 1, 0, None)
-        for b, knots in enumerate(self.p_right):
-            rows = band == b
-            if knots is not None and rows.any():
-                out[rows] = np.interp(s[rows], knots[0], knots[1])
         return out
 
 
@@ -205,53 +188,7 @@ def fit_region_novelty(index: Any, mode: str, per_band: int = PER_BAND, seed: in
         k = known[(band[ok] == b) & np.isfinite(known)]
         counts.append(int(k.size))
         matches.append((np.quantile(k, LEVELS), whole) if k.size >= MIN_RENDERS else None)
-    named = _held_out_knn(index, snap, vecs, labels, groups, rows[ok], emb.vectors) if mode == "knn" else None
-    right = () if named is None else _right_maps(band[ok], *named, len(edges) - 1)
-    seconds = time.perf_counter() - t0
-    return RegionNovelty(tuple(edges), tuple(matches), tuple(counts), rows.size - len(ok), seconds, right)
-
-
-def _held_out_knn(
-    index: Any,
-    snap: Any,
-    vecs: np.ndarray,
-    labels: list[tuple[str, ...]],
-    groups: list[str | None],
-    rows: np.ndarray,
-    queries: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(raw scores (m,), right (m,) bool)`` of the index's kNN classifier on ``queries`` (the renders of labeled
-    ``rows``), each query's own near-duplicate group left out of its neighbours, as the index's held-out images
-    were; None with the whitened metric (its neighbours are searched in another space)."""
-    from visrec.classify.loo import top_neighbours
-
-    clf = index.classifier("knn", snap=snap)
-    if getattr(clf, "whitened", False):
-        return None
-    raw = [f"item:{i}" if g is None else f"g:{g}" for i, g in enumerate(groups)]
-    gid = np.unique(np.asarray(raw, dtype=object), return_inverse=True)[1].astype(np.int64).ravel()
-    scores, right = np.zeros(rows.size), np.zeros(rows.size, bool)
-    for a in range(0, rows.size, 64):  # 64 renders x every stored item at a time
-        r = rows[a : a + 64]
-        sims = queries[a : a + 64] @ vecs.T
-        sims[gid[None, :] == gid[r][:, None]] = -np.inf
-        top, top_s = top_neighbours(sims, clf.k)
-        preds = clf.predict_from_neighbors([[labels[j] for j in row] for row in top], top_s)
-        scores[a : a + r.size] = [p.score for p in preds]
-        right[a : a + r.size] = [p.candidate in labels[i] for p, i in zip(preds, r.tolist(), strict=True)]
-    return scores, right
-
-
-def _right_maps(band: np.ndarray, scores: np.ndarray, right: np.ndarray, bands: int) -> tuple[Match | None, ...]:
-    """Per band, the isotonic map raw score -> P(right) of its renders (None with fewer than :data:`MIN_RENDERS`)."""
-    from visrec.classify.thresholds import fit_confidence
-
-    out: list[Match | None] = []
-    for b in range(bands):
-        m = band == b
-        fit = fit_confidence(scores[m], right[m]) if m.sum() >= MIN_RENDERS else None
-        out.append(None if fit is None else (np.asarray(fit.x, np.float64), np.asarray(fit.y, np.float64)))
-    return tuple(out)
+    return RegionNovelty(tuple(edges), tuple(matches), tuple(counts), rows.size - len(ok), time.perf_counter() - t0)
 
 
 def region_novelty(index: Any, mode: str) -> RegionNovelty | None:
@@ -271,7 +208,7 @@ def region_novelty(index: Any, mode: str) -> RegionNovelty | None:
     return result
 
 
-_CACHE_VERSION = 2
+_CACHE_VERSION = 1
 
 
 def _cache_file(index: Any, snap: Any, mode: str) -> Path | None:
@@ -298,10 +235,10 @@ def _read_cached(path: Path | None) -> RegionNovelty | None:
         return None
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
-        novelty, right = (tuple(None if m is None else (np.asarray(m[0], np.float64), np.asarray(m[1], np.float64))
-                                for m in d[key]) for key in ("novelty", "p_right"))  # fmt: skip
+        novelty = tuple(None if m is None else (np.asarray(m[0], np.float64), np.asarray(m[1], np.float64))
+                        for m in d["novelty"])  # fmt: skip
         return RegionNovelty(tuple(int(e) for e in d["edges"]), novelty, tuple(int(r) for r in d["renders"]),
-                             int(d["skipped"]), float(d["seconds"]), right)  # fmt: skip
+                             int(d["skipped"]), float(d["seconds"]))  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None  # unreadable or from another version: measured again
 
@@ -315,8 +252,7 @@ def _write_cached(path: Path | None, found: RegionNovelty | None) -> None:
         return
     data = {"edges": list(found.edges), "renders": list(found.renders), "skipped": found.skipped,
             "seconds": found.seconds,
-            **{key: [None if m is None else [m[0].tolist(), m[1].tolist()] for m in maps]
-               for key, maps in (("novelty", found.novelty), ("p_right", found.p_right))}}  # fmt: skip
+            "novelty": [None if m is None else [m[0].tolist(), m[1].tolist()] for m in found.novelty]}  # fmt: skip
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

@@ -203,9 +203,8 @@ def region_confidences(
     index: Any, mode: str, emb: Embeddings, preds: list[Prediction], boxes: np.ndarray
 ) -> list[Prediction]:
     """``preds`` with ``calibrated`` recomputed as P(known | novelty moved onto the whole-image scale for the
-    region's size) x P(right | raw score) of the index's own images rendered at the region's size (the
-    whole-image map where its size band has none), all maps the index's own; both are measured once per index
-    generation (:mod:`visrec.segment.region_novelty`). ``emb``: the regions' embeddings; ``boxes``:
+    region's size) x P(right | raw score), both maps the index's own; the shift per size is measured once per
+    index generation (:mod:`visrec.segment.region_novelty`). ``emb``: the regions' embeddings; ``boxes``:
     ``(n, 4)`` xyxy pixels of the image the crops were taken from. Unchanged when the shift cannot be measured."""
     from visrec.segment.region_novelty import region_novelty
 
@@ -217,9 +216,7 @@ def region_confidences(
     sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     nov = shift.whole_image_novelty(index.novelty_scores(emb.vectors, dec.novelty_name), sides)
     scores = np.asarray([p.score for p in preds], np.float64)
-    p_class = dec.p_class(scores, [p.candidate for p in preds])
-    sized = shift.right_given_score(scores, sides)  # renders of the region's size, where the band has a map
-    conf = dec.p_known(nov, cal.novelty_prior) * np.where(np.isnan(sized), p_class, sized)
+    conf = dec.p_known(nov, cal.novelty_prior) * dec.p_class(scores, [p.candidate for p in preds])
     return [p if p.candidate == NO_CANDIDATE or np.isnan(p.calibrated) else replace(p, calibrated=float(c))
             for p, c in zip(preds, conf, strict=True)]  # fmt: skip
 
