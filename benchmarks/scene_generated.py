@@ -67,7 +67,7 @@ def default_rule() -> dict[str, Any]:
     from visrec.segment.scene import SceneConfig
 
     d = SceneConfig()
-    rule: dict[str, Any] = {"accept": d.accept, "merge_iou": d.merge_iou}
+    rule: dict[str, Any] = {"accept": d.accept, "merge_iou": d.merge_iou, "box_order": d.box_order}
     if d.accept in ("absolute", "relative"):
         rule["floor"] = d.floor
     if d.accept == "confidence":
@@ -78,6 +78,12 @@ def default_rule() -> dict[str, Any]:
     if d.accept == "relative":
         rule["margin"] = d.margin
     return rule
+
+
+def grid_rules() -> list[dict[str, Any]]:
+    """:data:`RULES` (each with the default order of a label's boxes), then the shipped default rule and the same
+    rule with the former order of a label's boxes (``box_order="tier"``), side by side."""
+    return [*RULES, default_rule(), {**default_rule(), "box_order": "tier"}]
 
 
 def segmenter_configs() -> dict[str, Any]:
@@ -273,7 +279,7 @@ def run_kind(index_path: str, coco: str, limit: int, long_side: int, names: list
         seg = _Counting(create_segmenter(gcfg) if isinstance(gcfg, str) else GallerySegmenter(index, gcfg), index)
         collected, secs, wins, extra = collect(index, seg, scenes, long_side)
         grid = []
-        for rule in RULES:
+        for rule in grid_rules():
             rep = score_results(scenes, apply_rule(index, collected, rule), classes)
             presence = {f"presence_{k}": rep.presence[k] for k in ("precision", "recall", "f1")}
             grid.append({"rule": rule, **rep.metrics, **presence})

@@ -107,7 +107,7 @@ def test_boundary_boxes_are_resolved_before_windows() -> None:
     boxes = np.array([[10, 10, 50, 50], [0, 0, 60, 60], [100, 100, 140, 140]], np.float32)
     labels = ["a", "a", "a"]
     scores = np.array([0.7, 0.9, 0.8], np.float32)
-    cfg = SceneConfig()
+    cfg = SceneConfig(box_order="tier")  # the order by tier (the default orders a label's boxes by box quality)
     by_score = resolve_overlaps(boxes.copy(), labels, scores, cfg)
     assert by_score == [1, 2]  # the larger window wins by score and hides the tight box inside it
     by_tier = resolve_overlaps(boxes.copy(), labels, scores, cfg, tiers=np.array([0, 1, 1]))
@@ -117,11 +117,15 @@ def test_boundary_boxes_are_resolved_before_windows() -> None:
 def test_tiers_order_boxes_of_one_label_and_confidence_orders_names() -> None:
     face = [10, 10, 50, 50]
     boxes = np.array([face, [8, 8, 52, 52], [12, 12, 50, 52]], np.float32)
-    tiers, cfg = np.array([0, 2, 2]), SceneConfig()  # a boundary box, then two windows on the same face
+    tiers, cfg = np.array([0, 2, 2]), SceneConfig(box_order="tier")  # a boundary box, then two windows on one face
     # the boundary box names the face "a" at 0.65, the windows "b" at 0.95 and "a" at 0.7: the more confident name
-    # stays, wherever its box came from (the tier order used to keep "a" for its better-placed box)
-    kept = resolve_overlaps(boxes.copy(), ["a", "b", "a"], np.array([0.65, 0.95, 0.7], np.float32), cfg, tiers=tiers)
-    assert kept == [1]
+    # stays, wherever its box came from (the tier order used to keep "a" for its better-placed box), in either order
+    # of a label's boxes
+    for order in (cfg, SceneConfig()):
+        kept = resolve_overlaps(
+            boxes.copy(), ["a", "b", "a"], np.array([0.65, 0.95, 0.7], np.float32), order, tiers=tiers
+        )
+        assert kept == [1]
     # a window names it "a" at 0.99: "a" is the stronger name, and within one label the tier decides the box
     kept = resolve_overlaps(boxes.copy(), ["a", "b", "a"], np.array([0.65, 0.95, 0.99], np.float32), cfg, tiers=tiers)
     assert kept == [0]

@@ -33,9 +33,11 @@ def resolve_overlaps(
     tiers: np.ndarray | None = None,
     ties: np.ndarray | None = None,
 ) -> list[int]:
-    """Indices of the regions to keep, in the order considered: known before unknown, then lower ``tiers`` first
-    (``(n,)`` ints, e.g. boundary boxes before windows; default all 0), then most confident first, equal
-    ``scores`` (a probability saturated at 1) ordered by ``ties`` (``(n,)``, e.g. raw scores; default none).
+    """Indices of the regions to keep, in the order considered: known before unknown, then, with
+    ``cfg.box_order == "quality"`` and box regions (no ``joined``), the named boxes by their box quality
+    (:func:`named_box_quality`: P(an object's box) from their tiers, scores, raw ``ties`` and overlaps), else lower
+    ``tiers`` first (``(n,)`` ints, e.g. boundary boxes before windows; default all 0), then most confident first,
+    equal ``scores`` (a probability saturated at 1) ordered by ``ties`` (``(n,)``, e.g. raw scores; default none).
 
     Same label and IoU > ``merge_iou`` (or one box inside the other): without ``joined`` (box regions such as
     windows) the weaker is dropped, per-label NMS, and ``boxes`` is not changed, so distinct touching objects
@@ -52,6 +54,9 @@ def resolve_overlaps(
     tier = np.zeros(len(labels), np.int64) if tiers is None else np.asarray(tiers)
     tie = np.zeros(len(labels)) if ties is None else np.asarray(ties)
     order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i]), -tie[i]))
+    if joined is None and getattr(cfg, "box_order", "tier") == "quality":
+        quality = named_box_quality(boxes, labels, scores, tier, tie)
+        order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, -quality[i]))
     if joined is None:
         piece = pieces(boxes, labels, cfg.piece_share)
         order = [i for i in order if not piece[i]]
@@ -75,6 +80,20 @@ def resolve_overlaps(
                 continue
         kept.append(i)
     return cross_label(boxes, labels, claim, kept, cfg.suppress_ioa, tie)
+
+
+def named_box_quality(
+    boxes: np.ndarray, labels: list[str | None], scores: np.ndarray, tiers: np.ndarray, ties: np.ndarray
+) -> np.ndarray:
+    """``(n,)`` :func:`visrec.segment.box_quality.box_quality` of the named regions (0 for unknown ones)."""
+    from visrec.segment.box_quality import box_quality
+
+    out = np.zeros(len(labels))
+    named = [i for i, lab in enumerate(labels) if lab is not None]
+    if named:
+        sub = [str(labels[i]) for i in named]
+        out[named] = box_quality(boxes[named], sub, np.asarray(scores)[named], tiers[named], ties[named])
+    return out
 
 
 def cross_label(

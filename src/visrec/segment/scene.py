@@ -72,6 +72,7 @@ from visrec.segment.types import Regions, SceneResult
 from visrec.types import Embeddings, Prediction
 
 ACCEPT_RULES = ("relative", "calibrated", "absolute", "confidence")
+BOX_ORDERS = ("quality", "tier")
 GAP_SHARE = 0.25
 """Share of the gap between an index's held-out novel and known raw scores that the confidence rule's raw
 minimum moves down into (:func:`known_floor`); indexes whose two score sets overlap are not moved at all."""
@@ -98,7 +99,9 @@ class SceneConfig:
     gallery), the sides of named box regions move onto nearby straight edge lines, then overlaps among them are
     resolved again (:mod:`visrec.segment.snap`);
     ``piece_share``: a named box region inside a same-label region at least ``1 / piece_share`` times its area is
-    a piece of it and is dropped (:func:`visrec.segment.overlaps.pieces`)."""
+    a piece of it and is dropped (:func:`visrec.segment.overlaps.pieces`); ``box_order``: which of a label's
+    overlapping box regions the overlap resolution keeps first, ``"quality"`` (the box-quality model of
+    :mod:`visrec.segment.box_quality`) or ``"tier"`` (the segmenter's tier, then confidence, then raw score)."""
 
     long_side: int = 1024
     mode: str = "knn"
@@ -117,8 +120,11 @@ class SceneConfig:
     region_novelty: bool = True
     snap: bool = True
     piece_share: float = PIECE_SHARE
+    box_order: str = "quality"
 
     def __post_init__(self) -> None:
+        if self.box_order not in BOX_ORDERS:
+            raise BadInput(f"box_order must be one of {', '.join(BOX_ORDERS)}, got {self.box_order!r}")
         if self.long_side < 0 or self.batch_size < 1:
             raise BadInput(f"long_side must be >= 0 and batch_size >= 1, got {self.long_side}, {self.batch_size}")
         if self.accept not in ACCEPT_RULES:
