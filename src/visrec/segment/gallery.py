@@ -21,9 +21,10 @@ skin) before the busy background.
 Windows are squares on a grid of a few scales: they seldom fit small objects of other shapes closely enough for
 IoU 0.5, and a scene of many small objects needs hundreds of them. So the segmenter also embeds the image's
 *boundary boxes* (:mod:`visrec.segment.edges`: boxes of closed edge outlines, from 1/16 to 0.6 of the short
-side, at most 128), which follow objects of any size and aspect. They come before the windows (tier 0,
-:meth:`GallerySegmenter.region_tiers`): the scene's overlap resolution considers them before any window, so a
-window only names what no boundary box of that label covers.
+side, at most 128), which follow objects of any size and aspect. They are tier 0, the windows tier 2
+(:meth:`GallerySegmenter.region_tiers`); the scene's overlap resolution weighs a box's tier with its scores and
+overlaps (:mod:`visrec.segment.box_quality`; with ``SceneConfig(box_order="tier")`` boundary boxes simply go
+before any window, so a window only names what no boundary box of that label covers).
 
 An outline with a gap (an object meeting a background of its own colour) gives a box on a part of the object, and
 two touching objects share one outline; either box has another shape than the object. The index knows the
@@ -53,9 +54,9 @@ from visrec.segment.types import Regions
 from visrec.types import Embeddings
 
 JITTERS = 6  # windows per seed made by jitter_windows with its defaults (4 moves, 2 scales)
-# Region tiers, the order of the scene's overlap resolution (GallerySegmenter.region_tiers): boundary boxes and the
-# boxes completed to their nearest indexed image's shape (by confidence), then the boundary boxes those were
-# completed from (a part of an object, or two objects in one outline), then windows.
+# Region tiers (GallerySegmenter.region_tiers), a feature of the scene's box-quality order and the whole order with
+# SceneConfig(box_order="tier"): boundary boxes and the boxes completed to their nearest indexed image's shape, then
+# the boundary boxes those were completed from (a part of an object, or two objects in one outline), then windows.
 BOUNDARY, COMPLETED, WINDOW = 0, 1, 2
 _Part = tuple[np.ndarray, np.ndarray, Embeddings, np.ndarray]  # boxes, similarities, embeddings, tiers
 

@@ -36,11 +36,13 @@ Four acceptance rules (``SceneConfig.accept``):
   the same scene and at least ``floor``: the ranking inside a scene carries the signal, but a scene names
   only its few best regions.
 
-Overlaps are then resolved per label, a segmenter's lower region tiers first (the ``gallery`` segmenter's
-boundary boxes and the boxes completed to an indexed image's shape, then the boxes completed from, then its
-windows), then by score: of two same-label box regions (boxes, windows) overlapping with IoU >
-``merge_iou``, or one inside the other, the weaker is dropped (NMS; boxes are never grown into unions, so
-distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
+Overlaps are then resolved per label, a label's box regions in the order of their *box quality*
+(:mod:`visrec.segment.box_quality`: P(the box is an object's box) from its tier, confidence and raw score compared
+with the same-label boxes overlapping it, a model fitted on generated scenes; ``box_order="tier"``: the former
+order, the segmenter's lower region tiers first, the ``gallery`` segmenter's boundary boxes and the boxes completed
+to an indexed image's shape, then the boxes completed from, then its windows, then by score): of two same-label box
+regions (boxes, windows) overlapping with IoU > ``merge_iou``, or one inside the other, the later is dropped (NMS;
+boxes are never grown into unions, so distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
 object and join (union mask and box). Then, by score alone (tiers order boxes of one label, not names), a kept
 region overlapping a kept region of another label with a stronger claim (the best score among that region and the
 same-label regions it stood for) by more than ``suppress_ioa`` of the smaller box is dropped. Box regions inside a
