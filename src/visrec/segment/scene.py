@@ -42,12 +42,12 @@ with the same-label boxes overlapping it, a model fitted on generated scenes; ``
 order, the segmenter's lower region tiers first, the ``gallery`` segmenter's boundary boxes and the boxes completed
 to an indexed image's shape, then the boxes completed from, then its windows, then by score): of two same-label box
 regions (boxes, windows) overlapping with IoU > ``merge_iou``, or one inside the other, the later is dropped (NMS;
-boxes are never grown into unions, so distinct touching objects stay distinct); same-label *mask* regions overlapping that much are fragments of one
-object and join (union mask and box). Then, by score alone (tiers order boxes of one label, not names), a kept
-region overlapping a kept region of another label with a stronger claim (the best score among that region and the
-same-label regions it stood for) by more than ``suppress_ioa`` of the smaller box is dropped. Box regions inside a
-same-label region at least ``1 / piece_share`` (10) times their area are dropped first, as pieces of it
-(:func:`visrec.segment.overlaps.pieces`).
+boxes are never grown into unions, so distinct touching objects stay distinct); same-label *mask* regions
+overlapping that much are fragments of one object and join (union mask and box). Then, by score alone (box quality
+or tiers order boxes of one label, not names), a kept region overlapping a kept region of another label with a
+stronger claim (the best score among that region and the same-label regions it stood for) by more than
+``suppress_ioa`` of the smaller box is dropped. Box regions inside a same-label region at least ``1 / piece_share``
+(10) times their area are dropped first, as pieces of it (:func:`visrec.segment.overlaps.pieces`).
 
 Last, the sides of each kept box region are snapped to nearby straight edge lines of the image
 (``SceneConfig.snap``, :mod:`visrec.segment.snap`) and overlaps resolved once more among them: a box placed on two
