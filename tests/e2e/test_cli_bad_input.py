@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.e2e.cli_run import labeled_index, run
+from tests.e2e.cli_run import run
 from tests.fixtures_images import make_labeled_tree, make_text_as_jpg
 from visrec.cli import app
 from visrec.data import load_dataset
@@ -19,21 +19,6 @@ from visrec.errors import ManifestMismatch
 from visrec.index.writer import build_index
 
 CLASSES = ("amber", "blue", "crimson")
-
-
-@pytest.fixture(scope="module")
-def labeled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return labeled_index(tmp_path_factory, CLASSES)
-
-
-@pytest.fixture(scope="module")
-def data(labeled: tuple[Path, Path]) -> Path:
-    return labeled[0]
-
-
-@pytest.fixture(scope="module")
-def index(labeled: tuple[Path, Path]) -> Path:
-    return labeled[1]
 
 
 def _copy(index: Path, tmp_path: Path) -> Path:

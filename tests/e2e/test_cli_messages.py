@@ -9,25 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli_run import labeled_index, run
+from tests.e2e.cli_run import run
 from tests.fixtures_images import make_labeled_tree
 
 CLASSES = ("[v2] amber", "blue", "crimson")
-
-
-@pytest.fixture(scope="module")
-def labeled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return labeled_index(tmp_path_factory, CLASSES)
-
-
-@pytest.fixture(scope="module")
-def data(labeled: tuple[Path, Path]) -> Path:
-    return labeled[0]
-
-
-@pytest.fixture(scope="module")
-def index(labeled: tuple[Path, Path]) -> Path:
-    return labeled[1]
 
 
 def test_square_brackets_in_paths_and_labels_survive(index: Path, data: Path, tmp_path: Path) -> None:
