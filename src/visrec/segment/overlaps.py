@@ -53,10 +53,11 @@ def resolve_overlaps(
     """
     tier = np.zeros(len(labels), np.int64) if tiers is None else np.asarray(tiers)
     tie = np.zeros(len(labels)) if ties is None else np.asarray(ties)
-    order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i]), -tie[i]))
-    if joined is None and getattr(cfg, "box_order", "tier") == "quality":
+    if joined is None and cfg.box_order == "quality":
         quality = named_box_quality(boxes, labels, scores, tier, tie)
         order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, -quality[i]))
+    else:
+        order = sorted(range(len(labels)), key=lambda i: (labels[i] is None, int(tier[i]), -float(scores[i]), -tie[i]))
     if joined is None:
         piece = pieces(boxes, labels, cfg.piece_share)
         order = [i for i in order if not piece[i]]
