@@ -100,7 +100,7 @@ def plan_split(
     check_leakage: bool = True,
 ) -> SplitPlan:
     """Train and test sides of ``ds`` by ``split_field`` (see the module docstring), with a leakage check."""
-    from visrec.data import DEFAULT_THRESHOLD, hash_dataset, leakage_report, split_value
+    from visrec.data import DEFAULT_THRESHOLD, hash_dataset, leakage_report, split_counts
 
     th = DEFAULT_THRESHOLD if threshold is None else threshold
     has_grouped = any("grouped_split" in r.extra for r in ds.records)
@@ -114,7 +114,7 @@ def plan_split(
     else:
         key, rule = split_field, f"field {split_field}"
     train, test = _sides(ds, key, train_values, test_values)
-    no_split = sum(split_value(r, key) is None for r in ds.records)
+    no_split = split_counts(ds, key)[1]
     leak = None
     if hashes is not None:
         both = ds.subset(list(train.records) + list(test.records))
